@@ -1,0 +1,48 @@
+# Quick start: `make chaos` (main job) and `make test` (all tests CI runs).
+# Both create .venv if missing and install the project (with its dev extra) into it.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+REPORTS ?= reports
+PYTEST_FLAGS ?=
+
+.PHONY: test chaos perf load integration unit bench system-deps venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Debian packages some tests need (headless Chromium for the report test, e2fsprogs for loop ext4, strace).
+# Best effort: without root or apt the tests that need them skip and say why.
+system-deps:
+	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	  missing=""; \
+	  command -v chromium >/dev/null 2>&1 || missing="$$missing chromium chromium-driver"; \
+	  command -v mkfs.ext4 >/dev/null 2>&1 || missing="$$missing e2fsprogs"; \
+	  command -v strace >/dev/null 2>&1 || missing="$$missing strace"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
+	      || echo "warning: could not install$$missing; tests that need them will skip"; \
+	  fi; \
+	else echo "not root or no apt-get: skipping Debian packages (tests that need them will skip)"; fi
+
+test: $(STAMP) system-deps
+	$(PY) -m pytest suites/unit $(PYTEST_FLAGS)
+
+chaos: $(STAMP) system-deps
+	$(PY) -m pytest suites/chaos $(PYTEST_FLAGS)
+
+unit: $(STAMP)
+	$(PY) -m pytest suites/unit $(PYTEST_FLAGS)
+
+bench: $(STAMP)
+	$(PY) -m lighthouse.bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info

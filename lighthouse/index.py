@@ -1,0 +1,273 @@
+"""The in-memory index: compact columns, not per-event Python objects.
+
+One row per stored event, in sequence order. Rows live in fixed-size numpy chunks (plus an
+``array.array`` tail that is frozen into a chunk when full), so filtering 100,000 events is a few
+vectorised comparisons and an event costs tens of bytes of memory. String fields are kept as
+64-bit hashes; a hash match is only a candidate, and the store confirms every candidate against
+the decoded event, so a collision can cost time but never return a wrong event.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["EventIndex", "IdTable", "Row", "hash_key"]
+
+CHUNK_ROWS = 16384
+
+# name -> (array typecode, numpy dtype)
+_COLUMNS: dict[str, tuple[str, str]] = {
+    "seq": ("Q", "u8"),
+    "seg": ("I", "u4"),
+    "off": ("Q", "u8"),
+    "slot": ("H", "u2"),
+    "rec_at": ("d", "f8"),
+    "etype": ("B", "u1"),
+    "agg": ("q", "i8"),
+    "src": ("q", "i8"),
+    "corr": ("q", "i8"),
+    "caus": ("q", "i8"),
+}
+
+
+def hash_key(value: str | None) -> int:
+    """A non-zero 64-bit hash (0 stands for "no value"). Process-local: the index is rebuilt on open."""
+    if value is None:
+        return 0
+    return hash(value) or 1
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    sequence: int
+    segment: int
+    offset: int
+    slot: int
+
+
+class IdTable:
+    """Event id hash -> sequence, open addressing over two flat arrays (about 35 bytes per event)."""
+
+    __slots__ = ("_keys", "_values", "_mask", "_count")
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._keys = array("q", bytes(8 * capacity))
+        self._values = array("Q", bytes(8 * capacity))
+        self._mask = capacity - 1
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, key: int, sequence: int) -> None:
+        if (self._count + 1) * 10 > (self._mask + 1) * 7:
+            self._grow()
+        keys, mask = self._keys, self._mask
+        i = key & mask
+        while keys[i]:
+            i = (i + 1) & mask
+        keys[i] = key
+        self._values[i] = sequence
+        self._count += 1
+
+    def candidates(self, key: int) -> list[int]:
+        """Sequences whose id hashes to ``key`` (normally zero or one)."""
+        keys, mask = self._keys, self._mask
+        i = key & mask
+        out = []
+        while keys[i]:
+            if keys[i] == key:
+                out.append(self._values[i])
+            i = (i + 1) & mask
+        return out
+
+    def _grow(self) -> None:
+        old_keys, old_values = self._keys, self._values
+        capacity = (self._mask + 1) * 2
+        self._keys = array("q", bytes(8 * capacity))
+        self._values = array("Q", bytes(8 * capacity))
+        self._mask = capacity - 1
+        self._count = 0
+        for key, value in zip(old_keys, old_values):
+            if key:
+                self.add(key, value)
+
+    def nbytes(self) -> int:
+        return (len(self._keys) + len(self._values)) * 8
+
+
+class EventIndex:
+    """Columns of every stored event plus an id table; answers "which rows may match"."""
+
+    def __init__(self) -> None:
+        self._chunks: dict[str, list[np.ndarray]] = {name: [] for name in _COLUMNS}
+        self._tail: dict[str, array] = {name: array(code) for name, (code, _dtype) in _COLUMNS.items()}
+        self._ids = IdTable()
+        self._rows = 0
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def add(
+        self,
+        sequence: int,
+        segment: int,
+        offset: int,
+        slot: int,
+        recorded_at: float,
+        type_code: int,
+        event_id: str,
+        aggregate_id: str,
+        source_agent: str,
+        correlation_id: str | None,
+        causation_id: str | None,
+    ) -> None:
+        tail = self._tail
+        tail["seq"].append(sequence)
+        tail["seg"].append(segment)
+        tail["off"].append(offset)
+        tail["slot"].append(slot)
+        tail["rec_at"].append(recorded_at)
+        tail["etype"].append(type_code)
+        tail["agg"].append(hash(aggregate_id) or 1)
+        tail["src"].append(hash(source_agent) or 1)
+        tail["corr"].append(hash_key(correlation_id))
+        tail["caus"].append(hash_key(causation_id))
+        self._ids.add(hash(event_id) or 1, sequence)
+        self._rows += 1
+        if len(tail["seq"]) == CHUNK_ROWS:
+            for name, (code, dtype) in _COLUMNS.items():
+                self._chunks[name].append(np.array(tail[name], dtype=dtype))
+                tail[name] = array(code)
+
+    # --- point lookups -------------------------------------------------------------------------
+
+    def _value(self, column: str, row: int) -> int | float:
+        chunk, pos = divmod(row, CHUNK_ROWS)
+        chunks = self._chunks[column]
+        if chunk < len(chunks):
+            return chunks[chunk][pos].item()
+        return self._tail[column][pos]
+
+    def row(self, row: int) -> Row:
+        return Row(
+            int(self._value("seq", row)),
+            int(self._value("seg", row)),
+            int(self._value("off", row)),
+            int(self._value("slot", row)),
+        )
+
+    def sequence_at(self, row: int) -> int:
+        return int(self._value("seq", row))
+
+    def recorded_at(self, row: int) -> float:
+        return float(self._value("rec_at", row))
+
+    def row_of_sequence(self, sequence: int) -> int | None:
+        row = self.first_row_at_or_after("seq", sequence)
+        if row < self._rows and self.sequence_at(row) == sequence:
+            return row
+        return None
+
+    def first_row_at_or_after(self, column: str, value: float) -> int:
+        """Binary search on a non-decreasing column (``seq`` or ``rec_at``)."""
+        lo, hi = 0, self._rows
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._value(column, mid) < value:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def sequences_for_id(self, event_id: str) -> list[int]:
+        return self._ids.candidates(hash(event_id) or 1)
+
+    # --- scans ---------------------------------------------------------------------------------
+
+    def column_slices(
+        self, start: int, stop: int, names: Sequence[str], *, descending: bool = False
+    ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """Yield ``(first_row, {name: ndarray})`` covering rows ``start..stop`` chunk by chunk.
+
+        Rows never move (a full tail becomes a chunk at the same row numbers), so this stays
+        correct while appends continue between two steps of the iteration.
+        """
+        if stop <= start:
+            return
+        chunks = range(start // CHUNK_ROWS, (stop - 1) // CHUNK_ROWS + 1)
+        for chunk in reversed(chunks) if descending else chunks:
+            base = chunk * CHUNK_ROWS
+            lo = max(start - base, 0)
+            hi = min(stop - base, CHUNK_ROWS)
+            if chunk < len(self._chunks["seq"]):
+                cols = {name: self._chunks[name][chunk][lo:hi] for name in names}
+            else:
+                cols = {name: np.array(self._tail[name][lo:hi], dtype=_COLUMNS[name][1]) for name in names}
+            yield base + lo, cols
+
+    def candidate_rows(
+        self,
+        start: int,
+        stop: int,
+        *,
+        type_codes: Sequence[int] | None = None,
+        aggregate_hashes: Sequence[int] | None = None,
+        source_hashes: Sequence[int] | None = None,
+        correlation_hash: int | None = None,
+        causation_hash: int | None = None,
+        want: int,
+        descending: bool = False,
+    ) -> list[int]:
+        """Up to ``want`` rows in ``[start, stop)`` whose hashed fields match, in the asked order."""
+        names = ["seq"]
+        if type_codes is not None:
+            names.append("etype")
+        if aggregate_hashes is not None:
+            names.append("agg")
+        if source_hashes is not None:
+            names.append("src")
+        if correlation_hash is not None:
+            names.append("corr")
+        if causation_hash is not None:
+            names.append("caus")
+        out: list[int] = []
+        for base, cols in self.column_slices(start, stop, names, descending=descending):
+            mask = None
+            if type_codes is not None:
+                mask = _and(mask, np.isin(cols["etype"], np.asarray(type_codes, dtype="u1")))
+            if aggregate_hashes is not None:
+                mask = _and(mask, np.isin(cols["agg"], np.asarray(aggregate_hashes, dtype="i8")))
+            if source_hashes is not None:
+                mask = _and(mask, np.isin(cols["src"], np.asarray(source_hashes, dtype="i8")))
+            if correlation_hash is not None:
+                mask = _and(mask, cols["corr"] == correlation_hash)
+            if causation_hash is not None:
+                mask = _and(mask, cols["caus"] == causation_hash)
+            if mask is None:
+                rows = np.arange(len(cols["seq"]))
+            else:
+                rows = np.flatnonzero(mask)
+            if descending:
+                rows = rows[::-1]
+            take = rows[: want - len(out)] + base
+            out.extend(take.tolist())
+            if len(out) >= want:
+                break
+        return out
+
+    def nbytes(self) -> int:
+        """Bytes held by the columns and the id table (what "index memory per event" means)."""
+        total = self._ids.nbytes()
+        for name in _COLUMNS:
+            total += sum(chunk.nbytes for chunk in self._chunks[name])
+            total += self._tail[name].buffer_info()[1] * self._tail[name].itemsize
+        return total
+
+
+def _and(mask: np.ndarray | None, other: np.ndarray) -> np.ndarray:
+    return other if mask is None else (mask & other)

@@ -1,0 +1,109 @@
+"""The adapter protocol: the only way testkit talks to a system under test.
+
+A store is driven with plain event dicts (see :data:`EVENT_FIELDS`) so that generators, checkers
+and suites never depend on one store's model classes. Another project reuses the whole kit by
+writing one adapter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import msgpack
+
+__all__ = [
+    "EVENT_FIELDS",
+    "AdapterError",
+    "EventStoreAdapter",
+    "StoredEvent",
+    "content_digest",
+]
+
+#: The keys of an event dict handed to :meth:`EventStoreAdapter.append`.
+#: ``event_id`` is chosen by the client so that the history can name each write before its outcome is known.
+EVENT_FIELDS: tuple[str, ...] = (
+    "event_id",
+    "event_type",
+    "aggregate_id",
+    "aggregate_type",
+    "correlation_id",
+    "causation_id",
+    "source_agent",
+    "timestamp",
+    "data",
+    "metadata",
+    "schema_version",
+)
+
+
+def content_digest(event: Mapping[str, Any]) -> str:
+    """A stable digest of an event's client-chosen content, so a checker can tell an intact event from a damaged one."""
+    payload = {
+        "event_id": event["event_id"],
+        "event_type": str(event["event_type"]),
+        "aggregate_id": event["aggregate_id"],
+        "data": event.get("data") or {},
+    }
+    return hashlib.blake2b(msgpack.packb(payload, use_bin_type=True), digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as the store returned it: the client's fields plus what the store assigned."""
+
+    event_id: str
+    sequence: int
+    event_type: str
+    aggregate_id: str
+    source_agent: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    aggregate_version: int | None = None
+
+    def digest(self) -> str:
+        return content_digest(
+            {
+                "event_id": self.event_id,
+                "event_type": self.event_type,
+                "aggregate_id": self.aggregate_id,
+                "data": dict(self.data),
+            }
+        )
+
+
+class AdapterError(Exception):
+    """A failure reported by a store through its adapter; ``code`` is the store's machine-readable reason."""
+
+    def __init__(self, message: str, *, code: str = "error", retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+
+@runtime_checkable
+class EventStoreAdapter(Protocol):
+    """What a system under test implements. An append is acknowledged only when the store says it is durable."""
+
+    name: str
+
+    async def open(self) -> None: ...
+
+    async def append(self, event: Mapping[str, Any]) -> StoredEvent: ...
+
+    async def append_batch(self, events: Sequence[Mapping[str, Any]]) -> list[StoredEvent]: ...
+
+    def read_all(self) -> AsyncIterator[StoredEvent]: ...
+
+    async def query(
+        self,
+        *,
+        event_types: Sequence[str] | None = None,
+        aggregate_ids: Sequence[str] | None = None,
+        limit: int = 1000,
+    ) -> list[StoredEvent]: ...
+
+    async def close(self) -> None: ...
