@@ -20,25 +20,29 @@ __all__ = ["EventIndex", "IdTable", "Row", "hash_key"]
 CHUNK_ROWS = 16384
 
 # name -> (array typecode, numpy dtype)
+# Field hashes are 32-bit: a collision only costs one extra event decoded and rejected.
 _COLUMNS: dict[str, tuple[str, str]] = {
     "seq": ("Q", "u8"),
     "seg": ("I", "u4"),
-    "off": ("Q", "u8"),
+    "off": ("I", "u4"),
     "slot": ("H", "u2"),
     "rec_at": ("d", "f8"),
     "etype": ("B", "u1"),
-    "agg": ("q", "i8"),
-    "src": ("q", "i8"),
-    "corr": ("q", "i8"),
-    "caus": ("q", "i8"),
+    "agg": ("i", "i4"),
+    "src": ("i", "i4"),
+    "corr": ("i", "i4"),
+    "caus": ("i", "i4"),
 }
+_HASH_MASK = 0x7FFFFFFF
+#: Largest offset a segment may have (offsets are stored in 32 bits).
+MAX_SEGMENT_OFFSET = 0xFFFFFFFF
 
 
 def hash_key(value: str | None) -> int:
-    """A non-zero 64-bit hash (0 stands for "no value"). Process-local: the index is rebuilt on open."""
+    """A non-zero 31-bit hash (0 stands for "no value"). Process-local: the index is rebuilt on open."""
     if value is None:
         return 0
-    return hash(value) or 1
+    return (hash(value) & _HASH_MASK) or 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +137,10 @@ class EventIndex:
         tail["slot"].append(slot)
         tail["rec_at"].append(recorded_at)
         tail["etype"].append(type_code)
-        tail["agg"].append(hash(aggregate_id) or 1)
-        tail["src"].append(hash(source_agent) or 1)
-        tail["corr"].append(hash_key(correlation_id))
-        tail["caus"].append(hash_key(causation_id))
+        tail["agg"].append((hash(aggregate_id) & _HASH_MASK) or 1)
+        tail["src"].append((hash(source_agent) & _HASH_MASK) or 1)
+        tail["corr"].append((hash(correlation_id) & _HASH_MASK) or 1 if correlation_id is not None else 0)
+        tail["caus"].append((hash(causation_id) & _HASH_MASK) or 1 if causation_id is not None else 0)
         self._ids.add(hash(event_id) or 1, sequence)
         self._rows += 1
         if len(tail["seq"]) == CHUNK_ROWS:
@@ -222,9 +226,10 @@ class EventIndex:
         causation_hash: int | None = None,
         want: int,
         descending: bool = False,
-    ) -> list[int]:
-        """Up to ``want`` rows in ``[start, stop)`` whose hashed fields match, in the asked order."""
-        names = ["seq"]
+    ) -> tuple[list[int], list[int], list[int], list[int]]:
+        """Locations (sequences, segments, offsets, slots) of up to ``want`` rows in ``[start, stop)``
+        whose hashed fields match, in the asked order."""
+        names = ["seq", "seg", "off", "slot"]
         if type_codes is not None:
             names.append("etype")
         if aggregate_hashes is not None:
@@ -235,30 +240,37 @@ class EventIndex:
             names.append("corr")
         if causation_hash is not None:
             names.append("caus")
-        out: list[int] = []
-        for base, cols in self.column_slices(start, stop, names, descending=descending):
+        found = 0
+        parts: list[dict[str, np.ndarray]] = []
+        for _base, cols in self.column_slices(start, stop, names, descending=descending):
             mask = None
             if type_codes is not None:
                 mask = _and(mask, np.isin(cols["etype"], np.asarray(type_codes, dtype="u1")))
             if aggregate_hashes is not None:
-                mask = _and(mask, np.isin(cols["agg"], np.asarray(aggregate_hashes, dtype="i8")))
+                mask = _and(mask, np.isin(cols["agg"], np.asarray(aggregate_hashes, dtype="i4")))
             if source_hashes is not None:
-                mask = _and(mask, np.isin(cols["src"], np.asarray(source_hashes, dtype="i8")))
+                mask = _and(mask, np.isin(cols["src"], np.asarray(source_hashes, dtype="i4")))
             if correlation_hash is not None:
                 mask = _and(mask, cols["corr"] == correlation_hash)
             if causation_hash is not None:
                 mask = _and(mask, cols["caus"] == causation_hash)
             if mask is None:
-                rows = np.arange(len(cols["seq"]))
+                picked = {name: cols[name] for name in ("seq", "seg", "off", "slot")}
             else:
                 rows = np.flatnonzero(mask)
+                picked = {name: cols[name][rows] for name in ("seq", "seg", "off", "slot")}
             if descending:
-                rows = rows[::-1]
-            take = rows[: want - len(out)] + base
-            out.extend(take.tolist())
-            if len(out) >= want:
+                picked = {name: arr[::-1] for name, arr in picked.items()}
+            picked = {name: arr[: want - found] for name, arr in picked.items()}
+            parts.append(picked)
+            found += len(picked["seq"])
+            if found >= want:
                 break
-        return out
+        if not parts:
+            return [], [], [], []
+        return tuple(  # type: ignore[return-value]
+            np.concatenate([p[name] for p in parts]).tolist() for name in ("seq", "seg", "off", "slot")
+        )
 
     def nbytes(self) -> int:
         """Bytes held by the columns and the id table (what "index memory per event" means)."""

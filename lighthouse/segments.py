@@ -156,6 +156,12 @@ class FrameReader:
             self._cached_events -= len(old)
         return events
 
+    def read_span(self, segment: int, lo: int, hi: int, *, name: str = "") -> dict[int, list[Event]]:
+        """Decode the frames starting at offsets ``lo..hi`` on demand from one read of that span."""
+        fd = self._fds[segment]
+        buf = os.pread(fd, hi - lo + FRAME_HEADER + 4096, lo)
+        return _SpanFrames(fd, buf, lo, name)
+
     def fd(self, segment: int) -> int:
         return self._fds[segment]
 
@@ -167,6 +173,29 @@ class FrameReader:
                 pass
         self._fds.clear()
         self._cache.clear()
+
+
+class _SpanFrames(dict):  # type: ignore[type-arg]
+    """Offset -> decoded events, decoding each frame of a span the first time it is asked for."""
+
+    def __init__(self, fd: int, buf: bytes, base: int, name: str) -> None:
+        super().__init__()
+        self._fd, self._buf, self._base, self._name = fd, buf, base, name
+
+    def __missing__(self, offset: int) -> list[Event]:
+        rel = offset - self._base
+        header = parse_frame_header(self._buf, rel)
+        buf = self._buf
+        if header is not None and rel + header.size > len(buf):
+            buf = os.pread(self._fd, header.size, offset)
+            rel = 0
+        if header is None or not verify_frame(buf, rel, header):
+            raise StoreCorrupted(
+                f"frame at {self._name}:{offset} failed its checksum on read", segment=self._name, offset=offset
+            )
+        events = decode_frame(buf, rel, header)
+        self[offset] = events
+        return events
 
 
 class WindowReader:
