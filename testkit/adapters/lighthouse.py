@@ -1,0 +1,112 @@
+"""The lighthouse adapter: the only module that imports both testkit and lighthouse."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from lighthouse import Event, EventFilter, EventStore, LighthouseError
+
+from testkit.adapters.base import AdapterError, StoredEvent
+
+__all__ = ["LighthouseAdapter", "to_stored"]
+
+
+def to_stored(event: Event) -> StoredEvent:
+    return StoredEvent(
+        event_id=event.event_id,
+        sequence=event.sequence,
+        event_type=str(event[1]),
+        aggregate_id=event.aggregate_id,
+        source_agent=event.source_agent,
+        data=event.data,
+        correlation_id=event.correlation_id,
+        causation_id=event.causation_id,
+        aggregate_version=event.aggregate_version,
+    )
+
+
+def _adapter_error(exc: LighthouseError) -> AdapterError:
+    return AdapterError(str(exc), code=exc.code, retryable=exc.retryable)
+
+
+class LighthouseAdapter:
+    """Drives an in-process :class:`lighthouse.EventStore` in ``data_dir``.
+
+    ``store_factory`` lets a suite swap in a test-only subclass (for example a deliberately broken
+    variant that must be caught); ``options`` go to the store (``durability``, ``segment_bytes``...).
+    """
+
+    name = "lighthouse"
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        store_factory: Callable[..., EventStore] = EventStore,
+        **options: Any,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self._factory = store_factory
+        self._options = options
+        self.store: EventStore | None = None
+        durability = options.get("durability", "fsync")
+        if durability != "fsync" or store_factory is not EventStore:
+            self.name = f"lighthouse[{getattr(store_factory, '__name__', 'custom')},{durability}]"
+
+    async def open(self) -> None:
+        try:
+            self.store = self._factory(self.data_dir, **self._options)
+            await self.store.__aenter__()
+        except LighthouseError as exc:
+            raise _adapter_error(exc) from exc
+
+    def _store(self) -> EventStore:
+        if self.store is None:
+            raise AdapterError("adapter is not open", code="store_closed")
+        return self.store
+
+    async def append(self, event: Mapping[str, Any]) -> StoredEvent:
+        try:
+            return to_stored(await self._store().append(Event.from_dict(event)))
+        except LighthouseError as exc:
+            raise _adapter_error(exc) from exc
+
+    async def append_batch(self, events: Sequence[Mapping[str, Any]]) -> list[StoredEvent]:
+        try:
+            stored = await self._store().append_batch([Event.from_dict(e) for e in events])
+        except LighthouseError as exc:
+            raise _adapter_error(exc) from exc
+        return [to_stored(e) for e in stored]
+
+    async def read_all(self) -> AsyncIterator[StoredEvent]:
+        try:
+            async for event in self._store().replay():
+                yield to_stored(event)
+        except LighthouseError as exc:
+            raise _adapter_error(exc) from exc
+
+    async def query(
+        self,
+        *,
+        event_types: Sequence[str] | None = None,
+        aggregate_ids: Sequence[str] | None = None,
+        limit: int = 1000,
+    ) -> list[StoredEvent]:
+        try:
+            result = await self._store().query(
+                EventFilter(event_types=event_types, aggregate_ids=aggregate_ids), limit=limit
+            )
+        except LighthouseError as exc:
+            raise _adapter_error(exc) from exc
+        return [to_stored(e) for e in result.events]
+
+    def health(self) -> dict[str, Any]:
+        return self._store().health().to_dict()
+
+    async def close(self) -> None:
+        if self.store is not None:
+            store, self.store = self.store, None
+            await store.close()

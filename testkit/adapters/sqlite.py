@@ -1,0 +1,185 @@
+"""A second store behind the same protocol: stdlib sqlite3 in WAL mode.
+
+It proves the kit is not tied to lighthouse, and it is the peer every suite measures against.
+``synchronous="FULL"`` makes each commit durable; ``"OFF"`` is the known-bad configuration the
+chaos suite must catch losing acknowledged events under power cuts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from testkit.adapters.base import AdapterError, StoredEvent
+
+__all__ = ["SqliteAdapter"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT UNIQUE NOT NULL,
+    event_type TEXT NOT NULL,
+    aggregate_id TEXT NOT NULL,
+    source_agent TEXT NOT NULL,
+    correlation_id TEXT,
+    causation_id TEXT,
+    recorded_at REAL NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_type ON events(event_type);
+CREATE INDEX IF NOT EXISTS events_by_aggregate ON events(aggregate_id);
+"""
+_INSERT = (
+    "INSERT INTO events(event_id, event_type, aggregate_id, source_agent, correlation_id, causation_id,"
+    " recorded_at, data) VALUES (?,?,?,?,?,?,?,?)"
+)
+_SELECT = "SELECT seq, event_id, event_type, aggregate_id, source_agent, correlation_id, causation_id, data FROM events"
+
+
+def _row(event: Mapping[str, Any]) -> tuple[Any, ...]:
+    try:
+        data = msgpack.packb(dict(event.get("data") or {}), use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise AdapterError(f"event data is not serialisable: {exc}", code="invalid_event") from None
+    return (
+        event["event_id"],
+        str(event["event_type"]),
+        event["aggregate_id"],
+        event.get("source_agent") or "system",
+        event.get("correlation_id"),
+        event.get("causation_id"),
+        time.time(),
+        data,
+    )
+
+
+def _stored(row: tuple[Any, ...]) -> StoredEvent:
+    seq, event_id, event_type, aggregate_id, source_agent, correlation_id, causation_id, data = row
+    return StoredEvent(
+        event_id=event_id,
+        sequence=seq,
+        event_type=event_type,
+        aggregate_id=aggregate_id,
+        source_agent=source_agent,
+        data=msgpack.unpackb(data, strict_map_key=False),
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+    )
+
+
+class SqliteAdapter:
+    """Events in one SQLite table; every append is one transaction on one dedicated thread."""
+
+    def __init__(self, data_dir: str | os.PathLike[str], *, synchronous: str = "FULL") -> None:
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"unknown synchronous mode {synchronous!r}")
+        self.data_dir = Path(data_dir)
+        self.synchronous = synchronous.upper()
+        self.name = "sqlite" if self.synchronous == "FULL" else f"sqlite[synchronous={self.synchronous}]"
+        self._conn: sqlite3.Connection | None = None
+        self._thread: ThreadPoolExecutor | None = None
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        if self._thread is None:
+            raise AdapterError("adapter is not open", code="store_closed")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+        except sqlite3.IntegrityError as exc:
+            raise AdapterError(str(exc), code="duplicate_event") from None
+        except sqlite3.OperationalError as exc:
+            raise AdapterError(str(exc), code="write_failed", retryable=True) from None
+        except sqlite3.DatabaseError as exc:
+            raise AdapterError(str(exc), code="store_corrupted") from None
+
+    def _connect(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.data_dir / "events.db", isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.executescript(_SCHEMA)
+        self._conn = conn
+
+    async def open(self) -> None:
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-adapter")
+        await self._run(self._connect)
+
+    def _append_rows(self, rows: list[tuple[Any, ...]]) -> list[int]:
+        assert self._conn is not None
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            seqs = [conn.execute(_INSERT, row).lastrowid for row in rows]
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return [int(s) for s in seqs if s is not None]
+
+    async def append(self, event: Mapping[str, Any]) -> StoredEvent:
+        return (await self.append_batch([event]))[0]
+
+    async def append_batch(self, events: Sequence[Mapping[str, Any]]) -> list[StoredEvent]:
+        rows = [_row(e) for e in events]
+        seqs = await self._run(self._append_rows, rows)
+        return [
+            StoredEvent(
+                event_id=e["event_id"],
+                sequence=seq,
+                event_type=str(e["event_type"]),
+                aggregate_id=e["aggregate_id"],
+                source_agent=e.get("source_agent") or "system",
+                data=dict(e.get("data") or {}),
+                correlation_id=e.get("correlation_id"),
+                causation_id=e.get("causation_id"),
+            )
+            for e, seq in zip(events, seqs)
+        ]
+
+    def _select(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        assert self._conn is not None
+        return self._conn.execute(sql, params).fetchall()
+
+    async def read_all(self) -> AsyncIterator[StoredEvent]:
+        last = 0
+        while True:
+            rows = await self._run(self._select, _SELECT + " WHERE seq > ? ORDER BY seq LIMIT 5000", (last,))
+            if not rows:
+                return
+            for row in rows:
+                yield _stored(row)
+            last = rows[-1][0]
+
+    async def query(
+        self,
+        *,
+        event_types: Sequence[str] | None = None,
+        aggregate_ids: Sequence[str] | None = None,
+        limit: int = 1000,
+    ) -> list[StoredEvent]:
+        where, params = [], []
+        if event_types:
+            where.append(f"event_type IN ({','.join('?' * len(event_types))})")
+            params.extend(str(t) for t in event_types)
+        if aggregate_ids:
+            where.append(f"aggregate_id IN ({','.join('?' * len(aggregate_ids))})")
+            params.extend(aggregate_ids)
+        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY seq LIMIT ?"
+        rows = await self._run(self._select, sql, (*params, limit))
+        return [_stored(r) for r in rows]
+
+    async def close(self) -> None:
+        if self._thread is None:
+            return
+        if self._conn is not None:
+            await self._run(self._conn.close)
+            self._conn = None
+        self._thread.shutdown(wait=True)
+        self._thread = None
