@@ -1,0 +1,152 @@
+"""Fixtures for the lighthouse unit suite: a coroutine runner, an event factory and on-disk tools.
+
+The disk tools parse segment files with their own reading of the documented layout (see
+``lighthouse/framing.py``) instead of calling the store's parser, so that a bug in the store's
+framing cannot hide the damage a test thinks it is making.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+import struct
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from lighthouse import Event, EventStore, EventType
+
+T = TypeVar("T")
+
+SEGMENT_HEADER_BYTES = 32
+FRAME_HEADER = struct.Struct("<4sIIQIHH")  # magic, payload_len, crc32c, first_seq, count, kind, reserved
+FRAME_MAGIC = b"LHF1"
+FRAME_KIND_EVENTS = 1
+FRAME_KIND_VOID = 2
+
+Runner = Callable[..., Any]
+
+
+def run_coroutine(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+    """Run one coroutine on a fresh loop with a deadline, so a hang fails instead of stalling the suite."""
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro, timeout)
+
+    return asyncio.run(bounded())
+
+
+@pytest.fixture(scope="session")
+def run() -> Runner:
+    """``run(coro, timeout=30)``: the suite's only way into asyncio (no pytest-asyncio needed)."""
+    return run_coroutine
+
+
+@pytest.fixture(scope="session")
+def make_event() -> Callable[..., Event]:
+    """``make_event(n, **overrides)``: a valid event whose data names ``n`` (three aggregates, three agents)."""
+    counter = itertools.count()
+
+    def build(n: int | None = None, **overrides: Any) -> Event:
+        n = next(counter) if n is None else n
+        fields: dict[str, Any] = {
+            "aggregate_id": f"order:{n % 3}",
+            "source_agent": f"agent-{n % 3}",
+            "data": {"n": n, "text": f"event {n}"},
+        }
+        fields.update(overrides)
+        event_type = fields.pop("event_type", EventType.COMMAND_RECEIVED)
+        return Event(event_type, **fields)
+
+    return build
+
+
+@dataclass(frozen=True, slots=True)
+class FrameSpan:
+    """Where one frame sits in a segment file, as read from its header."""
+
+    offset: int
+    size: int
+    first_seq: int
+    count: int
+    kind: int
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.size
+
+
+class Disk:
+    """Byte-level tools for segment files: find frames, tear them, flip bits, zero ranges."""
+
+    @staticmethod
+    def segments(directory: Path) -> list[Path]:
+        return sorted(p for p in directory.glob("*.seg") if p.stem.isdigit())
+
+    @staticmethod
+    def frames(segment: Path) -> list[FrameSpan]:
+        """Frames back to back from the segment header; stops at the first byte that is not a frame."""
+        raw = segment.read_bytes()
+        out = []
+        offset = SEGMENT_HEADER_BYTES
+        while offset + FRAME_HEADER.size <= len(raw):
+            magic, length, _crc, first_seq, count, kind, _ = FRAME_HEADER.unpack_from(raw, offset)
+            if magic != FRAME_MAGIC or offset + FRAME_HEADER.size + length > len(raw):
+                break
+            out.append(FrameSpan(offset, FRAME_HEADER.size + length, first_seq, count, kind))
+            offset += FRAME_HEADER.size + length
+        return out
+
+    def last_segment(self, directory: Path) -> Path:
+        segments = self.segments(directory)
+        assert segments, f"no segment files in {directory}"
+        return segments[-1]
+
+    @staticmethod
+    def truncate(path: Path, length: int) -> None:
+        with open(path, "r+b") as handle:
+            handle.truncate(length)
+
+    @staticmethod
+    def flip_bit(path: Path, offset: int, bit: int = 0) -> None:
+        with open(path, "r+b") as handle:
+            handle.seek(offset)
+            byte = handle.read(1)[0]
+            handle.seek(offset)
+            handle.write(bytes([byte ^ (1 << bit)]))
+
+    @staticmethod
+    def overwrite(path: Path, offset: int, data: bytes) -> None:
+        with open(path, "r+b") as handle:
+            handle.seek(offset)
+            handle.write(data)
+
+    @staticmethod
+    def copy_store(source: Path, target: Path) -> Path:
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("LOCK"))
+        return target
+
+
+@pytest.fixture(scope="session")
+def disk() -> Disk:
+    return Disk()
+
+
+async def all_events(store: EventStore) -> list[Event]:
+    """Every stored event in sequence order, through replay."""
+    return [event async for event in store.replay()]
+
+
+@pytest.fixture(scope="session")
+def read_all() -> Callable[[EventStore], Awaitable[list[Event]]]:
+    """``await read_all(store)``: every stored event, in order."""
+    return all_events
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Path:
+    return tmp_path / "store"
