@@ -1,0 +1,527 @@
+"""The testkit pytest plugin (registered through the ``pytest11`` entry point).
+
+Any project that installs testkit gets: one seed that makes a run reproducible (printed in the
+header and with every failure, with the command to rerun), a duration knob that scales every load
+and chaos test, fixtures for the kit's parts, a per-test recorder of metrics, faults and checker
+verdicts, a terminal summary (latency percentiles, the fault x invariant matrix), and a results
+JSON plus an HTML report at session end.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from testkit.adapters.factory import AdapterSpec, available_adapters
+from testkit.percentiles import LatencyRecorder
+
+__all__ = ["ChaosCell", "TestkitSession", "TestRecorder", "parse_duration"]
+
+#: The duration that scale 1.0 stands for: ``--testkit-duration=10m`` runs load and chaos tests at 10x.
+BASE_DURATION_S = 60.0
+_STASH: pytest.StashKey[TestkitSession] = pytest.StashKey()
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+INVARIANTS = (
+    "no_lost_ack",
+    "no_duplicate",
+    "order",
+    "no_phantom",
+    "prefix_no_holes",
+    "corruption_detected",
+    "typed_errors",
+    "recovers",
+)
+
+
+def parse_duration(text: str) -> float:
+    """``"90"``, ``"90s"``, ``"10m"``, ``"1h"``, ``"72h"`` -> seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not match:
+        raise pytest.UsageError(f"--testkit-duration: cannot read {text!r}; use e.g. 30s, 10m, 1h")
+    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
+@dataclass
+class ChaosCell:
+    cases: int = 0
+    proven: int = 0
+    violations: int = 0
+    suts: set[str] = field(default_factory=set)
+
+
+@dataclass
+class TestRecorder:
+    """What one test records; the plugin turns it into a results record when the test ends."""
+
+    __test__ = False
+
+    nodeid: str
+    seed: int
+    session: TestkitSession
+    sut: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+    timelines: list[dict[str, Any]] = field(default_factory=list)
+    latencies: dict[str, LatencyRecorder] = field(default_factory=dict)
+
+    def metric(
+        self,
+        name: str,
+        value: float,
+        unit: str = "",
+        direction: str = "lower",
+        target: tuple[str, float] | None = None,
+        *,
+        samples: list[float] | None = None,
+        histogram: LatencyRecorder | None = None,
+    ) -> None:
+        entry: dict[str, Any] = {"value": float(value), "unit": unit, "direction": direction}
+        if target is not None:
+            entry["target"] = {"op": target[0], "value": float(target[1])}
+        if samples is not None:
+            entry["samples"] = [float(s) for s in samples]
+        if histogram is not None:
+            entry["histogram"] = histogram.encode()
+        self.metrics[name] = entry
+
+    def latency(self, name: str, recorder: LatencyRecorder) -> None:
+        """Show this recorder in the terminal percentile table and store it in the results."""
+        self.latencies[name] = recorder
+        summary = recorder.summary()
+        self.metric(f"{name}.p99", summary.p99_ns / 1e6, "ms", histogram=recorder)
+
+    def fault(self, kind: str, proven: bool, detail: str = "", window: tuple[float, float] | None = None) -> None:
+        self.faults.append({"kind": kind, "proven": bool(proven), "detail": detail, "window": window})
+
+    def verdict(self, checker: str, verdict: Any) -> None:
+        document = verdict.to_dict() if hasattr(verdict, "to_dict") else dict(verdict)
+        counts = {k: int(v) for k, v in (document.get("counts") or {}).items() if isinstance(v, (int, bool))}
+        self.verdicts.append(
+            {
+                "checker": checker,
+                "ok": bool(document.get("ok")),
+                "counts": counts,
+                "violations": list(document.get("violations") or [])[:50],
+            }
+        )
+
+    def chaos(
+        self, fault_kind: str, invariant: str, *, cases: int = 1, proven: int = 0, violations: int = 0, sut: str = ""
+    ) -> None:
+        self.session.add_chaos(fault_kind, invariant, cases=cases, proven=proven, violations=violations, sut=sut)
+
+    def skip_mechanism(self, mechanism: str, reason: str) -> None:
+        self.session.skipped_mechanisms[mechanism] = reason
+
+    def timeline(self, name: str, rows: list[dict[str, Any]], units: dict[str, str] | None = None) -> None:
+        """Per-second rows such as ``{"t": 0.0, "completed": 980, "p99": 1.2}``."""
+        if not rows:
+            return
+        columns = [k for k in rows[0] if k != "t"]
+        self.timelines.append(
+            {
+                "name": name,
+                "t": [float(r["t"]) for r in rows],
+                "series": {c: [None if r.get(c) is None else float(r[c]) for r in rows] for c in columns},
+                "units": dict(units or {}),
+            }
+        )
+
+
+class TestkitSession:
+    """Session-wide state of the plugin: the seed, the recorders, the chaos matrix, the outputs."""
+
+    __test__ = False
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        seed = config.getoption("testkit_seed")
+        self.seed: int = int(seed) if seed is not None else random.SystemRandom().randrange(1, 2**31)
+        duration = config.getoption("testkit_duration")
+        self.duration: float | None = parse_duration(duration) if duration else None
+        self.scale: float = (self.duration / BASE_DURATION_S) if self.duration else 1.0
+        self.results_dir: Path | None = _path_option(config, "testkit_results")
+        self.report_dir: Path | None = _path_option(config, "testkit_report")
+        self.recorders: dict[str, TestRecorder] = {}
+        self.records: list[dict[str, Any]] = []
+        self.chaos_cells: dict[tuple[str, str], ChaosCell] = {}
+        self.skipped_mechanisms: dict[str, str] = {}
+        self.started = time.time()
+        self.failed_nodeids: list[str] = []
+
+    def test_seed(self, nodeid: str) -> int:
+        """A per-test seed derived from the run seed, stable across runs and test orders."""
+        return (self.seed * 1_000_003 + zlib.crc32(nodeid.encode())) % 2**31
+
+    def recorder(self, nodeid: str) -> TestRecorder:
+        if nodeid not in self.recorders:
+            self.recorders[nodeid] = TestRecorder(nodeid, self.test_seed(nodeid), self)
+        return self.recorders[nodeid]
+
+    def add_chaos(self, fault: str, invariant: str, *, cases: int, proven: int, violations: int, sut: str) -> None:
+        cell = self.chaos_cells.setdefault((fault, invariant), ChaosCell())
+        cell.cases += cases
+        cell.proven += proven
+        cell.violations += violations
+        if sut:
+            cell.suts.add(sut)
+
+    def rerun_command(self, nodeid: str | None = None) -> str:
+        if nodeid is None:
+            args, skip = [], False
+            for arg in self.config.invocation_params.args:
+                if skip:
+                    skip = False
+                    continue
+                if arg == "--testkit-seed":
+                    skip = True
+                    continue
+                if not arg.startswith("--testkit-seed=") and not arg.startswith("--basetemp"):
+                    args.append(arg)
+            target = " ".join(args) or "."
+        else:
+            target = nodeid
+        return f"pytest {target} --testkit-seed {self.seed}"
+
+    # -- outputs ----------------------------------------------------------------------------------
+
+    def chaos_matrix(self) -> dict[str, Any] | None:
+        if not self.chaos_cells:
+            return None
+        faults = sorted({f for f, _ in self.chaos_cells})
+        invariants = [i for i in INVARIANTS if any(i == inv for _, inv in self.chaos_cells)]
+        invariants += sorted({inv for _, inv in self.chaos_cells} - set(invariants))
+        cells: dict[str, dict[str, str]] = {}
+        counts: dict[str, dict[str, dict[str, int]]] = {}
+        for (fault, invariant), cell in self.chaos_cells.items():
+            status = "fail" if cell.violations else ("pass" if cell.cases else "not_run")
+            cells.setdefault(fault, {})[invariant] = status
+            counts.setdefault(fault, {})[invariant] = {
+                "cases": cell.cases,
+                "proven": cell.proven,
+                "violations": cell.violations,
+            }
+        return {"faults": faults, "invariants": invariants, "cells": cells, "counts": counts}
+
+    def results_document(self, exitstatus: int) -> dict[str, Any]:
+        from testkit.results import RunResults
+
+        run = RunResults.start(
+            ["pytest", *self.config.invocation_params.args], seed=self.seed, data_path=os.getcwd()
+        )
+        verdict = "passed" if exitstatus == 0 else ("interrupted" if exitstatus == 2 else "failed")
+        run.finish(verdict)
+        document = run.to_dict()
+        document["tests"] = self.records
+        matrix = self.chaos_matrix()
+        if matrix is not None:
+            document["chaos_matrix"] = matrix
+        if self.skipped_mechanisms:
+            document["skipped_mechanisms"] = [
+                {"mechanism": m, "reason": r} for m, r in sorted(self.skipped_mechanisms.items())
+            ]
+        document["rerun"] = self.rerun_command()
+        return document
+
+
+def _path_option(config: pytest.Config, name: str) -> Path | None:
+    value = config.getoption(name)
+    return Path(value) if value else None
+
+
+# ------------------------------------------------------------------------------------------------ hooks
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("testkit", "testkit: chaos, load and fault injection")
+    group.addoption("--testkit-seed", type=int, default=None, help="seed of the whole run (default: random, printed)")
+    group.addoption(
+        "--testkit-duration",
+        default=None,
+        help=f"scale load, soak and chaos tests to this duration (30s, 10m, 1h, 72h); default scale is {BASE_DURATION_S:.0f}s",
+    )
+    group.addoption("--testkit-results", default=None, metavar="DIR", help="write results.json here at session end")
+    group.addoption("--testkit-report", default=None, metavar="DIR", help="write index.html (and results.json) here")
+    group.addoption("--testkit-baseline", default=None, metavar="FILE", help="compare this run with a baseline")
+    group.addoption("--testkit-save-baseline", default=None, metavar="FILE", help="save this run as a baseline")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_STASH] = TestkitSession(config)
+    config.addinivalue_line("markers", "smoke: a quick subset that `make test` runs")
+
+
+def _session(config: pytest.Config) -> TestkitSession:
+    return config.stash[_STASH]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    tk = _session(config)
+    scale = f", scale {tk.scale:g}x ({tk.duration:g}s)" if tk.duration else ""
+    return f"testkit: seed {tk.seed}{scale}; rerun with --testkit-seed {tk.seed}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    report = yield
+    tk = _session(item.config)
+    if report.failed:
+        report.sections.append(
+            (
+                "testkit",
+                f"seed {tk.seed} (test seed {tk.test_seed(item.nodeid)}); rerun: {tk.rerun_command(item.nodeid)}",
+            )
+        )
+    return report
+
+
+def _outcome(reports: list[pytest.TestReport]) -> tuple[str, float, str | None]:
+    outcome, duration, reason = "passed", 0.0, None
+    for rep in reports:
+        duration += rep.duration
+        if hasattr(rep, "wasxfail"):
+            outcome = "xfailed" if rep.skipped else "xpassed"
+        elif rep.skipped:
+            outcome = "skipped"
+            if isinstance(rep.longrepr, tuple):
+                reason = str(rep.longrepr[2])
+        elif rep.failed:
+            outcome = "failed" if rep.when == "call" else "error"
+    return outcome, duration, reason
+
+
+class _ReportCollector:
+    """Gathers each test's phase reports (works with xdist: reports arrive on the controller)."""
+
+    def __init__(self, tk: TestkitSession) -> None:
+        self.tk = tk
+        self.phases: dict[str, list[pytest.TestReport]] = {}
+
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.phases.setdefault(report.nodeid, []).append(report)
+        if report.when != "teardown":
+            return
+        outcome, duration, reason = _outcome(self.phases.pop(report.nodeid))
+        if outcome == "failed":
+            self.tk.failed_nodeids.append(report.nodeid)
+        rec = self.tk.recorders.get(report.nodeid)
+        record: dict[str, Any] = {
+            "nodeid": report.nodeid,
+            "outcome": outcome,
+            "duration": duration,
+            "sut": rec.sut if rec else None,
+            "parameters": rec.parameters if rec else {},
+            "seed": self.tk.test_seed(report.nodeid),
+            "metrics": rec.metrics if rec else {},
+            "timelines": rec.timelines if rec else [],
+            "faults": [dict(f, window=list(f["window"]) if f["window"] else None) for f in rec.faults] if rec else [],
+            "verdicts": rec.verdicts if rec else [],
+        }
+        if reason:
+            record["skipped_reason"] = reason
+        self.tk.records.append(record)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.pluginmanager.register(_ReportCollector(_session(session.config)), "testkit-report-collector")
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    tk = _session(config)
+    write = terminalreporter.write_line
+    latency_rows = [(nodeid, name, rec) for nodeid, r in tk.recorders.items() for name, rec in r.latencies.items()]
+    if latency_rows:
+        terminalreporter.section("testkit latency percentiles")
+        write(f"{'test / recorder':60} {'count':>8} {'p50':>10} {'p99':>10} {'p99.9':>10} {'max':>10}")
+        for nodeid, name, rec in latency_rows:
+            s = rec.summary()
+            label = f"{nodeid.split('::')[-1]} / {name}"[:60]
+            write(
+                f"{label:60} {s.count:>8} {_ms(s.p50_ns):>10} {_ms(s.p99_ns):>10} {_ms(s.p999_ns):>10} {_ms(s.max_ns):>10}"
+            )
+    matrix = tk.chaos_matrix()
+    if matrix is not None:
+        terminalreporter.section("testkit fault x invariant matrix (cases / faults proven / violations)")
+        inv = matrix["invariants"]
+        write(f"{'fault':24} " + " ".join(f"{i[:18]:>18}" for i in inv))
+        for fault in matrix["faults"]:
+            cells = []
+            for i in inv:
+                c = matrix["counts"].get(fault, {}).get(i)
+                cells.append(f"{c['cases']}/{c['proven']}/{c['violations']}" if c else "-")
+            write(f"{fault[:24]:24} " + " ".join(f"{c:>18}" for c in cells))
+        total_violations = sum(c.violations for c in tk.chaos_cells.values())
+        write(f"violations in total: {total_violations}")
+    if tk.skipped_mechanisms:
+        terminalreporter.section("testkit skipped mechanisms")
+        for mechanism, reason in sorted(tk.skipped_mechanisms.items()):
+            write(f"{mechanism}: {reason}")
+    for path in _write_outputs(tk, exitstatus):
+        write(f"testkit: wrote {path}")
+    if tk.failed_nodeids:
+        write(f"testkit: reproduce with: {tk.rerun_command()}")
+
+
+def _ms(ns: float) -> str:
+    return f"{ns / 1e6:.3f}ms"
+
+
+def _write_outputs(tk: TestkitSession, exitstatus: int) -> list[Path]:
+    written: list[Path] = []
+    if not (tk.results_dir or tk.report_dir or tk.config.getoption("testkit_save_baseline")
+            or tk.config.getoption("testkit_baseline")):
+        return written
+    import json
+
+    document = tk.results_document(int(exitstatus))
+    for folder in {d for d in (tk.results_dir, tk.report_dir) if d is not None}:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "results.json"
+        path.write_text(json.dumps(document, indent=1, default=str))
+        written.append(path)
+    if tk.report_dir is not None:
+        try:
+            from testkit.report import render_report
+        except ImportError as exc:
+            tk.config.get_terminal_writer().line(f"testkit: report renderer unavailable: {exc}")
+        else:
+            written.append(Path(render_report([document], tk.report_dir / "index.html")))
+    save = tk.config.getoption("testkit_save_baseline")
+    if save:
+        from testkit.regression import Baseline
+        from testkit.results import RunResults
+
+        written.append(Baseline.from_results(RunResults.from_dict(_schema_clean(document))).save(save))
+    base = tk.config.getoption("testkit_baseline")
+    if base:
+        from testkit.regression import compare, load_comparable
+        from testkit.results import RunResults
+
+        comparison = compare(load_comparable(base), RunResults.from_dict(_schema_clean(document)))
+        tk.config.get_terminal_writer().line(comparison.table())
+    return written
+
+
+def _schema_clean(document: dict[str, Any]) -> dict[str, Any]:
+    """The document without the plugin's additions that the strict results schema does not know."""
+    clean = {k: v for k, v in document.items() if k not in ("skipped_mechanisms", "rerun")}
+    if "chaos_matrix" in clean:
+        clean["chaos_matrix"] = {k: v for k, v in clean["chaos_matrix"].items() if k != "counts"}
+    return clean
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="session")
+def testkit_session(request: pytest.FixtureRequest) -> TestkitSession:
+    return _session(request.config)
+
+
+@pytest.fixture(scope="session")
+def testkit_seed(testkit_session: TestkitSession) -> int:
+    """The run's seed: pass ``--testkit-seed`` to replay a run exactly."""
+    return testkit_session.seed
+
+
+@pytest.fixture(scope="session")
+def testkit_scale(testkit_session: TestkitSession) -> float:
+    """Multiply case counts and durations by this (1.0 by default; ``--testkit-duration`` changes it)."""
+    return testkit_session.scale
+
+
+@pytest.fixture(scope="session")
+def testkit_duration(testkit_session: TestkitSession) -> float | None:
+    """The requested duration in seconds, or ``None`` for each test's own short default."""
+    return testkit_session.duration
+
+
+@pytest.fixture
+def testkit_record(request: pytest.FixtureRequest, testkit_session: TestkitSession) -> TestRecorder:
+    """This test's recorder of metrics, faults, verdicts and chaos matrix cells."""
+    return testkit_session.recorder(request.node.nodeid)
+
+
+@pytest.fixture
+def testkit_rng(testkit_record: TestRecorder) -> random.Random:
+    """A ``random.Random`` seeded from the run seed and this test's id."""
+    return random.Random(testkit_record.seed)
+
+
+@pytest.fixture
+def latency_recorder(testkit_record: TestRecorder) -> Iterator[LatencyRecorder]:
+    """A fresh HdrHistogram recorder (ns) that appears in the terminal summary and the results."""
+    recorder = LatencyRecorder()
+    testkit_record.latency("latency", recorder)
+    yield recorder
+    testkit_record.latency("latency", recorder)
+
+
+@pytest.fixture
+def load_runner() -> Any:
+    """A :class:`testkit.load.LoadRunner` for open-loop, closed-loop and multi-process runs."""
+    from testkit.load import LoadRunner
+
+    return LoadRunner()
+
+
+@pytest.fixture
+def agent_sessions(testkit_record: TestRecorder) -> Any:
+    """A seeded generator of multi-agent coordination traffic (same seed, same bytes)."""
+    from testkit.data import AgentSessionGenerator
+
+    return AgentSessionGenerator(seed=testkit_record.seed)
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> Any:
+    """An operation history journalled to disk (survives the client's crash)."""
+    from testkit.checkers import History
+
+    return History(tmp_path / "history.journal")
+
+
+@pytest.fixture
+def memory_tracker() -> Iterator[Any]:
+    """RSS sampling and tracemalloc diffs for the test's duration."""
+    from testkit.memory import MemoryTracker
+
+    tracker = MemoryTracker()
+    yield tracker
+    if getattr(tracker, "running", False):
+        tracker.stop()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "store_adapter" in metafunc.fixturenames and not any(
+        m.name == "parametrize" and "store_adapter" in str(m.args[0]) for m in metafunc.definition.iter_markers()
+    ):
+        specs = available_adapters()
+        metafunc.parametrize("adapter_spec", specs, ids=[s.name for s in specs], indirect=True)
+
+
+@pytest.fixture
+def adapter_spec(request: pytest.FixtureRequest) -> AdapterSpec:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def store_adapter(adapter_spec: AdapterSpec, tmp_path: Path, testkit_record: TestRecorder) -> Any:
+    """An adapter (not yet opened: open and close it in your test's event loop) over a fresh
+    data directory, once per available store."""
+    adapter = adapter_spec.create(tmp_path / "store")
+    testkit_record.sut = adapter.name
+    return adapter
