@@ -1,0 +1,202 @@
+"""Memory helpers against real allocations, a real child process and real RSS; crafted series for the verdict."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+import psutil
+import pytest
+
+from testkit.memory import (
+    InsufficientSamplesError,
+    MemoryTracker,
+    RssSampler,
+    TracemallocSession,
+    bytes_per_item,
+    leak_verdict,
+)
+from testkit.results import MemoryRecord
+
+MIB = 1024 * 1024
+
+
+def _allocate_blocks(count: int, size: int) -> list[bytes]:
+    return [bytes([index % 256]) * size for index in range(count)]  # the growth site the tests look for
+
+
+def test_top_growth_points_at_the_line_that_allocated() -> None:
+    with TracemallocSession() as session:
+        kept = _allocate_blocks(2_000, 4_096)
+        growth = session.top_growth(limit=3)
+
+    site, size_diff, count_diff = growth[0]
+    assert site == f"{__file__}:{_allocate_blocks.__code__.co_firstlineno + 1}"
+    assert 2_000 * 4_096 <= size_diff <= 2_000 * (4_096 + 200)
+    assert count_diff >= 2_000
+    assert len(kept) == 2_000
+    assert not tracemalloc.is_tracing(), "the session stops the tracing it started"
+
+
+def test_a_session_leaves_tracing_it_did_not_start_running() -> None:
+    tracemalloc.start()
+    try:
+        with TracemallocSession() as session:
+            current, peak = session.traced_bytes()
+            assert 0 < current <= peak
+        assert tracemalloc.is_tracing()
+    finally:
+        tracemalloc.stop()
+
+
+def test_the_sampler_sees_resident_memory_grow_and_records_the_peak() -> None:
+    with RssSampler(interval=0.01) as sampler:
+        before = psutil.Process().memory_info().rss
+        block = np.ones(100 * MIB, dtype=np.uint8)  # touched pages: really resident
+        seen = len(sampler.samples)
+        assert sampler.wait_for_samples(seen + 2, timeout=5.0)
+        del block
+    samples = sampler.samples
+
+    assert sampler.peak >= before + 95 * MIB
+    times = [t for t, _ in samples]
+    assert times == sorted(times) and len(samples) >= 4
+    assert not sampler.running
+
+
+def test_the_sampler_follows_a_child_process_and_stops_when_it_exits() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; block = b'x' * (64 * 1024 * 1024); print('ready', flush=True); "
+                               "sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        sampler = RssSampler(interval=0.01, pid=child.pid)
+        sampler.start()
+        assert sampler.wait_for_samples(3, timeout=5.0)
+        assert sampler.peak >= 64 * MIB
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=10)
+        deadline = time.monotonic() + 5.0
+        while sampler.error is None and time.monotonic() < deadline:
+            sampler.wait_for_samples(10**9, timeout=0.05)
+        assert isinstance(sampler.error, psutil.NoSuchProcess)
+        sampler.stop()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def test_bytes_per_item_from_traced_allocations_matches_the_objects_stored() -> None:
+    payload_size = 1_000
+    expected = sys.getsizeof(b"x" * payload_size) + 8  # the bytes object plus the list's pointer to it
+    with MemoryTracker(rss_interval=0.05) as memory:
+        before = memory.mark()
+        kept = _allocate_blocks(10_000, payload_size)
+        after = memory.mark()
+
+    per_item = memory.bytes_per_item(before, after, len(kept), measure="traced")
+    assert expected * 0.95 <= per_item <= expected * 1.10
+    assert memory.top_growth(1)[0].size_diff >= 10_000 * payload_size, "growth is kept after stop"
+    record = memory.to_record()
+    assert isinstance(record, MemoryRecord) and record.peak_rss_bytes >= after.rss
+    assert MemoryRecord.from_dict(record.to_dict()) == record
+
+
+def test_bytes_per_item_refuses_a_count_that_is_not_positive() -> None:
+    assert bytes_per_item(1_000, 3_000, 10) == 200.0
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(ValueError, match="positive integer"):
+            bytes_per_item(0, 1, bad)  # type: ignore[arg-type]
+
+
+def _soak(leak: bool, ticks: int = 60) -> list[tuple[float, int]]:
+    """Allocate 1 MiB per sampler tick, keeping it (a leak) or dropping it (steady state)."""
+    kept: list[bytes] = []
+    with RssSampler(interval=0.01) as sampler:
+        for tick in range(ticks):
+            block = bytes([tick % 256]) * MIB
+            if leak:
+                kept.append(block)
+            del block
+            assert sampler.wait_for_samples(len(sampler.samples) + 1, timeout=5.0)
+    return sampler.samples
+
+
+def test_a_real_steady_leak_is_detected_and_a_steady_state_is_not() -> None:
+    leaking = leak_verdict(_soak(leak=True), max_growth_per_hour=0.01)
+    steady = leak_verdict(_soak(leak=False), max_growth_per_hour=0.01)
+
+    assert leaking.leaking, leaking.reason
+    assert leaking.slope_low > 0 and leaking.r_squared > 0.9
+    assert not steady.leaking, steady.reason
+
+
+def _series(seconds: float, rss: np.ndarray) -> list[tuple[float, int]]:
+    return list(zip(np.linspace(0, seconds, len(rss)).tolist(), rss.astype(int).tolist(), strict=True))
+
+
+def test_noise_and_garbage_collection_sawtooth_are_not_a_leak() -> None:
+    rng = np.random.default_rng(7)
+    base = 200 * MIB + rng.normal(0, 3 * MIB, 600)
+    sawtooth = (np.arange(600) % 50) * 0.2 * MIB  # grows 10 MiB, then a collection frees it, again and again
+    spikes = np.where(rng.random(600) < 0.02, 80 * MIB, 0)  # rare transient spikes
+
+    verdict = leak_verdict(_series(600, base + sawtooth + spikes))
+
+    assert not verdict.leaking, verdict.reason
+
+
+def test_a_slow_climb_buried_in_noise_is_still_a_leak() -> None:
+    rng = np.random.default_rng(8)
+    climb = np.linspace(0, 6 * MIB, 600)  # 6 MiB in 10 minutes: about 18 %/h of 200 MiB
+    verdict = leak_verdict(_series(600, 200 * MIB + climb + rng.normal(0, 3 * MIB, 600)))
+
+    assert verdict.leaking, verdict.reason
+    assert 0.10 < verdict.relative_per_hour < 0.30
+
+
+def test_growth_during_the_warm_up_is_excluded() -> None:
+    rng = np.random.default_rng(9)
+    warm_up = np.linspace(100 * MIB, 300 * MIB, 100)
+    plateau = np.full(500, 300 * MIB)
+    rss = np.concatenate([warm_up, plateau]) + rng.normal(0, MIB, 600)
+
+    assert not leak_verdict(_series(600, rss), warmup_fraction=0.2).leaking
+    assert leak_verdict(_series(600, rss), warmup_fraction=0.0).leaking
+
+
+def test_an_absolute_rate_threshold_replaces_the_relative_one() -> None:
+    climb = _series(100, 500 * MIB + np.linspace(0, 100_000, 200))  # 1,000 B/s
+
+    assert leak_verdict(climb, max_bytes_per_s=500).leaking
+    assert not leak_verdict(climb, max_bytes_per_s=5_000).leaking
+
+
+def test_a_long_soak_is_binned_before_the_quadratic_estimator() -> None:
+    rng = np.random.default_rng(10)
+    rss = 300 * MIB + rng.normal(0, 2 * MIB, 200_000)
+    started = time.perf_counter()
+
+    verdict = leak_verdict(_series(72 * 3600, rss))
+
+    assert not verdict.leaking and verdict.samples_used == 2_000
+    assert time.perf_counter() - started < 10
+
+
+def test_too_few_samples_or_bad_parameters_raise() -> None:
+    with pytest.raises(InsufficientSamplesError):
+        leak_verdict([(0.0, 1), (1.0, 2)])
+    with pytest.raises(InsufficientSamplesError, match="after the warm-up"):
+        leak_verdict([(0.0, 1)] * 20 + [(10.0, 2)] * 5, warmup_fraction=0.5)
+    with pytest.raises(ValueError, match="warmup_fraction"):
+        leak_verdict(_series(10, np.ones(20)), warmup_fraction=1.0)
+    with pytest.raises(ValueError, match="pairs"):
+        leak_verdict([(0.0, 1, 2)] * 20)  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="interval"):
+        RssSampler(interval=0)
