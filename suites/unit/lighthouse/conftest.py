@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import shutil
 import struct
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,3 +151,28 @@ def read_all() -> Callable[[EventStore], Awaitable[list[Event]]]:
 @pytest.fixture
 def store_dir(tmp_path: Path) -> Path:
     return tmp_path / "store"
+
+
+class GatedSyncStore(EventStore):
+    """An ``EventStore`` whose data syncs wait at a gate the test controls (through the store's sync hook).
+
+    With the gate closed a commit is written but not durable: what the store does in that window
+    (acknowledge? publish? deliver?) is exactly what the durability rules are about.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sync_entered = threading.Event()
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def _sync_file(self, fd: int, *, full: bool = False) -> None:
+        if not full:
+            self.sync_entered.set()
+            assert self.gate.wait(10), "the test never opened the sync gate"
+        super()._sync_file(fd, full=full)
+
+
+@pytest.fixture(scope="session")
+def gated_store() -> type[GatedSyncStore]:
+    return GatedSyncStore

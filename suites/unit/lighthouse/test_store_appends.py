@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-import threading
 from pathlib import Path
 
 import pytest
@@ -201,25 +200,9 @@ def test_appending_a_complete_mapping_is_accepted(store_dir: Path, run) -> None:
 # ------------------------------------------------------------------------------------ durable acknowledgement
 
 
-class _GatedSync(EventStore):
-    """Blocks every data sync until the test opens the gate: shows what happens before durability."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.sync_entered = threading.Event()
-        self.gate = threading.Event()
-        self.gate.set()
-
-    def _sync_file(self, fd: int, *, full: bool = False) -> None:
-        if not full:
-            self.sync_entered.set()
-            assert self.gate.wait(10), "test never opened the sync gate"
-        super()._sync_file(fd, full=full)
-
-
-def test_an_append_is_acknowledged_only_after_its_sync(store_dir: Path, run, make_event) -> None:
+def test_an_append_is_acknowledged_only_after_its_sync(store_dir: Path, run, make_event, gated_store) -> None:
     async def scenario() -> None:
-        async with _GatedSync(store_dir) as store:
+        async with gated_store(store_dir) as store:
             store.gate.clear()
             task = asyncio.create_task(store.append(make_event(0)))
             loop = asyncio.get_running_loop()
