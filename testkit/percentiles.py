@@ -335,6 +335,21 @@ class LatencyRecorder:
         found = self._histogram.get_percentile_to_value_dict(wanted)
         return {p: int(found[p]) for p in wanted}
 
+    def count_at_or_below(self, value_ns: int) -> int:
+        """How many recorded values are at or below ``value_ns`` (to bucket precision)."""
+        if value_ns < 0 or not self.count:
+            return 0
+        histogram = self._histogram
+        if value_ns >= histogram.get_max_value():
+            return self.count
+        index = histogram.get_counts_array_index(value_ns)
+        counts = np.ctypeslib.as_array(histogram.counts)[: histogram.counts_len]
+        return int(counts[: index + 1].sum())
+
+    def fraction_at_or_below(self, value_ns: int) -> float:
+        """Share of values at or below ``value_ns``: the SLO view ("99.9 % of appends within 10 ms")."""
+        return self.count_at_or_below(value_ns) / self.count if self.count else 0.0
+
     def summary(self) -> LatencySummary:
         values = self.percentiles(DEFAULT_PERCENTILES)
         mean, stddev = self._moments()

@@ -107,17 +107,20 @@ def run_multi_process(
         context.Process(target=_worker_main, args=(plan, messages, go, start_at), name=f"testkit-load-{plan.index}")
         for plan in plans
     ]
-    for worker in workers:
-        worker.start()
     try:
+        for worker in workers:
+            worker.start()
         pids = _await_ready(workers, messages, startup_timeout_s)
         start_ns = monotonic_ns() + int(start_delay_s * _NS_PER_S)
         start_at.value = start_ns
         go.set()
         limit_s = start_delay_s + profile.duration_s + drain_timeout_s + startup_timeout_s
         parts = _collect_results(workers, messages, limit_s, reporter, start_ns, profile.duration_s)
+    except BaseException:
+        _stop(workers, grace_s=0.0)  # a failed or interrupted run must not leave workers offering load
+        raise
     finally:
-        _stop(workers)
+        _stop(workers, grace_s=5.0)
         messages.close()
         messages.join_thread()
     results = [LoadResult.from_dict(parts[index]) for index in range(processes)]
@@ -208,11 +211,13 @@ def _next_message(
             raise WorkerFailed(f"load workers did not {stage} in time")
 
 
-def _stop(workers: list[Any]) -> None:
+def _stop(workers: list[Any], grace_s: float) -> None:
+    """Join our own worker processes (by handle); kill those still running after ``grace_s``."""
     for worker in workers:
-        worker.join(timeout=5.0)
+        if worker.pid is not None:
+            worker.join(timeout=grace_s)
     for worker in workers:
-        if worker.is_alive():  # only our own children, by handle
+        if worker.pid is not None and worker.is_alive():
             worker.kill()
             worker.join(timeout=5.0)
 

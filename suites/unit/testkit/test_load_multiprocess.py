@@ -48,6 +48,16 @@ def test_a_failing_worker_raises_worker_failed_with_its_traceback() -> None:
                           factory_args=("not a number",), progress=None)
 
 
+def _exits_abruptly() -> None:
+    """An operation factory whose process dies without a word, as a segfaulting extension would."""
+    os._exit(3)
+
+
+def test_a_worker_that_dies_silently_is_reported_not_waited_for() -> None:
+    with pytest.raises(WorkerFailed, match="exited with code 3"):
+        run_multi_process(f"{__name__}:_exits_abruptly", ConstantRate(10, 0.5), processes=2, progress=None)
+
+
 def test_bad_factory_references_fail_fast_in_the_parent() -> None:
     for reference in ("no_colon", "testkit.load.targets:missing", "testkit.nowhere:noop", ":noop",
                       "testkit.load.targets:__doc__"):

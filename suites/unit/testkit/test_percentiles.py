@@ -209,6 +209,18 @@ def test_record_helpers_measure_elapsed_time() -> None:
     assert recorder.count == 3
 
 
+def test_count_and_fraction_at_or_below_a_threshold() -> None:
+    values = lognormal_latencies(10_000)
+    recorder = fed(values)
+    for threshold in (100_000, 1_000_000, 5_000_000):
+        exact = int((values <= threshold).sum())
+        # bucket precision: values within the threshold's bucket may be counted too
+        slack = int(((values > threshold) & (values <= threshold + resolution_bound(threshold))).sum())
+        assert exact <= recorder.count_at_or_below(threshold) <= exact + slack
+    assert recorder.fraction_at_or_below(recorder.max_ns) == 1.0
+    assert recorder.count_at_or_below(-1) == 0 and LatencyRecorder().fraction_at_or_below(10) == 0.0
+
+
 def test_distribution_is_monotonic_and_ends_at_the_maximum() -> None:
     recorder = fed(lognormal_latencies(5_000))
     points = list(recorder.distribution(ticks_per_half_distance=5))
