@@ -1,0 +1,180 @@
+"""Request and response bodies: JSON by default, MessagePack when the client sends or asks for it.
+
+Decoding is strict so that whatever is accepted can be returned in either encoding: JSON must not
+carry NaN/Infinity (not JSON), MessagePack must not carry binary, extension types or non-string
+map keys (no JSON equivalent). Bodies are read with a size cap while streaming, so an oversized
+request is refused before it is held in memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgpack
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from lighthouse.server.problems import ApiError
+
+__all__ = ["JSON", "MSGPACK", "Codec", "decode_body", "read_body", "response_codec"]
+
+JSON_TYPE: Final[str] = "application/json"
+MSGPACK_TYPES: Final[frozenset[str]] = frozenset({"application/msgpack", "application/x-msgpack", "application/vnd.msgpack"})
+_MAX_DEPTH: Final[int] = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    name: str
+    media_type: str
+
+    def encode(self, value: Any) -> bytes:
+        if self.name == "msgpack":
+            return msgpack.packb(value, use_bin_type=True, default=_msgpack_default)
+        try:
+            return json.dumps(value, separators=(",", ":"), allow_nan=False, default=_json_default).encode()
+        except ValueError:
+            # Only events written through the library (not the API) can hold non-finite floats.
+            return json.dumps(_finite(value), separators=(",", ":"), default=_json_default).encode()
+
+    def response(self, value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+        return Response(self.encode(value), status_code=status, media_type=self.media_type, headers=headers)
+
+
+JSON: Final[Codec] = Codec("json", JSON_TYPE)
+MSGPACK: Final[Codec] = Codec("msgpack", "application/msgpack")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+def _msgpack_default(value: Any) -> Any:
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    return str(value)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _media_type(header: str | None) -> str:
+    return (header or "").split(";", 1)[0].strip().lower()
+
+
+def response_codec(request: Any) -> Codec:
+    """MessagePack if the client accepts it (or sent it and did not ask otherwise); JSON otherwise.
+
+    Unsupported ``Accept`` values get JSON rather than a 406: every client can read an error in JSON.
+    """
+    accept = request.headers.get("accept", "")
+    kinds = [_media_type(part) for part in accept.split(",") if part.strip()]
+    for kind in kinds:
+        if kind in MSGPACK_TYPES:
+            return MSGPACK
+        if kind == JSON_TYPE:
+            return JSON
+    if _media_type(request.headers.get("content-type")) in MSGPACK_TYPES:
+        return MSGPACK
+    return JSON
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing (413) anything over ``limit`` bytes before buffering it."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise ApiError(400, "malformed_body", "Content-Length is not an integer") from None
+        if size > limit:
+            raise ApiError(413, "body_too_large", f"the body is {size} bytes; the limit is {limit}", limit=limit)
+    chunks: list[bytes] = []
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise ApiError(413, "body_too_large", f"the body exceeds the limit of {limit} bytes", limit=limit)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ApiError(400, "client_disconnected", "the client went away before sending the whole body") from None
+    return b"".join(chunks)
+
+
+def decode_body(raw: bytes, content_type: str | None) -> Any:
+    """Parse a body as its Content-Type says (JSON when absent); 400/415 with a reason otherwise."""
+    kind = _media_type(content_type)
+    if not raw:
+        raise ApiError(400, "malformed_body", "the request body is empty")
+    if kind in MSGPACK_TYPES:
+        return _decode_msgpack(raw)
+    if kind in ("", JSON_TYPE) or kind.endswith("+json"):
+        return _decode_json(raw)
+    raise ApiError(
+        415,
+        "unsupported_media_type",
+        f"Content-Type {kind!r} is not supported; send application/json or application/msgpack",
+    )
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _decode_json(raw: bytes) -> Any:
+    try:
+        value = json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ApiError(400, "malformed_body", "the JSON body is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "malformed_body", f"the body is not valid JSON: {exc}") from None
+    _check_depth(value)
+    return value
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise ValueError(f"MessagePack extension type {code} is not supported")
+
+
+def _decode_msgpack(raw: bytes) -> Any:
+    try:
+        value = msgpack.unpackb(raw, raw=False, strict_map_key=True, ext_hook=_refuse_ext, use_list=True)
+    except msgpack.ExtraData:
+        raise ApiError(400, "malformed_body", "the MessagePack body has trailing bytes") from None
+    except (ValueError, TypeError, msgpack.UnpackException, msgpack.StackError, RecursionError) as exc:
+        raise ApiError(400, "malformed_body", f"the body is not valid MessagePack: {exc}") from None
+    _check_depth(value)
+    return value
+
+
+def _check_depth(value: Any) -> None:
+    """Refuse binary values, non-finite floats and absurd nesting (iteratively: no recursion limit games)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            raise ApiError(400, "malformed_body", f"the body is nested deeper than {_MAX_DEPTH} levels")
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, (bytes, bytearray)):
+            raise ApiError(400, "malformed_body", "binary values are not supported; encode them as base64 strings")
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ApiError(400, "malformed_body", "NaN and infinite numbers are not supported")

@@ -1,0 +1,225 @@
+"""``/events``: append one event or an atomic batch, query with filters and cursors, get by id.
+
+``source_agent`` is always the authenticated agent, whatever the body says. Appends are idempotent
+by ``event_id``: sending the same event again (same id, same content) returns the stored copy with
+200 instead of 201, so a client that lost a response can retry safely. Retrying clients must send
+the ``timestamp`` themselves; otherwise the retry differs from the original and is refused (409).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from lighthouse.bridge.vocabulary import BRIDGE_EVENT_TYPES
+from lighthouse.errors import (
+    BatchTooLarge,
+    InvalidEvent,
+    LighthouseError,
+    ResourceExhausted,
+    StoreReadOnly,
+    WriteFailed,
+)
+from lighthouse.models import EVENT_FIELDS, MAX_BATCH_EVENTS, MAX_QUERY_LIMIT, Event, EventFilter
+from lighthouse.server.auth import Principal, Role
+from lighthouse.server.codec import decode_body, read_body, response_codec
+from lighthouse.server.context import ServerContext, context_of, endpoint
+from lighthouse.server.openapi import MAX_SCHEMA_VERSION
+from lighthouse.server.params import QueryReader
+from lighthouse.server.problems import ApiError
+
+__all__ = ["append_batch", "append_event", "event_from_body", "get_event", "query_events", "stored_is_new"]
+
+_STORE_ASSIGNED: Final[frozenset[str]] = frozenset({"sequence", "recorded_at", "aggregate_version"})
+_CLIENT_FIELDS: Final[frozenset[str]] = frozenset(EVENT_FIELDS) - _STORE_ASSIGNED
+_FILTER_LISTS: Final[tuple[str, ...]] = ("event_types", "aggregate_ids", "source_agents")
+_FILTER_SCALARS: Final[tuple[str, ...]] = (
+    "correlation_id", "causation_id", "from_sequence", "to_sequence", "recorded_after", "recorded_before",
+)
+
+
+def event_from_body(raw: Any, principal: Principal, *, where: str = "the body") -> Event:
+    """A client's event dict as an ``Event`` authored by ``principal``; 400/403 with the reason otherwise."""
+    if not isinstance(raw, Mapping):
+        raise InvalidEvent(f"{where} must be an event object")
+    assigned = sorted(_STORE_ASSIGNED & set(raw))
+    if assigned:
+        raise InvalidEvent(f"{assigned} are assigned by the store; do not send them", fields=assigned)
+    unknown = sorted(set(raw) - _CLIENT_FIELDS)
+    if unknown:
+        raise InvalidEvent(f"unknown event fields {unknown}", fields=unknown)
+    fields = dict(raw)
+    fields["source_agent"] = principal.agent_id  # the token decides who wrote it, never the body
+    version = fields.get("schema_version", 1)
+    if isinstance(version, int) and not isinstance(version, bool) and version > MAX_SCHEMA_VERSION:
+        raise InvalidEvent(f"schema_version must be at most {MAX_SCHEMA_VERSION}", field="schema_version")
+    stamp = fields.get("timestamp")
+    if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) and not -1e15 <= stamp <= 1e15:
+        raise InvalidEvent("timestamp must be seconds since the epoch within +-1e15", field="timestamp")
+    try:
+        event = Event.from_dict(fields)
+    except (TypeError, ValueError, OverflowError) as exc:
+        if isinstance(exc, LighthouseError):
+            raise
+        raise InvalidEvent(f"{where} is not a valid event: {exc}") from None
+    if event.event_type in BRIDGE_EVENT_TYPES and not principal.role.includes(Role.ADMIN):
+        raise ApiError(
+            403, "reserved_event_type",
+            f"{event.event_type.value} events are written by the ValidationBridge; use its endpoints",
+            event_type=event.event_type.value,
+        )
+    return event
+
+
+def stored_is_new(stored: Event, request_started_wall: float) -> bool:
+    """A newly stored event was recorded after the request began; an idempotent retry returns an older copy."""
+    return stored.recorded_at is not None and stored.recorded_at >= request_started_wall
+
+
+async def _perform(
+    ctx: ServerContext, kind: str, append: Callable[[], Awaitable[list[Event]]]
+) -> tuple[list[Event], list[bool]]:
+    """Run an append with admission control, alert accounting and metrics; (stored events, which are new)."""
+    assert ctx.alerts is not None and ctx.metrics is not None
+    ctx.admit_write()
+    ctx.write_started()
+    wall = time.time()
+    started = time.perf_counter()
+    try:
+        stored = await append()
+    except (WriteFailed, ResourceExhausted):
+        ctx.alerts.record_append(time.perf_counter() - started, failed=True)
+        raise
+    except (StoreReadOnly, LighthouseError):
+        raise  # refusals and client mistakes are not store errors
+    except Exception:
+        ctx.alerts.record_append(time.perf_counter() - started, failed=True)
+        raise
+    finally:
+        ctx.write_finished()
+    elapsed = time.perf_counter() - started
+    ctx.alerts.record_append(elapsed)
+    ctx.metrics.append_latency.labels(kind=kind).observe(elapsed)
+    fresh = [stored_is_new(e, wall) for e in stored]
+    for event, new in zip(stored, fresh):
+        if new:
+            ctx.metrics.appended.labels(event_type=str(event[1])).inc()
+    return stored, fresh
+
+
+def _expected_version(reader: QueryReader) -> int | None:
+    return reader.integer("expected_version", minimum=0)
+
+
+@endpoint("/events")
+async def append_event(request: Request) -> Response:
+    ctx = context_of(request)
+    principal = ctx.principal(request)
+    reader = QueryReader(request.query_params, scalars=("expected_version",))
+    expected = _expected_version(reader)
+    body = decode_body(await read_body(request, ctx.settings.max_event_body_bytes), request.headers.get("content-type"))
+    event = event_from_body(body, principal)
+    assert ctx.store is not None
+    store = ctx.store
+
+    async def append() -> list[Event]:
+        return [await store.append(event, expected_version=expected)]
+
+    (stored,), (new,) = await _perform(ctx, "single", append)
+    return response_codec(request).response(
+        stored.to_dict(), status=201 if new else 200, headers={"Location": f"/events/{stored.event_id}"}
+    )
+
+
+def _expected_versions(raw: Any) -> dict[str, int] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or not raw:
+        raise InvalidEvent("expected_versions must be a non-empty object of aggregate id -> version")
+    out = {}
+    for key, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+            raise InvalidEvent(f"expected_versions[{key!r}] must be a non-negative integer", aggregate_id=key)
+        out[str(key)] = value
+    return out
+
+
+@endpoint("/events/batch")
+async def append_batch(request: Request) -> Response:
+    ctx = context_of(request)
+    principal = ctx.principal(request)
+    QueryReader(request.query_params)
+    body = decode_body(await read_body(request, ctx.settings.max_batch_body_bytes), request.headers.get("content-type"))
+    if not isinstance(body, Mapping):
+        raise InvalidEvent('the body must be an object {"events": [...], "expected_versions": {...}}')
+    unknown = sorted(set(body) - {"events", "expected_versions"})
+    if unknown:
+        raise InvalidEvent(f"unknown batch fields {unknown}", fields=unknown)
+    raw_events = body.get("events")
+    if not isinstance(raw_events, list):
+        raise InvalidEvent("events must be a list of event objects")
+    if not raw_events:
+        raise InvalidEvent("a batch holds at least one event")
+    if len(raw_events) > MAX_BATCH_EVENTS:
+        raise BatchTooLarge(f"a batch holds 1..{MAX_BATCH_EVENTS} events, got {len(raw_events)}", count=len(raw_events))
+    events = [event_from_body(raw, principal, where=f"events[{i}]") for i, raw in enumerate(raw_events)]
+    expected = _expected_versions(body.get("expected_versions"))
+    assert ctx.store is not None
+    store = ctx.store
+
+    async def append() -> list[Event]:
+        return await store.append_batch(events, expected_versions=expected)
+
+    stored, fresh = await _perform(ctx, "batch", append)
+    return response_codec(request).response(
+        {"events": [e.to_dict() for e in stored]}, status=201 if any(fresh) else 200
+    )
+
+
+@endpoint("/events")
+async def query_events(request: Request) -> Response:
+    ctx = context_of(request)
+    ctx.principal(request)
+    reader = QueryReader(
+        request.query_params, lists=_FILTER_LISTS, scalars=(*_FILTER_SCALARS, "limit", "cursor", "order")
+    )
+    event_filter = EventFilter(
+        event_types=reader.strings("event_types"),  # type: ignore[arg-type]
+        aggregate_ids=reader.strings("aggregate_ids", max_length=256),  # type: ignore[arg-type]
+        source_agents=reader.strings("source_agents", max_length=256),  # type: ignore[arg-type]
+        correlation_id=reader.string("correlation_id"),
+        causation_id=reader.string("causation_id"),
+        from_sequence=reader.integer("from_sequence"),
+        to_sequence=reader.integer("to_sequence"),
+        recorded_after=reader.number("recorded_after", bound=1e15),
+        recorded_before=reader.number("recorded_before", bound=1e15),
+    )
+    limit = reader.integer("limit", minimum=1, maximum=MAX_QUERY_LIMIT, default=ctx.settings.default_query_limit)
+    cursor = reader.string("cursor")
+    descending = reader.choice("order", ("asc", "desc"), "asc") == "desc"
+    assert ctx.store is not None and ctx.metrics is not None and limit is not None
+    started = time.perf_counter()
+    result = await ctx.store.query(event_filter, limit=limit, cursor=cursor, descending=descending)
+    ctx.metrics.query_latency.labels(kind="query").observe(time.perf_counter() - started)
+    return response_codec(request).response(
+        {"events": [e.to_dict() for e in result.events], "next_cursor": result.next_cursor}
+    )
+
+
+@endpoint("/events/{event_id}")
+async def get_event(request: Request) -> Response:
+    ctx = context_of(request)
+    ctx.principal(request)
+    QueryReader(request.query_params)
+    event_id = request.path_params["event_id"]
+    if not event_id or len(event_id) > 256:
+        raise ApiError(404, "not_found", "no such event")
+    assert ctx.store is not None and ctx.metrics is not None
+    started = time.perf_counter()
+    event = await ctx.store.get(event_id)
+    ctx.metrics.query_latency.labels(kind="get").observe(time.perf_counter() - started)
+    return response_codec(request).response(event.to_dict())

@@ -1,0 +1,114 @@
+"""Serve an app with uvicorn, with a graceful shutdown.
+
+On SIGTERM or SIGINT uvicorn stops accepting connections, lets in-flight requests (appends included)
+finish, closes WebSocket streams, and then the app's shutdown stops the bridge (saving its snapshot)
+and closes the store, which writes and syncs every append still queued. The listening socket is
+bound here, before uvicorn starts, so ``port=0`` works: the chosen port is written to ``ready_file``
+(JSON, written atomically) once the app has started, which is how tests find the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from lighthouse.bridge.policy import Policy
+from lighthouse.server.app import create_app
+from lighthouse.server.settings import ServerSettings
+
+__all__ = ["run_server", "serve"]
+
+_log = logging.getLogger("lighthouse.server")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def _write_ready(path: Path, info: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(info))
+    os.replace(tmp, path)
+
+
+async def serve(
+    data_dir: str | os.PathLike[str],
+    *,
+    secret: bytes,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    settings: ServerSettings | None = None,
+    policy: Policy | None = None,
+    ready_file: str | os.PathLike[str] | None = None,
+    log_level: str = "warning",
+) -> None:
+    """Run until SIGTERM/SIGINT, then shut down gracefully."""
+    settings = settings or ServerSettings()
+    app = create_app(data_dir, secret=secret, settings=settings, policy=policy)
+    sock = _bind(host, port)
+    config = uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(max(1, settings.shutdown_grace_seconds)),
+        ws_max_size=settings.max_batch_body_bytes,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+    while not server.started and not task.done():
+        await asyncio.sleep(0.01)
+    if server.started:
+        bound_host, bound_port = sock.getsockname()[:2]
+        _log.warning("lighthouse serving %s on http://%s:%d", data_dir, bound_host, bound_port)
+        if ready_file is not None:
+            _write_ready(Path(ready_file), {"host": bound_host, "port": bound_port, "pid": os.getpid()})
+    try:
+        await task
+    finally:
+        sock.close()
+    if server.started is False and task.exception() is None:
+        raise RuntimeError("the server failed to start (see the log above)")
+
+
+def _already_handled(signum: int, frame: object) -> None:
+    _log.info("signal %d: shutdown already done or under way", signum)
+
+
+def run_server(
+    data_dir: str | os.PathLike[str],
+    *,
+    secret: bytes,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    settings: ServerSettings | None = None,
+    policy: Policy | None = None,
+    ready_file: str | os.PathLike[str] | None = None,
+    log_level: str = "warning",
+) -> None:
+    """Blocking entry point for the CLI; returns normally (exit status 0) after a graceful shutdown.
+
+    uvicorn re-raises the signal that stopped it once it has shut down, so that the process dies of
+    it; handlers installed here absorb that second delivery, because the shutdown was clean.
+    """
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _already_handled)
+    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.WARNING),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(data_dir, secret=secret, host=host, port=port, settings=settings, policy=policy,
+                      ready_file=ready_file, log_level=log_level))
