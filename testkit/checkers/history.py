@@ -191,6 +191,14 @@ def _sequences_of(result: Any) -> tuple[int, ...] | None:
     return tuple(int(item.sequence) if hasattr(item, "sequence") else int(item) for item in items)
 
 
+def _digest_or_none(event: Mapping[str, Any]) -> str | None:
+    """The content digest; None for an event that cannot even be encoded (bad input the store must refuse)."""
+    try:
+        return content_digest(event)
+    except (TypeError, ValueError, KeyError, OverflowError):
+        return None
+
+
 def _describe(error: BaseException) -> str:
     code = getattr(error, "code", None)
     text = f"{type(error).__name__}: {error}"
@@ -256,7 +264,7 @@ class History:
             raise ValueError(f"an append writes exactly one event, got {len(events)}")
         ids = tuple([str(e["event_id"]) for e in events])
         if digests is None:
-            digest_tuple: tuple[str | None, ...] | None = tuple([content_digest(e) for e in events])
+            digest_tuple: tuple[str | None, ...] | None = tuple([_digest_or_none(e) for e in events])
         elif digests.count(None) == len(digests):
             digest_tuple = None
         else:

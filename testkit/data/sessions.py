@@ -110,7 +110,10 @@ class AgentSessionGenerator:
         self._agents: int | tuple[AgentRole, ...] = (
             agents if isinstance(agents, int) else tuple(AgentRole(a) for a in agents)
         )
-        self.roster: tuple[Agent, ...] = _World(seed, self._agents, self.plan).roster
+        # The same draws the simulation makes first, so this is exactly the roster every stream uses.
+        self.roster: tuple[Agent, ...] = make_roster(
+            random.Random(seed), self._agents, max_clock_skew_s=self.plan.timing.max_clock_skew_s
+        )
 
     def events(self, n: int | None = None) -> Iterator[dict[str, Any]]:
         """The first ``n`` events of the interleaved stream (endless if ``n`` is None)."""
