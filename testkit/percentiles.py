@@ -11,7 +11,7 @@ from __future__ import annotations
 import binascii
 import math
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from time import monotonic_ns
@@ -324,7 +324,7 @@ class LatencyRecorder:
         """The value at ``percentile`` (0..100): that share of recorded values is at or below it."""
         return self.percentiles([percentile])[percentile]
 
-    def percentiles(self, percentiles: Any = DEFAULT_PERCENTILES) -> dict[float, int]:
+    def percentiles(self, percentiles: Iterable[float] = DEFAULT_PERCENTILES) -> dict[float, int]:
         """Several percentiles in one pass over the histogram."""
         wanted = [float(p) for p in percentiles]
         for p in wanted:

@@ -13,12 +13,11 @@ import asyncio
 from collections import Counter
 from inspect import isawaitable
 from time import monotonic_ns
-from typing import Any
 
 from testkit.load._checks import check_positive_int, check_seconds
 from testkit.load.errors import LoadConfigError
 from testkit.load.operation import Operation
-from testkit.load.progress import ProgressOption, ProgressSnapshot, resolve_progress
+from testkit.load.progress import ProgressCallback, ProgressOption, ProgressSnapshot, resolve_progress
 from testkit.load.result import LoadResult
 from testkit.load.timeline import TimelineRecorder
 from testkit.percentiles import HistogramSpec, LatencyRecorder
@@ -86,7 +85,7 @@ class _ClosedLoopRun:
         self.per_client = [0] * clients
         self.last_end_ns = self.start_ns
 
-    async def execute(self, progress: Any, progress_interval_s: float) -> LoadResult:
+    async def execute(self, progress: ProgressCallback | None, progress_interval_s: float) -> LoadResult:
         reporter = None
         if progress is not None:
             reporter = asyncio.get_running_loop().create_task(self._report(progress, progress_interval_s))
@@ -156,7 +155,7 @@ class _ClosedLoopRun:
             # other clients (and the progress reporter) for the whole run.
             await asyncio.sleep(think)
 
-    async def _report(self, progress: Any, interval_s: float) -> None:
+    async def _report(self, progress: ProgressCallback, interval_s: float) -> None:
         while True:
             await asyncio.sleep(interval_s)
             progress(self._snapshot(final=False))

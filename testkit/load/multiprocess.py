@@ -23,7 +23,7 @@ from testkit.load.errors import LoadConfigError, WorkerFailed
 from testkit.load.open_loop import run_open_loop
 from testkit.load.operation import OperationFactory, resolve_factory
 from testkit.load.profiles import RateProfile
-from testkit.load.progress import ProgressOption, ProgressSnapshot, resolve_progress
+from testkit.load.progress import ProgressCallback, ProgressOption, ProgressSnapshot, resolve_progress
 from testkit.load.result import LoadResult
 from testkit.percentiles import HistogramSpec
 
@@ -99,7 +99,7 @@ def run_multi_process(
         )
         for index in range(processes)
     ]
-    context = multiprocessing.get_context(start_method)
+    context: Any = multiprocessing.get_context(start_method)
     messages: Any = context.Queue()
     go = context.Event()
     start_at = context.Value("q", 0)
@@ -161,7 +161,8 @@ def _await_ready(workers: list[Any], messages: Any, timeout_s: float) -> dict[in
 
 
 def _collect_results(
-    workers: list[Any], messages: Any, limit_s: float, reporter: Any, start_ns: int, planned_s: float
+    workers: list[Any], messages: Any, limit_s: float, reporter: ProgressCallback | None, start_ns: int,
+    planned_s: float,
 ) -> dict[int, dict[str, Any]]:
     parts: dict[int, dict[str, Any]] = {}
     latest: dict[int, ProgressSnapshot] = {}

@@ -20,13 +20,12 @@ from collections.abc import Iterator
 from itertools import chain
 from inspect import isawaitable
 from time import monotonic_ns
-from typing import Any
 
 from testkit.load._checks import check_positive_int, check_seconds
 from testkit.load.errors import LoadConfigError
 from testkit.load.operation import Operation
 from testkit.load.profiles import RateProfile
-from testkit.load.progress import ProgressOption, ProgressSnapshot, resolve_progress
+from testkit.load.progress import ProgressCallback, ProgressOption, ProgressSnapshot, resolve_progress
 from testkit.load.result import LoadResult
 from testkit.load.timeline import TimelineRecorder
 from testkit.percentiles import HistogramSpec, LatencyRecorder
@@ -113,7 +112,7 @@ class _OpenLoopRun:
         self.idle = asyncio.Event()
         self.idle.set()
 
-    async def execute(self, drain_timeout_s: float, progress: Any, progress_interval_s: float) -> LoadResult:
+    async def execute(self, drain_timeout_s: float, progress: ProgressCallback | None, progress_interval_s: float) -> LoadResult:
         reporter = None
         if progress is not None:
             reporter = asyncio.get_running_loop().create_task(self._report(progress, progress_interval_s))
@@ -221,7 +220,7 @@ class _OpenLoopRun:
             await asyncio.gather(*pending, return_exceptions=True)
             return len(pending)
 
-    async def _report(self, progress: Any, interval_s: float) -> None:
+    async def _report(self, progress: ProgressCallback, interval_s: float) -> None:
         while True:
             await asyncio.sleep(interval_s)
             progress(self._snapshot(final=False))

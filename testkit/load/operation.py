@@ -43,4 +43,5 @@ def resolve_factory(reference: str | OperationFactory) -> OperationFactory:
             raise OperationFactoryError(f"{module_name!r} has no attribute {attribute_path!r}") from exc
     if not callable(target):
         raise OperationFactoryError(f"{reference!r} is a {type(target).__name__}, not a callable")
-    return target
+    factory: OperationFactory = target
+    return factory

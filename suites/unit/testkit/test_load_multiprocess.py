@@ -12,6 +12,7 @@ from testkit.load import (
     LoadRunner,
     OperationFactoryError,
     PoissonArrivals,
+    ProgressSnapshot,
     WorkerFailed,
     run_multi_process,
 )
@@ -21,7 +22,7 @@ from testkit.percentiles import LatencyRecorder
 def test_two_processes_share_the_schedule_and_merge_their_results() -> None:
     profile = PoissonArrivals(rate=600, duration=1.0, seed=17)
     planned = len(list(profile))
-    snapshots = []
+    snapshots: list[ProgressSnapshot] = []
     result = run_multi_process(
         "testkit.load.targets:noop", profile, processes=2, progress=snapshots.append, progress_interval_s=0.3
     )

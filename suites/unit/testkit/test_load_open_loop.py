@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import select
 import sys
 import time
 from collections import Counter
@@ -14,6 +15,7 @@ import pytest
 from testkit.load import (
     ConstantRate,
     LoadConfigError,
+    LoadResult,
     LoadRunner,
     PoissonArrivals,
     ProgressSnapshot,
@@ -71,7 +73,8 @@ def test_open_loop_latency_includes_the_queueing_a_stall_causes_while_closed_loo
     assert closed.completed > 1_000
     # the per-second timeline shows the stall in the second where it ended
     worst = max(opened.timeline, key=lambda point: point.max_ns or 0)
-    assert worst.max_ns is not None and worst.max_ns >= STALL_S * NS and worst.p99_ns >= 0.5 * NS
+    assert worst.max_ns is not None and worst.p99_ns is not None
+    assert worst.max_ns >= STALL_S * NS and worst.p99_ns >= 0.5 * NS
 
 
 def test_every_planned_start_is_offered_and_accounted_for() -> None:
@@ -92,7 +95,8 @@ def test_every_planned_start_is_offered_and_accounted_for() -> None:
     assert result.duration_s >= profile.duration_s * 0.9 and result.planned_duration_s == profile.duration_s
     for point in result.timeline:
         if point.completed:
-            assert point.p50_ns is not None and point.p50_ns <= point.p99_ns <= point.max_ns
+            assert point.p50_ns is not None and point.p99_ns is not None and point.max_ns is not None
+            assert point.p50_ns <= point.p99_ns <= point.max_ns
     # latency from the intended start is never shorter than the service time of the same operation
     assert result.latency.min_ns >= result.service_time.min_ns
 
@@ -154,6 +158,17 @@ def test_progress_callback_gets_snapshots_and_a_final_one() -> None:
     assert [s.offered for s in snapshots] == sorted(s.offered for s in snapshots)
 
 
+def read_until(reader: io.RawIOBase, ending: bytes, timeout_s: float = 5.0) -> bytes:
+    """Read a pty until ``ending`` arrives (a tty hands writes over in pieces), or the deadline passes."""
+    data = b""
+    deadline = time.monotonic() + timeout_s
+    while not data.endswith(ending) and time.monotonic() < deadline:
+        ready, _, _ = select.select([reader], [], [], max(0.0, deadline - time.monotonic()))
+        if ready:
+            data += reader.read(4096) or b""
+    return data
+
+
 def test_terminal_progress_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "stderr", io.StringIO())
     assert resolve_progress("auto") is None
@@ -164,7 +179,7 @@ def test_terminal_progress_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -
         assert isinstance(reporter, TerminalProgress)
         reporter(ProgressSnapshot(1.0, 10.0, 100, 90, 1, 10, 0, 0))
         reporter(ProgressSnapshot(2.0, 10.0, 200, 190, 1, 10, 0, 0, final=True))
-        written = reader.read(4096).decode()
+        written = read_until(reader, b"\r\n").decode()
     assert "completed" in written and "190" in written and written.endswith("\r\n")
     with pytest.raises(TypeError):
         resolve_progress("loud")  # type: ignore[arg-type]
@@ -187,7 +202,7 @@ def test_bad_operation_or_profile_raise_load_config_error() -> None:
 
 
 def test_load_runner_facade_keeps_results_and_refuses_nested_event_loops() -> None:
-    kept = []
+    kept: list[LoadResult] = []
     runner = LoadRunner(progress=None, on_result=kept.append)
     first = runner.open_loop(lambda: None, ConstantRate(100, 0.2))
     second = runner.closed_loop(lambda: None, clients=2, operations=50)

@@ -55,6 +55,7 @@ def test_timelines_merge_exactly_like_one_recorder_fed_everything() -> None:
     assert merged == whole.finish()
     assert [p.second for p in merged] == [0, 1, 2]
     for point in merged:
+        assert point.histogram is not None
         assert LatencyRecorder.decode(point.histogram).percentile(99) == point.p99_ns
 
 
@@ -67,6 +68,7 @@ def test_timeline_accepts_a_late_completion_for_a_closed_second() -> None:
     timeline.error(int(1.2 * NS))
     points = timeline.finish()
     assert [p.completed for p in points] == [2, 0, 0, 1] and points[1].errors == 1
+    assert points[0].histogram is not None and points[0].max_ns is not None
     assert LatencyRecorder.decode(points[0].histogram).count == 2 and points[0].max_ns >= 200
 
 
