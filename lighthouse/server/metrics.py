@@ -27,6 +27,17 @@ _LATENCY_BUCKETS: Final[tuple[float, ...]] = (
 )
 
 
+def _union_size(ranges: list[tuple[int, int]]) -> int:
+    """Sequences covered by inclusive ranges that may overlap or repeat."""
+    total, reach = 0, 0
+    for first, last in sorted(ranges):
+        first = max(first, reach + 1)
+        if last >= first:
+            total += last - first + 1
+            reach = last
+    return total
+
+
 class _StoreCollector(Collector):
     """Gauges read from the store and the alert evaluator when Prometheus scrapes."""
 
@@ -74,9 +85,9 @@ class _StoreCollector(Collector):
         yield CounterMetricFamily(
             "lighthouse_store_health_transitions", "Health transitions of the store", value=health.transitions
         )
-        corrupt = [d for d in health.damage if d.get("kind") != "torn_tail"]
+        corrupt = [d for d in health.damage if d.get("kind") != "torn_tail" and d.get("end", 0) > d.get("start", 0)]
         yield GaugeMetricFamily(
-            "lighthouse_corruption_ranges", "Damaged ranges found and quarantined", value=len(corrupt)
+            "lighthouse_corruption_ranges", "Damaged byte ranges found and quarantined", value=len(corrupt)
         )
         yield GaugeMetricFamily(
             "lighthouse_quarantined_bytes", "Bytes moved to quarantine", value=stats.quarantined_bytes
@@ -84,7 +95,7 @@ class _StoreCollector(Collector):
         yield GaugeMetricFamily(
             "lighthouse_lost_sequences",
             "Sequences lost to corruption",
-            value=sum(last - first + 1 for first, last in health.lost_sequences),
+            value=_union_size(health.lost_sequences),
         )
         levels = GaugeMetricFamily("lighthouse_alert_level", "0 ok, 1 warning, 2 critical", labels=["alert"])
         values = GaugeMetricFamily("lighthouse_alert_value", "Current value of each trigger", labels=["alert"])

@@ -220,6 +220,8 @@ async def get_event(request: Request) -> Response:
         raise ApiError(404, "not_found", "no such event")
     assert ctx.store is not None and ctx.metrics is not None
     started = time.perf_counter()
-    event = await ctx.store.get(event_id)
-    ctx.metrics.query_latency.labels(kind="get").observe(time.perf_counter() - started)
+    try:
+        event = await ctx.store.get(event_id)
+    finally:  # a lookup that finds nothing costs time too
+        ctx.metrics.query_latency.labels(kind="get").observe(time.perf_counter() - started)
     return response_codec(request).response(event.to_dict())

@@ -1,0 +1,178 @@
+"""WS /stream against a real server: catch-up then live, filters, resume without gap or duplicate,
+and a slow client closed with 4408 instead of growing the server's memory."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import websockets.sync.client
+from websockets.exceptions import ConnectionClosed
+
+from lighthouse.server.routes.stream import CLOSE_SLOW_CONSUMER
+
+from .support import RunningServer, read_all, start_server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """Small per-client buffers so that a slow client is detected quickly."""
+    running = start_server(tmp_path_factory.mktemp("stream"),
+                           config={"server": {"stream_buffer_events": 200, "stream_send_timeout_seconds": 1.0}})
+    try:
+        yield running
+    finally:
+        assert running.stop() == 0, running.log()
+
+
+def events(n: int, aggregate: str | None = None, event_type: str = "custom", size: int = 0) -> list[dict[str, Any]]:
+    aggregate = aggregate or f"stream:{uuid.uuid4()}"
+    return [{"event_id": str(uuid.uuid4()), "event_type": event_type, "aggregate_id": aggregate, "timestamp": 1.0,
+             "data": {"i": i, "pad": "p" * size}} for i in range(n)]
+
+
+def append(client: httpx.Client, batch: list[dict[str, Any]]) -> list[int]:
+    response = client.post("/events/batch", json={"events": batch})
+    assert response.status_code == 201, response.text
+    return [e["sequence"] for e in response.json()["events"]]
+
+
+def connect(server: RunningServer, **params: Any) -> websockets.sync.client.ClientConnection:
+    query = httpx.QueryParams(params)
+    return websockets.sync.client.connect(
+        f"{server.ws_url}/stream?{query}", additional_headers=server.headers("reader"), open_timeout=5,
+        max_size=None,
+    )
+
+
+def receive(ws: websockets.sync.client.ClientConnection, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+    out = []
+    while len(out) < count:
+        message = json.loads(ws.recv(timeout=timeout))
+        assert message["type"] == "event", message
+        out.append(message["event"])
+    return out
+
+
+def test_catch_up_then_live(server: RunningServer) -> None:
+    writer = server.client("writer")
+    aggregate = f"stream:{uuid.uuid4()}"
+    history = append(writer, events(30, aggregate))
+    with connect(server, from_sequence=history[0], aggregate_ids=aggregate) as ws:
+        hello = json.loads(ws.recv(timeout=5))
+        assert hello["type"] == "subscribed" and hello["head_sequence"] >= history[-1]
+        caught_up = receive(ws, 30)
+        assert [e["sequence"] for e in caught_up] == history
+        live = append(writer, events(10, aggregate))
+        assert [e["sequence"] for e in receive(ws, 10)] == live
+
+
+def test_only_new_events_without_from_sequence(server: RunningServer) -> None:
+    writer = server.client("writer")
+    aggregate = f"stream:{uuid.uuid4()}"
+    append(writer, events(5, aggregate))
+    with connect(server, aggregate_ids=aggregate) as ws:
+        hello = json.loads(ws.recv(timeout=5))
+        fresh = append(writer, events(3, aggregate))
+        assert hello["from_sequence"] <= fresh[0]
+        assert [e["sequence"] for e in receive(ws, 3)] == fresh
+
+
+def test_filters_select_by_type_and_aggregate(server: RunningServer) -> None:
+    writer = server.client("writer")
+    wanted, other = f"stream:{uuid.uuid4()}", f"stream:{uuid.uuid4()}"
+    start = append(writer, events(1, other))[0]
+    expected = []
+    for _ in range(5):
+        expected += append(writer, events(2, wanted, "file_created"))
+        append(writer, events(2, wanted, "file_deleted"))
+        append(writer, events(2, other, "file_created"))
+    with connect(server, from_sequence=start, aggregate_ids=wanted, event_types="file_created") as ws:
+        json.loads(ws.recv(timeout=5))
+        got = receive(ws, len(expected))
+        assert [e["sequence"] for e in got] == expected
+        assert {(e["aggregate_id"], e["event_type"]) for e in got} == {(wanted, "file_created")}
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.3)  # nothing else matches
+
+
+def test_bad_parameters_refuse_the_handshake(server: RunningServer) -> None:
+    from websockets.exceptions import InvalidStatus
+
+    for params in ({"from_sequence": "-3"}, {"event_types": "nope"}, {"colour": "red"}):
+        with pytest.raises(InvalidStatus) as refused:
+            connect(server, **params)
+        assert refused.value.response.status_code == 400
+        assert json.loads(refused.value.response.body)["error"] == "invalid_query"
+
+
+def test_reconnecting_from_the_last_sequence_loses_and_repeats_nothing(server: RunningServer) -> None:
+    writer = server.client("writer")
+    aggregate = f"stream:{uuid.uuid4()}"
+    start = append(writer, events(1, aggregate))[0]
+    stop = threading.Event()
+    appended: list[int] = [start]
+
+    def keep_writing() -> None:
+        with httpx.Client(base_url=server.base_url, headers=server.headers("writer")) as client:
+            while not stop.is_set() and len(appended) < 600:
+                appended.extend(append(client, events(5, aggregate)))
+
+    thread = threading.Thread(target=keep_writing)
+    thread.start()
+    seen: list[int] = []
+    resume = start
+    try:
+        for _ in range(6):  # disconnect and resume while events keep arriving
+            with connect(server, from_sequence=resume, aggregate_ids=aggregate) as ws:
+                json.loads(ws.recv(timeout=5))
+                batch = receive(ws, 40)
+            seen += [e["sequence"] for e in batch]
+            resume = seen[-1] + 1
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    with connect(server, from_sequence=resume, aggregate_ids=aggregate) as ws:
+        json.loads(ws.recv(timeout=5))
+        remaining = len([s for s in appended if s >= resume])
+        seen += [e["sequence"] for e in receive(ws, remaining)]
+    assert seen == sorted(appended), "resumed stream must equal the log: no gap, no duplicate"
+    assert seen == [e["sequence"] for e in read_all(writer, aggregate_ids=aggregate)]
+
+
+def test_a_slow_client_is_closed_with_4408_and_can_resume(server: RunningServer) -> None:
+    writer = server.client("writer")
+    aggregate = f"stream:{uuid.uuid4()}"
+    start = append(writer, events(1, aggregate))[0]
+    with websockets.sync.client.connect(
+        f"{server.ws_url}/stream?from_sequence={start}&aggregate_ids={aggregate}",
+        additional_headers=server.headers("slow"), open_timeout=5, max_queue=1, max_size=None,
+    ) as ws:
+        total = [start]
+        for _ in range(15):  # ~6 MB the client does not read: more than socket buffers and the server's 200 events
+            total += append(writer, events(100, aggregate, size=4000))
+        received = []
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                message = json.loads(ws.recv(timeout=20))
+                if message["type"] == "event":
+                    received.append(message["event"]["sequence"])
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == CLOSE_SLOW_CONSUMER, closed.value
+    reason = json.loads(closed.value.rcvd.reason)
+    assert reason["error"] in ("slow_consumer", "send_timeout")
+    assert len(received) < len(total), "the server gave up before sending everything"
+    assert received == total[: len(received)], "what was delivered has no gap"
+    resume = received[-1] + 1 if received else start
+    assert reason["resume_from"] <= resume
+    with connect(server, from_sequence=resume, aggregate_ids=aggregate) as again:
+        json.loads(again.recv(timeout=5))
+        rest = receive(again, len(total) - len(received))
+    assert received + [e["sequence"] for e in rest] == total
+    metrics = writer.get("/metrics").text
+    assert 'lighthouse_stream_closed_total{reason="slow_consumer"}' in metrics or \
+        'lighthouse_stream_closed_total{reason="send_timeout"}' in metrics
