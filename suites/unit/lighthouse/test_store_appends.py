@@ -11,7 +11,6 @@ import pytest
 
 from lighthouse import (
     DuplicateEvent,
-    Event,
     EventNotFound,
     EventStore,
     EventType,
