@@ -53,17 +53,15 @@ def crafted_run(
     slower) so that two crafted runs make a baseline and a regressed current run."""
     rng = np.random.default_rng(seed)
     run = RunResults.start(["pytest", "suites/chaos", "suites/perf", "suites/unit"], seed=seed)
-    extras: dict[str, Any] = {}
     if chaos:
-        chaos_tests, matrix, counts = _chaos_tests(rng, failures)
+        chaos_tests, matrix = _chaos_tests(rng, failures)
         for record in chaos_tests:
             run.add(record)
         run.chaos_matrix = matrix
-        extras["chaos_counts"] = counts
-        extras["skipped_mechanisms"] = [
-            {"mechanism": "tc netem", "reason": "qdisc kind is unknown: this kernel has no netem module"},
-            {"mechanism": "dm-flakey", "reason": "no /dev/mapper/control"},
-        ]
+        run.skipped_mechanisms = {
+            "tc netem": "qdisc kind is unknown: this kernel has no netem module",
+            "dm-flakey": "no /dev/mapper/control",
+        }
     if perf:
         for record in _perf_tests(rng, perf_shift):
             run.add(record)
@@ -75,11 +73,7 @@ def crafted_run(
     for record in _unit_tests(rng, remaining, failures):
         run.add(record)
     run.finish("failed" if failures else "passed")
-    document = run.to_dict()
-    if "chaos_counts" in extras:
-        document["chaos_matrix"]["counts"] = extras.pop("chaos_counts")
-    document.update(extras)
-    return document
+    return run.to_dict()
 
 
 def crafted_comparison(current: dict[str, Any], *, seed: int = 2, runs: int = 3) -> tuple[Comparison, Baseline]:
@@ -100,7 +94,7 @@ def _recorder(rng: np.random.Generator, median_ms: float, count: int, tail: floa
     return recorder
 
 
-def _chaos_tests(rng: np.random.Generator, failures: bool) -> tuple[list[TestRecord], ChaosMatrix, dict[str, Any]]:
+def _chaos_tests(rng: np.random.Generator, failures: bool) -> tuple[list[TestRecord], ChaosMatrix]:
     records: list[TestRecord] = []
     cells: dict[str, dict[str, str]] = {}
     counts: dict[str, dict[str, dict[str, int]]] = {}
@@ -145,7 +139,7 @@ def _chaos_tests(rng: np.random.Generator, failures: bool) -> tuple[list[TestRec
     records.append(TestRecord(
         nodeid="suites/chaos/test_network.py::test_partition[lighthouse]", outcome="skipped", duration=0.0,
         sut="lighthouse", skipped_reason="network namespaces need CAP_NET_ADMIN"))
-    return records, ChaosMatrix(list(FAULT_KINDS), list(INVARIANTS), cells), counts
+    return records, ChaosMatrix(list(FAULT_KINDS), list(INVARIANTS), cells, counts)
 
 
 def _perf_tests(rng: np.random.Generator, shift: float) -> list[TestRecord]:

@@ -69,8 +69,16 @@ class TestView:
 
     @property
     def seed(self) -> int | None:
+        """The test's own seed (derived from the run's), else the run's."""
         seed = self.test.get("seed")
         return seed if seed is not None else self.run.run.get("seed")
+
+    @property
+    def rerun_seed(self) -> int | None:
+        """The seed to pass to ``--testkit-seed`` to replay this test: the run's, from which the plugin derives
+        the test's own seed again (passing the test's seed would derive a different one)."""
+        seed = self.run.run.get("seed")
+        return seed if seed is not None else self.test.get("seed")
 
     @property
     def family(self) -> tuple[str, tuple[tuple[str, str], ...]]:

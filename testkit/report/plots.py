@@ -18,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullLocator
 
-from testkit.report.formatting import Tone, format_number, scale_for
+from testkit.report.formatting import Tone, format_number, format_quantity, scale_for
 
 __all__ = [
     "BudgetBar",
@@ -131,7 +131,7 @@ def percentile_distribution(curves: Sequence[PercentileCurve], unit: str, title:
     """HdrHistogram-style percentile distribution: latency against 1/(1-p) on a log axis, every system under
     test on the same axes so the tails can be compared where they matter."""
     with matplotlib.rc_context(_STYLE):
-        figure = Figure(figsize=(7.2, 3.9), dpi=_DPI)
+        figure = Figure(figsize=(6.4, 3.8), dpi=_DPI)
         axes = figure.subplots()
         top = max((max(c.values) for c in curves if len(c.values)), default=1.0)
         shown_unit, divisor = scale_for(top, unit)
@@ -177,7 +177,7 @@ def percentile_distribution(curves: Sequence[PercentileCurve], unit: str, title:
 def timeline(series: TimelineSeries) -> bytes:
     """Throughput (top) and latency (bottom) per second of one load run, fault windows shaded on both."""
     with matplotlib.rc_context(_STYLE):
-        figure = Figure(figsize=(9.2, 4.6), dpi=_DPI)
+        figure = Figure(figsize=(11.2, 4.6), dpi=_DPI)
         rate_axes, latency_axes = figure.subplots(2, 1, sharex=True, gridspec_kw={"hspace": 0.12})
         t = np.asarray(series.t, dtype=float)
         if _has(series.offered):
@@ -190,7 +190,7 @@ def timeline(series: TimelineSeries) -> bytes:
                 rate_axes.bar(t, errors, width=0.9, color=TONE_COLOURS["fail"], alpha=0.8, label="errors/s")
         rate_axes.set_ylabel("ops/s")
         rates = [v for v in (*_floats(series.offered), *_floats(series.completed)) if v == v]
-        rate_axes.set_ylim(0, 1.3 * max(rates, default=1.0) or 1.0)  # headroom for the legend
+        rate_axes.set_ylim(0, 1.15 * max(rates, default=1.0) or 1.0)  # headroom for the fault labels
         rate_axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_number(v)))
         latencies = [v for v in (*_floats(series.p50), *_floats(series.p99)) if v == v]
         shown_unit, divisor = scale_for(max(latencies, default=1.0), series.latency_unit)
@@ -213,10 +213,10 @@ def timeline(series: TimelineSeries) -> bytes:
             for axes in (rate_axes, latency_axes):
                 axes.axvspan(window.start, max(window.end, window.start + 0.05), color=FAULT_SHADE,
                              alpha=0.13, linewidth=0, label="fault" if index == 0 and axes is rate_axes else None)
-            rate_axes.annotate(window.kind, xy=(window.start, 0.0), xycoords=("data", "axes fraction"),
-                               xytext=(2, 3), textcoords="offset points", fontsize=7.5, color="#a02020")
-        rate_axes.set_title(series.title, loc="left")
-        rate_axes.legend(loc="upper right", ncol=4)
+            rate_axes.annotate(window.kind, xy=(window.start, 1.0), xycoords=("data", "axes fraction"),
+                               xytext=(2, -11), textcoords="offset points", fontsize=7.5, color="#a02020")
+        figure.suptitle(series.title, x=0.125, ha="left", fontsize=11, fontweight="bold")
+        rate_axes.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=4)  # above the plot, beside the title
         latency_axes.legend(loc="upper right", ncol=2)
         return _png(figure)
 
@@ -227,7 +227,7 @@ def memory_over_time(
 ) -> bytes:
     """Resident memory over a run; the excluded warm-up is greyed and the fitted slope drawn when known."""
     with matplotlib.rc_context(_STYLE):
-        figure = Figure(figsize=(9.2, 3.4), dpi=_DPI)
+        figure = Figure(figsize=(11.2, 3.4), dpi=_DPI)
         axes = figure.subplots()
         x = np.asarray(t, dtype=float)
         y = np.asarray(rss_bytes, dtype=float)
@@ -243,7 +243,7 @@ def memory_over_time(
                 y0 = float(np.nanmedian(y[after][: max(1, int(after.sum() // 10))]))
                 fitted = (y0 + slope_bytes_per_s * (x[after] - x0)) / divisor
                 axes.plot(x[after], fitted, "--", color="#e07b00", linewidth=1.4,
-                          label=f"slope {format_number(slope_bytes_per_s / 1024)} KiB/s")
+                          label=f"slope {format_quantity(slope_bytes_per_s, 'bytes')}/s")
         axes.set_xlabel("seconds since start")
         axes.set_ylabel(f"resident memory ({shown_unit})")
         axes.set_title(title, loc="left")
@@ -255,7 +255,7 @@ def budget_bars(bars: Sequence[BudgetBar], title: str) -> bytes:
     """One bar per metric: the share of its target used (1.0 = on the line), pass green, fail red."""
     with matplotlib.rc_context(_STYLE):
         height = 1.2 + 0.28 * len(bars)
-        figure = Figure(figsize=(9.2, height), dpi=_DPI)
+        figure = Figure(figsize=(11.2, height), dpi=_DPI)
         axes = figure.subplots()
         labels = [b.label for b in bars][::-1]
         used = np.asarray([max(b.used, 1e-3) for b in bars][::-1], dtype=float)
@@ -282,7 +282,7 @@ def regression_distributions(panels: Sequence[RegressionPanel], title: str) -> b
     with matplotlib.rc_context(_STYLE):
         columns = min(3, len(panels))
         rows = -(-len(panels) // columns)
-        figure = Figure(figsize=(9.2, 0.6 + 2.5 * rows), dpi=_DPI)
+        figure = Figure(figsize=(11.2, 0.6 + 2.6 * rows), dpi=_DPI)
         grid = figure.subplots(rows, columns, squeeze=False)
         jitter = np.random.default_rng(0)  # fixed seed: the same results draw the same picture
         for index, axes in enumerate(grid.flat):

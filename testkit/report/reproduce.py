@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
-__all__ = ["SEED_OPTION", "reproduce_command", "test_command"]
+__all__ = ["SEED_OPTION", "reproduce_command", "single_test_command"]
 
 #: The testkit pytest plugin's option that fixes every random choice of a run.
 SEED_OPTION = "--testkit-seed"
@@ -19,7 +19,7 @@ def reproduce_command(command: Sequence[str], seed: int | str | None) -> str:
     return shlex.join(words) if words else "—"
 
 
-def test_command(nodeid: str, seed: int | str | None) -> str:
+def single_test_command(nodeid: str, seed: int | str | None) -> str:
     """Rerun one test with the seed it ran with."""
     words = ["python", "-m", "pytest", nodeid]
     if seed is not None:

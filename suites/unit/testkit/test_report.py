@@ -112,12 +112,14 @@ def test_each_top_level_part_alone_brings_its_section(full_run: dict[str, Any], 
 
 
 def test_chaos_lists_each_violation_with_its_events_seed_and_rerun_command(full_page: str) -> None:
+    """The seed shown is the test's; the rerun command passes the run's seed, from which the plugin derives the
+    test's seed again."""
     chaos = section_html(full_page, "chaos")
     block = chaos[chaos.index('class="violation"'):]
     assert "test_torn_tail_every_byte[lighthouse-frame-3]" in block
     assert "evt-004211" in block and "4212" in block  # the offending events
-    assert "424242" in block  # the seed
-    assert "--testkit-seed 424242" in block  # and the command that replays it
+    assert "424242" in block  # the test's seed
+    assert "--testkit-seed 11" in block  # and the command that replays it, with the run's seed it derives from
 
 
 def test_chaos_keeps_sensitivity_catches_apart_from_violations(full_page: str) -> None:

@@ -17,7 +17,7 @@ import pandas as pd
 from testkit.report.formatting import Tone
 from testkit.report.html import Section, Tile, badge, code, details, escape, key_values, note, table
 from testkit.report.inputs import ReportInput, TestView
-from testkit.report.reproduce import test_command
+from testkit.report.reproduce import single_test_command
 
 __all__ = ["render_chaos"]
 
@@ -219,8 +219,8 @@ def _violation_block(view: TestView) -> str:
         f'<div class="violation"><h4>{escape(view.nodeid)} {badge(test["outcome"])}</h4>',
         key_values([
             ("system under test", escape(test.get("sut") or "—")),
-            ("seed", escape(view.seed if view.seed is not None else "—")),
-            ("rerun", code(test_command(view.nodeid, view.seed))),
+            ("seed", escape(_seeds(view))),
+            ("rerun", code(single_test_command(view.nodeid, view.rerun_seed))),
             ("faults injected", escape(fault_text or "none")),
         ], raw=True),
     ]
@@ -280,6 +280,13 @@ def _skipped_mechanisms(data: ReportInput) -> list[tuple[str, str]]:
         if view.test["outcome"] == "skipped" and "/chaos/" in f"/{view.nodeid}":
             found[(view.nodeid, str(view.test.get("skipped_reason") or "(no reason given)"))] = None
     return list(found)
+
+
+def _seeds(view: TestView) -> str:
+    run_seed = view.run.run.get("seed")
+    if view.test.get("seed") is None or view.test.get("seed") == run_seed:
+        return "—" if run_seed is None else str(run_seed)
+    return f"{view.test['seed']} (this test's, derived from the run seed {run_seed})"
 
 
 def _short_list(values: Any, limit: int = 5) -> str:

@@ -9,7 +9,7 @@ import pandas as pd
 from testkit.report.formatting import format_duration_s
 from testkit.report.html import Section, Tile, code, details, note, table
 from testkit.report.inputs import ReportInput
-from testkit.report.reproduce import test_command
+from testkit.report.reproduce import single_test_command
 
 __all__ = ["render_tests"]
 
@@ -29,6 +29,7 @@ def render_tests(data: ReportInput) -> Section | None:
             "duration": float(t.test.get("duration") or 0.0),
             "sut": t.test.get("sut") or "—",
             "seed": None if t.seed is None else str(t.seed),
+            "rerun_seed": None if t.rerun_seed is None else str(t.rerun_seed),
             "reason": t.test.get("skipped_reason") or "",
         }
         for t in data.tests()
@@ -63,7 +64,8 @@ def _failures(frame: pd.DataFrame, multi_run: bool) -> str:
     if failed.empty:
         return note("No test failed.", "pass")
     shown = failed.head(MAX_FAILURES).copy()
-    shown["rerun"] = [code(test_command(t, s)) for t, s in zip(shown["test"], shown["seed"], strict=True)]
+    shown["rerun"] = [code(single_test_command(t, s))
+                      for t, s in zip(shown["test"], shown["rerun_seed"], strict=True)]
     columns = (["run"] if multi_run else []) + ["test", "outcome", "duration (s)", "sut", "rerun"]
     shown["duration (s)"] = shown["duration"].map(lambda d: f"{d:.3f}")
     cut = "" if len(failed) <= MAX_FAILURES else note(
