@@ -1,0 +1,161 @@
+"""Fault campaigns: loops that inject one kind of fault many times into a running workload and judge each run.
+
+A campaign returns what a test asserts on: the tally for the chaos matrix, one description per failing
+check, and for each case whether it produced a *new* loss (an acknowledged event missing that was
+present before), which is how the sensitivity tests measure their catch rate.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from testkit.adapters import AdapterSpec
+from testkit.faults import LoopExt4
+from testkit.faults.workload import Phase, WorkloadServer, WorkloadSpec
+
+from . import variants
+from .judging import Judgement, Tally, recover_and_judge
+
+__all__ = ["CampaignResult", "run_kill_cycles", "run_posix_crashes", "run_power_cuts"]
+
+CYCLES_PER_DIRECTORY = 50
+CHECK_EVERY = 10
+KILL_DURING_OPEN_SHARE = 0.1
+KILL_DELAY_S = (0.0, 0.12)
+CUT_DELAY_S = (0.005, 0.08)
+
+
+@dataclass
+class CampaignResult:
+    tally: Tally
+    failures: list[str] = field(default_factory=list)
+    new_loss: list[bool] = field(default_factory=list)
+    last: Judgement | None = None
+    lost_ids: set[str] = field(default_factory=set)
+
+    def judged(self, case: int, judgement: Judgement, damage: list[dict[str, object]]) -> None:
+        """Record one check: the invariants it broke and whether it found losses not seen before."""
+        self.last = judgement
+        self.tally.add(judgement)
+        self.tally.judged_ok("recovers")
+        lost = set(judgement.lost_event_ids())
+        self.new_loss.append(bool(lost - self.lost_ids))
+        self.lost_ids |= lost
+        if damage:
+            self.tally.violated("recovers")
+            self.failures.append(f"case {case}: recovery reported damage after a crash: {damage[:3]}")
+        if not judgement.ok:
+            self.failures.append(f"case {case}: {judgement.describe()}")
+
+    @property
+    def catches(self) -> int:
+        return sum(self.new_loss)
+
+
+def run_kill_cycles(adapter: AdapterSpec, cycles: int, root: Path, rng: random.Random, seed: int) -> CampaignResult:
+    """SIGKILL a worker ``cycles`` times at random moments (10% inside recovery), judging every few cycles."""
+    result = CampaignResult(Tally("sigkill", adapter.name))
+    base = WorkloadSpec(adapter, str(root / "d0"), str(root / "j0"), seed=seed)
+    with WorkloadServer(base, preload=[variants.__name__]) as server:
+        spec = base
+        for cycle in range(cycles):
+            if cycle % CYCLES_PER_DIRECTORY == 0:  # bound the log (and recovery time) per directory
+                generation = cycle // CYCLES_PER_DIRECTORY
+                spec = base.replace(data_dir=str(root / f"d{generation}"), journal_dir=str(root / f"j{generation}"))
+                Path(spec.journal_dir).mkdir(parents=True, exist_ok=True)
+            worker = server.spawn(cycle, spec)
+            if rng.random() < KILL_DURING_OPEN_SHARE:
+                time.sleep(rng.uniform(0.0, 0.03))  # the fault's moment: possibly inside recovery
+            else:
+                if server.wait_opened(worker) is None:
+                    result.tally.violated("recovers")
+                    error = (server.result(worker) or {}).get("open_error")
+                    result.failures.append(f"cycle {cycle}: the store did not open: {error}")
+                time.sleep(rng.uniform(*KILL_DELAY_S))  # the fault's moment: appends in flight
+            record = server.kill9(worker)
+            result.tally.case(record.proven)
+            last_of_directory = (cycle + 1) % CYCLES_PER_DIRECTORY == 0 or cycle + 1 == cycles
+            if (cycle + 1) % CHECK_EVERY == 0 or last_of_directory:
+                result.judged(cycle, *_judge(spec))
+    return result
+
+
+def run_power_cuts(
+    adapter: AdapterSpec, cuts: int, root: Path, rng: random.Random, seed: int, *,
+    fault_kind: str = "power_cut", size_mb: int = 64,
+) -> CampaignResult:
+    """Cut power to a loop-mounted ext4 under a running worker ``cuts`` times; remount, recover, judge each."""
+    result = CampaignResult(Tally(fault_kind, adapter.name))
+    journal_dir = root / "journal"
+    journal_dir.mkdir(parents=True, exist_ok=True)
+    with LoopExt4(size_mb) as disk:
+        data_dir = disk.path / "data"
+        data_dir.mkdir()
+        _fsync_dir(disk.path)  # the data directory itself is durable before anything else happens
+        spec = WorkloadSpec(adapter, str(data_dir), str(journal_dir), seed=seed)
+        with WorkloadServer(spec, preload=[variants.__name__]) as server:
+            for cut in range(cuts):
+                worker = server.spawn(cut)
+                if server.wait_opened(worker) is None:
+                    result.tally.violated("recovers")
+                    error = (server.result(worker) or {}).get("open_error")
+                    result.failures.append(f"cut {cut}: the store did not open: {error}")
+                time.sleep(rng.uniform(*CUT_DELAY_S))  # the fault's moment: appends in flight
+                # Freeze first: like a real cut, nothing the worker does after this instant is seen.
+                frozen = server.freeze(worker)
+                power = disk.cut_power()
+                kill = server.kill9(worker)
+                result.tally.case(frozen.proven and power.proven and kill.proven)
+                if not power.proven:
+                    result.failures.append(f"cut {cut}: power cut not proven: {power.detail}")
+                disk.remount()
+                result.judged(cut, *_judge(spec))
+    return result
+
+
+def _judge(spec: WorkloadSpec) -> tuple[Judgement, list[dict[str, object]]]:
+    judgement, _, damage = recover_and_judge(spec.adapter, spec.data_dir, spec.journal_dir)
+    return judgement, damage
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def run_posix_crashes(
+    adapter: AdapterSpec, crashes: int, root: Path, rng: random.Random, seed: int, *, fault_kind: str = "posix_crash",
+) -> CampaignResult:
+    """Kill a traced worker, then leave only what POSIX guarantees (see :mod:`testkit.faults.persistence`)."""
+    from testkit.faults.persistence import PosixCrashModel, SyscallTrace
+
+    result = CampaignResult(Tally(fault_kind, adapter.name))
+    data_dir, journal_dir = root / "data", root / "journal"
+    data_dir.mkdir(parents=True)
+    journal_dir.mkdir()
+    spec = WorkloadSpec(adapter, str(data_dir), str(journal_dir), seed=seed)
+    with SyscallTrace() as trace, WorkloadServer(spec, preload=[variants.__name__], wrapper=trace.wrapper) as server:
+        # A store that exists before the trace starts: creating one is not what this model judges.
+        server.join(server.spawn(crashes, spec.replace(phases=(Phase(ops_per_client=2),))))
+        for crash in range(crashes):
+            trace.mark()
+            model = PosixCrashModel(data_dir)
+            worker = server.spawn(crash)
+            if server.wait_opened(worker) is None:
+                result.tally.violated("recovers")
+                result.failures.append(f"crash {crash}: the store did not open: {server.result(worker)}")
+            time.sleep(rng.uniform(*KILL_DELAY_S))  # the fault's moment: appends in flight
+            kill = server.kill9(worker)
+            complete = trace.wait_for_death(worker.pid)
+            model.feed(trace.lines())
+            state = model.crash(rng)
+            result.tally.case(kill.proven and complete and state.proven)
+            result.judged(crash, *_judge(spec))
+    return result
