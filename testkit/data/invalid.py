@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from typing import Any, Final, Literal
 
 import msgpack
@@ -98,6 +99,7 @@ class InvalidEventGenerator:
         self._rng = random.Random(seed)
         self._template = dict(template) if template is not None else None
         self._required = tuple(required_fields)
+        self._deep: dict[str, Any] | None = None
         if not self._required:
             raise ValueError("required_fields must name at least one field")
 
@@ -127,127 +129,175 @@ class InvalidEventGenerator:
     def cases(self) -> Iterator[InvalidCase]:
         """Every variant of every kind, once, in a fixed order."""
         for kind in InvalidKind:
-            yield from self._variants(kind)
+            for make in self._variants(kind):
+                yield make()
 
     def draw(self, targets: Sequence[Target] = ("event",)) -> InvalidCase:
         """One random case among kinds aimed at ``targets`` (single events by default: cheap to mix into load)."""
         kinds = [k for k in InvalidKind if _TARGET_OF[k] in targets]
         if not kinds:
             raise ValueError(f"no invalid kind targets {targets!r}")
-        variants = list(self._variants(self._rng.choice(kinds)))
-        return self._rng.choice(variants)
+        return self._rng.choice(self._variants(self._rng.choice(kinds)))()
 
-    def _variants(self, kind: InvalidKind) -> Iterator[InvalidCase]:
-        yield from getattr(self, f"_{kind.value}")()
+    def _variants(self, kind: InvalidKind) -> list[Callable[[], InvalidCase]]:
+        """Builders (not cases: a case may hold 10 MiB) for each variant of ``kind``."""
+        variants: list[Callable[[], InvalidCase]] = getattr(self, f"_{kind.value}")()
+        return variants
 
     def _case(self, kind: InvalidKind, payload: Any, error: str, detail: str) -> InvalidCase:
         return InvalidCase(kind, payload, error, _TARGET_OF[kind], detail)
 
+    def _damaged(self, kind: InvalidKind, error: str, detail: str, field: str, value: Callable[[], Any]) -> InvalidCase:
+        """A valid event with one field replaced (``value`` returns _DELETE to remove it)."""
+        event = self.valid_event()
+        new = value()
+        if new is _DELETE:
+            del event[field]
+        else:
+            event[field] = new
+        return self._case(kind, event, error, detail)
+
+    def _event_variants(
+        self, kind: InvalidKind, error: str, changes: Sequence[tuple[str, Callable[[], Any], str]]
+    ) -> list[Callable[[], InvalidCase]]:
+        return [partial(self._damaged, kind, error, detail, name, value) for name, value, detail in changes]
+
     # single events -------------------------------------------------------------------------------------------
 
-    def _missing_field(self) -> Iterator[InvalidCase]:
-        for name in self._required:
-            event = self.valid_event()
-            del event[name]
-            yield self._case(InvalidKind.MISSING_FIELD, event, INVALID_EVENT, f"without {name}")
+    def _missing_field(self) -> list[Callable[[], InvalidCase]]:
+        return self._event_variants(InvalidKind.MISSING_FIELD, INVALID_EVENT,
+                                    [(name, lambda: _DELETE, f"without {name}") for name in self._required])
 
-    def _wrong_type(self) -> Iterator[InvalidCase]:
-        for name, value in (("event_type", 42), ("aggregate_id", 12345), ("data", [1, 2, 3]),
-                            ("data", "not a mapping"), ("metadata", ["not", "a", "mapping"]),
-                            ("schema_version", "one")):
-            event = self.valid_event()
-            event[name] = value
-            yield self._case(InvalidKind.WRONG_TYPE, event, INVALID_EVENT, f"{name}={value!r}")
+    def _wrong_type(self) -> list[Callable[[], InvalidCase]]:
+        changes = [("event_type", 42), ("aggregate_id", 12345), ("data", [1, 2, 3]), ("data", "not a mapping"),
+                   ("metadata", ["not", "a", "mapping"]), ("schema_version", "one")]
+        return self._event_variants(InvalidKind.WRONG_TYPE, INVALID_EVENT,
+                                    [(name, partial(_copy, value), f"{name}={value!r}") for name, value in changes])
 
-    def _unknown_event_type(self) -> Iterator[InvalidCase]:
-        for value in ("command_teleported", "", "COMMAND_RECEIVED "):
-            event = self.valid_event()
-            event["event_type"] = value
-            yield self._case(InvalidKind.UNKNOWN_EVENT_TYPE, event, INVALID_EVENT, f"event_type={value!r}")
+    def _unknown_event_type(self) -> list[Callable[[], InvalidCase]]:
+        return self._event_variants(InvalidKind.UNKNOWN_EVENT_TYPE, INVALID_EVENT, [
+            ("event_type", partial(_copy, value), f"event_type={value!r}")
+            for value in ("command_teleported", "", "COMMAND_RECEIVED ")
+        ])
 
-    def _oversized(self) -> Iterator[InvalidCase]:
-        event = self.valid_event()
-        event["data"] = {"blob": "x" * (MAX_EVENT_BYTES + 64 * 1024)}
-        yield self._case(InvalidKind.OVERSIZED, event, EVENT_TOO_LARGE, "one 1.06 MiB string")
-        event = self.valid_event()
-        event["data"] = {f"part{i:04d}": "y" * 1000 for i in range(1100)}
-        yield self._case(InvalidKind.OVERSIZED, event, EVENT_TOO_LARGE, "1,100 fields of 1,000 bytes")
+    def _oversized(self) -> list[Callable[[], InvalidCase]]:
+        return self._event_variants(InvalidKind.OVERSIZED, EVENT_TOO_LARGE, [
+            ("data", lambda: {"blob": "x" * (MAX_EVENT_BYTES + 64 * 1024)}, "one 1.06 MiB string"),
+            ("data", lambda: {f"part{i:04d}": "y" * 1000 for i in range(1100)}, "1,100 fields of 1,000 bytes"),
+        ])
 
-    def _deep_nesting(self) -> Iterator[InvalidCase]:
-        event = self.valid_event()
-        event["data"] = _nest(DEEP_NESTING_LEVELS)
-        yield self._case(InvalidKind.DEEP_NESTING, event, INVALID_EVENT, f"data {DEEP_NESTING_LEVELS} levels deep")
+    def _deep_nesting(self) -> list[Callable[[], InvalidCase]]:
+        return self._event_variants(InvalidKind.DEEP_NESTING, INVALID_EVENT, [
+            ("data", self._deep_data, f"data {DEEP_NESTING_LEVELS} levels deep"),
+        ])
 
-    def _non_serialisable(self) -> Iterator[InvalidCase]:
-        for label, value in (("object()", object()), ("a set", {1, 2, 3}), ("a complex number", 1 + 2j),
-                             ("a function", len)):
-            event = self.valid_event()
-            event["data"] = {"value": value}
-            yield self._case(InvalidKind.NON_SERIALISABLE, event, INVALID_EVENT, f"data holds {label}")
+    def _non_serialisable(self) -> list[Callable[[], InvalidCase]]:
+        values: list[tuple[str, Callable[[], Any]]] = [
+            ("object()", object), ("a set", lambda: {1, 2, 3}), ("a complex number", lambda: 1 + 2j),
+            ("a function", lambda: len),
+        ]
+        return self._event_variants(InvalidKind.NON_SERIALISABLE, INVALID_EVENT, [
+            ("data", partial(_wrap, make), f"data holds {label}") for label, make in values
+        ])
 
-    def _bad_ids(self, kind: InvalidKind, value: Any, label: str) -> Iterator[InvalidCase]:
-        for name in ("event_id", "aggregate_id"):
-            event = self.valid_event()
-            event[name] = value
-            yield self._case(kind, event, INVALID_EVENT, f"{name} {label}")
+    def _deep_data(self) -> dict[str, Any]:
+        """Built once and shared: building (and freeing) 10,000 levels costs milliseconds each time."""
+        if self._deep is None:
+            self._deep = _nest(DEEP_NESTING_LEVELS)
+        return self._deep
 
-    def _empty_id(self) -> Iterator[InvalidCase]:
-        yield from self._bad_ids(InvalidKind.EMPTY_ID, "", "empty")
+    def _bad_ids(self, kind: InvalidKind, value: Any, label: str) -> list[Callable[[], InvalidCase]]:
+        return self._event_variants(kind, INVALID_EVENT, [
+            (name, partial(_copy, value), f"{name} {label}") for name in ("event_id", "aggregate_id")
+        ])
 
-    def _too_long_id(self) -> Iterator[InvalidCase]:
-        yield from self._bad_ids(InvalidKind.TOO_LONG_ID, "i" * TOO_LONG_ID_CHARS, f"{TOO_LONG_ID_CHARS} chars")
+    def _empty_id(self) -> list[Callable[[], InvalidCase]]:
+        return self._bad_ids(InvalidKind.EMPTY_ID, "", "empty")
 
-    def _non_str_id(self) -> Iterator[InvalidCase]:
-        yield from self._bad_ids(InvalidKind.NON_STR_ID, 123456789, "an int")
+    def _too_long_id(self) -> list[Callable[[], InvalidCase]]:
+        return self._bad_ids(InvalidKind.TOO_LONG_ID, "i" * TOO_LONG_ID_CHARS, f"{TOO_LONG_ID_CHARS} chars")
+
+    def _non_str_id(self) -> list[Callable[[], InvalidCase]]:
+        return self._bad_ids(InvalidKind.NON_STR_ID, 123456789, "an int")
 
     # batches -------------------------------------------------------------------------------------------------
 
-    def _empty_batch(self) -> Iterator[InvalidCase]:
-        yield self._case(InvalidKind.EMPTY_BATCH, [], INVALID_EVENT, "no events")
+    def _empty_batch(self) -> list[Callable[[], InvalidCase]]:
+        return [lambda: self._case(InvalidKind.EMPTY_BATCH, [], INVALID_EVENT, "no events")]
 
-    def _batch_too_many(self) -> Iterator[InvalidCase]:
-        batch = [self.valid_event() for _ in range(MAX_BATCH_EVENTS + 1)]
-        yield self._case(InvalidKind.BATCH_TOO_MANY, batch, BATCH_TOO_LARGE, f"{len(batch)} events")
+    def _batch_too_many(self) -> list[Callable[[], InvalidCase]]:
+        def build() -> InvalidCase:
+            batch = [self.valid_event() for _ in range(MAX_BATCH_EVENTS + 1)]
+            return self._case(InvalidKind.BATCH_TOO_MANY, batch, BATCH_TOO_LARGE, f"{len(batch)} events")
+        return [build]
 
-    def _batch_too_big(self) -> Iterator[InvalidCase]:
-        blob = "z" * (MAX_EVENT_BYTES - 64 * 1024)  # shared: each event is valid, the batch is not
-        count = MAX_BATCH_BYTES // len(blob) + 2
-        batch = []
-        for _ in range(count):
-            event = self.valid_event()
-            event["data"] = {"blob": blob}
-            batch.append(event)
-        yield self._case(InvalidKind.BATCH_TOO_BIG, batch, BATCH_TOO_LARGE, f"{count} events of 0.94 MiB")
+    def _batch_too_big(self) -> list[Callable[[], InvalidCase]]:
+        def build() -> InvalidCase:
+            blob = "z" * (MAX_EVENT_BYTES - 64 * 1024)  # shared: each event is valid, the batch is not
+            count = MAX_BATCH_BYTES // len(blob) + 2
+            batch = []
+            for _ in range(count):
+                event = self.valid_event()
+                event["data"] = {"blob": blob}
+                batch.append(event)
+            return self._case(InvalidKind.BATCH_TOO_BIG, batch, BATCH_TOO_LARGE, f"{count} events of 0.94 MiB")
+        return [build]
 
-    def _batch_with_invalid(self) -> Iterator[InvalidCase]:
-        batch = [self.valid_event() for _ in range(5)]
-        batch[3]["event_type"] = "command_teleported"
-        yield self._case(InvalidKind.BATCH_WITH_INVALID, batch, INVALID_EVENT, "4 valid events and 1 invalid")
+    def _batch_with_invalid(self) -> list[Callable[[], InvalidCase]]:
+        def build() -> InvalidCase:
+            batch = [self.valid_event() for _ in range(5)]
+            batch[3]["event_type"] = "command_teleported"
+            return self._case(InvalidKind.BATCH_WITH_INVALID, batch, INVALID_EVENT, "4 valid events and 1 invalid")
+        return [build]
 
     # raw bytes -----------------------------------------------------------------------------------------------
 
-    def _raw_garbage(self) -> Iterator[InvalidCase]:
-        yield self._case(InvalidKind.RAW_GARBAGE, b"\xc1" + self._rng.randbytes(63), INVALID_EVENT,
-                         "msgpack reserved byte 0xc1 then noise")
-        yield self._case(InvalidKind.RAW_GARBAGE, b"\xff\xfe not json {{{", INVALID_EVENT, "not JSON")
+    def _raw(self, kind: InvalidKind, make: Callable[[], bytes], detail: str) -> Callable[[], InvalidCase]:
+        return lambda: self._case(kind, make(), INVALID_EVENT, detail)
 
-    def _raw_truncated(self) -> Iterator[InvalidCase]:
-        event = self.valid_event()
-        packed = msgpack.packb(event, use_bin_type=True)
-        yield self._case(InvalidKind.RAW_TRUNCATED, packed[: len(packed) // 2], INVALID_EVENT, "msgpack cut in half")
-        text = json.dumps(event).encode()
-        yield self._case(InvalidKind.RAW_TRUNCATED, text[: len(text) // 2], INVALID_EVENT, "JSON cut in half")
+    def _raw_garbage(self) -> list[Callable[[], InvalidCase]]:
+        return [
+            self._raw(InvalidKind.RAW_GARBAGE, lambda: b"\xc1" + self._rng.randbytes(63),
+                      "msgpack reserved byte 0xc1 then noise"),
+            self._raw(InvalidKind.RAW_GARBAGE, lambda: b"\xff\xfe not json {{{", "not JSON"),
+        ]
 
-    def _raw_not_a_mapping(self) -> Iterator[InvalidCase]:
-        yield self._case(InvalidKind.RAW_NOT_A_MAPPING, msgpack.packb([1, 2, 3]), INVALID_EVENT, "msgpack array")
-        yield self._case(InvalidKind.RAW_NOT_A_MAPPING, b'"just a string"', INVALID_EVENT, "JSON string")
+    def _raw_truncated(self) -> list[Callable[[], InvalidCase]]:
+        def packed() -> bytes:
+            data = msgpack.packb(self.valid_event(), use_bin_type=True)
+            return data[: len(data) // 2]
 
-    def _raw_deep_nesting(self) -> Iterator[InvalidCase]:
+        def text() -> bytes:
+            data = json.dumps(self.valid_event()).encode()
+            return data[: len(data) // 2]
+
+        return [self._raw(InvalidKind.RAW_TRUNCATED, packed, "msgpack cut in half"),
+                self._raw(InvalidKind.RAW_TRUNCATED, text, "JSON cut in half")]
+
+    def _raw_not_a_mapping(self) -> list[Callable[[], InvalidCase]]:
+        return [self._raw(InvalidKind.RAW_NOT_A_MAPPING, lambda: msgpack.packb([1, 2, 3]), "msgpack array"),
+                self._raw(InvalidKind.RAW_NOT_A_MAPPING, lambda: b'"just a string"', "JSON string")]
+
+    def _raw_deep_nesting(self) -> list[Callable[[], InvalidCase]]:
         levels = DEEP_NESTING_LEVELS
-        packed = b"\x81\xa1n" * levels + b"\x80"  # fixmap{ "n": ... } nested, innermost {}
-        yield self._case(InvalidKind.RAW_DEEP_NESTING, packed, INVALID_EVENT, f"msgpack {levels} levels deep")
-        text = b'{"n":' * levels + b"{}" + b"}" * levels
-        yield self._case(InvalidKind.RAW_DEEP_NESTING, text, INVALID_EVENT, f"JSON {levels} levels deep")
+        return [
+            # fixmap{"n": ...} nested, innermost {}
+            self._raw(InvalidKind.RAW_DEEP_NESTING, lambda: b"\x81\xa1n" * levels + b"\x80",
+                      f"msgpack {levels} levels deep"),
+            self._raw(InvalidKind.RAW_DEEP_NESTING, lambda: b'{"n":' * levels + b"{}" + b"}" * levels,
+                      f"JSON {levels} levels deep"),
+        ]
+
+
+_DELETE: Final = object()
+
+
+def _copy(value: Any) -> Any:
+    return value
+
+
+def _wrap(make: Callable[[], Any]) -> dict[str, Any]:
+    return {"value": make()}
 
 
 _TARGET_OF: Final[dict[InvalidKind, Target]] = {
