@@ -17,7 +17,7 @@ import pandas as pd
 from testkit.report.formatting import Tone, tone_of
 
 __all__ = ["Section", "Tile", "badge", "code", "details", "escape", "figure", "key_values", "note", "page",
-           "summary", "table", "tiles"]
+           "summary", "table"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,17 +110,6 @@ def key_values(pairs: Mapping[str, object] | Iterable[tuple[str, object]], *, ra
         f"<dt>{escape(label)}</dt><dd>{value if raw else escape(value)}</dd>" for label, value in items
     )
     return f'<dl class="facts">{rows}</dl>'
-
-
-def tiles(items: Sequence[Tile]) -> str:
-    if not items:
-        return ""
-    cells = "".join(
-        f'<div class="tile {t.tone}"><div class="tile-value">{escape(t.value)}</div>'
-        f'<div class="tile-label">{escape(t.label)}</div></div>'
-        for t in items
-    )
-    return f'<div class="tiles">{cells}</div>'
 
 
 def summary(sections: Sequence[Section]) -> str:
@@ -220,13 +209,6 @@ border-top:4px solid var(--info);border-radius:10px;padding:.7rem .9rem .8rem;bo
 .figure-line{font-size:.9rem;color:var(--muted);line-height:1.55}
 .figure-line b{color:var(--ink);font-size:1.05rem;font-variant-numeric:tabular-nums;margin-right:.15rem}
 .figure-line.fail b{color:var(--fail)}.figure-line.warn b{color:var(--warn)}
-.tiles{display:flex;flex-wrap:wrap;gap:.7rem;margin:.2rem 0 1rem}
-.tile{flex:1 1 9rem;border:1px solid var(--line);border-left-width:5px;border-radius:8px;padding:.55rem .8rem;
-background:#fff}
-.tile.pass{border-left-color:var(--pass)}.tile.fail{border-left-color:var(--fail);background:#fff8f8}
-.tile.warn{border-left-color:#d4a72c}.tile.skip{border-left-color:#8c959f}.tile.info{border-left-color:var(--info)}
-.tile-value{font-size:1.45rem;font-weight:700;font-variant-numeric:tabular-nums;line-height:1.2}
-.tile-label{color:var(--muted);font-size:.85rem}
 .table-wrap{overflow:auto;max-height:34rem;border:1px solid var(--line);border-radius:8px;margin:.4rem 0 .8rem}
 table.data{border-collapse:collapse;width:100%;font-size:.9rem;font-variant-numeric:tabular-nums}
 table.data th{position:sticky;top:0;background:#f0f3f7;text-align:left;font-weight:620;padding:.45rem .7rem;

@@ -303,3 +303,14 @@ def test_thousands_of_tests_render_in_seconds_into_a_reasonable_file(tmp_path: P
     page = out.read_text(encoding="utf-8")
     assert page.count("<tr>") > 5_000  # every test is listed (in the collapsed full table)
     assert page.count("<img ") < 15
+
+
+def test_the_demo_benchmark_writes_a_report_and_prints_its_time_and_size(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from testkit.report.demo import main
+
+    out = tmp_path / "demo" / "index.html"
+    assert main(["--tests", "20", "--out", str(out), "--repeat", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"\d+ tests: rendered .*index\.html in [\d.]+ s .* \d+ KiB", printed), printed
+    assert section_ids(out.read_text(encoding="utf-8")) == set(SECTIONS)
