@@ -100,12 +100,13 @@ def render_chaos(data: ReportInput) -> Section | None:
     if caught:
         tiles.append(Tile("known-bad configs caught", f"{len(caught):,}", "pass"))
 
-    parts = [
-        '<p class="note">Rows are fault kinds, columns the invariants the history checker verifies. Each cell: '
-        "violations found, cases run, and how many injected faults were proven to have taken effect. Green: held; "
-        "amber: held but not every fault proven; red: violated; grey: skipped or not run.</p>",
-        _matrix_table(matrix, tallies),
-    ]
+    parts = []
+    if matrix.faults:
+        parts.append(
+            '<p class="note">Rows are fault kinds, columns the invariants the history checker verifies. Each cell: '
+            "violations found, cases run, and how many injected faults were proven to have taken effect. Green: "
+            "held; amber: held but not every fault proven; red: violated; grey: skipped or not run.</p>")
+        parts.append(_matrix_table(matrix, tallies))
     if real:
         parts.append(f"<h3>Violations ({len(real):,} test{'s' if len(real) != 1 else ''})</h3>")
         parts.extend(_violation_block(t) for t in real[:MAX_VIOLATION_BLOCKS])

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from testkit.percentiles import LatencyRecorder, PercentileError
 from testkit.report import plots
-from testkit.report.html import Section, Tile, escape, figure, note
+from testkit.report.formatting import format_quantity
+from testkit.report.html import Section, Tile, details, escape, figure, note, table
 from testkit.report.inputs import ReportInput, TestView
 
 __all__ = ["TIME_UNITS", "Curve", "histogram_unit", "latency_curve", "render_latency"]
@@ -26,6 +28,10 @@ _NS_PER: dict[str, float] = {"ns": 1.0, "us": 1e3, "µs": 1e3, "ms": 1e6, "s": 1
 MAX_DISTRIBUTIONS = 8
 #: Timelines drawn at most.
 MAX_TIMELINES = 6
+#: Rows of the percentile table at most.
+MAX_TABLE_ROWS = 500
+#: Percentiles in the table.
+TABLE_PERCENTILES = (50.0, 90.0, 99.0, 99.9, 99.99)
 #: Raw samples a metric needs before its percentile curve is drawn.
 MIN_SAMPLES = 50
 #: Curves per distribution plot.
@@ -68,8 +74,13 @@ def render_latency(data: ReportInput) -> Section | None:
         figures = [_distribution_figure(group, primary) for group in ranked[:MAX_DISTRIBUTIONS]]
         parts.append('<div class="grid2">' + "".join(figures) + "</div>")
         if len(ranked) > MAX_DISTRIBUTIONS:
-            rest = ", ".join(sorted({f"{g[0].name}" for g in ranked[MAX_DISTRIBUTIONS:]}))
-            parts.append(note(f"{len(ranked) - MAX_DISTRIBUTIONS} more distributions not drawn: {rest}"))
+            names = sorted({g[0].name for g in ranked[MAX_DISTRIBUTIONS:]})
+            rest = ", ".join(names[:10]) + (", …" if len(names) > 10 else "")
+            parts.append(note(f"{len(ranked) - MAX_DISTRIBUTIONS} more distributions not drawn ({rest}); "
+                              "their percentiles are in the table below."))
+        measured = [m for group in ranked for m in group]
+        parts.append(details(f"Percentiles of every latency metric ({len(measured):,})",
+                             _percentile_table(measured[:MAX_TABLE_ROWS])))
         tiles.append(Tile("latency distributions", f"{len(groups):,}"))
     if timelines:
         parts.append("<h3>Over time</h3>")
@@ -169,6 +180,24 @@ def _distribution_figure(group: Sequence[_Measured], primary: str | None) -> str
     where = function.split("::", 1)[-1] + (" [" + ", ".join(f"{k}={v}" for k, v in params) + "]" if params else "")
     png = plots.percentile_distribution(curves, unit, f"{name} — {where}")
     return figure(png, f"percentile distribution of {name}", f"{name} in {function}")
+
+
+def _percentile_table(measured: Sequence[_Measured]) -> str:
+    rows = []
+    for m in measured:
+        curve = latency_curve(m.metric)
+        if not curve.values:
+            continue
+        row: dict[str, Any] = {"metric": m.name, "test": m.view.nodeid, "sut": m.view.test.get("sut") or "—",
+                               "count": f"{curve.count:,}" if curve.count else "—"}
+        levels = np.asarray(curve.percentiles, dtype=float)
+        values = np.asarray(curve.values, dtype=float)
+        for p in TABLE_PERCENTILES:
+            at = int(np.searchsorted(levels, p, side="left"))
+            row[f"p{p:g}"] = "—" if at >= len(levels) else format_quantity(float(values[at]), curve.unit)
+        row["max"] = format_quantity(curve.max_value, curve.unit)
+        rows.append(row)
+    return table(pd.DataFrame(rows))
 
 
 def _pick_timelines(data: ReportInput) -> list[tuple[TestView, Mapping[str, Any]]]:

@@ -44,8 +44,7 @@ def render_perf(data: ReportInput) -> Section | None:
     if not rows:
         return None
     frame = pd.DataFrame(rows)
-    judged = frame["verdict"].dropna()
-    met_count, judged_count = int((judged == "pass").sum()), len(judged)
+    met_count, judged_count = sum(b.tone == "pass" for b in bars), len(bars)  # once per metric, not per peer
     compared = frame[frame["vs peer"] != "—"]
     better = int(compared["vs peer"].str.contains("better").sum())
     tiles = []
