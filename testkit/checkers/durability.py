@@ -227,12 +227,12 @@ def _scan_log(
     log.running_max = np.maximum.accumulate(log.seqs) if n else log.seqs
     log.rows = rows = np.fromiter(map(h.known_ids.get, ids, repeat(-1)), dtype=np.int64, count=n)
 
-    for i in np.nonzero(rows < 0)[0]:
+    for i in np.nonzero(rows < 0)[0].tolist():
         if store_generated is not None and store_generated(events[i]):
             log.store_generated += 1
         else:
             out.add(ViolationKind.PHANTOM, (ids[i],), (int(log.seqs[i]),), "no client ever wrote this event")
-    for i in np.nonzero((rows >= 0) & (h.rank[np.maximum(rows, 0)] == _FAILED))[0]:
+    for i in np.nonzero((rows >= 0) & (h.rank[np.maximum(rows, 0)] == _FAILED))[0].tolist():
         out.add(ViolationKind.FAILED_WRITE_PRESENT, (ids[i],), (int(log.seqs[i]),),
                 "the store reported this write failed, yet it is in the log")
     if h.digest_of:
@@ -257,7 +257,7 @@ def _scan_log(
                         f"{aggregate} version {version} after version {previous}")
             version_of[aggregate] = version
     known_rows = rows[rows >= 0]
-    phantom_ids = [ids[i] for i in np.nonzero(rows < 0)[0]]
+    phantom_ids = [ids[i] for i in np.nonzero(rows < 0)[0].tolist()]
     repeated = bool(len(known_rows)) and int(np.bincount(known_rows).max()) > 1
     if repeated or len(set(phantom_ids)) != len(phantom_ids):
         first_at: dict[str, int] = {}
@@ -279,7 +279,7 @@ def _check_log_order(log: _Log, out: VerdictBuilder) -> None:
         return
     before = log.running_max[:-1]
     bad = np.nonzero(log.seqs[1:] <= before)[0]
-    for i in bad[: out.max_examples]:
+    for i in bad[: out.max_examples].tolist():
         out.add(ViolationKind.SEQUENCE_ORDER, (log.ids[i + 1],), (int(before[i]), int(log.seqs[i + 1])),
                 f"sequence {int(log.seqs[i + 1])} follows {int(before[i])}")
     out.count(ViolationKind.SEQUENCE_ORDER, max(0, len(bad) - out.max_examples))
@@ -293,7 +293,7 @@ def _check_presence(
     acked_rows = h.event_status == OK
     missing_acked_seqs: list[int] = []
     reported: set[str] = set()
-    for row in np.nonzero(acked_rows & ~present)[0]:
+    for row in np.nonzero(acked_rows & ~present)[0].tolist():
         event_id = h.ids[row]
         if event_id in reported or h.rank[row] != _ACKED:
             continue
@@ -307,11 +307,12 @@ def _check_presence(
                 continue
         acked_at = int(h.completed_at[h.op_of[row]])
         if (0 <= acked < max_seq) or acked_at < latest_present_invoke:
-            out.add(ViolationKind.HOLE, (event_id,), sequences, "acknowledged write missing while later writes survived")
+            out.add(ViolationKind.HOLE, (event_id,), sequences,
+                    "acknowledged write missing while later writes survived")
         else:
             out.add(ViolationKind.LOST, (event_id,), sequences, "acknowledged write missing (lost tail)")
     mismatched = acked_rows & present & (h.acked_seq >= 0) & (h.acked_seq != seq)
-    for row in np.nonzero(mismatched)[0]:
+    for row in np.nonzero(mismatched)[0].tolist():
         out.add(ViolationKind.SEQUENCE_MISMATCH, (h.ids[row],), (int(h.acked_seq[row]), int(seq[row])),
                 f"acknowledged as sequence {int(h.acked_seq[row])}, recovered as {int(seq[row])}")
     missing_acked_seqs.sort()
@@ -324,17 +325,18 @@ def _check_batches(h: _HistoryArrays, out: VerdictBuilder, present: npt.NDArray[
         return
     found = np.add.reduceat(present.astype(np.int64), h.starts)
     torn = (h.kinds == _BATCH) & (found > 0) & (found < h.lengths)
-    for op in np.nonzero(torn)[0]:
-        rows = range(int(h.starts[op]), int(h.starts[op] + h.lengths[op]))
-        out.add(ViolationKind.TORN_BATCH, tuple(h.ids[r] for r in rows if not present[r]),
-                tuple(int(seq[r]) for r in rows if present[r]),
+    for op in np.nonzero(torn)[0].tolist():
+        members = range(int(h.starts[op]), int(h.starts[op] + h.lengths[op]))
+        out.add(ViolationKind.TORN_BATCH, tuple(h.ids[r] for r in members if not present[r]),
+                tuple(int(seq[r]) for r in members if present[r]),
                 f"batch of {int(h.lengths[op])} ({_STATUS_NAMES[h.op_status[op]]}): "
                 f"{int(found[op])} present, {int(h.lengths[op] - found[op])} missing")
-    rows = np.nonzero(present)[0]
-    same_op = h.op_of[rows[1:]] == h.op_of[rows[:-1]]
-    for i in np.nonzero(same_op & (seq[rows[1:]] < seq[rows[:-1]]))[0]:
-        out.add(ViolationKind.REORDERED, (h.ids[rows[i + 1]], h.ids[rows[i]]),
-                (int(seq[rows[i + 1]]), int(seq[rows[i]])), "a batch's events are out of their written order")
+    kept = np.nonzero(present)[0]
+    same_op = h.op_of[kept[1:]] == h.op_of[kept[:-1]]
+    for i in np.nonzero(same_op & (seq[kept[1:]] < seq[kept[:-1]]))[0].tolist():
+        later, earlier = int(kept[i + 1]), int(kept[i])
+        out.add(ViolationKind.REORDERED, (h.ids[later], h.ids[earlier]), (int(seq[later]), int(seq[earlier])),
+                "a batch's events are out of their written order")
 
 
 def _check_real_time(h: _HistoryArrays, log: _Log, out: VerdictBuilder, present: npt.NDArray[np.bool_],
@@ -356,7 +358,7 @@ def _check_real_time(h: _HistoryArrays, log: _Log, out: VerdictBuilder, present:
     if not too_low.any():
         return
     seq_to_id = dict(zip(log.seqs.tolist(), log.ids))
-    for row in np.nonzero(too_low)[0]:
+    for row in np.nonzero(too_low)[0].tolist():
         above = int(floor[h.op_of[row]])
         earlier = seq_to_id.get(above, "?")
         out.add(ViolationKind.REORDERED, (h.ids[row], earlier), (int(seq[row]), above),
@@ -372,7 +374,8 @@ def _check_gaps(log: _Log, out: VerdictBuilder, declared: _Ranges, missing_acked
         return
     gaps = [(first_sequence, int(log.seqs[0]) - 1)] if log.seqs[0] > first_sequence else []
     before = log.running_max[:-1]
-    gaps.extend((int(before[i]) + 1, int(log.seqs[i + 1]) - 1) for i in np.nonzero(log.seqs[1:] > before + 1)[0])
+    jumps = np.nonzero(log.seqs[1:] > before + 1)[0].tolist()
+    gaps.extend((int(before[i]) + 1, int(log.seqs[i + 1]) - 1) for i in jumps)
     for start, end in gaps:
         uncovered = declared.uncovered(start, end)
         for lo, hi in uncovered:
@@ -381,4 +384,5 @@ def _check_gaps(log: _Log, out: VerdictBuilder, declared: _Ranges, missing_acked
                 continue
             out.add(ViolationKind.HOLE, (), (lo, hi), f"sequences {lo}..{hi} missing while later ones survive")
         if sum(hi - lo + 1 for lo, hi in uncovered) < end - start + 1:
-            out.declare(ViolationKind.HOLE, (), (start, end), f"gap {start}..{end} lies in a range the store declared lost")
+            out.declare(ViolationKind.HOLE, (), (start, end),
+                        f"gap {start}..{end} lies in a range the store declared lost")

@@ -147,7 +147,7 @@ def valid_batches(
     for event in events:
         size = encoded_size(event)
         if size > MAX_EVENT_BYTES:
-            raise ValueError(f"event {event.get('event_id')!r} is {size} bytes encoded, over the {MAX_EVENT_BYTES} limit")
+            raise ValueError(f"event {event.get('event_id')!r} is {size} bytes encoded, over the 1 MiB limit")
         if batch and (len(batch) == max_events or batch_bytes + size > max_bytes):
             yield batch
             batch, batch_bytes = [], 0

@@ -220,7 +220,8 @@ def compare(expected: ExpectedOutcome, actual: ExpectedOutcome, *, max_reported:
         right: dict[str, Any] = getattr(actual, section)
         for key in sorted(left.keys() | right.keys()):
             a, b = left.get(key), right.get(key)
-            names = [f.name for f in fields(a if a is not None else b)] if section != "files" else ["value"]
+            record: Any = a if a is not None else b
+            names = ["value"] if section == "files" else [f.name for f in fields(record)]
             for name in names:
                 total += 1
                 va = (a if section == "files" else getattr(a, name, None)) if key in left else "<missing>"

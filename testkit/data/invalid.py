@@ -264,7 +264,7 @@ class InvalidEventGenerator:
 
     def _raw_truncated(self) -> list[Callable[[], InvalidCase]]:
         def packed() -> bytes:
-            data = msgpack.packb(self.valid_event(), use_bin_type=True)
+            data: bytes = msgpack.packb(self.valid_event(), use_bin_type=True)
             return data[: len(data) // 2]
 
         def text() -> bytes:

@@ -232,8 +232,9 @@ class _SessionRun:
         world = self.world
         aggregate_type, key = aggregate
         cls = traffic_class(event_type)
+        event_id = random_uuid(world.rng)
         event = {
-            "event_id": random_uuid(world.rng),
+            "event_id": event_id,
             "event_type": event_type,
             "aggregate_id": f"{aggregate_type}:{key}",
             "aggregate_type": aggregate_type,
@@ -250,7 +251,7 @@ class _SessionRun:
         world.class_counts[cls] += 1
         self.expected.event_count += 1
         self.expected.tally(source).events += 1
-        return event["event_id"]
+        return event_id
 
     def step(self) -> float:
         return self.world.timing.step_latency(self.rng)

@@ -72,15 +72,12 @@ def test_track_turns_exceptions_into_fail_or_unknown() -> None:
     history = History()
     with history.track("append", [event(1)]) as call:
         call.ok(StoredEvent("ev-1", 1, "custom", "agg:1", "tester-1"))
-    with pytest.raises(AdapterError):
-        with history.track("append", [event(2)]):
-            raise AdapterError("read only", code="store_read_only")
-    with pytest.raises(AdapterError):
-        with history.track("append", [event(3)]):
-            raise AdapterError("fsync failed", code="write_failed", retryable=True)
-    with pytest.raises(TimeoutError):
-        with history.track("append", [event(4)]):
-            raise TimeoutError("no answer in 5 s")
+    with pytest.raises(AdapterError), history.track("append", [event(2)]):
+        raise AdapterError("read only", code="store_read_only")
+    with pytest.raises(AdapterError), history.track("append", [event(3)]):
+        raise AdapterError("fsync failed", code="write_failed", retryable=True)
+    with pytest.raises(TimeoutError), history.track("append", [event(4)]):
+        raise TimeoutError("no answer in 5 s")
     with history.track("append", [event(5)]):
         pass  # the caller forgot to record an outcome
     statuses = [op.status for op in history]
