@@ -144,7 +144,7 @@ def read_inputs(
     loaded_baseline = _read_baseline(baseline)
     comparison_doc: Mapping[str, Any] | None
     if isinstance(comparison, Comparison):
-        comparison_doc = comparison.to_dict()
+        comparison_doc = {**comparison.to_dict(), "warnings": comparison.warnings()}
     elif comparison is not None:
         if not isinstance(comparison, Mapping) or not isinstance(comparison.get("rows"), list):
             raise ReportError("comparison must be a testkit.regression.Comparison or its to_dict() document")

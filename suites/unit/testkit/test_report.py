@@ -314,3 +314,12 @@ def test_the_demo_benchmark_writes_a_report_and_prints_its_time_and_size(tmp_pat
     printed = capsys.readouterr().out
     assert re.search(r"\d+ tests: rendered .*index\.html in [\d.]+ s .* \d+ KiB", printed), printed
     assert section_ids(out.read_text(encoding="utf-8")) == set(SECTIONS)
+
+
+def test_a_baseline_from_another_machine_is_flagged_in_the_regression_section() -> None:
+    current = crafted_run(tests=5, seed=6, chaos=False, load=False, memory=False, failures=False)
+    elsewhere = copy.deepcopy(current)
+    elsewhere["environment"]["cpu_model"] = "Some Other CPU @ 5 GHz"
+    baseline = Baseline.from_results(RunResults.from_dict(elsewhere))
+    regression = section_html(render_html(current, baseline=baseline), "regression")
+    assert "machine fingerprints differ" in regression and "Some Other CPU" in regression
