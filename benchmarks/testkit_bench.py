@@ -83,7 +83,8 @@ def bench_recording(values: int, repeats: int) -> dict[str, float]:
         LatencyRecorder.decode(recorder.encode()).merge(recorder)
         return (time.process_time_ns() - start) / 1e6
 
-    results: dict[str, list[float]] = {"record": [], "hdrh_record_value": [], "record_since": [], "encode_decode_merge_ms": []}
+    names = ("record", "hdrh_record_value", "record_since", "encode_decode_merge_ms")
+    results: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(repeats):
         results["record"].append(wrapper())
         results["hdrh_record_value"].append(raw())

@@ -112,7 +112,9 @@ class _OpenLoopRun:
         self.idle = asyncio.Event()
         self.idle.set()
 
-    async def execute(self, drain_timeout_s: float, progress: ProgressCallback | None, progress_interval_s: float) -> LoadResult:
+    async def execute(
+        self, drain_timeout_s: float, progress: ProgressCallback | None, progress_interval_s: float
+    ) -> LoadResult:
         reporter = None
         if progress is not None:
             reporter = asyncio.get_running_loop().create_task(self._report(progress, progress_interval_s))

@@ -103,7 +103,9 @@ class LoadResult:
         )
 
     @classmethod
-    def merge(cls, parts: Sequence[LoadResult], *, mode: str | None = None, spec: HistogramSpec | None = None) -> LoadResult:
+    def merge(
+        cls, parts: Sequence[LoadResult], *, mode: str | None = None, spec: HistogramSpec | None = None
+    ) -> LoadResult:
         """Combine runs that shared one start instant (workers of one multi-process run)."""
         if not parts:
             raise ValueError("LoadResult.merge needs at least one result")

@@ -65,8 +65,8 @@ def test_bad_factory_references_fail_fast_in_the_parent() -> None:
         with pytest.raises(OperationFactoryError):
             run_multi_process(reference, ConstantRate(10, 0.5), progress=None)
     with pytest.raises(LoadConfigError):
-        run_multi_process("testkit.load.targets:noop", ConstantRate(10, 0.5), start_method="fork",  # type: ignore[arg-type]
-                          progress=None)
+        run_multi_process("testkit.load.targets:noop", ConstantRate(10, 0.5),
+                          start_method="fork", progress=None)  # type: ignore[arg-type]
     with pytest.raises(LoadConfigError):
         run_multi_process("testkit.load.targets:noop", ConstantRate(10, 0.5), processes=0, progress=None)
 
