@@ -24,7 +24,7 @@ import httpx
 
 from lighthouse.server.auth import Role, TokenAuthority
 
-__all__ = ["RunningServer", "ServerFailed", "poll_until", "read_all", "running_server", "start_server"]
+__all__ = ["RunningServer", "ServerFailed", "poll_until", "read_all", "running_server", "start_server", "strace_attached"]
 
 _START_TIMEOUT_S = 30.0
 
@@ -184,3 +184,41 @@ def read_all(client: httpx.Client, *, page: int = 1000, **filters: Any) -> list[
         cursor = body["next_cursor"]
         if not cursor:
             return events
+
+
+@contextmanager
+def strace_attached(pid: int, inject: str, trace: str, log: Path) -> Iterator[Path]:
+    """Attach ``strace -f -p PID -e inject=...`` to a running process for the body of the ``with``.
+
+    Used to make a live server's syscalls slow (``delay_enter``) or fail (``error``) for a while and
+    then stop, which a wrapper started with the process cannot do. strace is stopped by its PID
+    (SIGINT: it detaches cleanly and the traced process runs on untouched).
+    """
+    import shutil
+
+    if shutil.which("strace") is None:
+        import pytest
+
+        pytest.skip("strace is not installed (make system-deps installs it)")
+    process = subprocess.Popen(["strace", "-f", "-qq", "-p", str(pid), "-e", f"trace={trace}", "-e", f"inject={inject}",
+                                "-o", str(log)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        # strace has attached once /proc/PID/status names a tracer for the main thread.
+        def traced() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"strace exited: {process.stderr.read().decode() if process.stderr else ''}")
+            status = Path(f"/proc/{pid}/status").read_text()
+            return any(line.startswith("TracerPid:") and line.split()[1] != "0" for line in status.splitlines())
+
+        poll_until(traced, timeout=10, what="strace to attach")
+        yield log
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGINT)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()
+        if process.stderr is not None:
+            process.stderr.close()

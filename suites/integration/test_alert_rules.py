@@ -1,0 +1,163 @@
+"""The alert evaluator's thresholds and hysteresis, driven deterministically with a fake clock.
+
+The live-server tests (test_alerts.py, test_health_transitions.py) show that real slowness, real I/O
+errors and a really full disk reach these triggers; these tests pin down the exact semantics at the
+lines: rise at the threshold, hold through the hysteresis band and the dwell time, fall below the
+clear threshold.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lighthouse.health import HealthState
+from lighthouse.server.alerts import (
+    APPEND_P99,
+    DISK_USAGE,
+    ERROR_RATE,
+    AlertConfig,
+    AlertEvaluator,
+    AlertLevel,
+    AlertRule,
+)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def evaluator(usage: list[float] | None = None, **config: object) -> tuple[AlertEvaluator, FakeClock]:
+    clock = FakeClock()
+    cfg = AlertConfig(**{"window_seconds": 10.0, "window_buckets": 10, "min_samples": 20, "min_dwell_seconds": 2.0,
+                         **config})  # type: ignore[arg-type]
+    source = usage if usage is not None else [0.0]
+    return AlertEvaluator(cfg, disk_path=None, clock=clock, disk_usage=lambda: source[0]), clock
+
+
+def record(ev: AlertEvaluator, seconds: float, n: int, *, failed: int = 0) -> None:
+    for i in range(n):
+        ev.record_append(seconds, failed=i < failed)
+
+
+def test_append_p99_rises_at_each_line_and_falls_after_the_window_and_dwell() -> None:
+    ev, clock = evaluator()
+    record(ev, 0.05, 30)
+    assert not ev.evaluate() and ev.level(APPEND_P99) is AlertLevel.OK
+    record(ev, 0.2, 30)  # p99 now 0.2 s: over the 0.1 s warning line
+    (change,) = ev.evaluate()
+    assert (change.rule, change.new, change.state) == (APPEND_P99, AlertLevel.WARNING, HealthState.DEGRADED)
+    assert ev.state is HealthState.DEGRADED
+    record(ev, 1.5, 30)  # over the 1 s critical line
+    assert [c.new for c in ev.evaluate()] == [AlertLevel.CRITICAL]
+    assert ev.state is HealthState.READ_ONLY
+    clock.advance(11)  # the slow samples leave the window
+    record(ev, 0.01, 30)
+    assert [c.new for c in ev.evaluate()] == [AlertLevel.OK]
+    assert ev.state is HealthState.HEALTHY
+
+
+def test_a_raised_level_is_held_for_the_dwell_time() -> None:
+    ev, clock = evaluator(window_seconds=1.0)
+    record(ev, 0.5, 30)
+    assert [c.new for c in ev.evaluate()] == [AlertLevel.WARNING]
+    clock.advance(1.5)  # the window is empty now, yet the level has been held only 1.5 of its 2 s
+    assert ev.evaluate() == [] and ev.level(APPEND_P99) is AlertLevel.WARNING
+    clock.advance(0.6)
+    assert [c.new for c in ev.evaluate()] == [AlertLevel.OK]
+
+
+def test_too_few_samples_never_raise_latency_or_error_rate() -> None:
+    ev, _ = evaluator()
+    record(ev, 5.0, 19, failed=10)
+    assert ev.evaluate() == []
+    assert ev.window_values()[APPEND_P99] is None and ev.window_values()[ERROR_RATE] is None
+
+
+def test_error_rate_levels() -> None:
+    ev, clock = evaluator()
+    record(ev, 0.001, 100, failed=0)
+    assert ev.evaluate() == []
+    record(ev, 0.001, 100, failed=3)  # 3 / 200 = 1.5 % >= 1 % warning
+    assert [(c.rule, c.new) for c in ev.evaluate()] == [(ERROR_RATE, AlertLevel.WARNING)]
+    record(ev, 0.001, 50, failed=20)  # 23 / 250 = 9.2 % >= 5 % critical
+    assert [(c.rule, c.new) for c in ev.evaluate()] == [(ERROR_RATE, AlertLevel.CRITICAL)]
+    assert ev.state is HealthState.READ_ONLY
+    clock.advance(11)
+    record(ev, 0.001, 100)
+    assert [(c.rule, c.new) for c in ev.evaluate()] == [(ERROR_RATE, AlertLevel.OK)]
+
+
+def test_disk_usage_hysteresis_band_holds_the_level() -> None:
+    usage = [0.80]
+    ev, clock = evaluator(usage)
+    assert ev.evaluate() == []
+    usage[0] = 0.905
+    assert [c.new for c in ev.evaluate()] == [AlertLevel.WARNING]
+    usage[0] = 0.951
+    assert [c.new for c in ev.evaluate()] == [AlertLevel.CRITICAL]
+    clock.advance(5)
+    for hovering in (0.949, 0.93, 0.91, 0.9001):  # below critical, but not below its 90 % clear line
+        usage[0] = hovering
+        assert ev.evaluate() == [], hovering
+    usage[0] = 0.899  # below critical_clear: falls, but only to WARNING (above warning_clear 85 %)
+    assert [c.new for c in ev.evaluate()] == [AlertLevel.WARNING]
+    clock.advance(5)
+    usage[0] = 0.86
+    assert ev.evaluate() == []
+    usage[0] = 0.849
+    assert [c.new for c in ev.evaluate()] == [AlertLevel.OK]
+    assert ev.state is HealthState.HEALTHY
+
+
+def test_hovering_at_a_line_does_not_flap() -> None:
+    usage = [0.0]
+    ev, clock = evaluator(usage)
+    changes = 0
+    for step in range(200):
+        usage[0] = 0.9 + (0.0005 if step % 2 else -0.0005)
+        changes += len(ev.evaluate())
+        clock.advance(0.25)
+    assert changes == 1  # up once; never down, since 0.8995 stays above the 0.85 clear line
+
+
+def test_each_trigger_state_is_configurable() -> None:
+    rules = {DISK_USAGE: AlertRule(warning=0.5, critical=0.6, warning_state=HealthState.DEGRADED,
+                                   critical_state=HealthState.DEGRADED)}
+    usage = [0.7]
+    ev, _ = evaluator(usage, rules=rules)
+    ev.evaluate()
+    assert ev.level(DISK_USAGE) is AlertLevel.CRITICAL and ev.state is HealthState.DEGRADED
+    disabled, _ = evaluator([0.99], rules={DISK_USAGE: AlertRule(warning=0.5, critical=0.6, enabled=False)})
+    assert disabled.evaluate() == [] and disabled.state is HealthState.HEALTHY
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"rules": {"cpu": {"warning": 1, "critical": 2}}},
+        {"rules": {"disk_usage": {"warning": 0.9, "critical": 0.8}}},
+        {"rules": {"disk_usage": {"warning": 0.9, "critical": 0.95, "colour": "red"}}},
+        {"rules": {"disk_usage": {"warning": "high", "critical": 0.95}}},
+        {"rules": {"disk_usage": {"warning": 0.9, "critical": 0.95, "critical_state": "panic"}}},
+        {"window_seconds": 0},
+        {"min_samples": 2.5},
+        {"evaluate_interval_seconds": True},
+        {"speed": 1},
+    ],
+)
+def test_bad_alert_configuration_is_refused(raw: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        AlertConfig.from_dict(raw)
+
+
+def test_configuration_round_trips() -> None:
+    config = AlertConfig.from_dict({"rules": {"error_rate": {"warning": 0.02, "critical": 0.1}}, "window_seconds": 5})
+    again = AlertConfig.from_dict(config.to_dict())
+    assert again == config and again.rules[ERROR_RATE].warning_clear == pytest.approx(0.018)
