@@ -82,9 +82,8 @@ def scan_segment(buf: Any, name: str, expected_seq: int, *, is_last: bool, heade
                 scan.next_sequence = header.last_seq + 1
             elif header.first_seq < expected:
                 # A valid frame we already have the sequences of: a duplicated or misdirected write.
-                scan.damage.append(
-                    Damage(name, off, off + header.size, "duplicate_frame", header.first_seq, header.last_seq)
-                )
+                # Nothing is lost: the sequences it repeats are held by the earlier copy.
+                scan.damage.append(Damage(name, off, off + header.size, "duplicate_frame"))
             else:
                 # Sequences vanished without leaving bytes behind (e.g. a lost block): report, keep going.
                 scan.damage.append(Damage(name, off, off, "missing_sequences", expected, header.first_seq - 1))
@@ -106,6 +105,8 @@ def scan_segment(buf: Any, name: str, expected_seq: int, *, is_last: bool, heade
         scan.damage.append(
             Damage(name, off, resync_at, "corrupt", scan.next_sequence if lost_last else None, lost_last)
         )
+        if lost_last is not None:
+            scan.next_sequence = lost_last + 1  # the lost range is reported once, here
         off = resync_at
     return scan
 

@@ -80,7 +80,7 @@ class SnapshotStore:
             return None
         try:
             record = msgpack.unpackb(payload, strict_map_key=False)
-        except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+        except (TypeError, ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
             return None
         return record if isinstance(record, dict) else None
 
@@ -106,7 +106,8 @@ class SnapshotStore:
             record.update(kind="full", state=state)
         try:
             payload = msgpack.packb(record, use_bin_type=True)
-        except (TypeError, ValueError, OverflowError) as exc:
+            msgpack.unpackb(payload, strict_map_key=False)  # never write what could not be read back
+        except (TypeError, ValueError, OverflowError, msgpack.ExtraData, msgpack.StackError) as exc:
             raise InvalidSnapshot(f"snapshot state is not serialisable: {exc}") from None
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"{at_sequence:020d}.snap"

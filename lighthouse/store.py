@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -72,6 +73,7 @@ TYPE_CODES: dict[str, int] = {t.value: i for i, t in enumerate(EventType)}
 _new = tuple.__new__
 _PROBE_BYTES = 64 * 1024
 _FETCH_SPAN = 4 << 20
+_DAMAGE_NAMESPACE = uuid.UUID("5b470d10-ad5f-4bb8-a000-000000000001")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,7 @@ class StoreStats:
     subscribers: int
     quarantined_bytes: int
     torn_tail_bytes_truncated: int
+    lost_sequences: list[tuple[int, int]]
     open_seconds: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -222,6 +225,28 @@ class EventStore:
             self._flusher_task = asyncio.get_running_loop().create_task(self._flusher_loop())
         self._opened = True
         self._open_seconds = time.perf_counter() - started
+        await self._record_damage_events()
+
+    async def _record_damage_events(self) -> None:
+        """Each damaged range found on open becomes one ``corruption_detected`` event (once, ever)."""
+        for damage in self._damage:
+            if damage.kind == "torn_tail":
+                continue
+            key = f"{damage.segment}@{damage.start}-{damage.end}:{damage.kind}"
+            event_id = str(uuid.uuid5(_DAMAGE_NAMESPACE, key))
+            if self._find_by_id(event_id) is not None:
+                continue
+            event = Event(
+                EventType.CORRUPTION_DETECTED,
+                aggregate_id="store:integrity",
+                event_id=event_id,
+                source_agent="lighthouse",
+                data=damage.to_dict(),
+            )
+            try:
+                await self.append(event)
+            except LighthouseError as exc:  # read-only or failing disk: health still reports the damage
+                self._health.last_error = f"could not record corruption event: {exc}"
 
     def _acquire_lock(self) -> None:
         fd = os.open(self.path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
@@ -397,12 +422,15 @@ class EventStore:
 
     # ------------------------------------------------------------------ appends
 
-    def _encode(self, event: Any) -> bytes:
-        if not isinstance(event, Event):
-            if isinstance(event, Mapping):
-                event = Event.from_dict(event)
-            else:
-                raise InvalidEvent(f"expected an Event, got {type(event).__name__}")
+    @staticmethod
+    def _normalise(event: Any) -> Event:
+        if isinstance(event, Event):
+            return event
+        if isinstance(event, Mapping):
+            return Event.from_dict(event)
+        raise InvalidEvent(f"expected an Event, got {type(event).__name__}")
+
+    def _encode(self, event: Event) -> bytes:
         try:
             record = self._packer.pack(event.client_record())
             msgpack.unpackb(record, strict_map_key=False)  # never write what we could not read back
@@ -432,9 +460,8 @@ class EventStore:
     async def append(self, event: Event, *, expected_version: int | None = None) -> Event:
         """Append one event; returns the stored copy once it is durable."""
         self._check_writable()
+        event = self._normalise(event)
         record = self._encode(event)
-        if not isinstance(event, Event):
-            event = Event.from_dict(event)
         expected = None
         if expected_version is not None:
             if isinstance(expected_version, bool) or not isinstance(expected_version, int) or expected_version < 0:
@@ -455,7 +482,7 @@ class EventStore:
             raise BatchTooLarge(
                 f"a batch holds 1..{MAX_BATCH_EVENTS} events, got {len(events)}", count=len(events)
             )
-        normalised = [e if isinstance(e, Event) else Event.from_dict(e) for e in events]
+        normalised = [self._normalise(e) for e in events]
         records = [self._encode(e) for e in normalised]
         total = sum(len(r) for r in records)
         if total > MAX_BATCH_BYTES:
@@ -463,6 +490,12 @@ class EventStore:
         ids = [e.event_id for e in normalised]
         if len(set(ids)) != len(ids):
             raise InvalidEvent("a batch contains the same event_id twice")
+        if expected_versions is not None:
+            if not isinstance(expected_versions, Mapping) or not all(
+                isinstance(k, str) and not isinstance(v, bool) and isinstance(v, int) and v >= 0
+                for k, v in expected_versions.items()
+            ):
+                raise InvalidEvent("expected_versions must map aggregate ids to non-negative integers")
         stored = await self._submit(normalised, records, expected_versions)
         self._counters["batches"] += 1
         return stored
@@ -481,11 +514,15 @@ class EventStore:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if not self._pending:
+            group, self._pending = self._pending, []
+            flush_void = self._void is not None and self._health.state not in (
+                HealthState.READ_ONLY,
+                HealthState.FAILED,
+            )
+            if not group and not flush_void:
                 if self._closing:
                     return
                 continue
-            group, self._pending = self._pending, []
             try:
                 await self._commit(group)
             except BaseException as exc:  # never leave an appender waiting forever
@@ -496,7 +533,7 @@ class EventStore:
                         )
                 if isinstance(exc, asyncio.CancelledError):
                     raise
-            if self._pending:
+            if self._pending or self._closing:
                 self._wake.set()
 
     def _find_by_id(self, event_id: str) -> Event | None:
@@ -506,12 +543,20 @@ class EventStore:
                 return stored
         return None
 
-    def _resolve_duplicates(self, pending: _Pending, group_ids: dict[str, bytes]) -> list[Event] | None:
-        """An append whose ids are already stored is a retry (return the stored copies) or a conflict."""
+    def _resolve_duplicates(
+        self, pending: _Pending, group_ids: dict[str, tuple[bytes, _Pending, int]]
+    ) -> list[Event] | list[tuple[_Pending, int]] | None:
+        """An append whose ids are already stored (or being stored in this group) is a retry: it gets
+        the same stored copies. Same id with different content is a conflict."""
+        in_group = [group_ids.get(event.event_id) for event in pending.events]
+        if any(in_group):
+            if all(
+                hit is not None and hit[0] == record for hit, record in zip(in_group, pending.records)
+            ):
+                return [(hit[1], hit[2]) for hit in in_group if hit is not None]
+            raise DuplicateEvent("an event of this append is already being appended with other content")
         found: list[Event] = []
         for event, record in zip(pending.events, pending.records):
-            if event.event_id in group_ids:
-                raise DuplicateEvent(f"event {event.event_id} is already being appended", event_id=event.event_id)
             stored = self._find_by_id(event.event_id)
             if stored is not None:
                 if self._packer.pack(stored.client_record()) != record:
@@ -560,8 +605,9 @@ class EventStore:
         recorded_at = max(time.time(), self._last_recorded_at)
         next_seq = self._next_seq
         local_versions: dict[str, int] = {}
-        group_ids: dict[str, bytes] = {}
+        group_ids: dict[str, tuple[bytes, _Pending, int]] = {}
         accepted: list[tuple[_Pending, int, int, list[int]]] = []
+        followers: list[tuple[_Pending, list[tuple[_Pending, int]]]] = []
         for pending in group:
             try:
                 existing = self._resolve_duplicates(pending, group_ids)
@@ -569,7 +615,10 @@ class EventStore:
                 pending.future.set_exception(exc)
                 continue
             if existing is not None:
-                pending.future.set_result(existing)
+                if existing and not isinstance(existing[0], Event):
+                    followers.append((pending, existing))  # type: ignore[arg-type]
+                else:
+                    pending.future.set_result(existing)  # type: ignore[arg-type]
                 continue
             if pending.expected:
                 conflict = None
@@ -587,18 +636,19 @@ class EventStore:
                     pending.future.set_exception(conflict)
                     continue
             versions = []
-            for event in pending.events:
+            for slot, (event, record) in enumerate(zip(pending.events, pending.records)):
                 aggregate = event[2]
                 version = local_versions.get(aggregate, self._versions.get(aggregate, 0)) + 1
                 local_versions[aggregate] = version
                 versions.append(version)
-                group_ids[event[0]] = b""
+                group_ids[event[0]] = (record, pending, slot)
             frame = encode_events_frame(next_seq, recorded_at, versions, pending.records)
             accepted.append((pending, next_seq, offset, versions))
             frames.append(frame)
             offset += len(frame)
             next_seq += len(pending.events)
         if not frames:
+            self._settle_followers(followers)
             return
         data = b"".join(frames)
         first_attempted = self._void[0] if self._void else self._next_seq
@@ -606,6 +656,7 @@ class EventStore:
             await loop.run_in_executor(self._io, self._write_durably, segment.size, data)
         except OSError as exc:
             self._after_failed_write(exc, first_attempted, next_seq, accepted)
+            self._settle_followers(followers)
             return
         # Durable: publish to the index, then acknowledge.
         self._counters["groups"] += 1
@@ -631,8 +682,30 @@ class EventStore:
             published.extend(stored)
             if not pending.future.done():
                 pending.future.set_result(stored)
-        for sub in list(self._subscribers):
-            sub.offer(published)
+        self._settle_followers(followers)
+        if self._subscribers:
+            if self.upcasters:
+                published = [self.upcasters.upcast(e) for e in published]
+            for sub in list(self._subscribers):
+                sub.offer(published)
+
+    @staticmethod
+    def _settle_followers(followers: list[tuple[_Pending, list[tuple[_Pending, int]]]]) -> None:
+        """Identical retries that arrived in the same group share the original's outcome."""
+        for pending, origins in followers:
+            if pending.future.done():
+                continue
+            results = []
+            for origin, slot in origins:
+                if not origin.future.done() or origin.future.cancelled():
+                    pending.future.set_exception(WriteFailed("the original append did not complete"))
+                    break
+                if origin.future.exception() is not None:
+                    pending.future.set_exception(origin.future.exception())  # type: ignore[arg-type]
+                    break
+                results.append(origin.future.result()[slot])
+            else:
+                pending.future.set_result(results)
 
     def _write_durably(self, offset: int, data: bytes) -> None:
         """Runs on the I/O thread: write all of ``data`` at ``offset`` and sync, or leave no trace of it."""
@@ -719,6 +792,8 @@ class EventStore:
                 if self.min_free_bytes:
                     self._check_free_space()
                 if not self._health.has("low_disk_space"):
+                    if self._wake is not None:
+                        self._wake.set()  # record a pending void range now, not at the next append
                     return
 
     def _probe_write(self) -> bool:
@@ -731,7 +806,8 @@ class EventStore:
                 os.ftruncate(fd, size)
                 os.fdatasync(fd)
                 self._tail_dirty = False
-            os.pwrite(fd, bytes(_PROBE_BYTES), size)
+            if os.pwrite(fd, bytes(_PROBE_BYTES), size) != _PROBE_BYTES:
+                raise OSError(errno.ENOSPC, "probe write was short")
             os.fdatasync(fd)
             os.ftruncate(fd, size)
             os.fdatasync(fd)
@@ -991,7 +1067,9 @@ class EventStore:
             recent_transitions=self._health.recent(),
             damage=[d.to_dict() for d in self._damage],
             lost_sequences=self.lost_sequences(),
-            voided_sequences=list(self._voided) + ([(self._void[0], self._void[0] + self._void[1] - 1)] if self._void else []),
+            voided_sequences=_merge_ranges(
+                self._voided + ([(self._void[0], self._void[0] + self._void[1] - 1)] if self._void else [])
+            ),
             last_error=self._health.last_error,
             details=details,
         )
@@ -1010,8 +1088,20 @@ class EventStore:
             subscribers=len(self._subscribers),
             quarantined_bytes=self._quarantined_bytes,
             torn_tail_bytes_truncated=self._torn_bytes,
+            lost_sequences=self.lost_sequences(),
             open_seconds=self._open_seconds,
         )
+
+
+def _merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Adjacent or overlapping inclusive ranges as one: (2, 2) and (3, 3) are (2, 3)."""
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted(ranges):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return merged
 
 
 def copy_tree(src: Path, dst: Path) -> None:

@@ -36,7 +36,8 @@ class Subscription:
     ) -> None:
         self._store = store
         self.filter = event_filter if event_filter is not None and not event_filter.is_empty else None
-        self._from = from_sequence
+        # "Only new events" means new from the moment subscribe() was called, not from the first read.
+        self._from = from_sequence if from_sequence is not None else store.head_sequence + 1
         self.buffer_size = buffer_size
         self._buffer: deque[Event] = deque()
         self._wakeup = asyncio.Event()
@@ -52,8 +53,9 @@ class Subscription:
         if self._overflowed or self._closed:
             return
         flt = self.filter
+        start = self._from
         for event in events:
-            if flt is None or flt.matches(event):
+            if event[11] >= start and (flt is None or flt.matches(event)):
                 if len(self._buffer) >= self.buffer_size:
                     self._overflowed = True
                     self._buffer.clear()
@@ -78,15 +80,16 @@ class Subscription:
         return await self.__aiter__().__anext__()
 
     async def aclose(self) -> None:
+        """End the stream; safe to call from another task while a consumer is waiting in it."""
         self.end()
         self._on_close(self)
-        if self._iterator is not None:
-            await self._iterator.aclose()  # type: ignore[attr-defined]
+        iterator = self._iterator
+        if iterator is not None and not getattr(iterator, "ag_running", False):
+            await iterator.aclose()  # type: ignore[attr-defined]
 
     async def _run(self) -> AsyncIterator[Event]:
         store = self._store
-        start = self._from if self._from is not None else store.head_sequence + 1
-        scanned = start - 1
+        scanned = self._from - 1
         try:
             # Catch up from disk until, in one loop step, we find nothing new and register for live events.
             while True:

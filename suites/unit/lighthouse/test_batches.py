@@ -165,11 +165,6 @@ def test_a_batch_must_be_a_list(store_dir: Path, run, not_a_batch: object) -> No
     run(scenario())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: store.py append_batch does not validate expected_versions; a non-integer version reaches "
-    "_commit and is reported as a retryable ConcurrencyConflict instead of InvalidEvent",
-)
 def test_a_non_integer_expected_version_in_a_batch_is_invalid_input(store_dir: Path, run, make_event) -> None:
     async def scenario() -> None:
         async with EventStore(store_dir) as store:
@@ -180,12 +175,6 @@ def test_a_non_integer_expected_version_in_a_batch_is_invalid_input(store_dir: P
     run(scenario())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: store.py append_batch does not check that expected_versions is a mapping; `.items()` raises "
-    "AttributeError inside _commit, and _writer_loop turns it into WriteFailed for EVERY append of that commit "
-    "group, so one client's bad argument fails other clients' valid appends. Validate before _submit.",
-)
 def test_a_malformed_expected_versions_fails_only_its_own_call(store_dir: Path, run, make_event, read_all) -> None:
     async def scenario() -> None:
         async with EventStore(store_dir) as store:

@@ -174,12 +174,6 @@ def test_sequences_of_the_failed_write_are_never_reused(efbig_run: dict) -> None
     assert reopened["next"] == 6
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: store.py _probe_write ignores the byte count os.pwrite returns; near a full disk (here "
-    "RLIMIT_FSIZE) the probe's 64 KiB write is SHORT, not an error, so the probe reports success and the "
-    "store flips back to healthy while every real append still fails. Fix: treat n < _PROBE_BYTES as failure.",
-)
 def test_a_short_probe_write_is_not_a_recovery(tmp_path: Path) -> None:
     outcome = run_child(tmp_path / "store", extra=16, keep_short_write_limit=True)
     assert outcome["failed_append"] is not None and outcome["failed_append"]["details"]["errno"] == "EFBIG"
@@ -249,13 +243,6 @@ def test_repeated_failures_extend_one_void_range(store_dir: Path, run, make_even
     run(scenario())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: store.py keeps a failed write's void range only in memory (self._void) until the next "
-    "successful append writes the void frame; close() never writes it, so after heal-then-close the "
-    "sequence is handed out again on reopen. Fix: write the pending void frame in close() (and/or on "
-    "probe success).",
-)
 def test_a_void_range_survives_close_even_without_a_later_append(store_dir: Path, run, make_event) -> None:
     async def scenario() -> None:
         async with FailingWrites(store_dir, probe_interval=0.01) as store:

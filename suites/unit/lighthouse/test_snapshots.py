@@ -174,14 +174,6 @@ def test_snapshot_validation(store_dir: Path, run) -> None:
     run(scenario())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: snapshots.py SnapshotStore.save never checks that the payload decodes; a state with tuple "
-    "dict keys packs fine but unpacks with TypeError (unhashable list), which _read does not catch, so save "
-    "raises a bare TypeError from _retain after writing an unreadable file and every later load_snapshot "
-    "raises TypeError too. Fix: round-trip the payload before writing (as store._encode does for events) "
-    "and treat TypeError in _read as damage.",
-)
 def test_a_state_that_cannot_be_read_back_is_refused_before_writing(store_dir: Path, run) -> None:
     async def scenario() -> None:
         async with EventStore(store_dir) as store:

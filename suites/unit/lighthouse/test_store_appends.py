@@ -152,11 +152,6 @@ def test_same_event_id_with_different_content_is_a_duplicate(store_dir: Path, ru
     run(scenario())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: store.py _resolve_duplicates raises DuplicateEvent ('already being appended') for an identical "
-    "retry that lands in the same commit group as the original; it should resolve to the same stored copy",
-)
 def test_a_concurrent_identical_retry_returns_the_same_stored_copy(store_dir: Path, run, make_event) -> None:
     async def scenario() -> None:
         async with EventStore(store_dir) as store:
@@ -168,12 +163,6 @@ def test_a_concurrent_identical_retry_returns_the_same_stored_copy(store_dir: Pa
     run(scenario())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: store.py append() encodes Event.from_dict(mapping) in _encode and then builds a SECOND Event "
-    "from the same mapping, so a dict without event_id/timestamp is stored under one id but returned and "
-    "indexed under another (get(returned.event_id) -> EventNotFound). Fix: normalise once, then encode.",
-)
 def test_appending_a_mapping_returns_the_event_that_was_stored(store_dir: Path, run) -> None:
     async def scenario() -> None:
         async with EventStore(store_dir) as store:

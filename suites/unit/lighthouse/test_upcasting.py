@@ -133,12 +133,6 @@ def test_an_idempotent_retry_of_an_old_version_event_still_matches(store_dir: Pa
     run(scenario())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: store.py _commit offers the raw stored events to live subscribers (sub.offer(published)) "
-    "while catch-up goes through replay(), which upcasts; so one event reaches a subscriber as v1 or v3 "
-    "depending on timing. Fix: upcast before offer() when upcasters are registered.",
-)
 def test_live_subscribers_see_upcast_events_like_catch_up_does(store_dir: Path, run) -> None:
     async def scenario() -> None:
         async with EventStore(store_dir, upcasters=registry()) as store:
