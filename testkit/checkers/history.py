@@ -421,16 +421,19 @@ class History:
         if not journals:
             raise ValueError("name at least one journal")
         history = cls()
-        streams = []
-        for number, path in enumerate(journals):
-            records, _, torn = _read_journal(Path(path))
-            history.torn_tail |= torn
-            streams.append([(_time_of(r), number, r) for r in records])
-            streams[-1].sort(key=_first)  # in order already, unless threads raced between clock and lock
         index_of: dict[tuple[int, int], int] = {}  # (journal, op number in it) -> index here
-        merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=_first)
-        for _, number, record in merged:
-            history._replay(record, number, index_of)
+        if len(journals) == 1:  # records were written under the lock in clock order: no merge needed
+            records, _, history.torn_tail = _read_journal(Path(journals[0]))
+            for record in records:
+                history._replay(record, 0, index_of)
+        else:
+            streams = []
+            for number, path in enumerate(journals):
+                records, _, torn = _read_journal(Path(path))
+                history.torn_tail |= torn
+                streams.append([(_time_of(r), number, r) for r in records])
+            for _, number, record in heapq.merge(*streams, key=_first):
+                history._replay(record, number, index_of)
         history._close_abandoned()
         return history
 

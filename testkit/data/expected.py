@@ -40,7 +40,7 @@ class CommandOutcome:
 
 @dataclass(slots=True)
 class PairOutcome:
-    """A pair session's final state: requested (never accepted), active, completed or cancelled."""
+    """A pair session's final state: requested (never accepted), active, completed, cancelled or expired."""
 
     pair_id: str
     requester: str
@@ -169,8 +169,13 @@ def _apply_command(out: ExpectedOutcome, kind: str, data: Mapping[str, Any], sou
         proposer.commands_failed += 1
 
 
+#: ``custom`` events' ``data.action`` for pair steps without an event type of their own, and the state each leaves.
+_PAIR_ACTIONS = {"pair_session_cancelled": "cancelled", "pair_session_completed": "completed",
+                 "pair_session_expired": "expired"}
+
+
 def _apply_pair(out: ExpectedOutcome, kind: str, data: Mapping[str, Any]) -> None:
-    if kind == "custom" and data.get("action") != "pair_session_cancelled":
+    if kind == "custom" and data.get("action") not in _PAIR_ACTIONS:
         return
     pair_id = data["pair_id"]
     if kind == "pair_session_requested":
@@ -186,7 +191,7 @@ def _apply_pair(out: ExpectedOutcome, kind: str, data: Mapping[str, Any]) -> Non
     elif kind == "pair_review_completed":
         pair.state, pair.review_decision = "completed", data["decision"]
     else:
-        pair.state = "cancelled"
+        pair.state = _PAIR_ACTIONS[data["action"]]
 
 
 @dataclass(frozen=True, slots=True)

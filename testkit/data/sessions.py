@@ -48,7 +48,9 @@ class SessionPlan:
     pair_cancel_rate: float = 0.5  # share of never-accepted pair requests the requester cancels
     disconnect_rate: float = 0.05  # share of sessions that end with the agent vanishing
     invalid_ratio: float = 0.0  # share of invalid events in :meth:`AgentSessionGenerator.traffic`
-    mix: tuple[float, float, float] = (0.7, 0.2, 0.1)  # validation / state / monitoring share of events
+    # validation / state / monitoring share of events. Every file change follows a validated command,
+    # so validation shares much below 2/3 are out of reach; the scheduler then gets as close as it can.
+    mix: tuple[float, float, float] = (0.7, 0.2, 0.1)
     payload_sizes: PayloadSizes = field(default_factory=PayloadSizes)
     timing: TimingModel = field(default_factory=TimingModel)
 

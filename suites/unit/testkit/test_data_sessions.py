@@ -344,3 +344,15 @@ def test_event_types_are_the_stores_vocabulary() -> None:
     assert all(isinstance(traffic_class(t), TrafficClass) for t in EVENT_TYPES)
     with pytest.raises(ValueError, match="unknown event type"):
         traffic_class("command_teleported")
+
+
+def test_the_projection_reads_pair_endings_written_as_custom_actions() -> None:
+    def pair_event(kind: str, **data: Any) -> dict[str, Any]:
+        return {"event_type": kind, "source_agent": "reviewer-1", "data": {"pair_id": "p1", **data}}
+
+    opened = [pair_event("pair_session_requested", requester="builder-1", mode="REVIEW"),
+              pair_event("pair_session_accepted", partner="reviewer-1")]
+    for action, state in (("pair_session_completed", "completed"), ("pair_session_expired", "expired"),
+                          ("pair_session_cancelled", "cancelled"), ("something_else", "active")):
+        outcome = project([*opened, pair_event("custom", action=action)])
+        assert outcome.pair_sessions["p1"].state == state
