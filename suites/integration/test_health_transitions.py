@@ -106,7 +106,9 @@ def test_disk_usage_trigger_degrades_then_blocks_writes_and_recovers(tmpfs: Smal
 
 
 def test_a_full_disk_makes_the_store_read_only_and_freeing_it_heals(tmpfs: SmallTmpfs, tmp_path: Any) -> None:
-    alerts = {"rules": {"disk_usage": {"warning": 0.99, "critical": 1.0, "enabled": False}}}
+    # A short window: the failed write also counts towards the error-rate trigger until it ages out.
+    alerts = {"window_seconds": 1.0, "min_dwell_seconds": 0.2, "evaluate_interval_seconds": 0.1,
+              "rules": {"disk_usage": {"warning": 0.99, "critical": 1.0, "enabled": False}}}
     server = serve_on(tmpfs, tmp_path, alerts)
     try:
         client = server.client("health-agent")
