@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from dataclasses import replace
 from typing import Any
@@ -75,6 +76,7 @@ def test_a_correct_history_passes_with_every_count_right(sc: Scenario) -> None:
     assert verdict.counts["recovered"] == 8
     assert verdict.counts["digests_verified"] == 8
     assert verdict.violations == ()
+    assert gc.isenabled()  # the checker pauses the cyclic GC only while it runs
 
 
 def test_unknown_outcomes_may_be_present_or_absent(sc: Scenario) -> None:
