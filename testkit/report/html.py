@@ -243,13 +243,15 @@ margin:.7rem 0;background:#fffafa}
 footer{color:var(--muted);text-align:center;font-size:.8rem;padding:0 1rem 2rem}
 """
 
-# Click a header of a table.sortable to sort by it (numbers numerically, text alphabetically); click again
-# to reverse. Cells may carry data-sort to sort by a raw value.
+# Click a header of a table.sortable to sort by it (numbers numerically, with time and size units scaled so
+# that 900 µs sorts below 1.2 ms; text alphabetically); click again to reverse. Cells may carry data-sort.
 _SORT_SCRIPT = """
 (function(){
+var UNIT={ns:1e-9,"µs":1e-6,us:1e-6,ms:1e-3,s:1,min:60,h:3600,B:1,KiB:1024,MiB:1048576,GiB:1073741824};
 function key(row,i){var c=row.cells[i];if(!c)return"";var t=c.getAttribute("data-sort");
-if(t===null)t=c.textContent.trim();var n=parseFloat(t.replace(/,/g,""));
-return(isNaN(n)||!/^[-+]?[\\d.,]/.test(t))?t.toLowerCase():n;}
+if(t===null)t=c.textContent.trim();var m=/^([-+]?[\\d,]*\\.?\\d+)\\s*([A-Za-zµ]+)?/.exec(t);
+if(!m)return t.toLowerCase();var n=parseFloat(m[1].replace(/,/g,""));
+return m[2]&&UNIT[m[2]]?n*UNIT[m[2]]:n;}
 function cmp(a,b){if(typeof a===typeof b)return a<b?-1:a>b?1:0;return typeof a==="number"?-1:1;}
 document.addEventListener("click",function(e){
 var th=e.target.closest?e.target.closest("table.sortable thead th"):null;if(!th)return;

@@ -197,7 +197,7 @@ def _percentile_table(measured: Sequence[_Measured]) -> str:
             row[f"p{p:g}"] = "—" if at >= len(levels) else format_quantity(float(values[at]), curve.unit)
         row["max"] = format_quantity(curve.max_value, curve.unit)
         rows.append(row)
-    return table(pd.DataFrame(rows))
+    return table(pd.DataFrame(rows), table_id="latency-percentiles")
 
 
 def _pick_timelines(data: ReportInput) -> list[tuple[TestView, Mapping[str, Any]]]:
