@@ -237,11 +237,6 @@ def test_a_bad_frame_followed_by_good_frames_is_quarantined_not_truncated(
     assert sorted((directory / "quarantine").glob("*.bad")) == quarantined, "damage quarantined twice"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: recovery.py scan_segment does not advance next_sequence after resyncing past a corrupt "
-    "frame, so the next good frame adds a second 'missing_sequences' damage for the same lost range",
-)
 def test_each_lost_range_is_reported_exactly_once(tmp_path: Path, run, disk) -> None:
     directory = tmp_path / "s"
     run(fill(directory, [1] * 5))
@@ -257,11 +252,6 @@ def test_each_lost_range_is_reported_exactly_once(tmp_path: Path, run, disk) -> 
     run(check())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GAP: issue 2 wants lost sequences reported in stats() too; StoreStats (store.py) only has "
-    "quarantined_bytes, so a dashboard reading stats cannot tell which sequences were lost",
-)
 def test_stats_report_the_lost_sequences(tmp_path: Path, run, disk) -> None:
     directory = tmp_path / "s"
     run(fill(directory, [1] * 5))
@@ -374,11 +364,6 @@ def test_a_duplicated_frame_never_duplicates_events(tmp_path: Path, run, disk, w
     run(check())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: recovery.py records a duplicate_frame Damage with lost_first/lost_last set to the duplicated "
-    "range, and store.py lost_sequences() reports every damage with those set, so intact events are called lost",
-)
 def test_a_duplicated_frame_loses_no_sequences(tmp_path: Path, run, disk) -> None:
     directory = tmp_path / "s"
     run(fill(directory, [1, 2, 1]))
@@ -409,11 +394,6 @@ def test_a_damaged_segment_header_keeps_its_frames_readable(tmp_path: Path, run,
     run(check())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: recovery reports lost sequences in health() only; ARCHITECTURE section 2 also wants a "
-    "corruption_detected event naming the lost range (store.py _recover never appends one)",
-)
 def test_corruption_found_on_open_is_recorded_as_an_event(tmp_path: Path, run, disk) -> None:
     directory = tmp_path / "s"
     run(fill(directory, [1] * 5))
