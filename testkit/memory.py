@@ -318,6 +318,7 @@ class MemoryTracker:
         self._process = psutil.Process(pid)
         self._t0 = time.monotonic()
         self._growth_at_stop: list[GrowthSite] | None = None
+        self._peak_marked = 0
 
     def __enter__(self) -> MemoryTracker:
         self.start()
@@ -342,7 +343,9 @@ class MemoryTracker:
     def mark(self) -> MemoryPoint:
         """Measure now (RSS always, traced bytes if tracing)."""
         traced = tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else None
-        return MemoryPoint(time.monotonic() - self._t0, self._process.memory_info().rss, traced)
+        rss = self._process.memory_info().rss
+        self._peak_marked = max(self._peak_marked, rss)  # a mark between two samples is a measurement too
+        return MemoryPoint(time.monotonic() - self._t0, rss, traced)
 
     @staticmethod
     def bytes_per_item(before: MemoryPoint, after: MemoryPoint, n: int, *,
@@ -363,7 +366,7 @@ class MemoryTracker:
 
     @property
     def peak_rss(self) -> int:
-        return self.sampler.peak
+        return max(self.sampler.peak, self._peak_marked)
 
     def top_growth(self, limit: int = 10) -> list[GrowthSite]:
         """Sites that grew most since :meth:`start`; after :meth:`stop`, as they stood at the stop."""
