@@ -32,11 +32,23 @@ system-deps:
 	  fi; \
 	else echo "not root or no apt-get: skipping Debian packages (tests that need them will skip)"; fi
 
+# Every unit and integration test plus the smoke subset of the chaos, perf and load suites.
 test: $(STAMP) system-deps
-	$(PY) -m pytest suites/unit $(PYTEST_FLAGS)
+	$(PY) -m pytest suites -m ci --testkit-results $(REPORTS)/test $(PYTEST_FLAGS)
 
+# The main job: the whole chaos suite, then the HTML report.
 chaos: $(STAMP) system-deps
-	$(PY) -m pytest suites/chaos $(PYTEST_FLAGS)
+	$(PY) -m pytest suites/chaos --testkit-report $(REPORTS)/chaos $(PYTEST_FLAGS)
+	@echo "chaos report: $(REPORTS)/chaos/index.html"
+
+perf: $(STAMP)
+	$(PY) -m pytest suites/perf --testkit-report $(REPORTS)/perf $(PYTEST_FLAGS)
+
+load: $(STAMP)
+	$(PY) -m pytest suites/load --testkit-report $(REPORTS)/load $(PYTEST_FLAGS)
+
+integration: $(STAMP) system-deps
+	$(PY) -m pytest suites/integration $(PYTEST_FLAGS)
 
 unit: $(STAMP)
 	$(PY) -m pytest suites/unit $(PYTEST_FLAGS)

@@ -3,4 +3,22 @@ registered by the ``pytest11`` entry point, so other projects get it without thi
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 collect_ignore_glob = ["reports/*", "benchmarks/*"]
+
+_ALWAYS_IN_CI = ("suites/unit", "suites/integration")
+_ROOT = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark what `make test` runs: all unit and integration tests, plus the smoke subset of the rest."""
+    for item in items:
+        try:
+            relative = item.path.relative_to(_ROOT).as_posix()
+        except ValueError:
+            continue
+        if relative.startswith(_ALWAYS_IN_CI) or item.get_closest_marker("smoke") is not None:
+            item.add_marker(pytest.mark.ci)
