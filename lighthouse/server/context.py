@@ -120,7 +120,7 @@ def as_api_error(exc: BaseException, ctx: ServerContext) -> ApiError:
         headers = {"WWW-Authenticate": f'Bearer error="{exc.code}"'} if exc.status == 401 else {}
         return ApiError(exc.status, exc.code, exc.message, headers=headers)
     if isinstance(exc, BridgeError):
-        return ApiError(exc.status, exc.code, exc.message, **exc.details)
+        return ApiError(exc.status, exc.code, exc.message).with_details(exc.details)
     if isinstance(exc, LighthouseError):
         return ApiError.from_store(exc, retry_after=ctx.settings.retry_after_seconds)
     _log.exception("unexpected error while serving a request")

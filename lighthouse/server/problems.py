@@ -81,7 +81,14 @@ class ApiError(Exception):
         headers = {}
         if status == 503 and retry_after is not None:
             headers["Retry-After"] = str(max(1, int(round(retry_after))))
-        return cls(status, error.code, error.message, retryable=error.retryable, headers=headers, **error.details)
+        return cls(status, error.code, error.message, retryable=error.retryable, headers=headers).with_details(
+            error.details
+        )
+
+    def with_details(self, details: dict[str, Any]) -> ApiError:
+        """Attach details whatever their keys (a detail may well be called ``status`` or ``code``)."""
+        self.details = dict(details)
+        return self
 
     def body(self) -> dict[str, Any]:
         return {"error": self.code, "message": self.message, "retryable": self.retryable, "details": self.details}

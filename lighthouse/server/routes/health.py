@@ -45,7 +45,10 @@ async def health_detailed(request: Request) -> Response:
         "alerts": ctx.alerts.snapshot(),
         "stats": ctx.store.stats().to_dict(),
         "server": {"streams": len(ctx.streams), "inflight_writes": ctx.inflight_writes, "closing": ctx.closing},
-        "bridge": ctx.bridge.projection.summary() if ctx.bridge is not None else None,
+        "bridge": (
+            {**ctx.bridge.projection.summary(), "restored_from_snapshot": ctx.bridge.restored_from_snapshot}
+            if ctx.bridge is not None else None
+        ),
     }
     return response_codec(request).response(body)
 
