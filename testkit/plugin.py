@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -93,6 +92,7 @@ class TestRecorder:
             entry["samples"] = [float(s) for s in samples]
         if histogram is not None:
             entry["histogram"] = histogram.encode()
+            entry["histogram_unit"] = "ns"
         self.metrics[name] = entry
 
     def latency(self, name: str, recorder: LatencyRecorder) -> None:
@@ -157,8 +157,16 @@ class TestkitSession:
         self.records: list[dict[str, Any]] = []
         self.chaos_cells: dict[tuple[str, str], ChaosCell] = {}
         self.skipped_mechanisms: dict[str, str] = {}
-        self.started = time.time()
         self.failed_nodeids: list[str] = []
+        self._run: Any = None
+        self.output_lines: list[str] = []
+
+    def begin(self) -> None:
+        """Stamp the run's start (and the machine) when the session starts, not when it ends."""
+        from testkit.results import RunResults
+
+        self._run = RunResults.start(["pytest", *self.config.invocation_params.args], seed=self.seed,
+                                     data_path=os.getcwd())
 
     def test_seed(self, nodeid: str) -> int:
         """A per-test seed derived from the run seed, stable across runs and test orders."""
@@ -215,11 +223,9 @@ class TestkitSession:
         return {"faults": faults, "invariants": invariants, "cells": cells, "counts": counts}
 
     def results_document(self, exitstatus: int) -> dict[str, Any]:
-        from testkit.results import RunResults
-
-        run = RunResults.start(
-            ["pytest", *self.config.invocation_params.args], seed=self.seed, data_path=os.getcwd()
-        )
+        if self._run is None:
+            self.begin()
+        run = self._run
         verdict = "passed" if exitstatus == 0 else ("interrupted" if exitstatus == 2 else "failed")
         run.finish(verdict)
         document = run.to_dict()
@@ -336,7 +342,27 @@ class _ReportCollector:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
-    session.config.pluginmanager.register(_ReportCollector(_session(session.config)), "testkit-report-collector")
+    tk = _session(session.config)
+    tk.begin()
+    session.config.pluginmanager.register(_ReportCollector(tk), "testkit-report-collector")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write results, report and baseline; a blocking regression against ``--testkit-baseline`` fails the run."""
+    tk = _session(session.config)
+    try:
+        written, comparison = _write_outputs(tk, int(exitstatus))
+    except Exception as exc:  # outputs must never hide the test outcome, but must not fail silently either
+        tk.output_lines.append(f"testkit: could not write results: {exc!r}")
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        return
+    if comparison is not None:
+        tk.output_lines.extend(comparison.format_table().splitlines())
+        if comparison.blocking:
+            tk.output_lines.append("testkit: BLOCKING regression against the baseline")
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    tk.output_lines.extend(f"testkit: wrote {path}" for path in written)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -369,8 +395,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.section("testkit skipped mechanisms")
         for mechanism, reason in sorted(tk.skipped_mechanisms.items()):
             write(f"{mechanism}: {reason}")
-    for path in _write_outputs(tk, exitstatus):
-        write(f"testkit: wrote {path}")
+    for line in tk.output_lines:
+        write(line)
     if tk.failed_nodeids:
         write(f"testkit: reproduce with: {tk.rerun_command()}")
 
@@ -379,14 +405,21 @@ def _ms(ns: float) -> str:
     return f"{ns / 1e6:.3f}ms"
 
 
-def _write_outputs(tk: TestkitSession, exitstatus: int) -> list[Path]:
+def _write_outputs(tk: TestkitSession, exitstatus: int) -> tuple[list[Path], Any]:
     written: list[Path] = []
     if not (tk.results_dir or tk.report_dir or tk.config.getoption("testkit_save_baseline")
             or tk.config.getoption("testkit_baseline")):
-        return written
+        return written, None
     import json
 
     document = tk.results_document(int(exitstatus))
+    comparison = None
+    base = tk.config.getoption("testkit_baseline")
+    if base:
+        from testkit.regression import compare, load_comparable
+        from testkit.results import RunResults
+
+        comparison = compare(load_comparable(base), RunResults.from_dict(document))
     for folder in {d for d in (tk.results_dir, tk.report_dir) if d is not None}:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "results.json"
@@ -398,21 +431,14 @@ def _write_outputs(tk: TestkitSession, exitstatus: int) -> list[Path]:
         except ImportError as exc:
             tk.config.get_terminal_writer().line(f"testkit: report renderer unavailable: {exc}")
         else:
-            written.append(Path(render_report([document], tk.report_dir / "index.html")))
+            written.append(Path(render_report([document], tk.report_dir / "index.html", comparison=comparison)))
     save = tk.config.getoption("testkit_save_baseline")
     if save:
         from testkit.regression import Baseline
         from testkit.results import RunResults
 
         written.append(Baseline.from_results(RunResults.from_dict(document)).save(save))
-    base = tk.config.getoption("testkit_baseline")
-    if base:
-        from testkit.regression import compare, load_comparable
-        from testkit.results import RunResults
-
-        comparison = compare(load_comparable(base), RunResults.from_dict(document))
-        tk.config.get_terminal_writer().line(comparison.format_table())
-    return written
+    return written, comparison
 
 
 # ------------------------------------------------------------------------------------------------ fixtures

@@ -93,3 +93,31 @@ def test_store_adapter_is_parametrised_over_available_stores(pytester: pytest.Py
     result = pytester.runpytest_subprocess("-v", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*test_roundtrip?lighthouse?*PASSED*", "*test_roundtrip?sqlite?*PASSED*"])
+
+
+def test_report_and_baseline_round_trip(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import os
+
+        def test_measured(testkit_record):
+            slow = float(os.environ.get("SLOWDOWN", "1.0"))
+            samples = [100.0 * slow + (i % 7) for i in range(200)]
+            testkit_record.metric("op_us", sorted(samples)[100], "us", samples=samples)
+        """
+    )
+    saved = pytester.runpytest_subprocess("--testkit-report", "rep", "--testkit-save-baseline", "base.json")
+    saved.assert_outcomes(passed=1)
+    assert (pytester.path / "rep" / "index.html").stat().st_size > 1000
+    assert (pytester.path / "base.json").exists()
+    same = pytester.runpytest_subprocess("--testkit-baseline", "base.json")
+    assert same.ret == 0, same.stdout.str()
+    import os
+
+    os.environ["SLOWDOWN"] = "1.3"
+    try:
+        slower = pytester.runpytest_subprocess("--testkit-baseline", "base.json")
+    finally:
+        del os.environ["SLOWDOWN"]
+    assert slower.ret == 1, slower.stdout.str()
+    slower.stdout.fnmatch_lines(["*BLOCKING regression*"])
