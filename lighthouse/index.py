@@ -148,6 +148,51 @@ class EventIndex:
                 self._chunks[name].append(np.array(tail[name], dtype=dtype))
                 tail[name] = array(code)
 
+    def add_frame(
+        self,
+        first_sequence: int,
+        segment: int,
+        offset: int,
+        recorded_at: float,
+        type_codes: list[int],
+        event_ids: list[str],
+        aggregate_ids: list[str],
+        source_agents: list[str],
+        correlation_ids: list[str | None],
+        causation_ids: list[str | None],
+    ) -> None:
+        """Index every event of one frame at once (column-wise: far fewer Python calls than ``add``)."""
+        n = len(event_ids)
+        mask = _HASH_MASK
+        agg = [(hash(v) & mask) or 1 for v in aggregate_ids]
+        src = [(hash(v) & mask) or 1 for v in source_agents]
+        corr = [0 if v is None else (hash(v) & mask) or 1 for v in correlation_ids]
+        caus = [0 if v is None else (hash(v) & mask) or 1 for v in causation_ids]
+        ids_add = self._ids.add
+        for i, event_id in enumerate(event_ids):
+            ids_add(hash(event_id) or 1, first_sequence + i)
+        pos = 0
+        while pos < n:
+            tail = self._tail
+            take = min(CHUNK_ROWS - len(tail["seq"]), n - pos)
+            end = pos + take
+            tail["seq"].extend(range(first_sequence + pos, first_sequence + end))
+            tail["seg"].extend([segment] * take)
+            tail["off"].extend([offset] * take)
+            tail["slot"].extend(range(pos, end))
+            tail["rec_at"].extend([recorded_at] * take)
+            tail["etype"].extend(type_codes[pos:end])
+            tail["agg"].extend(agg[pos:end])
+            tail["src"].extend(src[pos:end])
+            tail["corr"].extend(corr[pos:end])
+            tail["caus"].extend(caus[pos:end])
+            self._rows += take
+            pos = end
+            if len(tail["seq"]) == CHUNK_ROWS:
+                for name, (code, dtype) in _COLUMNS.items():
+                    self._chunks[name].append(np.array(tail[name], dtype=dtype))
+                    tail[name] = array(code)
+
     # --- point lookups -------------------------------------------------------------------------
 
     def _value(self, column: str, row: int) -> int | float:

@@ -295,22 +295,35 @@ class EventStore:
 
     def _index_frames(self, segment: _Segment, fd: int, frames: list[tuple[int, Any]]) -> None:
         reader = WindowReader(fd, window=4 << 20)
-        index_add = self._index.add
         versions = self._versions
-        codes = TYPE_CODES
         for offset, header in frames:
             if header.kind != 1:
                 self._voided.append((header.first_seq, header.last_seq))
                 continue
             _, events = reader.frame_at(offset, name=segment.path.name)
-            for slot, event in enumerate(events):
-                index_add(
-                    event[11], segment.number, offset, slot, event[12], codes[event[1]],
-                    event[0], event[2], event[6], event[4], event[5],
-                )
+            if not events:
+                continue
+            self._index_events(header.first_seq, segment.number, offset, events[0][12], events)
+            for event in events:
                 versions[event[2]] = event[13]
-            if events:
-                self._last_recorded_at = events[0][12]
+            self._last_recorded_at = events[0][12]
+
+    def _index_events(
+        self, first: int, segment: int, offset: int, recorded_at: float, events: Sequence[Event]
+    ) -> None:
+        codes = TYPE_CODES
+        self._index.add_frame(
+            first,
+            segment,
+            offset,
+            recorded_at,
+            [codes[e[1]] for e in events],
+            [e[0] for e in events],
+            [e[2] for e in events],
+            [e[6] for e in events],
+            [e[4] for e in events],
+            [e[5] for e in events],
+        )
 
     def _handle_damage(self, path: Path, damage: Damage) -> None:
         self._damage.append(damage)
@@ -668,17 +681,12 @@ class EventStore:
         self._last_recorded_at = recorded_at
         self._versions.update(local_versions)
         published: list[Event] = []
-        index_add = self._index.add
-        codes = TYPE_CODES
         for pending, first, frame_offset, versions in accepted:
-            stored = []
-            for slot, event in enumerate(pending.events):
-                seq = first + slot
-                index_add(
-                    seq, segment.number, frame_offset, slot, recorded_at, codes[event[1]],
-                    event[0], event[2], event[6], event[4], event[5],
-                )
-                stored.append(_new(Event, (*event[:CLIENT_FIELD_COUNT], seq, recorded_at, versions[slot])))
+            self._index_events(first, segment.number, frame_offset, recorded_at, pending.events)
+            stored = [
+                _new(Event, (*event[:CLIENT_FIELD_COUNT], first + slot, recorded_at, versions[slot]))
+                for slot, event in enumerate(pending.events)
+            ]
             published.extend(stored)
             if not pending.future.done():
                 pending.future.set_result(stored)
