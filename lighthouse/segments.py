@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import msgpack
+
 from lighthouse.errors import StoreCorrupted
 from lighthouse.framing import (
     FRAME_EVENTS,
@@ -156,8 +158,8 @@ class FrameReader:
             self._cached_events -= len(old)
         return events
 
-    def read_span(self, segment: int, lo: int, hi: int, *, name: str = "") -> dict[int, list[Event]]:
-        """Decode the frames starting at offsets ``lo..hi`` on demand from one read of that span."""
+    def read_span(self, segment: int, lo: int, hi: int, *, name: str = "") -> _SpanFrames:
+        """The frames starting at offsets ``lo..hi``, read with one pread and decoded on demand."""
         fd = self._fds[segment]
         buf = os.pread(fd, hi - lo + FRAME_HEADER + 4096, lo)
         return _SpanFrames(fd, buf, lo, name)
@@ -175,14 +177,14 @@ class FrameReader:
         self._cache.clear()
 
 
-class _SpanFrames(dict):  # type: ignore[type-arg]
-    """Offset -> decoded events, decoding each frame of a span the first time it is asked for."""
+class _SpanFrames:
+    """Frames of one span read with a single pread, decoded on demand and only as far as needed."""
 
     def __init__(self, fd: int, buf: bytes, base: int, name: str) -> None:
-        super().__init__()
         self._fd, self._buf, self._base, self._name = fd, buf, base, name
 
-    def __missing__(self, offset: int) -> list[Event]:
+    def events(self, offset: int, first_slot: int, stop_slot: int) -> list[Event]:
+        """Events ``first_slot..stop_slot-1`` of the frame at ``offset`` (whole frame checksummed)."""
         rel = offset - self._base
         header = parse_frame_header(self._buf, rel)
         buf = self._buf
@@ -193,9 +195,30 @@ class _SpanFrames(dict):  # type: ignore[type-arg]
             raise StoreCorrupted(
                 f"frame at {self._name}:{offset} failed its checksum on read", segment=self._name, offset=offset
             )
-        events = decode_frame(buf, rel, header)
-        self[offset] = events
-        return events
+        if first_slot == 0 and stop_slot >= header.count:
+            return decode_frame(buf, rel, header)
+        return decode_frame_slice(buf, rel, header, first_slot, stop_slot)
+
+
+def decode_frame_slice(buf: Any, offset: int, header: FrameHeader, first_slot: int, stop_slot: int) -> list[Event]:
+    """Some events of a verified frame, skipping (not building) the records before them."""
+    if header.kind != FRAME_EVENTS:
+        return []
+    start = offset + FRAME_HEADER
+    unpacker = msgpack.Unpacker(strict_map_key=False, max_buffer_size=header.payload_len + 1)
+    unpacker.feed(buf[start : start + header.payload_len])
+    unpacker.read_array_header()
+    recorded_at = unpacker.unpack()
+    versions = unpacker.unpack()
+    count = unpacker.read_array_header()
+    stop_slot = min(stop_slot, count)
+    for _ in range(first_slot):
+        unpacker.skip()
+    first = header.first_seq
+    return [
+        _new(Event, (*unpacker.unpack(), first + slot, recorded_at, versions[slot]))
+        for slot in range(first_slot, stop_slot)
+    ]
 
 
 class WindowReader:

@@ -947,9 +947,19 @@ class EventStore:
                     break
                 lo, hi = new_lo, new_hi
                 j += 1
-            frames = self._reader.read_span(segment, lo, hi, name=self._segments[segment].path.name)
+            span = self._reader.read_span(segment, lo, hi, name=self._segments[segment].path.name)
+            wanted: dict[int, list[int]] = {}
             for k in range(i, j):
-                out.append(frames[offs[k]][slots[k]])
+                bounds = wanted.get(offs[k])
+                if bounds is None:
+                    wanted[offs[k]] = [slots[k], slots[k]]
+                else:
+                    bounds[0] = min(bounds[0], slots[k])
+                    bounds[1] = max(bounds[1], slots[k])
+            decoded = {off: (lo_slot, span.events(off, lo_slot, hi_slot + 1)) for off, (lo_slot, hi_slot) in wanted.items()}
+            for k in range(i, j):
+                first_slot, events = decoded[offs[k]]
+                out.append(events[slots[k] - first_slot])
             i = j
         return out
 

@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Match, Route, WebSocketRoute
 
 from lighthouse.bridge.bridge import ValidationBridge
 from lighthouse.bridge.policy import Policy
@@ -55,11 +55,31 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     """Router-level errors (unknown path, wrong method) in the same JSON shape as every other error."""
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    error = ApiError(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    error = ApiError(exc.status_code, code, str(exc.detail), headers=headers)
     ctx = context_of(request)
     if ctx.metrics is not None:
         ctx.metrics.count_error(code)
     return response_codec(request).response(error.body(), status=error.status, headers=error.headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods of the path template this request hit (Starlette's 405 names only one route's).
+
+    Templates are taken in routing order, so ``/events/batch`` is not also ``/events/{event_id}``.
+    """
+    scope = dict(request.scope, method="__none__")
+    template: str | None = None
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if not isinstance(route, Route) or not route.methods or route.matches(scope)[0] is Match.NONE:
+            continue
+        template = template or route.path
+        if route.path == template:
+            methods |= route.methods
+    return sorted(methods)
 
 
 def _routes() -> list[Any]:

@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from lighthouse.server.problems import ApiError
 
-__all__ = ["JSON", "MSGPACK", "Codec", "decode_body", "read_body", "response_codec"]
+__all__ = ["JSON", "MSGPACK", "Codec", "decode_body", "integral", "read_body", "response_codec"]
 
 JSON_TYPE: Final[str] = "application/json"
 MSGPACK_TYPES: Final[frozenset[str]] = frozenset({"application/msgpack", "application/x-msgpack", "application/vnd.msgpack"})
@@ -70,6 +70,13 @@ def _finite(value: Any) -> Any:
         return {k: _finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
+    return value
+
+
+def integral(value: Any) -> Any:
+    """``3.0`` as ``3``: JSON has one number type, and JSON Schema counts 3.0 as an integer."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
     return value
 
 

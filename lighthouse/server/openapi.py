@@ -98,7 +98,9 @@ def _schemas() -> dict[str, Any]:
             "required": ["event_type", "aggregate_id"],
             "additionalProperties": False,
             "properties": {
-                "event_id": {**_ID, "description": "client-chosen id; resending the same event is idempotent"},
+                "event_id": {**_NULLABLE_ID,
+                             "description": "client-chosen id (the server picks one if absent); resending the "
+                                            "same event is idempotent"},
                 "event_type": {"type": "string", "enum": event_types},
                 "aggregate_id": _ID,
                 "aggregate_type": {"type": ["string", "null"], "maxLength": 256},
@@ -141,7 +143,7 @@ def _schemas() -> dict[str, Any]:
             "properties": {
                 "events": {"type": "array", "items": _ref("NewEvent"), "minItems": 1, "maxItems": MAX_BATCH_EVENTS},
                 "expected_versions": {
-                    "type": "object", "minProperties": 1,
+                    "type": ["object", "null"], "minProperties": 1,
                     "additionalProperties": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
                 },
             },

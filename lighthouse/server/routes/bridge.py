@@ -15,7 +15,7 @@ from starlette.responses import Response
 from lighthouse.bridge.bridge import ValidationBridge
 from lighthouse.bridge.errors import BridgeInvalid
 from lighthouse.server.auth import Role
-from lighthouse.server.codec import decode_body, read_body, response_codec
+from lighthouse.server.codec import decode_body, integral, read_body, response_codec
 from lighthouse.server.context import ServerContext, context_of, endpoint
 from lighthouse.server.openapi import MAX_WAIT_SECONDS
 from lighthouse.server.params import QueryReader
@@ -133,11 +133,13 @@ async def pair_status(request: Request) -> Response:
     return _respond(request, _bridge(ctx).pair(request.path_params["pair_id"]))
 
 
-async def _pair_step(request: Request, fields: dict[str, bool], step: str) -> Response:
+async def _pair_step(request: Request, fields: dict[str, bool], step: str, integers: tuple[str, ...] = ()) -> Response:
     ctx = context_of(request)
     principal = ctx.principal(request)
     QueryReader(request.query_params)
     body = await _body(request, ctx, fields)
+    for name in integers:
+        body[name] = integral(body[name])
     ctx.admit_write()
     bridge = _bridge(ctx)
     method = getattr(bridge, f"pair_{step}")
@@ -157,7 +159,8 @@ async def pair_suggest(request: Request) -> Response:
 
 @endpoint("/pair/{pair_id}/review")
 async def pair_review(request: Request) -> Response:
-    return await _pair_step(request, {"decision": True, "feedback": False, "accepted_suggestions": False}, "review")
+    return await _pair_step(request, {"decision": True, "feedback": False, "accepted_suggestions": False}, "review",
+                            integers=("accepted_suggestions",))
 
 
 @endpoint("/pair/{pair_id}/complete")

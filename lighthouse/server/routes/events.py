@@ -26,7 +26,7 @@ from lighthouse.errors import (
 )
 from lighthouse.models import EVENT_FIELDS, MAX_BATCH_EVENTS, MAX_QUERY_LIMIT, Event, EventFilter
 from lighthouse.server.auth import Principal, Role
-from lighthouse.server.codec import decode_body, read_body, response_codec
+from lighthouse.server.codec import decode_body, integral, read_body, response_codec
 from lighthouse.server.context import ServerContext, context_of, endpoint
 from lighthouse.server.openapi import MAX_SCHEMA_VERSION
 from lighthouse.server.params import QueryReader
@@ -54,6 +54,8 @@ def event_from_body(raw: Any, principal: Principal, *, where: str = "the body") 
         raise InvalidEvent(f"unknown event fields {unknown}", fields=unknown)
     fields = dict(raw)
     fields["source_agent"] = principal.agent_id  # the token decides who wrote it, never the body
+    if "schema_version" in fields:
+        fields["schema_version"] = integral(fields["schema_version"])
     version = fields.get("schema_version", 1)
     if isinstance(version, int) and not isinstance(version, bool) and version > MAX_SCHEMA_VERSION:
         raise InvalidEvent(f"schema_version must be at most {MAX_SCHEMA_VERSION}", field="schema_version")
@@ -142,6 +144,7 @@ def _expected_versions(raw: Any) -> dict[str, int] | None:
         raise InvalidEvent("expected_versions must be a non-empty object of aggregate id -> version")
     out = {}
     for key, value in raw.items():
+        value = integral(value)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
             raise InvalidEvent(f"expected_versions[{key!r}] must be a non-negative integer", aggregate_id=key)
         out[str(key)] = value
