@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ctypes
+import ctypes.util
 import errno
 import fcntl
 import json
@@ -285,6 +287,7 @@ class EventStore:
         if not self._segments:
             self._create_segment(self._next_seq)
         self._write_fd = os.open(self._segments[-1].path, os.O_WRONLY)
+        _release_free_heap()
         damaged = [d for d in self._damage if d.kind != "torn_tail"]
         if damaged:
             self._health.raise_condition(
@@ -1109,6 +1112,17 @@ class EventStore:
             lost_sequences=self.lost_sequences(),
             open_seconds=self._open_seconds,
         )
+
+
+def _release_free_heap() -> None:
+    """Give the heap that recovery's transient decoding freed back to the OS (glibc keeps it otherwise:
+    about 100 bytes per recovered event of resident memory that the store no longer uses)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return
+    trim(0)
 
 
 def _merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -24,6 +24,13 @@ _NULLABLE_ID: Final[dict[str, Any]] = {"type": ["string", "null"], "minLength": 
 _TEXT: Final[dict[str, Any]] = {"type": "string", "minLength": 1, "maxLength": 65536}
 
 
+#: What JSON Schema cannot say about free-form objects without recursive references.
+_FREE_FORM: Final[str] = (
+    "Any JSON object, stored as MessagePack: integers must fit in 64 bits and strings must be valid Unicode "
+    "(no lone surrogates); otherwise 400 invalid_event."
+)
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -66,7 +73,7 @@ def _query(name: str, schema: dict[str, Any], description: str = "") -> dict[str
 
 def _list_query(name: str, items: dict[str, Any], description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "style": "form", "explode": True,
-            "schema": {"type": "array", "items": items, "minItems": 1}, "description": description}
+            "schema": {"type": "array", "items": items}, "description": description}
 
 
 def _path(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -109,8 +116,8 @@ def _schemas() -> dict[str, Any]:
                 "source_agent": {"description": "ignored: the server sets it from the token"},
                 "timestamp": {"type": ["number", "null"], "minimum": -1e15, "maximum": 1e15,
                               "description": "client clock, seconds since the epoch; set it when retrying"},
-                "data": {"type": ["object", "null"]},
-                "metadata": {"type": ["object", "null"]},
+                "data": {"type": ["object", "null"], "description": _FREE_FORM},
+                "metadata": {"type": ["object", "null"], "description": _FREE_FORM},
                 "schema_version": {"type": "integer", "minimum": 1, "maximum": MAX_SCHEMA_VERSION},
             },
         },
@@ -189,7 +196,7 @@ def _schemas() -> dict[str, Any]:
             "additionalProperties": False,
             "properties": {
                 "tool": _SHORT_ID,
-                "tool_input": object_any,
+                "tool_input": {"type": "object", "description": _FREE_FORM},
                 "session_id": _NULLABLE_ID,
                 "command_id": {**_SHORT_ID, "type": ["string", "null"],
                                "description": "client-chosen; resending the same proposal is idempotent"},
