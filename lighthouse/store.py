@@ -15,6 +15,7 @@ import ctypes
 import ctypes.util
 import errno
 import fcntl
+import itertools
 import json
 import os
 import shutil
@@ -1016,11 +1017,11 @@ class EventStore:
                     reader = WindowReader(self._reader.fd(segment))
                     reader_segment = segment
                 assert reader is not None
-                _header, events = reader.frame_at(offsets[i], name=self._segments[segment].path.name)
                 slot = slots[i]
-                take = events[slot : slot + (n - i)]
-                i += len(take)
-                for event in take:
+                header, events = reader.stream_frame(offsets[i], slot, name=self._segments[segment].path.name)
+                take = min(header.count - slot, n - i)
+                i += take
+                for event in itertools.islice(events, take):
                     if flt is None or flt.matches(event):
                         yield upcast(event) if upcast else event
             await asyncio.sleep(0)  # between chunks, let appends and other readers run
