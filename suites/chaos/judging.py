@@ -19,6 +19,7 @@ __all__ = [
     "Judgement",
     "Tally",
     "acked_inside",
+    "is_store_generated",
     "judge",
 ]
 
@@ -48,6 +49,11 @@ _INVARIANT_OF: Mapping[ViolationKind, tuple[str, ...]] = {
     ViolationKind.FAILED_WRITE_PRESENT: ("no_phantom",),
 }
 HISTORY_INVARIANTS = ("no_lost_ack", "no_duplicate", "order", "no_phantom", "prefix_no_holes")
+
+
+def is_store_generated(event: Any) -> bool:
+    """Events a store writes by itself (lighthouse records each damaged range it finds as one)."""
+    return getattr(event, "event_type", None) == "corruption_detected"
 
 
 def acked_inside(history: History, ranges: Iterable[Sequence[int]]) -> list[str]:
@@ -119,7 +125,8 @@ def judge(
     )
     voided_list = [tuple(r) for r in voided]
     lost_list = [tuple(r) for r in declared_lost]
-    verdict = check_durability(history, recovered, voided=[*voided_list, *lost_list])
+    verdict = check_durability(history, recovered, voided=[*voided_list, *lost_list],
+                               store_generated=is_store_generated)
     declared = tuple(acked_inside(history, lost_list)) if not losses_allowed else ()
     broken = {name: 0 for name in HISTORY_INVARIANTS}
     for kind, count in verdict.violation_counts.items():

@@ -38,9 +38,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from testkit.adapters.base import AdapterError, StoredEvent
+from testkit.adapters.base import AdapterError, StoredEvent, content_digest
 from testkit.adapters.factory import AdapterSpec
-from testkit.checkers.history import FAIL, OK, History, OpKind
+from testkit.checkers.history import FAIL, OK, History, OpKind, is_definite_failure
 from testkit.faults._system import make_private_dir
 from testkit.faults.errors import FaultError, InvalidFaultSpec
 from testkit.faults.process import ChildProcess
@@ -65,21 +65,31 @@ _OPENED = "opened-{:05d}.json"
 _RESULT = "result-{:05d}.json"
 _CONNECT_TIMEOUT_S = 60.0
 
+#: One write to make: its events and their content digests.
+Operation = tuple[list[dict[str, Any]], list[str]]
+
 
 @dataclass(frozen=True, slots=True)
 class Phase:
     """One step of a worker's life. ``ops_per_client`` None runs until ``seconds`` pass (or a kill).
 
-    ``limits`` are lowered for the phase only (soft limits, in the worker); ``until_acks`` ends the
-    phase early once that many writes were acknowledged in it (how a test sees a store resume).
-    ``payload_max_bytes`` overrides the spec's payload cap (large events meet memory limits).
+    ``limits`` are lowered for the phase only (soft limits, in the worker); ``headroom`` lowers them
+    relative to what the worker uses when the phase starts (``nofile``: descriptors open + n;
+    ``address_space``: virtual size + n bytes; ``file_size``: largest file in the data directory + n
+    bytes), which is what a test can size without knowing the worker's footprint. Under limits the
+    phase's events are generated before the limits bite, so that the harness itself does not meet them.
+    ``until_acks`` ends the phase early once that many writes were acknowledged in it (how a test sees
+    a store resume). ``payload_max_bytes`` overrides the spec's payload cap; ``payload_min_bytes``
+    makes every payload at least that large (big events meet memory limits).
     """
 
     ops_per_client: int | None = None
     seconds: float = 60.0
     limits: Limits | None = None
+    headroom: Limits | None = None
     until_acks: int | None = None
     payload_max_bytes: int | None = None
+    payload_min_bytes: int | None = None
     name: str = ""
 
     def __post_init__(self) -> None:
@@ -87,6 +97,33 @@ class Phase:
             raise InvalidFaultSpec(f"ops_per_client must be >= 0, got {self.ops_per_client}")
         if self.seconds <= 0:
             raise InvalidFaultSpec(f"seconds must be > 0, got {self.seconds}")
+        if (self.limits or self.headroom) and self.ops_per_client is None:
+            raise InvalidFaultSpec("a phase under limits needs ops_per_client (its events are made beforehand)")
+        if self.limits and self.headroom:
+            raise InvalidFaultSpec("give limits or headroom, not both")
+
+    def resolve_limits(self, data_dir: str) -> Limits | None:
+        """The absolute limits for this phase, measured now (in the worker)."""
+        if self.headroom is None:
+            return self.limits
+        room = self.headroom
+        nofile = address_space = file_size = None
+        if room.nofile is not None:
+            nofile = len(os.listdir("/proc/self/fd")) + room.nofile
+        if room.address_space is not None:
+            address_space = _virtual_size() + room.address_space
+        if room.file_size is not None:
+            sizes = [p.stat().st_size for p in Path(data_dir).rglob("*") if p.is_file()]
+            file_size = max(sizes, default=0) + room.file_size
+        return Limits(nofile=nofile, address_space=address_space, file_size=file_size)
+
+
+def _virtual_size() -> int:
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    raise FaultError("no VmSize in /proc/self/status")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +175,7 @@ class _PhaseTally:
     errors: Counter[str] = field(default_factory=Counter)
     untyped: Counter[str] = field(default_factory=Counter)
     untyped_examples: list[str] = field(default_factory=list)
+    harness: Counter[str] = field(default_factory=Counter)
     limit_records: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -151,16 +189,22 @@ class _PhaseTally:
             "errors": dict(self.errors),
             "untyped": dict(self.untyped),
             "untyped_examples": self.untyped_examples[:5],
+            "harness_errors": dict(self.harness),
             "limit_records": self.limit_records,
             "seconds": self.seconds,
         }
 
 
-def _event_stream(spec: WorkloadSpec, incarnation: int, client: int, payload_max: int) -> Iterator[dict[str, Any]]:
+def _event_stream(
+    spec: WorkloadSpec, incarnation: int, client: int, payload_max: int, payload_min: int | None = None
+) -> Iterator[dict[str, Any]]:
     from testkit.data import AgentSessionGenerator, PayloadSizes
 
     seed = random.Random(f"{spec.seed}:{incarnation}:{client}").getrandbits(62)
-    sizes = PayloadSizes(max_bytes=payload_max, tail_start_bytes=min(4096, payload_max))
+    if payload_min is None:
+        sizes = PayloadSizes(max_bytes=payload_max, tail_start_bytes=min(4096, payload_max))
+    else:
+        sizes = PayloadSizes(min_bytes=payload_min, median_bytes=payload_min, max_bytes=payload_max, tail_share=0.0)
     return AgentSessionGenerator(seed, agents=3, payload_sizes=sizes).events()
 
 
@@ -175,6 +219,14 @@ def _write_json(path: Path, document: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+class _StoreRaised(Exception):
+    """Wraps an error the store (not the harness) raised, so the two are counted apart."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.error = error
+
+
 async def _run_phase(
     spec: WorkloadSpec,
     adapter: Any,
@@ -182,48 +234,77 @@ async def _run_phase(
     incarnation: int,
     phase: Phase,
     tally: _PhaseTally,
-    streams: list[Iterator[dict[str, Any]]],
-    rng: random.Random,
+    operations: list[Iterator[Operation]],
 ) -> None:
     deadline = time.monotonic() + phase.seconds
     done = asyncio.Event()
 
+    async def call_store(events: list[dict[str, Any]]) -> Any:
+        try:
+            if len(events) > 1:
+                return await asyncio.wait_for(adapter.append_batch(events), spec.op_timeout_s)
+            return await asyncio.wait_for(adapter.append(events[0]), spec.op_timeout_s)
+        except AdapterError:
+            raise
+        except Exception as exc:
+            raise _StoreRaised(exc) from exc
+
     async def client(number: int) -> None:
         client_id = f"i{incarnation}-c{number}"
-        stream = streams[number]
+        ops = operations[number]
         count = 0
         while not done.is_set() and time.monotonic() < deadline:
             if phase.ops_per_client is not None and count >= phase.ops_per_client:
                 return
             count += 1
-            batch = rng.random() < spec.batch_share
-            events = [next(stream) for _ in range(rng.randint(2, spec.max_batch) if batch else 1)]
-            kind = OpKind.APPEND_BATCH if batch else OpKind.APPEND
             try:
-                with history.track(kind, events, client_id=client_id) as call:
-                    if batch:
-                        stored: Any = await asyncio.wait_for(adapter.append_batch(events), spec.op_timeout_s)
-                    else:
-                        stored = await asyncio.wait_for(adapter.append(events[0]), spec.op_timeout_s)
-                    call.ok(stored)
+                events, digests = next(ops)
+                kind = OpKind.APPEND_BATCH if len(events) > 1 else OpKind.APPEND
+                op = history.invoke(kind, events, client_id=client_id, digests=digests)
+            except StopIteration:
+                return
+            except Exception as exc:  # the harness itself failed (e.g. under a memory limit)
+                tally.harness[type(exc).__name__] += 1
+                await asyncio.sleep(spec.error_backoff_s)
+                continue
+            try:
+                stored = await call_store(events)
             except AdapterError as exc:
                 tally.errors[exc.code] += 1
-                await asyncio.sleep(spec.error_backoff_s)
-                continue
-            except Exception as exc:  # untyped: the suite judges it (typed_errors)
-                tally.untyped[type(exc).__name__] += 1
+                _settle(history, op, exc, definite=is_definite_failure(exc))
+            except _StoreRaised as wrapped:  # untyped: the suite judges it (typed_errors)
+                tally.untyped[type(wrapped.error).__name__] += 1
                 if len(tally.untyped_examples) < 5:
-                    tally.untyped_examples.append(f"{type(exc).__name__}: {exc}"[:300])
-                await asyncio.sleep(spec.error_backoff_s)
+                    tally.untyped_examples.append(str(wrapped)[:300])
+                _settle(history, op, wrapped.error, definite=False)
+            else:
+                history.ok(op, [e.sequence for e in (stored if isinstance(stored, list) else [stored])])
+                tally.ok += 1
+                tally.acked_events += len(events)
+                if phase.until_acks is not None and tally.ok >= phase.until_acks:
+                    done.set()
                 continue
-            tally.ok += 1
-            tally.acked_events += len(events)
-            if phase.until_acks is not None and tally.ok >= phase.until_acks:
-                done.set()
+            await asyncio.sleep(spec.error_backoff_s)
 
     started = time.monotonic()
     await asyncio.gather(*(client(n) for n in range(spec.clients)))
     tally.seconds = time.monotonic() - started
+
+
+def _settle(history: History, op: int, error: BaseException, *, definite: bool) -> None:
+    reason = f"{getattr(error, 'code', type(error).__name__)}: {error}"[:500]
+    if definite:
+        history.fail(op, reason)
+    else:
+        history.unknown(op, reason)
+
+
+def _operations(spec: WorkloadSpec, stream: Iterator[dict[str, Any]], rng: random.Random) -> Iterator[Operation]:
+    """Writes to make: events with their digests computed up front (so no limit hits the harness later)."""
+    while True:
+        batch = rng.random() < spec.batch_share
+        events = [next(stream) for _ in range(rng.randint(2, spec.max_batch) if batch else 1)]
+        yield events, [content_digest(e) for e in events]
 
 
 def _count_outcomes(history: History, first_op: int, tally: _PhaseTally) -> None:
@@ -249,20 +330,27 @@ async def _drive(spec: WorkloadSpec, incarnation: int) -> dict[str, Any]:
     result["opened"] = True
     result["open_seconds"] = time.monotonic() - started
     _write_json(journal_dir / _OPENED.format(incarnation), {"pid": os.getpid(), "open_seconds": result["open_seconds"]})
-    rng = random.Random(f"{spec.seed}:{incarnation}:ops")
     history = History(journal_dir / _JOURNAL.format(incarnation), client_id=f"i{incarnation}", sync="none")
     try:
         for number, phase in enumerate(spec.phases):
             payload_max = phase.payload_max_bytes or spec.payload_max_bytes
-            streams = [_event_stream(spec, incarnation * 1000 + number, c, payload_max) for c in range(spec.clients)]
+            operations = [
+                _operations(spec, _event_stream(spec, incarnation * 1000 + number, c, payload_max,
+                                                phase.payload_min_bytes),
+                            random.Random(f"{spec.seed}:{incarnation}:{number}:{c}:ops"))
+                for c in range(spec.clients)
+            ]
             tally = _PhaseTally(phase.name or f"phase{number}")
             first_op = len(history)
-            if phase.limits is not None:
-                with pressure(phase.limits, scratch_dir=spec.journal_dir) as records:
+            limits = phase.resolve_limits(spec.data_dir)
+            if limits is not None:
+                assert phase.ops_per_client is not None
+                ready = [iter([next(ops) for _ in range(phase.ops_per_client)]) for ops in operations]
+                with pressure(limits, scratch_dir=spec.journal_dir) as records:
                     tally.limit_records = [r.to_dict() for r in records]
-                    await _run_phase(spec, adapter, history, incarnation, phase, tally, streams, rng)
+                    await _run_phase(spec, adapter, history, incarnation, phase, tally, ready)
             else:
-                await _run_phase(spec, adapter, history, incarnation, phase, tally, streams, rng)
+                await _run_phase(spec, adapter, history, incarnation, phase, tally, operations)
             _count_outcomes(history, first_op, tally)
             result["phases"].append(tally.to_dict())
         health = getattr(adapter, "health", None)
