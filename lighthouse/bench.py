@@ -60,12 +60,12 @@ def _percentiles(samples_ns: list[int]) -> dict[str, float]:
 
 async def _lh_appends(path: Path, n: int, concurrency: int) -> dict[str, Any]:
     samples: list[int] = []
+    events = [make_event(i) for i in range(n)]  # built before timing: client-side cost is not the store's
     async with EventStore(path) as store:
-        counter = iter(range(n))
+        counter = iter(events)
 
         async def worker() -> None:
-            for i in counter:
-                event = make_event(i)
+            for event in counter:
                 t0 = time.perf_counter_ns()
                 await store.append(event)
                 samples.append(time.perf_counter_ns() - t0)
@@ -78,10 +78,10 @@ async def _lh_appends(path: Path, n: int, concurrency: int) -> dict[str, Any]:
 
 async def _lh_batches(path: Path, batches: int, size: int) -> dict[str, Any]:
     samples: list[int] = []
+    all_batches = [[make_event(b * size + i) for i in range(size)] for b in range(batches)]
     async with EventStore(path) as store:
         t0 = time.perf_counter()
-        for b in range(batches):
-            events = [make_event(b * size + i) for i in range(size)]
+        for events in all_batches:
             s = time.perf_counter_ns()
             await store.append_batch(events)
             samples.append(time.perf_counter_ns() - s)
@@ -182,17 +182,16 @@ _INSERT = "INSERT INTO events(event_id, event_type, aggregate_id, source_agent, 
 def _sqlite_appends(path: Path, n: int, concurrency: int) -> dict[str, Any]:
     samples: list[int] = []
     lock = threading.Lock()
-    counter = iter(range(n))
+    counter = iter([_row(make_event(i)) for i in range(n)])
 
     def worker() -> None:
         conn = _sqlite_connect(path)
         local = []
         while True:
             with lock:
-                i = next(counter, None)
-            if i is None:
+                row = next(counter, None)
+            if row is None:
                 break
-            row = _row(make_event(i))
             t0 = time.perf_counter_ns()
             conn.execute("BEGIN IMMEDIATE")
             conn.execute(_INSERT, row)
@@ -216,9 +215,9 @@ def _sqlite_appends(path: Path, n: int, concurrency: int) -> dict[str, Any]:
 def _sqlite_batches(path: Path, batches: int, size: int) -> dict[str, Any]:
     conn = _sqlite_connect(path)
     samples = []
+    all_rows = [[_row(make_event(b * size + i)) for i in range(size)] for b in range(batches)]
     t0 = time.perf_counter()
-    for b in range(batches):
-        rows = [_row(make_event(b * size + i)) for i in range(size)]
+    for rows in all_rows:
         s = time.perf_counter_ns()
         conn.execute("BEGIN")
         conn.executemany(_INSERT, rows)

@@ -184,8 +184,8 @@ class _SpanFrames:
     def __init__(self, fd: int, buf: bytes, base: int, name: str) -> None:
         self._fd, self._buf, self._base, self._name = fd, buf, base, name
 
-    def events(self, offset: int, first_slot: int, stop_slot: int) -> list[Event]:
-        """Events ``first_slot..stop_slot-1`` of the frame at ``offset`` (whole frame checksummed)."""
+    def events(self, offset: int, slots: list[int]) -> dict[int, Event]:
+        """The events at ``slots`` (sorted) of the frame at ``offset`` (the whole frame is checksummed)."""
         rel = offset - self._base
         header = parse_frame_header(self._buf, rel)
         buf = self._buf
@@ -196,9 +196,9 @@ class _SpanFrames:
             raise StoreCorrupted(
                 f"frame at {self._name}:{offset} failed its checksum on read", segment=self._name, offset=offset
             )
-        if first_slot == 0 and stop_slot >= header.count:
-            return decode_frame(buf, rel, header)
-        return decode_frame_slice(buf, rel, header, first_slot, stop_slot)
+        if slots[-1] - slots[0] + 1 == len(slots):  # a contiguous run: no per-slot bookkeeping
+            return dict(zip(slots, decode_frame_run(buf, rel, header, slots[0], slots[-1] + 1)))
+        return decode_frame_slots(buf, rel, header, slots)
 
 
 def _iter_frame(buf: Any, offset: int, header: FrameHeader, first_slot: int) -> Iterator[Event]:
@@ -220,10 +220,12 @@ def _iter_frame(buf: Any, offset: int, header: FrameHeader, first_slot: int) -> 
         sequence += 1
 
 
-def decode_frame_slice(buf: Any, offset: int, header: FrameHeader, first_slot: int, stop_slot: int) -> list[Event]:
-    """Some events of a verified frame, skipping (not building) the records before them."""
+def decode_frame_run(buf: Any, offset: int, header: FrameHeader, first_slot: int, stop_slot: int) -> list[Event]:
+    """Events ``first_slot..stop_slot-1`` of a verified frame, skipping the records before them."""
     if header.kind != FRAME_EVENTS:
         return []
+    if first_slot == 0 and stop_slot >= header.count:
+        return decode_frame(buf, offset, header)
     start = offset + FRAME_HEADER
     unpacker = msgpack.Unpacker(strict_map_key=False, max_buffer_size=header.payload_len + 1)
     unpacker.feed(buf[start : start + header.payload_len])
@@ -231,14 +233,35 @@ def decode_frame_slice(buf: Any, offset: int, header: FrameHeader, first_slot: i
     recorded_at = unpacker.unpack()
     versions = unpacker.unpack()
     count = unpacker.read_array_header()
-    stop_slot = min(stop_slot, count)
     for _ in range(first_slot):
         unpacker.skip()
     first = header.first_seq
-    return [
-        _new(Event, (*unpacker.unpack(), first + slot, recorded_at, versions[slot]))
-        for slot in range(first_slot, stop_slot)
-    ]
+    unpack = unpacker.unpack
+    return [_new(Event, (*unpack(), first + slot, recorded_at, versions[slot])) for slot in range(first_slot, min(stop_slot, count))]
+
+
+def decode_frame_slots(buf: Any, offset: int, header: FrameHeader, slots: list[int]) -> dict[int, Event]:
+    """Some events of a verified frame by slot (sorted), skipping (not building) the records between."""
+    if header.kind != FRAME_EVENTS:
+        return {}
+    start = offset + FRAME_HEADER
+    unpacker = msgpack.Unpacker(strict_map_key=False, max_buffer_size=header.payload_len + 1)
+    unpacker.feed(buf[start : start + header.payload_len])
+    unpacker.read_array_header()
+    recorded_at = unpacker.unpack()
+    versions = unpacker.unpack()
+    count = unpacker.read_array_header()
+    first = header.first_seq
+    out: dict[int, Event] = {}
+    position = 0
+    for slot in slots:
+        if slot >= count:
+            break
+        for _ in range(slot - position):
+            unpacker.skip()
+        out[slot] = _new(Event, (*unpacker.unpack(), first + slot, recorded_at, versions[slot]))
+        position = slot + 1
+    return out
 
 
 class WindowReader:

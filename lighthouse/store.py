@@ -316,6 +316,10 @@ class EventStore:
         self, first: int, segment: int, offset: int, recorded_at: float, events: Sequence[Event]
     ) -> None:
         codes = TYPE_CODES
+        if len(events) == 1:  # the common single append: one row is cheaper added directly
+            e = events[0]
+            self._index.add(first, segment, offset, 0, recorded_at, codes[e[1]], e[0], e[2], e[6], e[4], e[5])
+            return
         self._index.add_frame(
             first,
             segment,
@@ -952,18 +956,12 @@ class EventStore:
                 lo, hi = new_lo, new_hi
                 j += 1
             span = self._reader.read_span(segment, lo, hi, name=self._segments[segment].path.name)
-            wanted: dict[int, list[int]] = {}
+            wanted: dict[int, set[int]] = {}
+            for off, slot in zip(offs[i:j], slots[i:j]):
+                wanted.setdefault(off, set()).add(slot)
+            decoded = {off: span.events(off, sorted(want)) for off, want in wanted.items()}
             for k in range(i, j):
-                bounds = wanted.get(offs[k])
-                if bounds is None:
-                    wanted[offs[k]] = [slots[k], slots[k]]
-                else:
-                    bounds[0] = min(bounds[0], slots[k])
-                    bounds[1] = max(bounds[1], slots[k])
-            decoded = {off: (lo_slot, span.events(off, lo_slot, hi_slot + 1)) for off, (lo_slot, hi_slot) in wanted.items()}
-            for k in range(i, j):
-                first_slot, events = decoded[offs[k]]
-                out.append(events[slots[k] - first_slot])
+                out.append(decoded[offs[k]][slots[k]])
             i = j
         return out
 

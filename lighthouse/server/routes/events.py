@@ -9,6 +9,7 @@ the ``timestamp`` themselves; otherwise the retry differs from the original and 
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
@@ -133,7 +134,7 @@ async def append_event(request: Request) -> Response:
 
     (stored,), (new,) = await _perform(ctx, "single", append)
     return response_codec(request).response(
-        stored.to_dict(), status=201 if new else 200, headers={"Location": f"/events/{stored.event_id}"}
+        stored.to_dict(), status=201 if new else 200, headers={"Location": f"/events/{quote(stored.event_id, safe='')}"}
     )
 
 
