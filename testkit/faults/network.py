@@ -123,6 +123,7 @@ class _Connection:
         self.server_reader, self.server_writer = server
         self.closed = asyncio.Event()
         self.poisoned = False  # bytes were discarded: the stream has a hole
+        self._finished: set[Direction] = set()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def run(self) -> None:
@@ -207,11 +208,12 @@ class _Connection:
         try:
             while True:
                 item = await queue.get()
-                if item is None:
+                if item is None:  # the sender half-closed: pass the EOF on, keep the other direction open
                     with contextlib.suppress(OSError, RuntimeError):
                         if writer.can_write_eof():
                             writer.write_eof()
-                    if direction is Direction.DOWNSTREAM or self.client_reader.at_eof():
+                    self._finished.add(direction)
+                    if len(self._finished) == len(Direction):
                         self.closed.set()
                     return
                 due, chunk = item
