@@ -489,11 +489,27 @@ def latency_recorder(testkit_record: TestRecorder) -> Iterator[LatencyRecorder]:
 
 
 @pytest.fixture
-def load_runner() -> Any:
-    """A :class:`testkit.load.LoadRunner` for open-loop, closed-loop and multi-process runs."""
+def load_runner(testkit_record: TestRecorder) -> Any:
+    """A :class:`testkit.load.LoadRunner` for open-loop, closed-loop and multi-process runs; every run's
+    latency (from the intended start) and per-second timeline go into this test's results."""
     from testkit.load import LoadRunner
 
-    return LoadRunner()
+    def record(result: Any) -> None:
+        name = f"load{len(testkit_record.latencies) + 1}"
+        testkit_record.latency(name, result.latency)
+        testkit_record.metric(f"{name}.achieved_rate", result.achieved_rate, "ops/s", "higher")
+        testkit_record.timeline(
+            name,
+            [
+                {"t": float(p.second), "offered": p.offered, "completed": p.completed, "errors": p.errors,
+                 "p50_ms": p.p50_ns / 1e6 if p.p50_ns is not None else None,
+                 "p99_ms": p.p99_ns / 1e6 if p.p99_ns is not None else None}
+                for p in result.timeline
+            ],
+            {"p50_ms": "ms", "p99_ms": "ms"},
+        )
+
+    return LoadRunner(on_result=record)
 
 
 @pytest.fixture

@@ -121,3 +121,25 @@ def test_report_and_baseline_round_trip(pytester: pytest.Pytester) -> None:
         del os.environ["SLOWDOWN"]
     assert slower.ret == 1, slower.stdout.str()
     slower.stdout.fnmatch_lines(["*BLOCKING regression*"])
+
+
+def test_load_runner_runs_reach_the_results(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        from testkit.load import ConstantRate
+
+        async def noop():
+            return None
+
+        def test_open_loop(load_runner):
+            result = load_runner.open_loop(noop, ConstantRate(200, 1.0))
+            assert result.completed == 200
+        """
+    )
+    result = pytester.runpytest_subprocess("--testkit-results", "out")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*test_open_loop / load1*200*"])
+    document = json.loads((pytester.path / "out" / "results.json").read_text())
+    (test,) = document["tests"]
+    assert test["metrics"]["load1.achieved_rate"]["value"] > 150
+    assert test["timelines"][0]["name"] == "load1" and sum(test["timelines"][0]["series"]["completed"]) == 200
