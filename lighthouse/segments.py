@@ -124,6 +124,28 @@ def decode_frame(buf: Any, offset: int, header: FrameHeader) -> list[Event]:
     ]
 
 
+def _checked(buf: Any, rel: int, fd: int, offset: int, name: str) -> tuple[Any, int, FrameHeader]:
+    """The frame at ``rel`` of ``buf`` (re-read whole from ``fd`` if ``buf`` holds only its start),
+    checksum verified; ``StoreCorrupted`` otherwise: damaged bytes are never decoded or served."""
+    header = parse_frame_header(buf, rel)
+    if header is not None and rel + header.size > len(buf):
+        buf, rel = os.pread(fd, header.size, offset), 0
+    if header is None or not verify_frame(buf, rel, header):
+        raise StoreCorrupted(f"frame at {name}:{offset} failed its checksum on read", segment=name, offset=offset)
+    return buf, rel, header
+
+
+def _payload(buf: Any, offset: int, header: FrameHeader) -> tuple[msgpack.Unpacker, float, list[int], int]:
+    """An unpacker positioned at the first client record, with the frame's time, versions and count."""
+    start = offset + FRAME_HEADER
+    unpacker = msgpack.Unpacker(strict_map_key=False, max_buffer_size=header.payload_len + 1)
+    unpacker.feed(buf[start : start + header.payload_len])
+    unpacker.read_array_header()
+    recorded_at = unpacker.unpack()
+    versions = unpacker.unpack()
+    return unpacker, recorded_at, versions, unpacker.read_array_header()
+
+
 class FrameReader:
     """Point reads of frames by (segment, offset), verified, with a small LRU of decoded frames."""
 
@@ -143,15 +165,8 @@ class FrameReader:
             self._cache.move_to_end(key)
             return cached
         fd = self._fds[segment]
-        buf = os.pread(fd, FRAME_HEADER + 4096, offset)
-        header = parse_frame_header(buf, 0)
-        if header is not None and header.size > len(buf):
-            buf += os.pread(fd, header.size - len(buf), offset + len(buf))
-        if header is None or not verify_frame(buf, 0, header):
-            raise StoreCorrupted(
-                f"frame at {name or segment}:{offset} failed its checksum on read", segment=name, offset=offset
-            )
-        events = decode_frame(buf, 0, header)
+        buf, rel, header = _checked(os.pread(fd, FRAME_HEADER + 4096, offset), 0, fd, offset, name or str(segment))
+        events = decode_frame(buf, rel, header)
         self._cache[key] = events
         self._cached_events += len(events)
         while self._cached_events > self._cache_limit and len(self._cache) > 1:
@@ -186,16 +201,7 @@ class _SpanFrames:
 
     def events(self, offset: int, slots: list[int]) -> dict[int, Event]:
         """The events at ``slots`` (sorted) of the frame at ``offset`` (the whole frame is checksummed)."""
-        rel = offset - self._base
-        header = parse_frame_header(self._buf, rel)
-        buf = self._buf
-        if header is not None and rel + header.size > len(buf):
-            buf = os.pread(self._fd, header.size, offset)
-            rel = 0
-        if header is None or not verify_frame(buf, rel, header):
-            raise StoreCorrupted(
-                f"frame at {self._name}:{offset} failed its checksum on read", segment=self._name, offset=offset
-            )
+        buf, rel, header = _checked(self._buf, offset - self._base, self._fd, offset, self._name)
         if slots[-1] - slots[0] + 1 == len(slots):  # a contiguous run: no per-slot bookkeeping
             return dict(zip(slots, decode_frame_run(buf, rel, header, slots[0], slots[-1] + 1)))
         return decode_frame_slots(buf, rel, header, slots)
@@ -204,13 +210,7 @@ class _SpanFrames:
 def _iter_frame(buf: Any, offset: int, header: FrameHeader, first_slot: int) -> Iterator[Event]:
     if header.kind != FRAME_EVENTS:
         return
-    start = offset + FRAME_HEADER
-    unpacker = msgpack.Unpacker(strict_map_key=False, max_buffer_size=header.payload_len + 1)
-    unpacker.feed(buf[start : start + header.payload_len])
-    unpacker.read_array_header()
-    recorded_at = unpacker.unpack()
-    versions = unpacker.unpack()
-    count = unpacker.read_array_header()
+    unpacker, recorded_at, versions, count = _payload(buf, offset, header)
     for _ in range(first_slot):
         unpacker.skip()
     sequence = header.first_seq + first_slot
@@ -226,13 +226,7 @@ def decode_frame_run(buf: Any, offset: int, header: FrameHeader, first_slot: int
         return []
     if first_slot == 0 and stop_slot >= header.count:
         return decode_frame(buf, offset, header)
-    start = offset + FRAME_HEADER
-    unpacker = msgpack.Unpacker(strict_map_key=False, max_buffer_size=header.payload_len + 1)
-    unpacker.feed(buf[start : start + header.payload_len])
-    unpacker.read_array_header()
-    recorded_at = unpacker.unpack()
-    versions = unpacker.unpack()
-    count = unpacker.read_array_header()
+    unpacker, recorded_at, versions, count = _payload(buf, offset, header)
     for _ in range(first_slot):
         unpacker.skip()
     first = header.first_seq
@@ -244,13 +238,7 @@ def decode_frame_slots(buf: Any, offset: int, header: FrameHeader, slots: list[i
     """Some events of a verified frame by slot (sorted), skipping (not building) the records between."""
     if header.kind != FRAME_EVENTS:
         return {}
-    start = offset + FRAME_HEADER
-    unpacker = msgpack.Unpacker(strict_map_key=False, max_buffer_size=header.payload_len + 1)
-    unpacker.feed(buf[start : start + header.payload_len])
-    unpacker.read_array_header()
-    recorded_at = unpacker.unpack()
-    versions = unpacker.unpack()
-    count = unpacker.read_array_header()
+    unpacker, recorded_at, versions, count = _payload(buf, offset, header)
     first = header.first_seq
     out: dict[int, Event] = {}
     position = 0
@@ -273,7 +261,7 @@ class WindowReader:
         self._start = 0
         self._buf = b""
 
-    def frame_at(self, offset: int, *, name: str = "") -> tuple[FrameHeader, list[Event]]:
+    def _frame(self, offset: int, name: str) -> tuple[int, FrameHeader]:
         rel = offset - self._start
         if rel < 0 or rel + FRAME_HEADER > len(self._buf):
             self._load(offset, FRAME_HEADER)
@@ -282,8 +270,11 @@ class WindowReader:
         if header is not None and rel + header.size > len(self._buf):
             self._load(offset, header.size)
             rel = 0
-        if header is None or not verify_frame(self._buf, rel, header):
-            raise StoreCorrupted(f"frame at {name}:{offset} failed its checksum on read", segment=name, offset=offset)
+        _, rel, header = _checked(self._buf, rel, self._fd, offset, name)
+        return rel, header
+
+    def frame_at(self, offset: int, *, name: str = "") -> tuple[FrameHeader, list[Event]]:
+        rel, header = self._frame(offset, name)
         return header, decode_frame(self._buf, rel, header)
 
     def stream_frame(self, offset: int, first_slot: int, *, name: str = "") -> tuple[FrameHeader, Iterator[Event]]:
@@ -292,16 +283,7 @@ class WindowReader:
         Decoding one event at a time keeps each event short-lived: a consumer that drops it lets it die
         young, instead of a thousand-event list surviving into older GC generations (a third of replay time).
         """
-        rel = offset - self._start
-        if rel < 0 or rel + FRAME_HEADER > len(self._buf):
-            self._load(offset, FRAME_HEADER)
-            rel = 0
-        header = parse_frame_header(self._buf, rel)
-        if header is not None and rel + header.size > len(self._buf):
-            self._load(offset, header.size)
-            rel = 0
-        if header is None or not verify_frame(self._buf, rel, header):
-            raise StoreCorrupted(f"frame at {name}:{offset} failed its checksum on read", segment=name, offset=offset)
+        rel, header = self._frame(offset, name)
         return header, _iter_frame(self._buf, rel, header, first_slot)
 
     def _load(self, offset: int, at_least: int) -> None:
