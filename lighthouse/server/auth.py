@@ -42,6 +42,7 @@ MAX_TTL_SECONDS: Final[int] = 90 * 24 * 3600
 _PREFIX: Final[str] = "lh1"
 _AGENT_ID: Final[re.Pattern[str]] = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 _MAX_TOKEN_CHARS: Final[int] = 2048
+_CACHE_SIZE: Final[int] = 4096
 
 
 class Role(StrEnum):
@@ -134,6 +135,7 @@ class TokenAuthority:
             raise SecretMissing(f"the secret must be at least {MIN_SECRET_BYTES} bytes")
         self._secret = secret
         self._clock = clock
+        self._verified: dict[str, Principal] = {}  # token -> principal: skip HMAC and JSON on repeat use
 
     def _mac(self, signed_part: str) -> str:
         return _b64encode(hmac.new(self._secret, signed_part.encode("ascii"), hashlib.sha256).digest())
@@ -153,6 +155,18 @@ class TokenAuthority:
 
     def verify(self, token: str) -> Principal:
         """The principal a token names; ``AuthError`` if it is malformed, forged or expired."""
+        known = self._verified.get(token) if isinstance(token, str) else None
+        if known is not None:
+            if known.expires_at <= self._clock():
+                raise AuthError("token_expired", "the token has expired")
+            return known
+        principal = self._verify_signed(token)
+        if len(self._verified) >= _CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = principal
+        return principal
+
+    def _verify_signed(self, token: str) -> Principal:
         if not isinstance(token, str) or len(token) > _MAX_TOKEN_CHARS:
             raise AuthError("invalid_token", "the token is malformed")
         parts = token.split(".")

@@ -74,10 +74,14 @@ class ServerContext:
         return {"Retry-After": str(max(1, int(round(self.settings.retry_after_seconds))))}
 
     def admit_write(self) -> None:
-        """Refuse writes (503 + Retry-After) while shutting down or read-only; reads continue."""
+        """Refuse writes (503 + Retry-After) while shutting down or while a trigger holds the server
+        read-only; reads continue. (A read-only store refuses by itself, with the same answer.)"""
         if self.closing:
             raise ApiError(503, "shutting_down", "the server is shutting down", retryable=True,
                            headers=self.retry_after())
+        assert self.alerts is not None
+        if self.alerts.state not in (HealthState.READ_ONLY, HealthState.FAILED):
+            return
         state = self.state()
         if state in (HealthState.READ_ONLY, HealthState.FAILED):
             reasons = "; ".join(f"{k}: {v}" for k, v in self.reasons().items()) or state.value
