@@ -127,7 +127,7 @@ class ServerMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.appended = Counter(
-            "lighthouse_events_appended", "Events appended (new, not idempotent retries)", ["event_type"], registry=r
+            "lighthouse_events_appended", "Events appended through the HTTP API (idempotent retries not counted)", ["event_type"], registry=r
         )
         self.append_latency = Histogram(
             "lighthouse_append_duration_seconds", "Append request latency inside the server", ["kind"],
