@@ -32,7 +32,7 @@ from lighthouse.server.problems import ApiError
 from lighthouse.server.settings import ServerSettings
 from lighthouse.store import EventStore
 
-__all__ = ["ServerContext", "context_of", "endpoint", "worst_state"]
+__all__ = ["ServerContext", "as_api_error", "context_of", "endpoint", "worst_state"]
 
 _log = logging.getLogger("lighthouse.server")
 _RANK = {HealthState.HEALTHY: 0, HealthState.DEGRADED: 1, HealthState.READ_ONLY: 2, HealthState.FAILED: 3}
