@@ -129,11 +129,16 @@ def _soak(leak: bool, ticks: int = 60) -> list[tuple[float, int]]:
 
 
 def test_a_real_steady_leak_is_detected_and_a_steady_state_is_not() -> None:
-    leaking = leak_verdict(_soak(leak=True), max_growth_per_hour=0.01)
+    leak_samples = _soak(leak=True)
+    leaking = leak_verdict(leak_samples, max_growth_per_hour=0.01)
     steady = leak_verdict(_soak(leak=False), max_growth_per_hour=0.01)
 
+    # The leak really happened (about 60 MiB kept) before the verdict is judged.
+    assert leak_samples[-1][1] - leak_samples[0][1] >= 40 * MIB
     assert leaking.leaking, leaking.reason
-    assert leaking.slope_low > 0 and leaking.r_squared > 0.9
+    # Not r-squared: RSS grows per tick, and on a loaded 2-core machine ticks are not evenly spaced in
+    # time, so the fit's linearity measures the scheduler; the slope's confidence interval does not.
+    assert leaking.slope_low > 0
     assert not steady.leaking, steady.reason
 
 
