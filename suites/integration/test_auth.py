@@ -141,3 +141,15 @@ def test_no_secret_means_no_server_and_no_token(tmp_path: Path) -> None:
     short = _cli(["serve", "--data-dir", str(tmp_path / "d"), "--port", "0"], {"LIGHTHOUSE_SECRET": "short"})
     assert short.returncode == 2 and "shorter than" in short.stderr
     assert not (tmp_path / "d").exists(), "the server must refuse before touching the data directory"
+
+
+def test_a_bad_configuration_is_refused_with_a_reason(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"alerts": {"rules": {"disk_usage": {"warning": 0.9, "critical": 0.5}}}}))
+    result = _cli(["serve", "--data-dir", str(tmp_path / "d"), "--port", "0", "--config", str(config)],
+                  {"LIGHTHOUSE_SECRET": "a-long-enough-secret-for-this-test"})
+    assert result.returncode == 2 and "critical must not be below warning" in result.stderr
+    config.write_text(json.dumps({"server": {"colour": "red"}}))
+    result = _cli(["serve", "--data-dir", str(tmp_path / "d"), "--port", "0", "--config", str(config)],
+                  {"LIGHTHOUSE_SECRET": "a-long-enough-secret-for-this-test"})
+    assert result.returncode == 2 and "unknown server settings" in result.stderr

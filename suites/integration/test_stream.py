@@ -176,3 +176,17 @@ def test_a_slow_client_is_closed_with_4408_and_can_resume(server: RunningServer)
     metrics = writer.get("/metrics").text
     assert 'lighthouse_stream_closed_total{reason="slow_consumer"}' in metrics or \
         'lighthouse_stream_closed_total{reason="send_timeout"}' in metrics
+
+
+def test_messagepack_frames_on_request(server: RunningServer) -> None:
+    import msgpack
+
+    writer = server.client("writer")
+    aggregate = f"stream:{uuid.uuid4()}"
+    sequences = append(writer, events(3, aggregate))
+    with connect(server, from_sequence=sequences[0], aggregate_ids=aggregate, encoding="msgpack") as ws:
+        frames = [ws.recv(timeout=5) for _ in range(4)]
+    assert all(isinstance(frame, bytes) for frame in frames)
+    decoded = [msgpack.unpackb(frame) for frame in frames]
+    assert decoded[0]["type"] == "subscribed"
+    assert [m["event"]["sequence"] for m in decoded[1:]] == sequences
