@@ -41,6 +41,7 @@ from testkit.faults.errors import (
 from testkit.faults.ioshim import IO_OPS, SYNC_OPS, WRITE_OPS, Injection, IoFault, build_shim
 from testkit.faults.leaks import LeakedResources, OwnedResources, no_leaks
 from testkit.faults.mounts import MountedFs
+from testkit.faults.network import BackgroundFaultProxy, Direction, FaultProxy, LinkFaults, ProxyStats
 from testkit.faults.powerloss import LoopExt4, cut_power
 from testkit.faults.probe import Available, ProbeResult, Unavailable
 from testkit.faults.process import (
@@ -57,6 +58,11 @@ from testkit.faults.rlimits import LimitedRun, Limits, limit_records, pressure, 
 from testkit.faults.strace_inject import StraceFault
 
 __all__ = [
+    "BackgroundFaultProxy",
+    "Direction",
+    "FaultProxy",
+    "LinkFaults",
+    "ProxyStats",
     "IO_OPS",
     "SYNC_OPS",
     "WRITE_OPS",
