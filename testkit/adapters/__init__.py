@@ -7,6 +7,7 @@ project that has no lighthouse.
 
 from testkit.adapters.base import EVENT_FIELDS, AdapterError, EventStoreAdapter, StoredEvent, content_digest
 from testkit.adapters.factory import AdapterSpec, available_adapters
+from testkit.adapters.http import HttpEventStoreAdapter
 from testkit.adapters.sqlite import SqliteAdapter
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "AdapterError",
     "AdapterSpec",
     "EventStoreAdapter",
+    "HttpEventStoreAdapter",
     "SqliteAdapter",
     "StoredEvent",
     "available_adapters",
