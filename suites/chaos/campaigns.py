@@ -153,8 +153,13 @@ def run_posix_crashes(
                 result.failures.append(f"crash {crash}: the store did not open: {server.result(worker)}")
             time.sleep(rng.uniform(*KILL_DELAY_S))  # the fault's moment: appends in flight
             kill = server.kill9(worker)
-            complete = trace.wait_for_death(worker.pid)
-            model.feed(trace.lines())
+            complete = trace.wait_for_death(worker.pid, timeout=3.0)
+            lines = trace.lines()
+            if not complete:
+                result.failures.append(
+                    f"crash {crash}: strace never logged the death of worker {worker.pid} ({kill.detail}); "
+                    f"{len(lines)} lines since the mark, last: {lines[-3:]}")
+            model.feed(lines)
             state = model.crash(rng)
             result.tally.case(kill.proven and complete and state.proven)
             result.judged(crash, *_judge(spec))

@@ -50,7 +50,9 @@ def test_sigkill_cycles_lose_no_acknowledged_event(
     assert not failures, f"seed {testkit_seed}: {len(failures)} failing checks:\n" + "\n".join(failures[:5])
 
 
-@pytest.mark.parametrize("crash_point", variants.CRASH_POINTS)
+@pytest.mark.parametrize("crash_point", [
+    pytest.param(point, marks=[pytest.mark.smoke] if point == "before_sync" else []) for point in variants.CRASH_POINTS
+])
 def test_kill_at_named_write_path_points(
     crash_point: str, tmp_path: Path, testkit_rng: random.Random, testkit_record, testkit_seed: int,
     case_seed: int, scaled,

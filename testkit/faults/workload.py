@@ -176,6 +176,7 @@ class _PhaseTally:
     untyped: Counter[str] = field(default_factory=Counter)
     untyped_examples: list[str] = field(default_factory=list)
     harness: Counter[str] = field(default_factory=Counter)
+    timeouts: int = 0
     limit_records: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -190,6 +191,7 @@ class _PhaseTally:
             "untyped": dict(self.untyped),
             "untyped_examples": self.untyped_examples[:5],
             "harness_errors": dict(self.harness),
+            "timeouts": self.timeouts,
             "limit_records": self.limit_records,
             "seconds": self.seconds,
         }
@@ -244,7 +246,7 @@ async def _run_phase(
             if len(events) > 1:
                 return await asyncio.wait_for(adapter.append_batch(events), spec.op_timeout_s)
             return await asyncio.wait_for(adapter.append(events[0]), spec.op_timeout_s)
-        except AdapterError:
+        except (AdapterError, TimeoutError):
             raise
         except Exception as exc:
             raise _StoreRaised(exc) from exc
@@ -272,6 +274,9 @@ async def _run_phase(
             except AdapterError as exc:
                 tally.errors[exc.code] += 1
                 _settle(history, op, exc, definite=is_definite_failure(exc))
+            except TimeoutError as exc:  # the store never answered: outcome unknown
+                tally.timeouts += 1
+                _settle(history, op, exc, definite=False)
             except _StoreRaised as wrapped:  # untyped: the suite judges it (typed_errors)
                 tally.untyped[type(wrapped.error).__name__] += 1
                 if len(tally.untyped_examples) < 5:
