@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -115,17 +116,34 @@ def test_bytes_per_item_refuses_a_count_that_is_not_positive() -> None:
             bytes_per_item(0, 1, bad)  # type: ignore[arg-type]
 
 
+_SOAK = """
+import json, sys
+from testkit.memory import RssSampler
+MIB = 1 << 20
+leak, ticks = sys.argv[1] == "leak", int(sys.argv[2])
+kept = []
+with RssSampler(interval=0.01) as sampler:
+    for tick in range(ticks):
+        block = bytes([tick % 256]) * MIB
+        if leak:
+            kept.append(block)
+        del block
+        assert sampler.wait_for_samples(len(sampler.samples) + 1, timeout=5.0)
+print(json.dumps(sampler.samples))
+"""
+
+
 def _soak(leak: bool, ticks: int = 60) -> list[tuple[float, int]]:
-    """Allocate 1 MiB per sampler tick, keeping it (a leak) or dropping it (steady state)."""
-    kept: list[bytes] = []
-    with RssSampler(interval=0.01) as sampler:
-        for tick in range(ticks):
-            block = bytes([tick % 256]) * MIB
-            if leak:
-                kept.append(block)
-            del block
-            assert sampler.wait_for_samples(len(sampler.samples) + 1, timeout=5.0)
-    return sampler.samples
+    """Allocate 1 MiB per sampler tick, keeping it (a leak) or dropping it (steady state).
+
+    In a fresh interpreter: in this one, earlier tests leave freed heap behind that new blocks reuse
+    without any change in RSS, which would hide the leak from the very measurement under test.
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", _SOAK, "leak" if leak else "steady", str(ticks)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    return [(t, rss) for t, rss in json.loads(done.stdout)]
 
 
 def test_a_real_steady_leak_is_detected_and_a_steady_state_is_not() -> None:
