@@ -132,8 +132,13 @@ def _fsync_dir(path: Path) -> None:
 
 def run_posix_crashes(
     adapter: AdapterSpec, crashes: int, root: Path, rng: random.Random, seed: int, *, fault_kind: str = "posix_crash",
+    min_proven: int = 1,
 ) -> CampaignResult:
-    """Kill a traced worker, then leave only what POSIX guarantees (see :mod:`testkit.faults.persistence`)."""
+    """Kill a traced worker, then leave only what POSIX guarantees (see :mod:`testkit.faults.persistence`).
+
+    A crash that lands when everything happened to be synced drops nothing and proves nothing, so the
+    campaign goes on past ``crashes`` (up to three times as many) until ``min_proven`` crashes dropped data.
+    """
     from testkit.faults.persistence import PosixCrashModel, SyscallTrace
 
     result = CampaignResult(Tally(fault_kind, adapter.name))
@@ -144,7 +149,8 @@ def run_posix_crashes(
     with SyscallTrace() as trace, WorkloadServer(spec, preload=[variants.__name__], wrapper=trace.wrapper) as server:
         # A store that exists before the trace starts: creating one is not what this model judges.
         server.join(server.spawn(crashes, spec.replace(phases=(Phase(ops_per_client=2),))))
-        for crash in range(crashes):
+        crash = 0
+        while crash < crashes or (result.tally.proven < min_proven and crash < 3 * crashes):
             trace.mark()
             model = PosixCrashModel(data_dir)
             worker = server.spawn(crash)
@@ -163,4 +169,5 @@ def run_posix_crashes(
             state = model.crash(rng)
             result.tally.case(kill.proven and complete and state.proven)
             result.judged(crash, *_judge(spec))
+            crash += 1
     return result

@@ -10,7 +10,6 @@ loop so that the fault can be switched on and off between its writes.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Callable
 from pathlib import Path
 

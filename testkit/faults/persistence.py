@@ -24,7 +24,6 @@ import os
 import random
 import re
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
