@@ -16,12 +16,10 @@ import pytest
 
 from .figures import FigureBook, PeerFigures
 from .peers import PEER_NAMES, open_peers
-from .workload import coordination_events
+from .workload import FILL_BATCH, FILLED_EVENTS, coordination_events
 
 T = TypeVar("T")
 
-FILLED_EVENTS = 100_000  # ADR-004: queries and replay are judged with at least 100,000 events stored
-FILL_BATCH = 100  # each batch is one group commit: a time range of 1,000 events spans ten of them
 _BOOK: pytest.StashKey[FigureBook] = pytest.StashKey()
 
 Runner = Callable[..., Any]

@@ -42,7 +42,7 @@ class AdrLine:
         return math.isfinite(value) and _OPS[self.op](value, self.value)
 
     def __str__(self) -> str:
-        return f"{self.op} {self.value:g}"
+        return f"{self.op} {self.value:,.0f}" if abs(self.value) >= 1_000 else f"{self.op} {self.value:g}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,15 +46,16 @@ def latency_figures(figures: PeerFigures, name: str, blocks: Mapping[str, Sequen
                     lines: Mapping[float, AdrLine | None]) -> dict[str, LatencyRecorder]:
     """Add one figure per percentile in ``lines`` (``{99.0: AdrLine(...)}``), in ms, median over blocks.
 
-    Names read ``<name> p99``; the pooled histogram rides on every percentile's metric. Returns the pooled
-    recorder of each peer.
+    Names read ``<name> p99``. The pooled histogram rides on one metric only (p99 when asked for, else the
+    highest percentile), so baselines stay small. Returns the pooled recorder of each peer.
     """
     pooled = {peer: LatencyRecorder().merge(*recorders) for peer, recorders in blocks.items()}
+    carrier = 99.0 if 99.0 in lines else max(lines)
     for percentile, line in lines.items():
         per_peer: dict[str, Measured] = {}
         for peer, recorders in blocks.items():
             samples = [r.percentile(percentile) / 1e6 for r in recorders]
-            per_peer[peer] = Measured(median(samples), samples, pooled[peer])
+            per_peer[peer] = Measured(median(samples), samples, pooled[peer] if percentile == carrier else None)
         label = "max" if percentile == 100.0 else f"p{percentile:g}"
         figures.add(f"{name} {label}", "ms", lighthouse=per_peer["lighthouse"], sqlite=per_peer["sqlite"],
                     line=line)

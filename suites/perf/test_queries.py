@@ -17,11 +17,18 @@ from typing import Any
 from testkit.percentiles import LatencyRecorder
 
 from . import adr
-from .conftest import FILL_BATCH, FILLED_EVENTS
 from .figures import PeerFigures
 from .measure import alternating, latency_figures
 from .peers import Peer, open_peers
-from .workload import AGENTS, FILTER_WINDOW, RANGE_SIZE, coordination_event, filter_over_window
+from .workload import (
+    AGENTS,
+    FILL_BATCH,
+    FILLED_EVENTS,
+    FILTER_WINDOW,
+    RANGE_SIZE,
+    coordination_event,
+    filter_over_window,
+)
 
 ROUNDS = 5
 GETS_PER_BLOCK = 400  # 2,000 per peer

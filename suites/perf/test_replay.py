@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from . import adr
-from .conftest import FILLED_EVENTS
 from .figures import Measured, PeerFigures, median
 from .measure import alternating, rate_figure
 from .peers import Peer, open_peers
+from .workload import FILLED_EVENTS
 
 ROUNDS = 3
 

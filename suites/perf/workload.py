@@ -9,25 +9,27 @@ so a store that answers a cheaper question than asked cannot look fast.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
     "AGENTS",
     "EVENT_TYPES",
+    "FILLED_EVENTS",
+    "FILL_BATCH",
     "FILTER_WINDOW",
     "RANGE_SIZE",
     "FilterSpec",
     "coordination_event",
     "coordination_events",
     "filter_over_window",
-    "numbered",
 ]
 
 EVENT_TYPES: tuple[str, ...] = ("command_received", "command_approved", "agent_heartbeat", "file_modified")
 AGENTS = 16
 RANGE_SIZE = 1_000  # ADR-004: "time-range query of 1,000 events"
+FILLED_EVENTS = 100_000  # ADR-004: queries and replay are judged with at least 100,000 events stored
+FILL_BATCH = 100  # each bulk-load batch is one group commit: a time range of 1,000 events spans ten of them
 FILTER_WINDOW = 10_000  # ADR-004: "complex filter over 10,000 events"
 
 # Types 2 and 3 (heartbeat, file change) from agents 2, 3, 7 and 11: since agent = i % 16 and type = i % 4,
@@ -52,14 +54,6 @@ def coordination_event(index: int, *, stream: int = 0) -> dict[str, Any]:
 
 def coordination_events(start: int, count: int, *, stream: int = 0) -> list[dict[str, Any]]:
     return [coordination_event(i, stream=stream) for i in range(start, start + count)]
-
-
-def numbered(start: int = 0, *, stream: int = 0) -> Iterator[dict[str, Any]]:
-    """An endless stream of events from ``start`` on."""
-    index = start
-    while True:
-        yield coordination_event(index, stream=stream)
-        index += 1
 
 
 @dataclass(frozen=True, slots=True)
