@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import mmap
 import os
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -147,32 +146,13 @@ def _payload(buf: Any, offset: int, header: FrameHeader) -> tuple[msgpack.Unpack
 
 
 class FrameReader:
-    """Point reads of frames by (segment, offset), verified, with a small LRU of decoded frames."""
+    """Positional reads of frames by (segment, offset), always checksum-verified before decoding."""
 
-    def __init__(self, *, cache_events: int = 20_000) -> None:
+    def __init__(self) -> None:
         self._fds: dict[int, int] = {}
-        self._cache: OrderedDict[tuple[int, int], list[Event]] = OrderedDict()
-        self._cached_events = 0
-        self._cache_limit = cache_events
 
     def add_segment(self, segment: int, fd: int) -> None:
         self._fds[segment] = fd
-
-    def read(self, segment: int, offset: int, *, name: str = "") -> list[Event]:
-        key = (segment, offset)
-        cached = self._cache.get(key)
-        if cached is not None:
-            self._cache.move_to_end(key)
-            return cached
-        fd = self._fds[segment]
-        buf, rel, header = _checked(os.pread(fd, FRAME_HEADER + 4096, offset), 0, fd, offset, name or str(segment))
-        events = decode_frame(buf, rel, header)
-        self._cache[key] = events
-        self._cached_events += len(events)
-        while self._cached_events > self._cache_limit and len(self._cache) > 1:
-            _, old = self._cache.popitem(last=False)
-            self._cached_events -= len(old)
-        return events
 
     def read_span(self, segment: int, lo: int, hi: int, *, name: str = "") -> _SpanFrames:
         """The frames starting at offsets ``lo..hi``, read with one pread and decoded on demand."""
@@ -190,7 +170,6 @@ class FrameReader:
             except OSError:
                 pass
         self._fds.clear()
-        self._cache.clear()
 
 
 class _SpanFrames:

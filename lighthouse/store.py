@@ -76,6 +76,7 @@ TYPE_CODES: dict[str, int] = {t.value: i for i, t in enumerate(EventType)}
 _new = tuple.__new__
 _PROBE_BYTES = 64 * 1024
 _FETCH_SPAN = 4 << 20
+_FETCH_GAP = 64 << 10
 _DAMAGE_NAMESPACE = uuid.UUID("5b470d10-ad5f-4bb8-a000-000000000001")
 
 
@@ -137,7 +138,6 @@ class EventStore:
         warn_free_bytes: int = 0,
         probe_interval: float = 0.2,
         subscriber_buffer: int = 10_000,
-        frame_cache_events: int = 20_000,
         snapshot_keep: int = 3,
         upcasters: UpcasterRegistry | None = None,
     ) -> None:
@@ -154,11 +154,10 @@ class EventStore:
         self.probe_interval = probe_interval
         self.subscriber_buffer = subscriber_buffer
         self.upcasters = upcasters if upcasters is not None else UpcasterRegistry()
-        self._frame_cache_events = frame_cache_events
         self._snapshots = SnapshotStore(self.path / "snapshots", keep=snapshot_keep)
         self._health = HealthMonitor()
         self._index = EventIndex()
-        self._reader = FrameReader(cache_events=frame_cache_events)
+        self._reader = FrameReader()
         self._segments: list[_Segment] = []
         self._versions: dict[str, int] = {}
         self._next_seq = 1
@@ -877,8 +876,7 @@ class EventStore:
 
     def _event_at_row(self, row: int) -> Event:
         where = self._index.row(row)
-        events = self._reader.read(where.segment, where.offset, name=self._segments[where.segment].path.name)
-        return events[where.slot]
+        return self._fetch([where.segment], [where.offset], [where.slot])[0]
 
     async def get(self, key: str | int) -> Event:
         """The event with this id (str) or sequence (int); ``EventNotFound`` otherwise."""
@@ -950,6 +948,10 @@ class EventStore:
             j = i
             lo = hi = offs[i]
             while j < n and segs[j] == segment:
+                # One read covers a run of nearby frames; a far jump (a sparse filter) starts a new read
+                # rather than dragging megabytes of unwanted frames in between.
+                if j > i and abs(offs[j] - offs[j - 1]) > _FETCH_GAP:
+                    break
                 new_lo, new_hi = min(lo, offs[j]), max(hi, offs[j])
                 if new_hi - new_lo > _FETCH_SPAN:
                     break

@@ -10,6 +10,7 @@ bound here, before uvicorn starts, so ``port=0`` works: the chosen port is writt
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -76,6 +77,10 @@ async def serve(
     while not server.started and not task.done():
         await asyncio.sleep(0.01)
     if server.started:
+        # Everything alive now (modules, the store's index, the app) lives as long as the process:
+        # moving it out of the collector's reach keeps full collections, and so request tails, short.
+        gc.collect()
+        gc.freeze()
         bound_host, bound_port = sock.getsockname()[:2]
         _log.warning("lighthouse serving %s on http://%s:%d", data_dir, bound_host, bound_port)
         if ready_file is not None:
