@@ -84,6 +84,7 @@ class TestRecorder:
         *,
         samples: list[float] | None = None,
         histogram: LatencyRecorder | None = None,
+        histogram_unit: str = "ns",
     ) -> None:
         entry: dict[str, Any] = {"value": float(value), "unit": unit, "direction": direction}
         if target is not None:
@@ -92,7 +93,7 @@ class TestRecorder:
             entry["samples"] = [float(s) for s in samples]
         if histogram is not None:
             entry["histogram"] = histogram.encode()
-            entry["histogram_unit"] = "ns"
+            entry["histogram_unit"] = histogram_unit
         self.metrics[name] = entry
 
     def latency(self, name: str, recorder: LatencyRecorder) -> None:

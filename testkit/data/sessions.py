@@ -124,6 +124,7 @@ class AgentSessionGenerator:
         while n is None or produced < n:
             while not world.outbox:
                 world.step()
+                world.finished.clear()  # the event stream needs no session records: keep memory flat
             yield world.outbox.popleft()
             produced += 1
 
