@@ -99,14 +99,14 @@ class SyscallTrace:
 
     def wait_for_death(self, pid: int, timeout: float = 10.0) -> bool:
         """Wait until strace logged ``pid``'s death, so the log holds every call it completed."""
-        needle = f"{pid} +++ killed by".encode()
-        other = f"{pid} +++ exited with".encode()
+        # strace pads the pid to five columns: "4242  +++ killed by SIGKILL +++".
+        death = re.compile(rf"^{pid}\s+\+\+\+ (?:killed by|exited with)".encode(), re.MULTILINE)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with open(self.log_path, "rb") as fh:
                 fh.seek(self._offset)
                 data = fh.read()
-            if needle in data or other in data:
+            if death.search(data):
                 return True
             time.sleep(0.001)
         return False

@@ -91,3 +91,13 @@ def test_an_fsync_in_flight_at_the_crash_counts_only_once_resumed(tmp_path: Path
         survivors.add(len(kept))
         assert _crash_after(tmp_path / f"b{seed}", [write, started, resumed], seed) == b"12345678"
     assert min(survivors) < 8, "an unfinished fsync made nothing durable, so some crashes must drop bytes"
+
+
+def test_a_death_is_found_whatever_the_pid_padding() -> None:
+    """strace pads pids to five columns: a four-digit pid is followed by two spaces."""
+    with SyscallTrace() as trace:
+        trace.mark()
+        trace.log_path.write_text("5122  +++ killed by SIGKILL +++\n15122 +++ exited with 0 +++\n")
+        assert trace.wait_for_death(5122, timeout=0.1)
+        assert trace.wait_for_death(15122, timeout=0.1)
+        assert not trace.wait_for_death(512, timeout=0.05)
