@@ -86,9 +86,12 @@ def run_kill_cycles(adapter: AdapterSpec, cycles: int, root: Path, rng: random.R
 
 def run_power_cuts(
     adapter: AdapterSpec, cuts: int, root: Path, rng: random.Random, seed: int, *,
-    fault_kind: str = "power_cut", size_mb: int = 64,
+    fault_kind: str = "power_cut", size_mb: int = 64, until_caught: bool = False,
 ) -> CampaignResult:
-    """Cut power to a loop-mounted ext4 under a running worker ``cuts`` times; remount, recover, judge each."""
+    """Cut power to a loop-mounted ext4 under a running worker ``cuts`` times; remount, recover, judge each.
+
+    ``until_caught`` stops at the first cut that lost an acknowledged event (quick sensitivity checks).
+    """
     result = CampaignResult(Tally(fault_kind, adapter.name))
     journal_dir = root / "journal"
     journal_dir.mkdir(parents=True, exist_ok=True)
@@ -114,6 +117,8 @@ def run_power_cuts(
                     result.failures.append(f"cut {cut}: power cut not proven: {power.detail}")
                 disk.remount()
                 result.judged(cut, *_judge(spec))
+                if until_caught and result.catches:
+                    break
     return result
 
 
@@ -132,12 +137,13 @@ def _fsync_dir(path: Path) -> None:
 
 def run_posix_crashes(
     adapter: AdapterSpec, crashes: int, root: Path, rng: random.Random, seed: int, *, fault_kind: str = "posix_crash",
-    min_proven: int = 1,
+    min_proven: int = 1, until_caught: bool = False,
 ) -> CampaignResult:
     """Kill a traced worker, then leave only what POSIX guarantees (see :mod:`testkit.faults.persistence`).
 
     A crash that lands when everything happened to be synced drops nothing and proves nothing, so the
     campaign goes on past ``crashes`` (up to three times as many) until ``min_proven`` crashes dropped data.
+    ``until_caught`` stops at the first crash that lost an acknowledged event.
     """
     from testkit.faults.persistence import PosixCrashModel, SyscallTrace
 
@@ -170,4 +176,6 @@ def run_posix_crashes(
             result.tally.case(kill.proven and complete and state.proven)
             result.judged(crash, *_judge(spec))
             crash += 1
+            if until_caught and result.catches:
+                break
     return result
