@@ -172,6 +172,7 @@ class EventStore:
         self._write_fd: int | None = None
         self._tail_dirty = False
         self._unsynced = False
+        self._read_only_fs = False
         self._opened = False
         self._closed = False
         self._closing = False
@@ -213,7 +214,9 @@ class EventStore:
         if self._opened:
             return
         started = time.perf_counter()
-        self.path.mkdir(parents=True, exist_ok=True)
+        if not self.path.is_dir():
+            self.path.mkdir(parents=True, exist_ok=True)
+            fsync_directory(self.path.parent)  # the new directory's name is durable before anything in it
         self._acquire_lock()
         try:
             self._recover()
@@ -251,7 +254,14 @@ class EventStore:
                 self._health.last_error = f"could not record corruption event: {exc}"
 
     def _acquire_lock(self) -> None:
-        fd = os.open(self.path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            if exc.errno != errno.EROFS:
+                raise
+            # A read-only filesystem: lock the directory itself and serve reads without writing anything.
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+            self._read_only_fs = True
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -272,7 +282,7 @@ class EventStore:
         for number, report in enumerate(reports):
             for damage in report.scan.damage:
                 self._handle_damage(report.path, damage)
-            if report.scan.truncate_at is not None:
+            if report.scan.truncate_at is not None and not self._read_only_fs:
                 self._truncate_torn_tail(report.path, report.scan.truncate_at)
             segment = _Segment(number, report.first_seq_from_name, report.path, report.path.stat().st_size)
             self._segments.append(segment)
@@ -281,12 +291,19 @@ class EventStore:
             self._index_frames(segment, fd, report.scan.frames)
             expected = report.scan.next_sequence
         self._next_seq = expected
-        if self._segments and self._segments[-1].size == 0:
+        if self._segments and self._segments[-1].size == 0 and not self._read_only_fs:
             # An empty last segment (its header never reached the disk): rewrite the header.
             self._write_segment_header(self._segments[-1])
-        if not self._segments:
-            self._create_segment(self._next_seq)
-        self._write_fd = os.open(self._segments[-1].path, os.O_WRONLY)
+        if self._read_only_fs:
+            self._health.raise_condition(
+                "read_only_filesystem",
+                HealthState.READ_ONLY,
+                "the filesystem is read-only: serving reads; reopen after it is writable again",
+            )
+        elif not self._segments:
+            _segment, self._write_fd = self._create_segment(self._next_seq)
+        else:
+            self._write_fd = os.open(self._segments[-1].path, os.O_WRONLY)
         _release_free_heap()
         damaged = [d for d in self._damage if d.kind != "torn_tail"]
         if damaged:
@@ -334,7 +351,7 @@ class EventStore:
 
     def _handle_damage(self, path: Path, damage: Damage) -> None:
         self._damage.append(damage)
-        if damage.end > damage.start:
+        if damage.end > damage.start and not self._read_only_fs:
             self._quarantine(path, damage)
 
     def _quarantine(self, path: Path, damage: Damage) -> None:
@@ -369,32 +386,42 @@ class EventStore:
             os.close(fd)
 
     def _write_segment_header(self, segment: _Segment) -> None:
+        header = encode_segment_header(segment.first_seq)
         fd = os.open(segment.path, os.O_WRONLY)
         try:
-            os.pwrite(fd, encode_segment_header(segment.first_seq), 0)
+            _write_all(fd, header, 0)
             os.fsync(fd)
         finally:
             os.close(fd)
-        segment.size = len(encode_segment_header(segment.first_seq))
+        segment.size = len(header)
 
-    def _create_segment(self, first_seq: int) -> _Segment:
-        """Create, fsync and publish (directory fsync) a new segment before anything is written to it."""
+    def _create_segment(self, first_seq: int) -> tuple[_Segment, int]:
+        """Create, fsync and publish (directory fsync) a new segment before anything is written to it.
+
+        Returns the segment and a descriptor to write it. Nothing is published (to the store's segment
+        list or its readers) until the file, its header and both descriptors exist: a failure part-way
+        (ENOSPC, EMFILE, a short write) removes the file and leaves the store writing where it was.
+        """
         path = self.path / segment_name(first_seq)
         header = encode_segment_header(first_seq)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        opened: list[int] = []
         try:
-            os.write(fd, header)
-            self._sync_file(fd, full=True)
+            write_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            opened.append(write_fd)
+            _write_all(write_fd, header, 0)
+            self._sync_file(write_fd, full=True)
+            self._sync_directory()
+            read_fd = os.open(path, os.O_RDONLY)
+            opened.append(read_fd)
         except BaseException:
-            os.close(fd)
+            for fd in opened:
+                os.close(fd)
             path.unlink(missing_ok=True)
             raise
-        os.close(fd)
-        self._sync_directory()
         segment = _Segment(len(self._segments), first_seq, path, len(header))
         self._segments.append(segment)
-        self._reader.add_segment(segment.number, os.open(path, os.O_RDONLY))
-        return segment
+        self._reader.add_segment(segment.number, read_fd)
+        return segment, write_fd
 
     # Hooks kept separate so that the chaos suite's deliberately broken variants can override them.
     def _sync_file(self, fd: int, *, full: bool = False) -> None:
@@ -726,14 +753,8 @@ class EventStore:
         """Runs on the I/O thread: write all of ``data`` at ``offset`` and sync, or leave no trace of it."""
         fd = self._write_fd
         assert fd is not None
-        view = memoryview(data)
-        written = 0
         try:
-            while written < len(data):
-                n = os.pwrite(fd, view[written:], offset + written)
-                if n <= 0:
-                    raise OSError(errno.EIO, "write made no progress")
-                written += n
+            _write_all(fd, data, offset)
             self._sync_after_write(fd)
         except OSError:
             try:
@@ -743,8 +764,6 @@ class EventStore:
             except OSError:
                 self._tail_dirty = True
             raise
-        finally:
-            view.release()
 
     def _sync_after_write(self, fd: int) -> None:
         if self.durability == "fsync":
@@ -759,8 +778,7 @@ class EventStore:
         if self._unsynced:
             self._sync_file(old_fd)
             self._unsynced = False
-        segment = self._create_segment(first_seq)
-        self._write_fd = os.open(segment.path, os.O_WRONLY)
+        _segment, self._write_fd = self._create_segment(first_seq)
         os.close(old_fd)
 
     def _after_failed_write(
@@ -1113,6 +1131,20 @@ class EventStore:
             lost_sequences=self.lost_sequences(),
             open_seconds=self._open_seconds,
         )
+
+
+def _write_all(fd: int, data: bytes, offset: int) -> None:
+    """pwrite until every byte is written: a short write is not success."""
+    view = memoryview(data)
+    try:
+        written = 0
+        while written < len(data):
+            n = os.pwrite(fd, view[written:], offset + written)
+            if n <= 0:
+                raise OSError(errno.EIO, "write made no progress")
+            written += n
+    finally:
+        view.release()
 
 
 def _release_free_heap() -> None:

@@ -152,15 +152,8 @@ def test_inodes_exhausted(adapter: AdapterSpec, fs_kind: str, testkit_record, te
     assert not problems, f"seed {testkit_seed}: {adapter.name}, inodes exhausted on {fs_kind}:\n" + "\n".join(problems)
 
 
-READ_ONLY_BUG = (
-    "BUG: lighthouse cannot open a data directory on a read-only filesystem: EventStore._acquire_lock opens "
-    "LOCK with O_RDWR|O_CREAT and the raw OSError(EROFS) escapes open(); expected: open read-only (health "
-    "read_only, appends refused with StoreReadOnly) and serve reads, or at least raise a typed LighthouseError"
-)
-
-
 @pytest.mark.parametrize("adapter", [
-    pytest.param(stores.lighthouse(), id="lighthouse", marks=pytest.mark.xfail(strict=True, reason=READ_ONLY_BUG)),
+    pytest.param(stores.lighthouse(), id="lighthouse"),
     pytest.param(stores.sqlite(), id="sqlite", marks=pytest.mark.xfail(strict=True, reason=(
         "peer limitation: SQLite in WAL mode cannot open a database on a read-only filesystem "
         "(it needs to create the -shm file); it refuses with a typed error, so reads are not served"))),

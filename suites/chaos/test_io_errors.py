@@ -35,13 +35,6 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 }
 TARGET = {"lighthouse": ".seg", "sqlite": "events.db"}
 RESUME_ACKS = 10
-SHORT_HEADER_BUG = (
-    "BUG: EventStore._create_segment writes the 32-byte segment header with one os.write() and ignores a short "
-    "count (also _write_segment_header's os.pwrite); a short write (ENOSPC/EFBIG boundary, signal) leaves a "
-    "header with a hole, frames are then appended after it, and recovery reports bad_segment_header corruption "
-    "for a log nothing damaged. Fix: loop until the header is fully written (as _write_durably does) or fail "
-    "the rotation and unlink the file"
-)
 ADAPTERS = {
     # 16 KiB segments: several rotations (new file, header write, directory fsync) inside the faulty phase.
     "lighthouse": stores.lighthouse(probe_interval=0.05, segment_bytes=16 * 1024),
@@ -50,8 +43,6 @@ ADAPTERS = {
 
 
 def _marks(sut: str, scenario: str) -> list[pytest.MarkDecorator]:
-    if (sut, scenario) == ("lighthouse", "short_writes"):
-        return [pytest.mark.xfail(strict=True, reason=SHORT_HEADER_BUG)]
     return [pytest.mark.smoke] if scenario == "fdatasync_eio_once" else []
 
 

@@ -30,18 +30,6 @@ PRESSURE = {
     # Segment files may grow 16 KiB more, then writes meet a short write and EFBIG.
     "rlimit_fsize": Phase(name="pressure", ops_per_client=15, headroom=Limits(file_size=16 * 1024)),
 }
-SQLITE_MEMORY_GAP = (
-    "peer adapter gap: SqliteAdapter lets MemoryError escape untyped (testkit/adapters/sqlite.py: _row() and _run() "
-    "wrap only sqlite3 errors); it should raise AdapterError(code='resource_exhausted', retryable=True)"
-)
-NOFILE_BUG = (
-    "BUG: a rotation that fails after creating the new segment (EMFILE opening its descriptors) leaves "
-    "EventStore._segments[-1] naming the new file while _write_fd still writes the old one; after the probe "
-    "clears read-only, groups are pwritten into the OLD segment at the new segment's offset (32), overwriting "
-    "acknowledged frames (lighthouse/store.py _create_segment/_rotate)"
-)
-
-
 def _adapter(limit: str, name: str) -> AdapterSpec:
     if name == "sqlite":
         return stores.sqlite()
@@ -50,11 +38,6 @@ def _adapter(limit: str, name: str) -> AdapterSpec:
 
 
 def _marks(limit: str, name: str) -> list[pytest.MarkDecorator]:
-    if (limit, name) == ("rlimit_nofile", "lighthouse"):
-        return [pytest.mark.xfail(strict=True, reason=NOFILE_BUG)]
-    if (limit, name) == ("rlimit_as", "sqlite"):
-        # Not strict: whether an allocation needs a fresh mapping (and fails) depends on the heap's state.
-        return [pytest.mark.xfail(strict=False, reason=SQLITE_MEMORY_GAP)]
     return [pytest.mark.smoke] if limit == "rlimit_fsize" else []
 
 

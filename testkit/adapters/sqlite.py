@@ -47,6 +47,8 @@ _SELECT = "SELECT seq, event_id, event_type, aggregate_id, source_agent, correla
 def _row(event: Mapping[str, Any]) -> tuple[Any, ...]:
     try:
         data = msgpack.packb(dict(event.get("data") or {}), use_bin_type=True)
+    except MemoryError:
+        raise AdapterError("out of memory encoding the event", code="resource_exhausted", retryable=True) from None
     except (TypeError, ValueError, OverflowError) as exc:
         raise AdapterError(f"event data is not serialisable: {exc}", code="invalid_event") from None
     return (
@@ -92,6 +94,8 @@ class SqliteAdapter:
             raise AdapterError("adapter is not open", code="store_closed")
         try:
             return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+        except MemoryError:
+            raise AdapterError("out of memory", code="resource_exhausted", retryable=True) from None
         except sqlite3.IntegrityError as exc:
             raise AdapterError(str(exc), code="duplicate_event") from None
         except sqlite3.OperationalError as exc:
