@@ -57,6 +57,7 @@ class ChaosCell:
     proven: int = 0
     violations: int = 0
     suts: set[str] = field(default_factory=set)
+    violations_by_sut: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -187,6 +188,8 @@ class TestkitSession:
         cell.violations += violations
         if sut:
             cell.suts.add(sut)
+        key = sut or "unnamed"
+        cell.violations_by_sut[key] = cell.violations_by_sut.get(key, 0) + violations
 
     def rerun_command(self, nodeid: str | None = None) -> str:
         if nodeid is None:
@@ -393,9 +396,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
                 cells.append(f"{c['cases']}/{c['proven']}/{c['violations']}" if c else "-")
             write(f"{fault[:24]:24} " + " ".join(f"{c:>18}" for c in cells))
         # Known-bad configurations exist to be caught: their violations prove the suite can fail.
-        real = sum(c.violations for (f, _), c in tk.chaos_cells.items() if not f.startswith(KNOWN_BAD_PREFIX))
+        by_sut: dict[str, int] = {}
+        for (fault, _), cell in tk.chaos_cells.items():
+            if not fault.startswith(KNOWN_BAD_PREFIX):
+                for sut, count in cell.violations_by_sut.items():
+                    by_sut[sut] = by_sut.get(sut, 0) + count
         caught = sum(c.violations for (f, _), c in tk.chaos_cells.items() if f.startswith(KNOWN_BAD_PREFIX))
-        write(f"violations by the systems under test: {real}")
+        write("violations by system under test: " + ", ".join(f"{s} {n}" for s, n in sorted(by_sut.items())))
         if caught:
             write(f"violations caught in deliberately broken configurations ({KNOWN_BAD_PREFIX}* rows): {caught}")
     if tk.skipped_mechanisms:
