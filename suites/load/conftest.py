@@ -6,11 +6,12 @@ the endurance test runs for the whole requested duration (``--testkit-duration=7
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import pytest
+
+from testkit.aio import run_with_deadline
 
 from .traffic import PairRecorder
 
@@ -21,12 +22,8 @@ Scaled = Callable[[float], float]
 
 
 def run_coroutine(coro: Coroutine[Any, Any, T], timeout: float = 600.0) -> T:
-    """Run one scenario on a fresh event loop with a deadline, so a hang fails instead of stalling the suite."""
-
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
+    """Run one coroutine on a fresh loop with a deadline, so a hang fails instead of stalling the suite."""
+    return run_with_deadline(coro, timeout)
 
 
 @pytest.fixture(scope="session")

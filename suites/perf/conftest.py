@@ -6,13 +6,14 @@ line lighthouse is judged by (see ``figures.py``).
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+
+from testkit.aio import run_with_deadline
 
 from .figures import FigureBook, PeerFigures
 from .peers import PEER_NAMES, open_peers
@@ -40,12 +41,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
 
 def run_coroutine(coro: Coroutine[Any, Any, T], timeout: float = 300.0) -> T:
-    """Run one scenario on a fresh event loop with a deadline, so a hang fails instead of stalling the suite."""
-
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
+    """Run one coroutine on a fresh loop with a deadline, so a hang fails instead of stalling the suite."""
+    return run_with_deadline(coro, timeout)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ framing cannot hide the damage a test thinks it is making.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import shutil
 import struct
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+
+from testkit.aio import run_with_deadline
 
 from lighthouse import Event, EventStore, EventType
 
@@ -34,11 +35,7 @@ Runner = Callable[..., Any]
 
 def run_coroutine(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
     """Run one coroutine on a fresh loop with a deadline, so a hang fails instead of stalling the suite."""
-
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
+    return run_with_deadline(coro, timeout)
 
 
 @pytest.fixture(scope="session")
