@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 system-deps:
 	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
 	  missing=""; \
-	  command -v chromium >/dev/null 2>&1 || missing="$$missing chromium chromium-driver"; \
+	  { command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || missing="$$missing chromium chromium-driver"; \
 	  command -v mkfs.ext4 >/dev/null 2>&1 || missing="$$missing e2fsprogs"; \
 	  command -v strace >/dev/null 2>&1 || missing="$$missing strace"; \
 	  if [ -n "$$missing" ]; then \
