@@ -34,8 +34,6 @@ _COLUMNS: dict[str, tuple[str, str]] = {
     "caus": ("i", "i4"),
 }
 _HASH_MASK = 0x7FFFFFFF
-#: Largest offset a segment may have (offsets are stored in 32 bits).
-MAX_SEGMENT_OFFSET = 0xFFFFFFFF
 
 
 def hash_key(value: str | None) -> int:

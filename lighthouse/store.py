@@ -18,10 +18,9 @@ import fcntl
 import itertools
 import json
 import os
-import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +62,7 @@ from lighthouse.models import (
     Snapshot,
 )
 from lighthouse.recovery import Damage
-from lighthouse.segments import FrameReader, WindowReader, decode_frame, list_segments, scan_directory, segment_name
+from lighthouse.segments import FrameReader, WindowReader, scan_directory, segment_name
 from lighthouse.snapshots import SnapshotStore, fsync_directory
 from lighthouse.subscriptions import Subscription
 from lighthouse.upcasting import UpcasterRegistry
@@ -1167,8 +1166,3 @@ def _merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
         else:
             merged.append((first, last))
     return merged
-
-
-def copy_tree(src: Path, dst: Path) -> None:
-    """Copy a data directory (for tests and the CLI's repair backup)."""
-    shutil.copytree(src, dst, dirs_exist_ok=True)
