@@ -323,3 +323,22 @@ def test_a_baseline_from_another_machine_is_flagged_in_the_regression_section() 
     baseline = Baseline.from_results(RunResults.from_dict(elsewhere))
     regression = section_html(render_html(current, baseline=baseline), "regression")
     assert "machine fingerprints differ" in regression and "Some Other CPU" in regression
+
+
+def test_one_test_measuring_two_stores_pairs_each_figure_with_its_peer(full_run: dict[str, Any]) -> None:
+    """suites/perf records ``name[lighthouse]`` and ``name[sqlite]`` in one test; the perf table pairs them."""
+    document = only_tests(full_run)
+    test = dict(document["tests"][0], sut="lighthouse+sqlite", outcome="passed")
+    test["metrics"] = {
+        "append p99[lighthouse]": {"value": 0.99, "unit": "ms", "direction": "lower",
+                                   "target": {"op": "<=", "value": 10.0}},
+        "append p99[sqlite]": {"value": 0.5, "unit": "ms", "direction": "lower"},
+    }
+    # A durability verdict without an injected fault is not a chaos test.
+    test["verdicts"] = [{"checker": "durability", "ok": True, "counts": {"acknowledged": 10}, "violations": []}]
+    document["tests"] = [test]
+    page = render_html(document)
+    perf = section_html(page, "perf")
+    assert "append p99" in perf and "append p99[" not in perf
+    assert "sqlite: 500" in perf and "(worse)" in perf
+    assert "chaos" not in section_ids(page)

@@ -76,8 +76,9 @@ def render_chaos(data: ReportInput) -> Section | None:
     matrix = _Matrix()
     for _, document in data.extra("chaos_matrix"):
         matrix.merge(document)
-    # Tests a checker judged; a load test that merely shades fault windows on its timeline is not chaos.
-    chaos_tests = [t for t in data.tests() if t.test.get("verdicts")]
+    # Tests that injected a fault and had a checker judge it; a load test that merely shades fault windows
+    # on its timeline, or a perf test that checks durability without a fault, is not chaos.
+    chaos_tests = [t for t in data.tests() if t.test.get("verdicts") and t.test.get("faults")]
     skipped = _skipped_mechanisms(data)
     if not matrix.faults and not chaos_tests and not skipped:
         return None

@@ -4,6 +4,7 @@ target is used."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,7 +13,7 @@ import pandas as pd
 from testkit.report import plots
 from testkit.report.formatting import format_number, format_quantity, target_met, target_text
 from testkit.report.html import Section, Tile, figure, note, table
-from testkit.report.inputs import ReportInput, TestView
+from testkit.report.inputs import PREFERRED_SUT, ReportInput, TestView
 
 __all__ = ["render_perf"]
 
@@ -20,27 +21,44 @@ __all__ = ["render_perf"]
 MAX_BARS = 40
 
 
+#: ``"append p99[sqlite]"``: a figure of the named store, recorded by a test that measured several stores.
+_PER_STORE = re.compile(r"^(?P<base>.*)\[(?P<sut>[^\[\]]+)\]$")
+
+
+def _split(name: str, view: TestView) -> tuple[str, str | None]:
+    """The metric's name without its store suffix, and the store it belongs to."""
+    match = _PER_STORE.match(name)
+    if match:
+        return match["base"], match["sut"]
+    sut = view.test.get("sut")
+    return name, None if sut is None else str(sut)
+
+
 def render_perf(data: ReportInput) -> Section | None:
     primary = data.primary_sut
-    groups: dict[tuple[Any, str], list[tuple[TestView, Mapping[str, Any]]]] = {}
+    groups: dict[tuple[Any, str], list[tuple[TestView, Mapping[str, Any], str | None]]] = {}
     for view in data.tests():
         for name, metric in (view.test.get("metrics") or {}).items():
-            groups.setdefault((view.family, name), []).append((view, metric))
+            base, sut = _split(name, view)
+            groups.setdefault((view.family, base), []).append((view, metric, sut))
+    if primary is not None and "+" in primary:  # one test measured several stores: ours is the preferred one
+        named = {sut for members in groups.values() for _, _, sut in members if sut}
+        primary = PREFERRED_SUT if PREFERRED_SUT in named else primary
     rows: list[dict[str, Any]] = []
     bars: list[plots.BudgetBar] = []
-    for (family, name), members in groups.items():
-        suts = {str(view.test.get("sut")) for view, _ in members}
-        if not any(metric.get("target") for _, metric in members) and len(suts) < 2:
+    for (family, name), entries in groups.items():
+        suts = {str(sut) for _, _, sut in entries}
+        if not any(metric.get("target") for _, metric, _ in entries) and len(suts) < 2:
             continue
-        ours = [(v, m) for v, m in members if v.test.get("sut") in (primary, None)]
-        peers = [(v, m) for v, m in members if v.test.get("sut") not in (primary, None)] if ours else []
-        ours = ours or members
-        for view, metric in ours:
+        ours = [(v, m, s) for v, m, s in entries if s in (primary, None)]
+        peers = [(v, m, s) for v, m, s in entries if s not in (primary, None)] if ours else []
+        ours = ours or entries
+        for view, metric, _sut in ours:
             met = target_met(metric["value"], metric.get("target"))
             if met is not None:
-                bars.append(plots.BudgetBar(f"{name} · {_short(family)}", _used(metric), "pass" if met else "fail"))
-            for peer_view, peer in peers or [(None, None)]:
-                rows.append(_row(name, family, view, metric, peer_view, peer, met))
+                bars.append(plots.BudgetBar(name, _used(metric), "pass" if met else "fail"))
+            for _peer_view, peer, peer_sut in peers or [(None, None, None)]:
+                rows.append(_row(name, family, metric, peer_sut, peer, met))
     if not rows:
         return None
     frame = pd.DataFrame(rows)
@@ -68,7 +86,7 @@ def render_perf(data: ReportInput) -> Section | None:
     return Section("perf", "Performance vs targets", "".join(parts), tone, tuple(tiles))
 
 
-def _row(name: str, family: Any, view: TestView, metric: Mapping[str, Any], peer_view: TestView | None,
+def _row(name: str, family: Any, metric: Mapping[str, Any], peer_sut: str | None,
          peer: Mapping[str, Any] | None, met: bool | None) -> dict[str, Any]:
     unit = str(metric.get("unit", ""))
     ratio_text = "—"
@@ -82,8 +100,8 @@ def _row(name: str, family: Any, view: TestView, metric: Mapping[str, Any], peer
         "test": _short(family),
         "target": target_text(metric.get("target"), unit),
         "ours": f"{format_quantity(metric['value'], unit)}",
-        "peer": "—" if peer is None or peer_view is None
-        else f"{peer_view.test.get('sut')}: {format_quantity(peer['value'], str(peer.get('unit', '')))}",
+        "peer": "—" if peer is None
+        else f"{peer_sut}: {format_quantity(peer['value'], str(peer.get('unit', '')))}",
         "vs peer": ratio_text,
         "better when": "lower" if metric.get("direction") == "lower" else "higher",
         "verdict": {True: "pass", False: "fail", None: None}[met],
@@ -99,6 +117,6 @@ def _used(metric: Mapping[str, Any]) -> float:
 
 
 def _short(family: Any) -> str:
-    function, params = family
-    name = function.split("::", 1)[-1]
-    return name + (" [" + ", ".join(f"{k}={v}" for k, v in params) + "]" if params else "")
+    """The test function's name; its parameters are in the tests table, not repeated here."""
+    function, _params = family
+    return str(function.split("::", 1)[-1])
