@@ -76,6 +76,21 @@ class IdTable:
         self._values[i] = sequence
         self._count += 1
 
+    def add_run(self, keys_to_add: list[int], first_sequence: int) -> None:
+        """``add`` for consecutive sequences, with the growth check and lookups hoisted out of the loop."""
+        while (self._count + len(keys_to_add)) * 10 > (self._mask + 1) * 7:
+            self._grow()
+        keys, values, mask = self._keys, self._values, self._mask
+        sequence = first_sequence
+        for key in keys_to_add:
+            i = key & mask
+            while keys[i]:
+                i = (i + 1) & mask
+            keys[i] = key
+            values[i] = sequence
+            sequence += 1
+        self._count += len(keys_to_add)
+
     def candidates(self, key: int) -> list[int]:
         """Sequences whose id hashes to ``key`` (normally zero or one)."""
         keys, mask = self._keys, self._mask
@@ -92,11 +107,15 @@ class IdTable:
         capacity = (self._mask + 1) * 2
         self._keys = array("q", bytes(8 * capacity))
         self._values = array("Q", bytes(8 * capacity))
-        self._mask = capacity - 1
-        self._count = 0
+        self._mask = mask = capacity - 1
+        keys, values = self._keys, self._values
         for key, value in zip(old_keys, old_values):
             if key:
-                self.add(key, value)
+                i = key & mask
+                while keys[i]:
+                    i = (i + 1) & mask
+                keys[i] = key
+                values[i] = value
 
     def nbytes(self) -> int:
         return (len(self._keys) + len(self._values)) * 8
@@ -166,9 +185,7 @@ class EventIndex:
         src = [(hash(v) & mask) or 1 for v in source_agents]
         corr = [0 if v is None else (hash(v) & mask) or 1 for v in correlation_ids]
         caus = [0 if v is None else (hash(v) & mask) or 1 for v in causation_ids]
-        ids_add = self._ids.add
-        for i, event_id in enumerate(event_ids):
-            ids_add(hash(event_id) or 1, first_sequence + i)
+        self._ids.add_run([hash(event_id) or 1 for event_id in event_ids], first_sequence)
         pos = 0
         while pos < n:
             tail = self._tail
