@@ -278,6 +278,28 @@ def test_durability_none_never_syncs_per_append_but_keeps_data_across_close(
     run(scenario())
 
 
+def test_durability_batch_acknowledges_before_syncing_then_syncs_within_the_interval(
+    store_dir: Path, run, make_event
+) -> None:
+    """``batch``: an acknowledgement does not wait for fdatasync, but the periodic flusher syncs soon after."""
+
+    async def scenario() -> None:
+        async with EventStore(store_dir, durability="batch", sync_interval=0.05) as store:
+            fsyncs = store.stats().fsyncs
+            for i in range(20):
+                await store.append(make_event(i))
+            assert store.stats().fsyncs == fsyncs, "batch mode synced on the append path"
+            deadline = asyncio.get_running_loop().time() + 5.0
+            while store.stats().fsyncs == fsyncs:
+                assert asyncio.get_running_loop().time() < deadline, "the periodic flusher never synced"
+                await asyncio.sleep(0.01)
+            synced = store.stats().fsyncs
+            await asyncio.sleep(0.2)  # idle: nothing new was written, so nothing more to sync
+            assert store.stats().fsyncs == synced
+
+    run(scenario())
+
+
 @pytest.mark.parametrize("bad", [{"durability": "sometimes"}, {"segment_bytes": 100}])
 def test_bad_store_options_are_rejected(store_dir: Path, bad: dict) -> None:
     with pytest.raises(ValueError):
