@@ -7,12 +7,11 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
+from suites.unit.testkit.measured_workload import calibrated_iterations, timed_runs
 from testkit.results import Metric, RunResults, TestRecord
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -25,42 +24,6 @@ def _testkit(*arguments: str | Path, prelude: str = "") -> subprocess.CompletedP
     environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.run([sys.executable, "-c", code, *map(str, arguments)], capture_output=True, text=True,
                           env=environment, timeout=120, check=False)
-
-
-def _spin(iterations: int) -> int:
-    total = 0
-    for index in range(iterations):
-        total += index & 7
-    return total
-
-
-def _calibrated_iterations(target_seconds: float = 0.0004) -> int:
-    iterations = 2_000
-    while True:
-        started = time.perf_counter()
-        _spin(iterations)
-        elapsed = time.perf_counter() - started
-        if elapsed >= target_seconds / 4:
-            return max(1, int(iterations * target_seconds / elapsed))
-        iterations *= 4
-
-
-def _timed_runs(iterations: int, injected_delays: Sequence[float], rounds: int = 12,
-                block: int = 5) -> list[list[float]]:
-    """Microseconds per call of a real workload, one run per injected delay, collected in alternating blocks
-    so that a neighbour's CPU burst on this shared machine lands on every run alike."""
-    extras = [int(iterations * delay) for delay in injected_delays]
-    _spin(iterations)
-    runs: list[list[float]] = [[] for _ in extras]
-    for _ in range(rounds):
-        for durations, extra in zip(runs, extras, strict=True):
-            for _ in range(block):
-                started = time.perf_counter_ns()
-                _spin(iterations)
-                if extra:
-                    _spin(extra)
-                durations.append((time.perf_counter_ns() - started) / 1_000)
-    return runs
 
 
 def _save_run(path: Path, durations: list[float], iterations: int) -> Path:
@@ -76,8 +39,8 @@ def _save_run(path: Path, durations: list[float], iterations: int) -> Path:
 def measured(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Results files of three real measured runs: the workload, the same again, and 30 % slower."""
     directory = tmp_path_factory.mktemp("measured")
-    iterations = _calibrated_iterations()
-    runs = _timed_runs(iterations, (0.0, 0.0, 0.30))
+    iterations = calibrated_iterations()
+    runs = timed_runs(iterations, (0.0, 0.0, 0.30))
     return {name: _save_run(directory / f"{name}.json", durations, iterations)
             for name, durations in zip(("base", "same", "slow"), runs, strict=True)}
 

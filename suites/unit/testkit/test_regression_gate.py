@@ -7,7 +7,6 @@ down each rule of the verdict with seeded distributions.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
+from suites.unit.testkit.measured_workload import calibrated_iterations, timed_runs
 from testkit.environment import MachineFingerprint, machine_fingerprint
 from testkit.regression import (
     Baseline,
@@ -54,47 +54,8 @@ def _only_row(base: RunResults | Baseline, new: RunResults | Baseline, **options
 # ------------------------------------------------------------------------------- measured: a real workload
 
 
-def _spin(iterations: int) -> int:
-    total = 0
-    for index in range(iterations):
-        total += index & 7
-    return total
-
-
-def _calibrated_iterations(target_seconds: float = 0.0004) -> int:
-    iterations = 2_000
-    while True:
-        started = time.perf_counter()
-        _spin(iterations)
-        elapsed = time.perf_counter() - started
-        if elapsed >= target_seconds / 4:
-            return max(1, int(iterations * target_seconds / elapsed))
-        iterations *= 4
-
-
-def _timed_runs(iterations: int, injected_delays: Sequence[float], rounds: int = 12,
-                block: int = 5) -> list[list[float]]:
-    """Microseconds per call for one "run" per injected delay (extra busy loop as a fraction of the workload).
-
-    The runs are collected in alternating blocks so that a neighbour's CPU burst on this shared machine lands
-    on every run alike; drift *between* separate jobs is what a multi-run baseline's noise floor is for.
-    """
-    extras = [int(iterations * delay) for delay in injected_delays]
-    _spin(iterations)  # warm the interpreter's caches before measuring
-    runs: list[list[float]] = [[] for _ in extras]
-    for _ in range(rounds):
-        for durations, extra in zip(runs, extras, strict=True):
-            for _ in range(block):
-                started = time.perf_counter_ns()
-                _spin(iterations)
-                if extra:
-                    _spin(extra)
-                durations.append((time.perf_counter_ns() - started) / 1_000)
-    return runs
-
-
 def test_an_injected_thirty_percent_slowdown_is_a_regression() -> None:
-    baseline, slowed = _timed_runs(_calibrated_iterations(), (0.0, 0.30))
+    baseline, slowed = timed_runs(calibrated_iterations(), (0.0, 0.30))
 
     row = _only_row(_samples_run(baseline), _samples_run(slowed))
 
@@ -103,7 +64,7 @@ def test_an_injected_thirty_percent_slowdown_is_a_regression() -> None:
 
 
 def test_two_runs_of_the_same_code_are_not_a_regression() -> None:
-    first, second = _timed_runs(_calibrated_iterations(), (0.0, 0.0))
+    first, second = timed_runs(calibrated_iterations(), (0.0, 0.0))
 
     comparison = compare(_samples_run(first), _samples_run(second))
 
