@@ -7,6 +7,7 @@ sequential scan, is verified before it is decoded.
 
 from __future__ import annotations
 
+import itertools
 import mmap
 import os
 from collections.abc import Iterator
@@ -205,12 +206,7 @@ def decode_frame_run(buf: Any, offset: int, header: FrameHeader, first_slot: int
         return []
     if first_slot == 0 and stop_slot >= header.count:
         return decode_frame(buf, offset, header)
-    unpacker, recorded_at, versions, count = _payload(buf, offset, header)
-    for _ in range(first_slot):
-        unpacker.skip()
-    first = header.first_seq
-    unpack = unpacker.unpack
-    return [_new(Event, (*unpack(), first + slot, recorded_at, versions[slot])) for slot in range(first_slot, min(stop_slot, count))]
+    return list(itertools.islice(_iter_frame(buf, offset, header, first_slot), max(0, stop_slot - first_slot)))
 
 
 def decode_frame_slots(buf: Any, offset: int, header: FrameHeader, slots: list[int]) -> dict[int, Event]:
