@@ -591,18 +591,21 @@ class EventStore:
                 return stored
         return None
 
-    def _resolve_duplicates(
-        self, pending: _Pending, group_ids: dict[str, tuple[bytes, _Pending, int]]
-    ) -> list[Event] | list[tuple[_Pending, int]] | None:
-        """An append whose ids are already stored (or being stored in this group) is a retry: it gets
-        the same stored copies. Same id with different content is a conflict."""
+    @staticmethod
+    def _same_group_origins(
+        pending: _Pending, group_ids: dict[str, tuple[bytes, _Pending, int]]
+    ) -> list[tuple[_Pending, int]] | None:
+        """An identical retry of an append already in this group shares its outcome; other content with
+        the same id is a conflict."""
         in_group = [group_ids.get(event.event_id) for event in pending.events]
-        if any(in_group):
-            if all(
-                hit is not None and hit[0] == record for hit, record in zip(in_group, pending.records)
-            ):
-                return [(hit[1], hit[2]) for hit in in_group if hit is not None]
-            raise DuplicateEvent("an event of this append is already being appended with other content")
+        if not any(in_group):
+            return None
+        if all(hit is not None and hit[0] == record for hit, record in zip(in_group, pending.records)):
+            return [(hit[1], hit[2]) for hit in in_group if hit is not None]
+        raise DuplicateEvent("an event of this append is already being appended with other content")
+
+    def _already_stored(self, pending: _Pending) -> list[Event] | None:
+        """An append whose ids are all stored with the same content is a retry: it gets the stored copies."""
         found: list[Event] = []
         for event, record in zip(pending.events, pending.records):
             stored = self._find_by_id(event.event_id)
@@ -658,15 +661,16 @@ class EventStore:
         followers: list[tuple[_Pending, list[tuple[_Pending, int]]]] = []
         for pending in group:
             try:
-                existing = self._resolve_duplicates(pending, group_ids)
+                origins = self._same_group_origins(pending, group_ids)
+                stored_copies = None if origins is not None else self._already_stored(pending)
             except LighthouseError as exc:
                 pending.future.set_exception(exc)
                 continue
-            if existing is not None:
-                if existing and not isinstance(existing[0], Event):
-                    followers.append((pending, existing))  # type: ignore[arg-type]
-                else:
-                    pending.future.set_result(existing)  # type: ignore[arg-type]
+            if origins is not None:
+                followers.append((pending, origins))
+                continue
+            if stored_copies is not None:
+                pending.future.set_result(stored_copies)
                 continue
             if pending.expected:
                 conflict = None
