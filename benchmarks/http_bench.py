@@ -1,12 +1,18 @@
-"""HTTP append throughput and latency of a lighthouse server over loopback.
+"""HTTP throughput and latency of a lighthouse server over loopback, load generated in separate processes.
 
-Starts ``python -m lighthouse.server`` on a fresh data directory (port 0, durability as asked,
-fsync by default), then runs closed-loop clients for a fixed time per scenario: single appends at
-several concurrencies, and batches. Latency is per request (client side, HdrHistogram via
-testkit.percentiles); throughput is acknowledged events per second. The client and the server
-share this machine's cores, so the figures are a floor for a server with cores of its own.
+Starts the real server (``benchmarks/http_bench_server.py``: ``serve()`` plus a benchmark-only no-op
+route) on a fresh data directory, then for each scenario forks client processes that hold keep-alive
+connections and run closed-loop for a fixed time. It prints, side by side in one run:
 
-    .venv/bin/python benchmarks/http_bench.py [--seconds 5] [--durability fsync] [--json out.json]
+- ``noop``: ``POST /bench/noop`` (read body, fixed answer): the HTTP stack's ceiling on this machine;
+- ``single``: ``POST /events``, one event per request;
+- ``batch100``: ``POST /events/batch``, 100 events per request;
+
+each at 1/8/32/128 connections: events/s, requests/s, and pooled p50/p99/p99.9 (every request of every
+client process, merged HDR histograms from testkit.percentiles). The client processes share the
+machine's cores with the server, so on a small machine the figures are a floor.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/http_bench.py [--seconds 5] [--durability fsync] [--json out.json]
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import secrets
 import signal
@@ -22,32 +29,40 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import asdict, dataclass
+from multiprocessing.connection import Connection as Pipe
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
-from typing import Any
-
-import httpx
 
 from lighthouse.server.auth import Role, TokenAuthority
 from testkit.percentiles import LatencyRecorder
 
-SCENARIOS: tuple[tuple[str, int, int], ...] = (
-    # name, concurrency, events per request (1: POST /events, more: POST /events/batch)
-    ("single c=1", 1, 1),
-    ("single c=8", 8, 1),
-    ("single c=32", 32, 1),
-    ("batch100 c=1", 1, 100),
-    ("batch100 c=4", 4, 100),
-)
+__all__ = ["Scenario", "main"]
+
+NOOP_PATH = "/bench/noop"
+CONCURRENCIES: tuple[int, ...] = (1, 8, 32, 128)
 
 
-def start(workdir: Path, durability: str) -> tuple[subprocess.Popen[bytes], str, bytes]:
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    path: str
+    connections: int
+    events_per_request: int
+
+
+def scenarios() -> list[Scenario]:
+    kinds = (("noop", NOOP_PATH, 1), ("single", "/events", 1), ("batch100", "/events/batch", 100))
+    return [Scenario(f"{kind} c={c}", path, c, per) for kind, path, per in kinds for c in CONCURRENCIES]
+
+
+def start_server(workdir: Path, durability: str) -> tuple[subprocess.Popen[bytes], int, bytes]:
     secret = secrets.token_urlsafe(32).encode()
     (workdir / "secret").write_bytes(secret)
     ready = workdir / "ready.json"
+    launcher = Path(__file__).with_name("http_bench_server.py")
     process = subprocess.Popen(
-        [sys.executable, "-m", "lighthouse.server", "--data-dir", str(workdir / "data"), "--port", "0",
-         "--secret-file", str(workdir / "secret"), "--ready-file", str(ready), "--durability", durability,
-         "--log-level", "error"],
+        [sys.executable, str(launcher), str(workdir / "data"), str(workdir / "secret"), str(ready), durability],
         start_new_session=True,
     )
     deadline = time.monotonic() + 30
@@ -55,31 +70,44 @@ def start(workdir: Path, durability: str) -> tuple[subprocess.Popen[bytes], str,
         if process.poll() is not None or time.monotonic() > deadline:
             raise SystemExit("the server did not start")
         time.sleep(0.02)
-    port = json.loads(ready.read_text())["port"]
-    return process, f"http://127.0.0.1:{port}", secret
+    return process, json.loads(ready.read_text())["port"], secret
 
 
-def event(payload: str) -> dict[str, Any]:
-    return {"event_id": str(uuid.uuid4()), "event_type": "custom", "aggregate_id": f"bench:{uuid.uuid4().hex[:8]}",
-            "timestamp": time.time(), "data": {"payload": payload}}
+class Bodies:
+    """Request bodies with a fresh event id each (the server deduplicates by id), built from a template."""
+
+    def __init__(self, payload_bytes: int, per_request: int) -> None:
+        self.per_request = per_request
+        self.tail = (f'","event_type":"custom","aggregate_id":"bench:{os.getpid()}","timestamp":{time.time()},'
+                     f'"data":{{"payload":"{"x" * payload_bytes}"}}}}').encode()
+
+    def _event(self) -> bytes:
+        return b'{"event_id":"' + str(uuid.uuid4()).encode() + self.tail
+
+    def next(self) -> bytes:
+        if self.per_request == 1:
+            return self._event()
+        return b'{"events":[' + b",".join(self._event() for _ in range(self.per_request)) + b"]}"
 
 
-class Connection:
-    """A minimal keep-alive HTTP/1.1 client: a general client (httpx) costs the shared CPUs more than
-    the server does per request, and would measure itself."""
+class KeepAlive:
+    """A minimal keep-alive HTTP/1.1 client: a general client costs the shared CPUs more per request than
+    the server does, and would measure itself."""
 
-    def __init__(self, host: str, port: int, token: str) -> None:
-        self.host, self.port = host, port
-        self.head = f"Host: {host}:{port}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+    def __init__(self, port: int, token: str) -> None:
+        self.port = port
+        self.head = (f"Host: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+                     "Content-Type: application/json\r\n").encode()
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
     async def open(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
 
     async def post(self, path: str, body: bytes) -> int:
         assert self.reader is not None and self.writer is not None
-        self.writer.write(f"POST {path} HTTP/1.1\r\n{self.head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        self.writer.write(b"POST " + path.encode() + b" HTTP/1.1\r\n" + self.head
+                          + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
         status_line = await self.reader.readline()
         length = 0
         while (line := await self.reader.readline()) not in (b"\r\n", b""):
@@ -94,39 +122,94 @@ class Connection:
             await self.writer.wait_closed()
 
 
-async def run(base_url: str, token: str, concurrency: int, per_request: int, seconds: float,
-              payload_bytes: int) -> tuple[int, LatencyRecorder, int]:
-    payload = "x" * payload_bytes
+async def _drive(port: int, token: str, scenario: Scenario, connections: int, seconds: float, payload_bytes: int,
+                 barrier: Barrier) -> tuple[int, int, LatencyRecorder]:
     recorder = LatencyRecorder()
-    done = 0
-    errors = 0
+    bodies = Bodies(payload_bytes, scenario.events_per_request)
+    clients = [KeepAlive(port, token) for _ in range(connections)]
+    await asyncio.gather(*(c.open() for c in clients))
+    await asyncio.get_running_loop().run_in_executor(None, barrier.wait)
     stop_at = time.monotonic() + seconds
-    host, port = httpx.URL(base_url).host, httpx.URL(base_url).port
-    assert port is not None
+    done = errors = 0
 
-    async def worker() -> None:
+    async def loop(client: KeepAlive) -> None:
         nonlocal done, errors
-        connection = Connection(host, port, token)
-        await connection.open()
-        try:
-            while time.monotonic() < stop_at:
-                if per_request == 1:
-                    body, path = json.dumps(event(payload)).encode(), "/events"
-                else:
-                    body = json.dumps({"events": [event(payload) for _ in range(per_request)]}).encode()
-                    path = "/events/batch"
-                started = time.perf_counter_ns()
-                status = await connection.post(path, body)
-                recorder.record(time.perf_counter_ns() - started)
-                if status == 201:
-                    done += per_request
-                else:
-                    errors += 1
-        finally:
-            await connection.close()
+        while time.monotonic() < stop_at:
+            body = bodies.next()
+            started = time.perf_counter_ns()
+            status = await client.post(scenario.path, body)
+            recorder.record(time.perf_counter_ns() - started)
+            if status in (200, 201):
+                done += scenario.events_per_request
+            else:
+                errors += 1
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return done, recorder, errors
+    try:
+        await asyncio.gather(*(loop(c) for c in clients))
+    finally:
+        await asyncio.gather(*(c.close() for c in clients))
+    return done, errors, recorder
+
+
+def _client_process(port: int, token: str, scenario: Scenario, connections: int, seconds: float,
+                    payload_bytes: int, barrier: Barrier, out: Pipe) -> None:
+    done, errors, recorder = asyncio.run(_drive(port, token, scenario, connections, seconds, payload_bytes, barrier))
+    out.send((done, errors, recorder.encode()))
+    out.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    scenario: str
+    connections: int
+    client_processes: int
+    events_per_request: int
+    events_per_s: float
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    requests: int
+    errors: int
+
+
+def run_scenario(port: int, token: str, scenario: Scenario, seconds: float, payload_bytes: int,
+                 processes: int) -> Row:
+    """Fork the client processes, start them together, merge their histograms into one pooled view."""
+    context = multiprocessing.get_context("fork")
+    count = min(processes, scenario.connections)
+    shares = [scenario.connections // count + (i < scenario.connections % count) for i in range(count)]
+    barrier = context.Barrier(count)
+    pipes, children = [], []
+    for share in shares:
+        receive, send = context.Pipe(duplex=False)
+        child = context.Process(target=_client_process,
+                                args=(port, token, scenario, share, seconds, payload_bytes, barrier, send))
+        child.start()
+        send.close()
+        pipes.append(receive)
+        children.append(child)
+    pooled = LatencyRecorder()
+    done = errors = 0
+    for receive in pipes:
+        events, failed, encoded = receive.recv()
+        done, errors = done + events, errors + failed
+        pooled.merge(LatencyRecorder.decode(encoded))
+    for child in children:
+        child.join()
+    return Row(scenario.name, scenario.connections, count, scenario.events_per_request, done / seconds,
+               pooled.count / seconds, pooled.percentile(50) / 1e6, pooled.percentile(99) / 1e6,
+               pooled.percentile(99.9) / 1e6, pooled.count, errors)
+
+
+def _stack() -> str:
+    found = [name for name in ("uvloop", "httptools") if _importable(name)]
+    return ", ".join(found) if found else "neither uvloop nor httptools installed"
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+    return importlib.util.find_spec(name) is not None
 
 
 def main() -> int:
@@ -134,37 +217,38 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each scenario")
     parser.add_argument("--durability", default="fsync", choices=("fsync", "batch", "none"))
     parser.add_argument("--payload-bytes", type=int, default=200)
+    parser.add_argument("--client-processes", type=int, default=2, help="load-generating processes (at most one per connection)")
+    parser.add_argument("--only", help="run only scenarios whose name starts with this (noop, single, batch100)")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
+    chosen = [s for s in scenarios() if args.only is None or s.name.startswith(args.only)]
     with tempfile.TemporaryDirectory(prefix="http-bench-") as tmp:
-        process, base_url, secret = start(Path(tmp), args.durability)
+        process, port, secret = start_server(Path(tmp), args.durability)
         token = TokenAuthority(secret).issue("bench", Role.AGENT, ttl_seconds=3600)
-        rows = []
+        rows: list[Row] = []
         try:
-            print(f"lighthouse HTTP append benchmark: durability={args.durability}, payload={args.payload_bytes} B, "
-                  f"{args.seconds:.0f} s per scenario, {os.cpu_count()} CPUs shared by client and server")
-            print(f"{'scenario':<14} {'events/s':>10} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} "
-                  f"{'errors':>6}")
-            asyncio.run(run(base_url, token, 4, 1, 1.0, args.payload_bytes))  # warm-up
-            for name, concurrency, per_request in SCENARIOS:
-                started = time.perf_counter()
-                events, recorder, errors = asyncio.run(
-                    run(base_url, token, concurrency, per_request, args.seconds, args.payload_bytes))
-                elapsed = time.perf_counter() - started
-                row = {
-                    "scenario": name, "concurrency": concurrency, "events_per_request": per_request,
-                    "events_per_s": events / elapsed, "requests_per_s": recorder.count / elapsed,
-                    "p50_ms": recorder.percentile(50) / 1e6, "p99_ms": recorder.percentile(99) / 1e6,
-                    "p999_ms": recorder.percentile(99.9) / 1e6, "errors": errors, "durability": args.durability,
-                }
+            print(f"lighthouse HTTP benchmark: durability={args.durability}, payload={args.payload_bytes} B, "
+                  f"{args.seconds:g} s per scenario, up to {args.client_processes} client processes, "
+                  f"{os.cpu_count()} CPUs shared by clients and server; server stack: {_stack()}; "
+                  f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+            print(f"{'scenario':<14} {'events/s':>10} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} "
+                  f"{'p99.9 ms':>9} {'errors':>6}")
+            run_scenario(port, token, Scenario("warm-up", "/events", 4, 1), 1.0, args.payload_bytes, 1)
+            for scenario in chosen:
+                row = run_scenario(port, token, scenario, args.seconds, args.payload_bytes, args.client_processes)
                 rows.append(row)
-                print(f"{name:<14} {row['events_per_s']:>10,.0f} {row['requests_per_s']:>11,.0f} {row['p50_ms']:>8.2f} "
-                      f"{row['p99_ms']:>8.2f} {row['p999_ms']:>9.2f} {errors:>6}")
+                print(f"{row.scenario:<14} {row.events_per_s:>10,.0f} {row.requests_per_s:>11,.0f} "
+                      f"{row.p50_ms:>8.2f} {row.p99_ms:>8.2f} {row.p999_ms:>9.2f} {row.errors:>6}", flush=True)
+            ceiling = {r.connections: r.requests_per_s for r in rows if r.scenario.startswith("noop")}
+            for row in rows:
+                if row.scenario.startswith("single") and ceiling.get(row.connections):
+                    print(f"{row.scenario}: {row.requests_per_s / ceiling[row.connections]:.0%} of the no-op ceiling")
+            print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         finally:
             os.kill(process.pid, signal.SIGTERM)
-            process.wait(timeout=30)
+            process.wait(timeout=60)
         if args.json:
-            Path(args.json).write_text(json.dumps(rows, indent=2))
+            Path(args.json).write_text(json.dumps([asdict(r) for r in rows], indent=2))
     return 0
 
 

@@ -153,6 +153,21 @@ class ServerMetrics:
             "lighthouse_alert_transitions", "Alert level changes", ["alert", "level"], registry=r
         )
         r.register(_StoreCollector(store, alerts, state, stream_subscribers))
+        # The append path's labelled children, resolved once each: labels() costs more than the update.
+        self._append_latency_of: dict[str, Any] = {}
+        self._appended_of: dict[str, Any] = {}
+
+    def observe_append(self, kind: str, seconds: float) -> None:
+        child = self._append_latency_of.get(kind)
+        if child is None:
+            child = self._append_latency_of[kind] = self.append_latency.labels(kind=kind)
+        child.observe(seconds)
+
+    def count_appended(self, event_type: str) -> None:
+        child = self._appended_of.get(event_type)
+        if child is None:
+            child = self._appended_of[event_type] = self.appended.labels(event_type=event_type)
+        child.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

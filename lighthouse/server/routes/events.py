@@ -106,11 +106,11 @@ async def _perform(
         ctx.write_finished()
     elapsed = time.perf_counter() - started
     ctx.alerts.record_append(elapsed)
-    ctx.metrics.append_latency.labels(kind=kind).observe(elapsed)
+    ctx.metrics.observe_append(kind, elapsed)
     fresh = [stored_is_new(e, wall) for e in stored]
     for event, new in zip(stored, fresh):
         if new:
-            ctx.metrics.appended.labels(event_type=str(event[1])).inc()
+            ctx.metrics.count_appended(str(event[1]))
     return stored, fresh
 
 
@@ -122,8 +122,9 @@ def _expected_version(reader: QueryReader) -> int | None:
 async def append_event(request: Request) -> Response:
     ctx = context_of(request)
     principal = ctx.principal(request)
-    reader = QueryReader(request.query_params, scalars=("expected_version",))
-    expected = _expected_version(reader)
+    # Most appends carry no query string: parsing and validating an empty one is skipped.
+    expected = (_expected_version(QueryReader(request.query_params, scalars=("expected_version",)))
+                if request.scope.get("query_string") else None)
     body = decode_body(await read_body(request, ctx.settings.max_event_body_bytes), request.headers.get("content-type"))
     event = event_from_body(body, principal)
     assert ctx.store is not None
@@ -156,7 +157,8 @@ def _expected_versions(raw: Any) -> dict[str, int] | None:
 async def append_batch(request: Request) -> Response:
     ctx = context_of(request)
     principal = ctx.principal(request)
-    QueryReader(request.query_params)
+    if request.scope.get("query_string"):
+        QueryReader(request.query_params)  # refuses unknown parameters
     body = decode_body(await read_body(request, ctx.settings.max_batch_body_bytes), request.headers.get("content-type"))
     if not isinstance(body, Mapping):
         raise InvalidEvent('the body must be an object {"events": [...], "expected_versions": {...}}')
