@@ -1,0 +1,121 @@
+"""Worker-side HDR recording and master-side merging of a distributed Locust run.
+
+A worker records every request twice: from its *intended* start (the planned arrival time, so a
+stalled server's queueing counts, as in the kit's own open loop) and from when it was actually sent
+(what Locust's own statistics see). It ships the histograms recorded since the last shipment as
+encoded deltas; the master adds each worker's deltas up, and the merged histogram of all workers is
+the run's pooled distribution. Nothing here imports Locust, so it is testable on its own.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from testkit.percentiles import LatencyRecorder
+
+__all__ = ["RunAggregate", "WorkerRecorder", "WorkerTotals"]
+
+
+@dataclass(slots=True)
+class WorkerTotals:
+    """Cumulative counts of one worker (or of the merged run)."""
+
+    requests: int = 0
+    events_ok: int = 0
+    requests_failed: int = 0
+    requests_unknown: int = 0
+    late_starts: int = 0
+
+    def add(self, other: dict[str, int]) -> None:
+        for name in ("requests", "events_ok", "requests_failed", "requests_unknown", "late_starts"):
+            setattr(self, name, getattr(self, name) + int(other.get(name, 0)))
+
+    def to_dict(self) -> dict[str, int]:
+        return {"requests": self.requests, "events_ok": self.events_ok, "requests_failed": self.requests_failed,
+                "requests_unknown": self.requests_unknown, "late_starts": self.late_starts}
+
+
+class WorkerRecorder:
+    """What one worker process measured; ``take_delta()`` hands over everything since the last call."""
+
+    #: a start more than this late against its plan counts as a late start
+    LATE_NS = 10_000_000
+
+    def __init__(self) -> None:
+        self.intended = LatencyRecorder()
+        self.service = LatencyRecorder()
+        self.totals = WorkerTotals()
+        self._delta_intended = LatencyRecorder()
+        self._delta_service = LatencyRecorder()
+        self._delta = WorkerTotals()
+        self._seconds: dict[int, list[int]] = {}  # wall second -> [requests, events ok, errors]
+
+    def record(self, intended_ns: int, sent_ns: int, done_ns: int, *, events_ok: int, failed: bool,
+               unknown: bool) -> None:
+        """One request: ``intended_ns``/``sent_ns``/``done_ns`` on ``time.perf_counter_ns``."""
+        for recorder in (self.intended, self._delta_intended):
+            recorder.record(max(1, done_ns - intended_ns))
+        for recorder in (self.service, self._delta_service):
+            recorder.record(max(1, done_ns - sent_ns))
+        late = int(sent_ns - intended_ns > self.LATE_NS)
+        for totals in (self.totals, self._delta):
+            totals.requests += 1
+            totals.events_ok += events_ok
+            totals.requests_failed += int(failed)
+            totals.requests_unknown += int(unknown)
+            totals.late_starts += late
+        second = self._seconds.setdefault(int(time.time()), [0, 0, 0])
+        second[0] += 1
+        second[1] += events_ok
+        second[2] += int(failed or unknown)
+
+    def take_delta(self) -> dict[str, Any]:
+        """The message a worker sends its master: encoded histograms and counts since the previous one."""
+        message = {"intended": self._delta_intended.encode(), "service": self._delta_service.encode(),
+                   "totals": self._delta.to_dict(), "seconds": {str(k): v for k, v in self._seconds.items()}}
+        self._delta_intended.reset()
+        self._delta_service.reset()
+        self._delta = WorkerTotals()
+        self._seconds = {}
+        return message
+
+    def summary(self) -> dict[str, Any]:
+        """The worker's own cumulative account, written next to its journal (to check the master's merge)."""
+        return {"totals": self.totals.to_dict(), "intended_count": self.intended.count,
+                "service_count": self.service.count, "intended": self.intended.encode()}
+
+
+@dataclass(slots=True)
+class _Worker:
+    intended: LatencyRecorder = field(default_factory=LatencyRecorder)
+    service: LatencyRecorder = field(default_factory=LatencyRecorder)
+    totals: WorkerTotals = field(default_factory=WorkerTotals)
+
+
+class RunAggregate:
+    """The master's merge of every worker's deltas."""
+
+    def __init__(self) -> None:
+        self.workers: dict[str, _Worker] = {}
+        self.seconds: dict[int, list[int]] = {}
+        self.started_wall = time.time()
+
+    def add(self, worker_id: str, message: dict[str, Any]) -> None:
+        worker = self.workers.setdefault(worker_id, _Worker())
+        worker.intended.merge(LatencyRecorder.decode(message["intended"]))
+        worker.service.merge(LatencyRecorder.decode(message["service"]))
+        worker.totals.add(message["totals"])
+        for second, values in message["seconds"].items():
+            bucket = self.seconds.setdefault(int(second), [0, 0, 0])
+            for index, value in enumerate(values):
+                bucket[index] += int(value)
+
+    def merged(self) -> tuple[LatencyRecorder, LatencyRecorder, WorkerTotals]:
+        intended, service, totals = LatencyRecorder(), LatencyRecorder(), WorkerTotals()
+        for worker in self.workers.values():
+            intended.merge(worker.intended)
+            service.merge(worker.service)
+            totals.add(worker.totals.to_dict())
+        return intended, service, totals

@@ -1,0 +1,83 @@
+"""The master's merged view as the kit's results document (``testkit.results``).
+
+A distributed run becomes one ``TestRecord``: throughput, pooled intended-time and sent-time
+percentiles (with the encoded histograms, so the regression gate can test distributions), Locust's
+own figures for comparison, a per-second timeline, and each worker's counts. The history verdict and
+the server's memory are added afterwards by whoever can reach the journals and the server.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from testkit.load.locust.recording import RunAggregate
+from testkit.percentiles import LatencyRecorder
+from testkit.results import Metric, RunResults, Target, TestRecord, Timeline
+
+__all__ = ["ADR_004_TARGETS_MS", "RESULTS_FILE", "build_results", "results_path"]
+
+RESULTS_FILE = "results.json"
+
+#: ADR-004's latency lines (ms) by request kind: single appends, batches.
+ADR_004_TARGETS_MS: Mapping[str, Mapping[str, float]] = {
+    "single": {"p50": 2.0, "p99": 10.0, "p99.9": 100.0},
+    "batch": {"p99": 50.0},
+}
+
+_PERCENTILES: tuple[tuple[str, float], ...] = (("p50", 50.0), ("p99", 99.0), ("p99.9", 99.9))
+
+
+def _latency_metrics(prefix: str, recorder: LatencyRecorder, targets: Mapping[str, float]) -> dict[str, Metric]:
+    metrics: dict[str, Metric] = {}
+    encoded = recorder.encode()
+    for label, percentile in _PERCENTILES:
+        value = recorder.percentile(percentile) / 1e6 if recorder.count else 0.0
+        bound = targets.get(label)
+        metrics[f"{prefix}_{label}_ms"] = Metric(value, "ms", "lower", histogram=encoded, histogram_unit="ns",
+                                                 target=None if bound is None else Target("<=", bound))
+    return metrics
+
+
+def build_results(aggregate: RunAggregate, *, plan: Mapping[str, Any], locust_figures: Mapping[str, float],
+                  users: int, host: str, command: Sequence[str] | None = None,
+                  target_events_per_s: float | None = None) -> RunResults:
+    """The run as a results document; latency judged against ADR-004 for the request kind the plan sends."""
+    intended, service, totals = aggregate.merged()
+    seconds = sorted(aggregate.seconds)
+    active_s = float(seconds[-1] - seconds[0] + 1) if seconds else 0.0
+    kind = "single" if int(plan.get("batch", 1)) == 1 else "batch"
+    metrics = {"throughput_events_per_s": Metric(
+        totals.events_ok / active_s if active_s else 0.0, "events/s", "higher",
+        target=None if target_events_per_s is None else Target(">=", target_events_per_s))}
+    metrics.update(_latency_metrics("intended", intended, ADR_004_TARGETS_MS[kind]))
+    metrics.update(_latency_metrics("sent", service, {}))
+    for name, value in locust_figures.items():
+        metrics[f"locust_{name}"] = Metric(float(value), "ms" if name.endswith("_ms") else "count", "lower")
+    origin = seconds[0] if seconds else 0
+    timeline = Timeline(
+        "events per second (all workers)", [float(s - origin) for s in seconds],
+        {"completed": [float(aggregate.seconds[s][1]) for s in seconds],
+         "requests": [float(aggregate.seconds[s][0]) for s in seconds],
+         "errors": [float(aggregate.seconds[s][2]) for s in seconds]},
+        {"completed": "events/s", "requests": "requests/s", "errors": "requests/s"},
+    )
+    parameters = {
+        "engine": "locust", "host": host, "users": users, "workers": len(aggregate.workers), "plan": dict(plan),
+        "totals": totals.to_dict(), "intended_count": intended.count, "sent_count": service.count,
+        "per_worker": {worker_id: {"intended_count": worker.intended.count, **worker.totals.to_dict()}
+                       for worker_id, worker in sorted(aggregate.workers.items())},
+    }
+    results = RunResults.start(list(sys.argv if command is None else command), seed=int(plan.get("seed", 0)))
+    passed = all(metric.target_met is not False for metric in metrics.values())
+    results.add(TestRecord(f"locust::{kind}-appends[{users} agents]", "passed" if passed else "failed",
+                           active_s, sut=host, parameters=parameters, seed=int(plan.get("seed", 0)),
+                           metrics=metrics, timelines=[timeline]))
+    results.finish("passed" if passed else "failed")
+    return results
+
+
+def results_path(out_dir: str | Path) -> Path:
+    return Path(out_dir) / RESULTS_FILE
