@@ -22,6 +22,7 @@ import random
 import time
 from typing import Any
 
+import gevent
 from locust import FastHttpUser, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
@@ -60,25 +61,39 @@ class _ProcessRun:
         return runner.worker_index if isinstance(runner, WorkerRunner) else 0
 
     def start(self) -> None:
-        if isinstance(self.environment.runner, MasterRunner):
+        runner = self.environment.runner
+        if not isinstance(runner, WorkerRunner) and self.plan.run_time_s and runner is not None:
+            gevent.spawn_later(self.plan.run_time_s, self._end_gracefully)
+        if isinstance(runner, MasterRunner):
             self.aggregate = RunAggregate()
             return
         self.recorder = WorkerRecorder()
         self.aggregate = RunAggregate()
         self.history = History(self.plan.out_dir / f"history-{self.name}.journal", client_id=self.name, sync="none")
 
-    def ship(self) -> None:
+    def _end_gracefully(self) -> None:
+        """Stop (the master tells every worker, waits for them, and only then fires test_stop), then quit.
+
+        A worker's final delta is sent before its "client_stopped", so the master holds all of them when it
+        writes the results; Locust's headless ``--run-time`` quits without that wait."""
+        runner = self.environment.runner
+        if runner is None:
+            return
+        runner.stop()
+        runner.quit()
+
+    def ship(self, *, final: bool = False) -> None:
         """Send what was recorded since the last shipment to the master (a worker) or merge it (standalone)."""
         runner = self.environment.runner
         if isinstance(runner, WorkerRunner):
-            runner.send_message(MESSAGE_TYPE, self.recorder.take_delta())
+            runner.send_message(MESSAGE_TYPE, self.recorder.take_delta(final=final))
         elif not isinstance(runner, MasterRunner):
-            self.aggregate.add(self.name, self.recorder.take_delta())
+            self.aggregate.add(self.name, self.recorder.take_delta(final=final))
 
     def stop(self) -> None:
         runner = self.environment.runner
         if not isinstance(runner, MasterRunner):
-            self.ship()
+            self.ship(final=True)
             if self.history is not None:
                 self.history.close()
                 self.history = None
@@ -101,7 +116,13 @@ class _ProcessRun:
         target = self.plan.user_rate * users if self.plan.open_loop else None
         results = build_results(self.aggregate, plan=self.plan.describe(), locust_figures=figures, users=users,
                                 host=host, target_events_per_s=target)
+        results.tests[0].parameters["locust_errors"] = {
+            f"{e.method} {e.name}: {e.error}": e.occurrences for e in self.environment.stats.errors.values()}
         path = results.save(results_path(self.plan.out_dir))
+        if not self.aggregate.complete:
+            _log.error("testkit results are INCOMPLETE: %d of %d workers sent their final histograms "
+                       "(stop the run gracefully: --testkit-run-time, or the web UI's stop)",
+                       len(self.aggregate.finished), len(self.aggregate.workers))
         _log.warning("testkit results: %s", path)
 
 

@@ -12,7 +12,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LocustPlan", "PlanError", "add_plan_arguments"]
+__all__ = ["LocustPlan", "PlanError", "add_plan_arguments", "timespan_s"]
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def timespan_s(text: str) -> float:
+    """``"90"``, ``"90s"``, ``"10m"``, ``"1h"`` as seconds (the shapes Locust's ``--run-time`` takes)."""
+    text = text.strip().lower()
+    unit = _UNITS.get(text[-1:], 0.0)
+    number = text[:-1] if unit else text
+    try:
+        seconds = float(number) * (unit or 1.0)
+    except ValueError:
+        raise PlanError(f"not a duration: {text!r} (use 90, 90s, 10m or 1h)") from None
+    if seconds <= 0:
+        raise PlanError(f"a duration must be positive, got {text!r}")
+    return seconds
 
 
 class PlanError(ValueError):
@@ -31,6 +47,9 @@ def add_plan_arguments(parser: Any) -> None:
     group.add_argument("--testkit-pool", type=int, default=300, help="events generated per agent up front, then replayed with fresh ids")
     group.add_argument("--testkit-think-scale", type=float, default=1.0, help="session mode: multiply the session's think times")
     group.add_argument("--testkit-max-think", type=float, default=5.0, help="session mode: longest pause, seconds")
+    group.add_argument("--testkit-run-time", default="",
+                       help="master: stop gracefully after this long (90, 90s, 10m, 1h), then quit. Use it instead of "
+                            "--run-time, whose headless quit does not wait for the workers' last histograms")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +62,7 @@ class LocustPlan:
     pool: int
     think_scale: float
     max_think_s: float
+    run_time_s: float = 0.0
 
     @property
     def open_loop(self) -> bool:
@@ -74,7 +94,8 @@ class LocustPlan:
         out = Path(options.testkit_out)
         out.mkdir(parents=True, exist_ok=True)
         return cls(tokens, out, options.testkit_seed, options.testkit_user_rate, options.testkit_batch,
-                   options.testkit_pool, options.testkit_think_scale, options.testkit_max_think)
+                   options.testkit_pool, options.testkit_think_scale, options.testkit_max_think,
+                   timespan_s(options.testkit_run_time) if options.testkit_run_time else 0.0)
 
     def describe(self) -> dict[str, Any]:
         return {"seed": self.seed, "user_rate": self.user_rate, "batch": self.batch, "pool": self.pool,

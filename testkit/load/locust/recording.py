@@ -71,10 +71,12 @@ class WorkerRecorder:
         second[1] += events_ok
         second[2] += int(failed or unknown)
 
-    def take_delta(self) -> dict[str, Any]:
-        """The message a worker sends its master: encoded histograms and counts since the previous one."""
+    def take_delta(self, *, final: bool = False) -> dict[str, Any]:
+        """The message a worker sends its master: encoded histograms and counts since the previous one;
+        ``final`` marks the last one of a run (sent once the worker's users have stopped)."""
         message = {"intended": self._delta_intended.encode(), "service": self._delta_service.encode(),
-                   "totals": self._delta.to_dict(), "seconds": {str(k): v for k, v in self._seconds.items()}}
+                   "totals": self._delta.to_dict(), "seconds": {str(k): v for k, v in self._seconds.items()},
+                   "final": final}
         self._delta_intended.reset()
         self._delta_service.reset()
         self._delta = WorkerTotals()
@@ -99,6 +101,7 @@ class RunAggregate:
 
     def __init__(self) -> None:
         self.workers: dict[str, _Worker] = {}
+        self.finished: set[str] = set()  # workers whose final delta arrived
         self.seconds: dict[int, list[int]] = {}
         self.started_wall = time.time()
 
@@ -107,10 +110,17 @@ class RunAggregate:
         worker.intended.merge(LatencyRecorder.decode(message["intended"]))
         worker.service.merge(LatencyRecorder.decode(message["service"]))
         worker.totals.add(message["totals"])
+        if message.get("final"):
+            self.finished.add(worker_id)
         for second, values in message["seconds"].items():
             bucket = self.seconds.setdefault(int(second), [0, 0, 0])
             for index, value in enumerate(values):
                 bucket[index] += int(value)
+
+    @property
+    def complete(self) -> bool:
+        """Every worker that reported has also sent its final delta."""
+        return bool(self.workers) and self.finished >= set(self.workers)
 
     def merged(self) -> tuple[LatencyRecorder, LatencyRecorder, WorkerTotals]:
         intended, service, totals = LatencyRecorder(), LatencyRecorder(), WorkerTotals()
