@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 REPORTS ?= reports
 PYTEST_FLAGS ?=
 
-.PHONY: test chaos perf load integration unit bench system-deps venv clean
+.PHONY: test chaos perf load integration unit bench soak-http system-deps venv clean
 
 venv: $(STAMP)
 
@@ -55,6 +55,16 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m lighthouse.bench
+
+# ADR-004 over the wire: SOAK_RATE events/s from SOAK_AGENTS Locust agents into `lighthouse serve` for SOAK,
+# judged on pooled percentiles, the history check and the server's RSS slope (report: reports/soak-http/).
+SOAK ?= 1h
+SOAK_RATE ?= 10000
+SOAK_AGENTS ?= 100
+SOAK_BATCH ?= 1
+soak-http: $(STAMP)
+	$(PY) benchmarks/soak_http.py --duration $(SOAK) --rate $(SOAK_RATE) --agents $(SOAK_AGENTS) \
+	  --batch $(SOAK_BATCH) --out $(REPORTS)/soak-http
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -208,8 +208,12 @@ def _stack() -> str:
 
 
 def _importable(name: str) -> bool:
-    import importlib.util
-    return importlib.util.find_spec(name) is not None
+    import importlib
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
 
 
 def main() -> int:

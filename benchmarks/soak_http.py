@@ -1,0 +1,148 @@
+"""ADR-004 over the wire: a rate of agent traffic through Locust into ``lighthouse serve`` for a long time.
+
+Starts the server (fsync durability) on a fresh directory, issues one token per simulated agent, runs
+a Locust master and workers on this machine (``testkit.load.locust``) in open loop at the planned rate,
+samples the server's RSS throughout, then reads the whole store back and checks that every
+acknowledged write is there by id. Judged: pooled percentiles from the intended start against
+ADR-004, the planned rate, the history (0 acknowledged lost) and the leak verdict on the server's RSS.
+Writes ``OUT/results.json`` and the HTML report ``OUT/index.html``.
+
+    .venv/bin/python benchmarks/soak_http.py --duration 10m --rate 10000 --agents 100 --batch 50 --out reports/soak-http
+
+``--batch 1`` sends single appends (POST /events); larger batches send POST /events/batch, as an
+agent that buffers its events would. The figures say which was used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lighthouse.server.app import SERVER_AGENT
+from lighthouse.server.auth import Role, TokenAuthority
+from testkit.load.locust.cluster import LocalCluster
+from testkit.load.locust.plan import timespan_s
+from testkit.load.locust.run_results import results_path
+from testkit.load.locust.verify import record_verdict, verify_run
+from testkit.memory import InsufficientSamplesError, LeakVerdict, RssSampler, leak_verdict
+from testkit.report import render_report
+from testkit.results import MemoryRecord, RunResults
+
+__all__ = ["main"]
+
+
+def _start_server(workdir: Path, secret: bytes) -> tuple[subprocess.Popen[bytes], str]:
+    (workdir / "secret").write_bytes(secret)
+    ready = workdir / "ready.json"
+    log = open(workdir / "server.log", "ab")  # noqa: SIM115 - the server outlives this function
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lighthouse.server", "--data-dir", str(workdir / "data"), "--port", "0",
+         "--secret-file", str(workdir / "secret"), "--ready-file", str(ready), "--log-level", "warning"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the server did not start; see {workdir / 'server.log'}")
+        time.sleep(0.05)
+    return process, f"http://127.0.0.1:{json.loads(ready.read_text())['port']}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", default="1h", help="how long (90s, 10m, 1h)")
+    parser.add_argument("--rate", type=float, default=10_000, help="planned events/s in all")
+    parser.add_argument("--agents", type=int, default=100, help="simulated agents (Locust users)")
+    parser.add_argument("--batch", type=int, default=1, help="events per request (1: single appends)")
+    parser.add_argument("--workers", type=int, default=2, help="Locust worker processes")
+    parser.add_argument("--out", default="reports/soak-http", help="results.json, index.html, logs")
+    parser.add_argument("--keep-data", action="store_true", help="keep the store's directory afterwards")
+    args = parser.parse_args()
+    duration_s = timespan_s(args.duration)
+    out = Path(args.out).resolve()
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    workdir = Path(tempfile.mkdtemp(prefix="soak-http-"))
+    secret = secrets.token_urlsafe(32).encode()
+    authority = TokenAuthority(secret)
+    tokens = out / "tokens.txt"
+    tokens.write_text("".join(authority.issue(f"soak-agent-{i}", Role.ADMIN, ttl_seconds=int(duration_s) + 7200) + "\n"
+                              for i in range(args.agents)))
+    server, base_url = _start_server(workdir, secret)
+    sampler = RssSampler(interval=1.0, pid=server.pid)
+    print(f"soak: {args.rate:,.0f} events/s planned from {args.agents} agents in batches of {args.batch}, "
+          f"{args.duration}, {args.workers} Locust workers, server {base_url} (pid {server.pid}); "
+          f"load average {os.getloadavg()[0]:.2f}", flush=True)
+    try:
+        sampler.start()
+        cluster = LocalCluster(base_url, out, tokens, users=args.agents, run_time=args.duration, workers=args.workers,
+                               spawn_rate=max(1.0, args.agents / 10),
+                               testkit_options=["--testkit-user-rate", str(args.rate / args.agents),
+                                                "--testkit-batch", str(args.batch)])
+        with cluster:
+            status = cluster.wait(timeout=duration_s + 600)
+        sampler.stop()
+        print(f"locust master exited with {status}; reading the store back for the history check", flush=True)
+        verdict = asyncio.run(verify_run(out, base_url, authority.issue("soak-checker", Role.ADMIN),
+                                         store_generated=lambda event: event.source_agent == SERVER_AGENT))
+        results = record_verdict(out, verdict)
+        try:
+            leak = leak_verdict(sampler.samples, warmup_fraction=0.2)
+        except InsufficientSamplesError as exc:
+            leak = None
+            print(f"no leak verdict: {exc}")
+        results.memory = sampler_record(sampler, leak)
+        if leak is not None and leak.leaking:
+            results.tests[0].outcome = "failed"
+            results.finish("failed")
+        results.save(results_path(out))
+        report = render_report(results_path(out), out / "index.html", title="lighthouse HTTP soak (Locust)")
+        summarize(results, verdict.summary(), leak, report)
+        return 0 if results.run.verdict == "passed" else 1
+    finally:
+        if sampler.running:
+            sampler.stop()
+        if server.poll() is None:
+            os.kill(server.pid, signal.SIGTERM)
+            server.wait(timeout=120)
+        if not args.keep_data:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def sampler_record(sampler: RssSampler, leak: LeakVerdict | None) -> MemoryRecord:
+    return MemoryRecord(peak_rss_bytes=sampler.peak, samples=sampler.samples,
+                        leak=None if leak is None else leak.to_dict())
+
+
+def summarize(results: RunResults, history: str, leak: LeakVerdict | None, report: Path) -> None:
+    test = results.tests[0]
+    m = {name: metric.value for name, metric in test.metrics.items()}
+    totals = test.parameters["totals"]
+    print(f"achieved {m['throughput_events_per_s']:,.0f} events/s (steady seconds), {totals['events_ok']:,} events "
+          f"acknowledged in {totals['requests']:,} requests, {totals['requests_failed']} refused, "
+          f"{totals['requests_unknown']} unknown, {totals['late_starts']:,} late starts")
+    print(f"pooled latency from the intended start: p50 {m['intended_p50_ms']:.1f} ms, p99 {m['intended_p99_ms']:.1f} ms, "
+          f"p99.9 {m['intended_p99.9_ms']:.1f} ms; from the send: p99 {m['sent_p99_ms']:.1f} ms, p99.9 "
+          f"{m['sent_p99.9_ms']:.1f} ms; Locust's own p99 {m['locust_p99_ms']:.0f} ms")
+    for name, metric in sorted(test.metrics.items()):
+        if metric.target is not None:
+            print(f"  {name}: {metric.value:,.1f} {metric.unit} vs {metric.target.op} {metric.target.value:,.1f}: "
+                  f"{'met' if metric.target_met else 'NOT met'}")
+    print(f"history: {history}")
+    if leak is not None:
+        print(f"server RSS: {leak.slope_bytes_per_s:,.0f} B/s ({leak.relative_per_hour:.2%}/h): {leak.reason}")
+    print(f"verdict: {results.run.verdict}; report: {report}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""The pieces of ``testkit.load.locust`` that run without Locust: agent traffic, recording, merging, results."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from testkit.load.locust.agents import AgentTraffic
+from testkit.load.locust.plan import PlanError, timespan_s
+from testkit.load.locust.recording import RunAggregate, WorkerRecorder
+from testkit.load.locust.run_results import build_results
+from testkit.results import RunResults
+
+pytestmark = pytest.mark.ci
+
+MS = 1_000_000
+
+
+def _record(recorder: WorkerRecorder, n: int, *, late_ms: int = 0, service_ms: int = 2) -> None:
+    for i in range(n):
+        intended = i * 10 * MS
+        sent = intended + late_ms * MS
+        recorder.record(intended, sent, sent + service_ms * MS, events_ok=1, failed=False, unknown=False)
+
+
+def test_agent_traffic_sends_its_session_with_fresh_ids_in_the_kits_request_shapes() -> None:
+    single = AgentTraffic(11, pool=20, batch=1)
+    requests = [next(single) for _ in range(45)]  # more than the pool: replayed, with new ids
+    bodies = [json.loads(r.body) for r in requests]
+    assert all(r.path == "/events" for r in requests)
+    assert [b["event_id"] for b in bodies] == [r.event_ids[0] for r in requests]
+    assert len({b["event_id"] for b in bodies}) == 45
+    assert all("source_agent" not in b and b["event_type"] and b["aggregate_id"] for b in bodies)
+    assert bodies[0]["event_type"] == bodies[20]["event_type"]  # the same session, replayed
+    batch = next(AgentTraffic(11, pool=20, batch=5))
+    body = json.loads(batch.body)
+    assert batch.path == "/events/batch" and [e["event_id"] for e in body["events"]] == list(batch.event_ids)
+
+
+def test_deltas_merged_at_the_master_equal_what_each_worker_recorded() -> None:
+    workers = {"w0": WorkerRecorder(), "w1": WorkerRecorder()}
+    aggregate = RunAggregate()
+    for round_ in range(3):
+        for name, recorder in workers.items():
+            _record(recorder, 50 + 10 * round_ + len(name))
+            aggregate.add(name, json.loads(json.dumps(recorder.take_delta(final=round_ == 2))))  # as sent on the wire
+    intended, service, totals = aggregate.merged()
+    assert aggregate.complete
+    assert intended.count == service.count == sum(r.intended.count for r in workers.values()) == 2 * (52 + 62 + 72)
+    assert totals.requests == totals.events_ok == intended.count
+    assert all(aggregate.workers[name].intended.count == r.intended.count for name, r in workers.items())
+
+
+def test_a_worker_without_its_final_delta_makes_the_run_incomplete() -> None:
+    aggregate = RunAggregate()
+    recorder = WorkerRecorder()
+    _record(recorder, 10)
+    aggregate.add("w0", recorder.take_delta())
+    assert not aggregate.complete
+    results = build_results(aggregate, plan={"batch": 1, "seed": 1}, locust_figures={}, users=1, host="h")
+    assert results.tests[0].parameters["complete"] is False and results.tests[0].outcome == "failed"
+
+
+def test_a_late_start_counts_in_the_intended_latency_but_not_in_the_sent_latency() -> None:
+    recorder = WorkerRecorder()
+    _record(recorder, 100, late_ms=0)
+    _record(recorder, 5, late_ms=900)  # queued behind a stall: sent late, answered quickly
+    assert recorder.intended.percentile(99) >= 900 * MS
+    assert recorder.service.percentile(99) <= 3 * MS
+    assert recorder.totals.late_starts == 5
+
+
+def test_results_round_trip_the_schema_with_adr_targets_and_the_timeline() -> None:
+    aggregate = RunAggregate()
+    recorder = WorkerRecorder()
+    _record(recorder, 200)
+    aggregate.add("w0", recorder.take_delta(final=True))
+    results = build_results(aggregate, plan={"batch": 1, "seed": 3}, locust_figures={"p99_ms": 2.0, "requests": 200},
+                            users=4, host="http://127.0.0.1:1", command=["locust"])
+    again = RunResults.from_dict(json.loads(json.dumps(results.to_dict())))
+    test = again.tests[0]
+    assert test.metrics["intended_p99_ms"].target is not None and test.metrics["intended_p99_ms"].target.value == 10.0
+    assert test.metrics["locust_p99_ms"].value == 2.0
+    assert test.parameters["intended_count"] == 200 and test.timelines[0].series["completed"]
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90.0), ("90s", 90.0), ("10m", 600.0), ("1h", 3600.0)])
+def test_durations_read_like_locusts(text: str, seconds: float) -> None:
+    assert timespan_s(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "ten", "-5s", "0"])
+def test_bad_durations_are_a_plan_error(text: str) -> None:
+    with pytest.raises(PlanError):
+        timespan_s(text)
