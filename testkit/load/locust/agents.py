@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from testkit.data import AgentSessionGenerator
@@ -29,8 +30,15 @@ class Request:
 class AgentTraffic:
     """The endless request stream of one agent (``seed`` decides its session)."""
 
-    def __init__(self, seed: int, *, pool: int, batch: int, think_scale: float = 1.0, max_think_s: float = 5.0) -> None:
-        events = list(itertools.islice(AgentSessionGenerator(seed, agents=3).events(), pool))
+    def __init__(self, seed: int, *, pool: int, batch: int, think_scale: float = 1.0, max_think_s: float = 5.0,
+                 pause: Callable[[], None] | None = None) -> None:
+        """``pause`` is called every few events while the pool is generated: under gevent, a yield to the hub,
+        so a worker generating many agents' pools still answers its master's heartbeats."""
+        events = []
+        for event in itertools.islice(AgentSessionGenerator(seed, agents=3).events(), pool):
+            events.append(event)
+            if pause is not None and len(events) % 10 == 0:
+                pause()
         self._tails: list[bytes] = []
         self._thinks: list[float] = []
         for event, following in zip(events, events[1:] + events[:1]):

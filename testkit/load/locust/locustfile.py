@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 import gevent
+import locust.runners
 from locust import FastHttpUser, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
@@ -143,6 +144,8 @@ def _init(environment: Environment, **_: Any) -> None:
         raise SystemExit(f"testkit: {exc}") from None
     run = _ProcessRun(environment, plan)
     environment.testkit_run = run  # type: ignore[attr-defined]
+    # Locust has no option for it; workers register after init, so their liveness is the one set here.
+    locust.runners.HEARTBEAT_LIVENESS = plan.heartbeat_liveness
     if isinstance(environment.runner, MasterRunner):
         environment.runner.register_message(
             MESSAGE_TYPE, lambda environment, msg, **_: run.aggregate.add(msg.node_id, msg.data))
@@ -179,7 +182,7 @@ class AgentUser(FastHttpUser):
         seed = plan.seed * 1_000_003 + worker * 10_007 + index
         self.agent_name = f"{run.name}-a{index}"
         self.traffic = AgentTraffic(seed, pool=plan.pool, batch=plan.batch, think_scale=plan.think_scale,
-                                    max_think_s=plan.max_think_s)
+                                    max_think_s=plan.max_think_s, pause=lambda: gevent.sleep(0))
         token = plan.tokens[(worker * 7919 + index) % len(plan.tokens)]
         self.request_headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         self.interval_ns = int(plan.request_interval_s * 1e9) if plan.open_loop else 0

@@ -44,9 +44,12 @@ def add_plan_arguments(parser: Any) -> None:
     group.add_argument("--testkit-user-rate", type=float, default=0.0,
                        help="open loop: events/s each simulated agent plans to send (0: the session's own think times)")
     group.add_argument("--testkit-batch", type=int, default=1, help="events per request (1: POST /events, more: /events/batch)")
-    group.add_argument("--testkit-pool", type=int, default=300, help="events generated per agent up front, then replayed with fresh ids")
+    group.add_argument("--testkit-pool", type=int, default=200, help="events generated per agent up front, then replayed with fresh ids")
     group.add_argument("--testkit-think-scale", type=float, default=1.0, help="session mode: multiply the session's think times")
     group.add_argument("--testkit-max-think", type=float, default=5.0, help="session mode: longest pause, seconds")
+    group.add_argument("--testkit-heartbeat-liveness", type=int, default=30,
+                       help="master: seconds of missed worker heartbeats before a worker counts as gone (Locust's "
+                            "3 drops busy workers on a loaded load machine and ends the test)")
     group.add_argument("--testkit-run-time", default="",
                        help="master: stop gracefully after this long (90, 90s, 10m, 1h), then quit. Use it instead of "
                             "--run-time, whose headless quit does not wait for the workers' last histograms")
@@ -63,6 +66,7 @@ class LocustPlan:
     think_scale: float
     max_think_s: float
     run_time_s: float = 0.0
+    heartbeat_liveness: int = 30
 
     @property
     def open_loop(self) -> bool:
@@ -95,7 +99,8 @@ class LocustPlan:
         out.mkdir(parents=True, exist_ok=True)
         return cls(tokens, out, options.testkit_seed, options.testkit_user_rate, options.testkit_batch,
                    options.testkit_pool, options.testkit_think_scale, options.testkit_max_think,
-                   timespan_s(options.testkit_run_time) if options.testkit_run_time else 0.0)
+                   timespan_s(options.testkit_run_time) if options.testkit_run_time else 0.0,
+                   max(3, options.testkit_heartbeat_liveness))
 
     def describe(self) -> dict[str, Any]:
         return {"seed": self.seed, "user_rate": self.user_rate, "batch": self.batch, "pool": self.pool,
