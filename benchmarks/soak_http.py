@@ -25,8 +25,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+
+import httpx
 
 from lighthouse.server.app import SERVER_AGENT
 from lighthouse.server.auth import Role, TokenAuthority
@@ -57,6 +60,47 @@ def _start_server(workdir: Path, secret: bytes) -> tuple[subprocess.Popen[bytes]
     return process, f"http://127.0.0.1:{json.loads(ready.read_text())['port']}"
 
 
+class IndexSampler:
+    """The store's own ``lighthouse_index_bytes`` over time (from ``/metrics``): the index must grow with the
+    events stored, so the leak verdict judges RSS minus it, on the same clock as ``RssSampler``."""
+
+    def __init__(self, base_url: str, interval_s: float = 2.0) -> None:
+        self._url = f"{base_url}/metrics"
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._t0 = time.monotonic()
+        self.samples: list[tuple[float, int]] = []
+        self._thread = threading.Thread(target=self._run, name="index-sampler", daemon=True)
+
+    def start(self, t0: float) -> None:
+        self._t0 = t0
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=10.0) as client:
+            while not self._stop.wait(self._interval_s):
+                try:
+                    text = client.get(self._url).text
+                except httpx.HTTPError:
+                    continue
+                for line in text.splitlines():
+                    if line.startswith("lighthouse_index_bytes "):
+                        self.samples.append((time.monotonic() - self._t0, int(float(line.split()[1]))))
+
+    def at(self, t: float) -> int:
+        """The last index size sampled at or before ``t`` (0 before the first)."""
+        size = 0
+        for when, value in self.samples:
+            if when > t:
+                break
+            size = value
+        return size
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", default="1h", help="how long (90s, 10m, 1h)")
@@ -80,11 +124,13 @@ def main() -> int:
                               for i in range(args.agents)))
     server, base_url = _start_server(workdir, secret)
     sampler = RssSampler(interval=1.0, pid=server.pid)
+    index = IndexSampler(base_url)
     print(f"soak: {args.rate:,.0f} events/s planned from {args.agents} agents in batches of {args.batch}, "
           f"{args.duration}, {args.workers} Locust workers, server {base_url} (pid {server.pid}); "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
     try:
         sampler.start()
+        index.start(time.monotonic())
         cluster = LocalCluster(base_url, out, tokens, users=args.agents, run_time=args.duration, workers=args.workers,
                                spawn_rate=max(1.0, args.agents / 10),
                                testkit_options=["--testkit-user-rate", str(args.rate / args.agents),
@@ -92,12 +138,16 @@ def main() -> int:
         with cluster:
             status = cluster.wait(timeout=duration_s + 600)
         sampler.stop()
+        index.stop()
         print(f"locust master exited with {status}; reading the store back for the history check", flush=True)
         verdict = asyncio.run(verify_run(out, base_url, authority.issue("soak-checker", Role.ADMIN),
                                          store_generated=lambda event: event.source_agent == SERVER_AGENT))
         results = record_verdict(out, verdict)
         try:
-            leak = leak_verdict(sampler.samples, warmup_fraction=0.2)
+            raw = leak_verdict(sampler.samples, warmup_fraction=0.2)
+            leak = leak_verdict([(t, rss - index.at(t)) for t, rss in sampler.samples], warmup_fraction=0.2)
+            print(f"server RSS as sampled: {raw.slope_bytes_per_s:,.0f} B/s ({raw.reason}); the index grew "
+                  f"{(index.samples[-1][1] - index.samples[0][1]) if index.samples else 0:,} B; judged below: RSS minus index")
         except InsufficientSamplesError as exc:
             leak = None
             print(f"no leak verdict: {exc}")

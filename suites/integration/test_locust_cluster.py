@@ -25,8 +25,8 @@ from suites.integration.support import poll_until, running_server
 from testkit.percentiles import LatencyRecorder
 from testkit.results import RunResults
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("locust") is None,
-                                reason="locust is not installed (pip install 'lighthouse-testkit[locust]')")
+pytestmark = [pytest.mark.ci, pytest.mark.skipif(importlib.util.find_spec("locust") is None,
+                                reason="locust is not installed (pip install 'lighthouse-testkit[locust]')")]
 
 AGENTS = 12
 # events/s each: 120 events/s in all, well inside what the server does here; an agent's requests are 100 ms
