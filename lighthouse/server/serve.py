@@ -20,9 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from uvicorn.config import HTTP_PROTOCOLS, WS_PROTOCOLS
+from uvicorn.importer import import_from_string
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from lighthouse.bridge.policy import Policy
+from lighthouse.server.access_log import install_redaction
 from lighthouse.server.app import create_app
+from lighthouse.server.limits import guard_protocols, throttle_accept_errors
 from lighthouse.server.settings import ServerSettings
 
 __all__ = ["run_server", "serve"]
@@ -58,18 +63,27 @@ async def serve(
     policy: Policy | None = None,
     ready_file: str | os.PathLike[str] | None = None,
     log_level: str = "warning",
+    http: str = "auto",
 ) -> None:
     """Run until SIGTERM/SIGINT, then shut down gracefully."""
     settings = settings or ServerSettings()
     app = create_app(data_dir, secret=secret, settings=settings, policy=policy)
     sock = _bind(host, port)
+    throttle_accept_errors(asyncio.get_running_loop())
+    http_class, ws_class, registry = _guarded_protocols(http, settings)
+    app.state.ctx.connections = registry
     config = uvicorn.Config(
         app,
+        http=http_class,
+        ws=ws_class or "auto",
         log_level=log_level,
-        access_log=False,
+        log_config=None,  # records reach the root handlers, whose filter redacts credentials
+        access_log=False,  # lighthouse.server.access_log writes one line per request instead
         server_header=False,
         lifespan="on",
         timeout_graceful_shutdown=int(max(1, settings.shutdown_grace_seconds)),
+        timeout_keep_alive=max(1, int(settings.limits.keep_alive_timeout_seconds)),
+        h11_max_incomplete_event_size=settings.limits.max_header_bytes,
         ws_max_size=settings.max_batch_body_bytes,
     )
     server = uvicorn.Server(config)
@@ -91,6 +105,15 @@ async def serve(
         sock.close()
     if server.started is False and task.exception() is None:
         raise RuntimeError("the server failed to start (see the log above)")
+
+
+def _guarded_protocols(http: str, settings: ServerSettings) -> tuple[type, type | None, Any]:
+    """uvicorn's protocol classes for ``http`` (h11, httptools, auto) wrapped in the connection limits."""
+    http_class = import_from_string(HTTP_PROTOCOLS.get(http, http))  # "auto": httptools if installed, else h11
+    ws_class = import_from_string(WS_PROTOCOLS["auto"])
+    guarded_ws = ws_class if isinstance(ws_class, type) and issubclass(ws_class, WebSocketsSansIOProtocol) else None
+    http_guarded, ws_guarded, registry = guard_protocols(http_class, guarded_ws, settings.limits)
+    return http_guarded, ws_guarded, registry
 
 
 def _already_handled(signum: int, frame: object) -> None:
@@ -117,5 +140,6 @@ def run_server(
         signal.signal(sig, _already_handled)
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.WARNING),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_redaction(logging.getLogger())
     asyncio.run(serve(data_dir, secret=secret, host=host, port=port, settings=settings, policy=policy,
                       ready_file=ready_file, log_level=log_level))
