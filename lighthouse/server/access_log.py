@@ -13,10 +13,11 @@ import re
 import time
 from typing import Any, Final
 
-__all__ = ["AccessLog", "RedactCredentials", "install_redaction", "principal_name"]
+__all__ = ["AccessLog", "DropHandshakeChatter", "RedactCredentials", "install_redaction", "principal_name"]
 
 _access: Final[logging.Logger] = logging.getLogger("lighthouse.access")
 _TOKEN: Final[re.Pattern[str]] = re.compile(r"(?i)(bearer\s+)?\blh1\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+|(?i:bearer)\s+\S+")
+_HANDSHAKE_CHATTER: Final[re.Pattern[str]] = re.compile(r'"WebSocket /|^connection (rejected|open|closed)')
 _QUERY: Final[re.Pattern[str]] = re.compile(r"(/[^\s\"?]*)\?[^\s\"]*")
 
 
@@ -39,11 +40,21 @@ class RedactCredentials(logging.Filter):
         return True
 
 
+class DropHandshakeChatter(logging.Filter):
+    """uvicorn's per-handshake INFO lines: the access log already has one line per handshake."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or not _HANDSHAKE_CHATTER.search(record.getMessage())
+
+
 def install_redaction(logger: logging.Logger) -> None:
     """Put the filter on every handler of ``logger`` (the root logger, after ``basicConfig``)."""
     for handler in logger.handlers:
         if not any(isinstance(f, RedactCredentials) for f in handler.filters):
             handler.addFilter(RedactCredentials())
+    chatter = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, DropHandshakeChatter) for f in chatter.filters):
+        chatter.addFilter(DropHandshakeChatter())
 
 
 class AccessLog:

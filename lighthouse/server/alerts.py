@@ -191,6 +191,8 @@ class AlertConfig:
             bad = set(spec) - allowed
             if bad:
                 raise ValueError(f"rule {name!r} has unknown fields {sorted(bad)}")
+            if name == APPEND_P99:  # latency sheds load (admission.py) rather than refusing writes, unless asked
+                spec = {"critical_state": HealthState.DEGRADED, **spec}
             try:
                 rules[str(name)] = AlertRule(**spec)
             except TypeError as exc:

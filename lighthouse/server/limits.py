@@ -314,6 +314,9 @@ class _WebSocketGuard:
 
     async def send(self, message: Any) -> None:
         await super().send(message)  # type: ignore[misc]
+        if message.get("type") == "websocket.http.response.body" and not message.get("more_body", False):
+            # A denial response completes the handshake (uvicorn forgets to say so, then logs an ERROR).
+            self.handshake_complete = True
         if message.get("type") == "websocket.close" and self._lh_close_deadline is None:
             self._lh_close_deadline = time.monotonic() + self._lh_registry.limits.websocket_close_timeout_seconds
 

@@ -29,6 +29,7 @@ from lighthouse.server.access_log import install_redaction
 from lighthouse.server.app import create_app
 from lighthouse.server.limits import guard_protocols, throttle_accept_errors
 from lighthouse.server.settings import ServerSettings
+from lighthouse.store import EventStore
 
 __all__ = ["run_server", "serve"]
 
@@ -67,7 +68,20 @@ async def serve(
 ) -> None:
     """Run until SIGTERM/SIGINT, then shut down gracefully."""
     settings = settings or ServerSettings()
-    app = create_app(data_dir, secret=secret, settings=settings, policy=policy)
+    # Opened here, before uvicorn starts: a locked or unusable directory is one typed error (the CLI
+    # prints one line and exits 2), not a lifespan traceback.
+    store = await EventStore.open(data_dir, **settings.store_options)
+    try:
+        await _serve_store(store, data_dir, secret=secret, host=host, port=port, settings=settings, policy=policy,
+                           ready_file=ready_file, log_level=log_level, http=http)
+    finally:
+        await store.close()
+
+
+async def _serve_store(store: EventStore, data_dir: str | os.PathLike[str], *, secret: bytes, host: str, port: int,
+                       settings: ServerSettings, policy: Policy | None, ready_file: str | os.PathLike[str] | None,
+                       log_level: str, http: str) -> None:
+    app = create_app(store, secret=secret, settings=settings, policy=policy)
     sock = _bind(host, port)
     throttle_accept_errors(asyncio.get_running_loop())
     http_class, ws_class, registry = _guarded_protocols(http, settings)
