@@ -48,10 +48,13 @@ _WEBSOCKET: Final[str] = "websocket"
 
 
 def _response(status: int, reason: str) -> bytes:
-    body = ('{"error":"%s"}' % reason).encode()
+    """A complete HTTP/1.1 answer in the API's error shape, written straight to the transport."""
+    message = reason.replace("_", " ")
+    body = ('{"error":"%s","message":"%s","retryable":%s,"details":{}}'
+            % (reason, message, "true" if status in (408, 503) else "false")).encode()
     return (
         b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
-        % (status, reason.replace("_", " ").encode(), len(body))
+        % (status, message.encode(), len(body))
     ) + body
 
 
@@ -65,6 +68,7 @@ class ConnectionLimits:
     body_rate_grace_seconds: float = 5.0
     max_connections: int = 2000
     max_header_bytes: int = 32 * 1024
+    max_request_line_bytes: int = 64 * 1024
     max_header_count: int = 100
     refused_body_drain_bytes: int = 64 * 1024
     refused_body_drain_seconds: float = 2.0
@@ -149,6 +153,7 @@ class _HttpGuard:
         self._lh_cycle: Any = None
         self._lh_header_bytes = 0
         self._lh_header_lines = 0
+        self._lh_line_bytes: int | None = None
         self._lh_tail = b""
         self._lh_head_done = False
         self._lh_body_bytes = 0
@@ -174,19 +179,31 @@ class _HttpGuard:
     def _lh_start_request(self, now: float) -> None:
         self._lh_phase, self._lh_since = _HEADERS, now
         self._lh_header_bytes = self._lh_header_lines = 0
+        self._lh_line_bytes = None
         self._lh_tail, self._lh_head_done = b"", False
 
     def _lh_count_head(self, data: bytes) -> bool:
-        """Count header bytes and lines up to the blank line; False (and a 431 sent) when over a limit."""
+        """Count header bytes and lines up to the blank line; False (and a 431/414 sent) when over a limit.
+
+        The request line has its own (larger) cap: a long query string is a URI matter, not a header one.
+        """
         joined = self._lh_tail + data
         end = joined.find(_HEADERS_END)
         head = joined if end < 0 else joined[: end + 2]
         fresh = head[len(self._lh_tail):] if len(head) >= len(self._lh_tail) else b""
+        if self._lh_line_bytes is None:
+            newline = fresh.find(b"\n")
+            if newline >= 0:
+                self._lh_line_bytes = self._lh_header_bytes + newline + 1
         self._lh_header_bytes += len(fresh)
         self._lh_header_lines += fresh.count(b"\n")
         self._lh_tail = joined[-3:]
         limits = self._lh_registry.limits
-        if self._lh_header_bytes > limits.max_header_bytes or self._lh_header_lines > limits.max_header_count + 1:
+        line = self._lh_line_bytes if self._lh_line_bytes is not None else self._lh_header_bytes
+        if line > limits.max_request_line_bytes:
+            self._lh_close(_response(414, "uri_too_long"))
+            return False
+        if self._lh_header_bytes - line > limits.max_header_bytes or self._lh_header_lines > limits.max_header_count + 1:
             self._lh_close(_response(431, "request_header_fields_too_large"))
             return False
         if end >= 0:

@@ -97,7 +97,7 @@ async def _serve_store(store: EventStore, data_dir: str | os.PathLike[str], *, s
         lifespan="on",
         timeout_graceful_shutdown=int(max(1, settings.shutdown_grace_seconds)),
         timeout_keep_alive=max(1, int(settings.limits.keep_alive_timeout_seconds)),
-        h11_max_incomplete_event_size=settings.limits.max_header_bytes,
+        h11_max_incomplete_event_size=settings.limits.max_header_bytes + settings.limits.max_request_line_bytes,
         ws_max_size=settings.max_batch_body_bytes,
     )
     server = uvicorn.Server(config)
