@@ -23,6 +23,7 @@ __all__ = ["bounded_page"]
 
 _FIRST_CHUNK: Final[int] = 8
 _MAX_CHUNK: Final[int] = 512
+_STREAM_ABOVE: Final[int] = 1 << 20  # smaller pages are sent whole, with a Content-Length
 
 
 class _PageReader:
@@ -38,9 +39,13 @@ class _PageReader:
         self._pending: list[bytes] = []
         self._done = False
 
-    async def prime(self) -> None:
-        """Read the first chunk now, so a bad cursor or filter is a 4xx before the response starts."""
+    async def prime(self, up_to_bytes: int) -> bool:
+        """Read ahead up to ``up_to_bytes`` now (so a bad cursor is a 4xx before the response starts);
+        True if that was the whole page."""
         await self._read_chunk()
+        while not self._done and sum(map(len, self._pending)) < up_to_bytes:
+            await self._read_chunk()
+        return self._done
 
     async def _read_chunk(self) -> None:
         average = (self._initial_budget - self.budget) / self.sent if self.sent else 0
@@ -82,7 +87,11 @@ async def bounded_page(store: Any, flt: EventFilter, *, limit: int, cursor: str 
                        codec: Codec, max_bytes: int) -> Response:
     """The response for one page: at most ``limit`` events and (beyond the first) ``max_bytes`` of them."""
     reader = _PageReader(store, flt, limit, cursor, descending, codec, max_bytes)
-    await reader.prime()
+    whole = await reader.prime(_STREAM_ABOVE)
+    if whole and codec is JSON:
+        body = b"".join([b'{"events":[', b",".join(reader._pending), b'],"next_cursor":',
+                         JSON.encode(reader.next_cursor), b"}"])
+        return Response(body, media_type=JSON.media_type)
     if codec is MSGPACK:
         blobs = [blob async for blob in reader.blobs()]
         packer = msgpack.Packer(use_bin_type=True)
