@@ -25,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import socket
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -56,6 +58,18 @@ def _response(status: int, reason: str) -> bytes:
         b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
         % (status, message.encode(), len(body))
     ) + body
+
+
+def _reset(transport: Any) -> None:
+    """Abort with a TCP reset: a plain close would leave the unsent bytes (and the connection) to the
+    kernel, which keeps offering them to a peer that never reads for minutes."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    transport.abort()
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,13 +182,13 @@ class _HttpGuard:
     def _lh_close(self, reply: bytes | None) -> None:
         self._lh_registry.discard(self)
         if self.transport.is_closing():
-            self.transport.abort()
+            _reset(self.transport)
             return
         if reply is not None:
             self.transport.write(reply)
             self.transport.close()
         else:
-            self.transport.abort()
+            _reset(self.transport)
 
     def _lh_start_request(self, now: float) -> None:
         self._lh_phase, self._lh_since = _HEADERS, now
@@ -319,7 +333,7 @@ class _WebSocketGuard:
 
     def _lh_close(self, reply: bytes | None) -> None:
         self._lh_registry.discard(self)
-        self.transport.abort()
+        _reset(self.transport)
 
     def pause_writing(self) -> None:
         self._lh_stuck_since = time.monotonic()
