@@ -7,6 +7,7 @@
 the script runs the servers from a scratch directory so the cwd cannot shadow it); the clients and the
 measuring always use this checkout. Prints one line per figure (and ``--json FILE`` writes them).
 Scenarios: ``slowloris`` (2,000 slow heads), ``slowloris-fd`` (1,100 under a 1,024 descriptor limit),
+``slowloris-churn`` (2,000 slow heads, each replaced at once when the server drops it: always 2,000 open),
 ``reads`` (4 concurrent ``limit=10000`` reads over ~1 MiB events), ``ws`` (500 WebSocket subscribers
 that never read), ``fence`` (two servers on one directory after the LOCK file is deleted).
 """
@@ -49,18 +50,19 @@ def _rss_mb(pid: int) -> float:
     return psutil.Process(pid).memory_info().rss / MIB
 
 
-def slowloris(code: Path, work: Path, *, slow: int, fd_limit: int | None, observe_s: float) -> dict[str, Any]:
+def slowloris(code: Path, work: Path, *, slow: int, fd_limit: int | None, observe_s: float,
+              reconnect: bool = False) -> dict[str, Any]:
     wrapper = ("prlimit", f"--nofile={fd_limit}:{fd_limit}") if fd_limit else ()
-    server = _server(code, work / f"slowloris-{slow}-{fd_limit}", wrapper=wrapper)
+    server = _server(code, work / f"slowloris-{slow}-{fd_limit}-{reconnect}", wrapper=wrapper)
     try:
-        with SlowSockets(server.host, server.port, count=slow, interval=4.0) as sockets:
+        with SlowSockets(server.host, server.port, count=slow, interval=4.0, reconnect=reconnect) as sockets:
             opened_at = time.monotonic()
             time.sleep(2.0)
             figures = good_clients(server.base_url, server.headers("good"), requests=40, timeout=10)
             time.sleep(max(0.0, observe_s - (time.monotonic() - opened_at)))
             lifetimes = sorted(sockets.lifetimes)
             return {
-                "slow_connections": slow, "fd_limit": fd_limit, "slow_opened": sockets.opened,
+                "slow_connections": slow, "fd_limit": fd_limit, "attacker_reconnects": reconnect, "slow_opened": sockets.opened,
                 "slow_connect_failures": sockets.connect_failures,
                 "good_success": f"{figures.successes}/{figures.attempts}",
                 "good_p50_ms": round(figures.p50_ms, 1), "good_p99_ms": round(figures.p99_ms, 1),
@@ -222,6 +224,8 @@ def main() -> int:
         runs = {
             "slowloris": lambda: slowloris(args.server_code, work, slow=2000, fd_limit=None, observe_s=args.observe),
             "slowloris-fd": lambda: slowloris(args.server_code, work, slow=1100, fd_limit=1024, observe_s=args.observe),
+            "slowloris-churn": lambda: slowloris(args.server_code, work, slow=2000, fd_limit=None,
+                                                 observe_s=args.observe, reconnect=True),
             "reads": lambda: big_reads(args.server_code, work, template),  # type: ignore[arg-type]
             "ws": lambda: stuck_subscribers(args.server_code, work, template, args.ws_subscribers, 30.0),  # type: ignore[arg-type]
             "fence": lambda: two_writers(args.server_code, work),

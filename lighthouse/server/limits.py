@@ -147,6 +147,10 @@ class ConnectionRegistry:
         if self.connections:
             self._schedule()
 
+    def websockets(self) -> int:
+        """Open WebSocket connections, including those whose handler has ended but whose socket lingers."""
+        return sum(1 for c in self.connections if c._lh_phase == _WEBSOCKET)
+
     def stats(self) -> dict[str, int]:
         return {"open": len(self.connections), "cap": self.cap, "evicted": self.evicted,
                 "refused": self.refused, "timed_out": self.timed_out}
@@ -344,12 +348,13 @@ class _WebSocketGuard:
         super().resume_writing()  # type: ignore[misc]
 
     async def send(self, message: Any) -> None:
+        if message.get("type") == "websocket.close" and self._lh_close_deadline is None:
+            # Armed before the send: against a full buffer the close frame itself may never be written.
+            self._lh_close_deadline = time.monotonic() + self._lh_registry.limits.websocket_close_timeout_seconds
         await super().send(message)  # type: ignore[misc]
         if message.get("type") == "websocket.http.response.body" and not message.get("more_body", False):
             # A denial response completes the handshake (uvicorn forgets to say so, then logs an ERROR).
             self.handshake_complete = True
-        if message.get("type") == "websocket.close" and self._lh_close_deadline is None:
-            self._lh_close_deadline = time.monotonic() + self._lh_registry.limits.websocket_close_timeout_seconds
 
     def shutdown(self) -> None:
         """1001 "going away" with a reason (uvicorn sends 1012 without one), then a bounded close."""

@@ -144,6 +144,7 @@ def run_server(
     policy: Policy | None = None,
     ready_file: str | os.PathLike[str] | None = None,
     log_level: str = "warning",
+    http: str = "auto",
 ) -> None:
     """Blocking entry point for the CLI; returns normally (exit status 0) after a graceful shutdown.
 
@@ -156,4 +157,4 @@ def run_server(
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_redaction(logging.getLogger())
     asyncio.run(serve(data_dir, secret=secret, host=host, port=port, settings=settings, policy=policy,
-                      ready_file=ready_file, log_level=log_level))
+                      ready_file=ready_file, log_level=log_level, http=http))

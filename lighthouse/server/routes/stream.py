@@ -77,9 +77,11 @@ async def stream(websocket: WebSocket) -> None:
         codec = MSGPACK if reader.choice("encoding", ("json", "msgpack"), "json") == "msgpack" else JSON
         if ctx.closing:
             raise ApiError(503, "shutting_down", "the server is shutting down", retryable=True)
-        if len(ctx.streams) >= ctx.settings.max_stream_subscribers:
+        lingering = ctx.connections.websockets() - 1 if ctx.connections is not None else 0  # less this one
+        subscribers = max(len(ctx.streams), lingering)
+        if subscribers >= ctx.settings.max_stream_subscribers:
             raise ApiError(503, "too_many_subscribers",
-                           f"the server already streams to {len(ctx.streams)} subscribers; retry later",
+                           f"the server already streams to {subscribers} subscribers; retry later",
                            retryable=True, headers=ctx.retry_after())
     except (AuthError, ApiError, InvalidQuery) as exc:
         error = as_api_error(exc, ctx)
