@@ -20,6 +20,8 @@ import psutil
 
 from testkit.percentiles import LatencyRecorder
 
+__all__ = ["GoodClientFigures", "SlowSockets", "StuckReaders", "good_clients", "peak_rss_while"]
+
 _TCP_ESTABLISHED = 1
 
 
@@ -28,9 +30,6 @@ def _tcp_state(sock: socket.socket) -> int:
         return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
     except OSError:
         return 0
-
-
-__all__ = ["GoodClientFigures", "SlowSockets", "StuckReaders", "good_clients", "peak_rss_while"]
 
 
 @dataclass
