@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from lighthouse.store import _release_free_heap as release_free_heap
+
 __all__ = ["ConnectionLimits", "ConnectionRegistry", "guard_protocols", "throttle_accept_errors"]
 
 _log = logging.getLogger("lighthouse.server.limits")
@@ -114,6 +116,7 @@ class ConnectionRegistry:
     refused: int = 0
     timed_out: int = 0
     _sweeper: asyncio.TimerHandle | None = None
+    _trim_pending: bool = False
 
     def __post_init__(self) -> None:
         self.cap = self.limits.effective_max_connections()
@@ -141,10 +144,16 @@ class ConnectionRegistry:
     def _sweep(self) -> None:
         self._sweeper = None
         now = time.monotonic()
+        if self._trim_pending:
+            # The previous sweep aborted stuck WebSocket writers: their buffers are freed by now, but glibc
+            # keeps large freed blocks in the heap unless asked to return them.
+            self._trim_pending = False
+            release_free_heap()
         for guard in list(self.connections):
             if guard._lh_expired(now):
                 self.timed_out += 1
-        if self.connections:
+                self._trim_pending = self._trim_pending or guard._lh_phase == _WEBSOCKET
+        if self.connections or self._trim_pending:
             self._schedule()
 
     def websockets(self) -> int:
