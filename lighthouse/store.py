@@ -517,6 +517,7 @@ class EventStore:
 
     def _check_writable(self) -> None:
         self._check_open()
+        self._fence.check()  # FENCING: a superseded writer answers every append with WriterFenced
         if self._health.state in (HealthState.READ_ONLY, HealthState.FAILED):
             reason = self._health.reason_for(HealthState.READ_ONLY) or "store failed"
             raise StoreReadOnly(f"the store is read-only: {reason}", reason=reason)
