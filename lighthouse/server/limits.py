@@ -286,9 +286,13 @@ class _HttpGuard:
         super().handle_websocket_upgrade(*args)  # type: ignore[misc]
 
     def shutdown(self) -> None:
-        """Server stopping: a request still sending its head or body will not finish in time: close it."""
-        if self._lh_phase in (_HEADERS, _BODY, _DRAIN, _IDLE):
-            self._lh_close(_response(503, "shutting_down") if self._lh_phase == _HEADERS and self._lh_header_bytes else None)
+        """Server stopping: a request still sending its head or body will not finish in time: close it now
+        (idle connections, and ones that sent nothing yet, get uvicorn's ordinary graceful close)."""
+        if self._lh_phase in (_BODY, _DRAIN):
+            self._lh_close(None)
+            return
+        if self._lh_phase == _HEADERS and self._lh_header_bytes:
+            self._lh_close(_response(503, "shutting_down"))
             return
         super().shutdown()  # type: ignore[misc]
 
