@@ -31,6 +31,8 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="store durability (default fsync; the others are for benchmarks only)")
     parser.add_argument("--ready-file", help="write {host, port, pid} as JSON here once serving")
     parser.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--http", default="auto", choices=("auto", "h11", "httptools"),
+                        help="uvicorn's HTTP implementation (default auto: httptools if installed)")
     parser.set_defaults(func=_serve)
     return parser
 
@@ -78,7 +80,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         run_server(args.data_dir, secret=secret, host=args.host, port=args.port, settings=settings, policy=policy,
-                   ready_file=args.ready_file, log_level=args.log_level)
+                   ready_file=args.ready_file, log_level=args.log_level, http=args.http)
     except (LighthouseError, OSError, RuntimeError) as exc:
         return _fail(str(exc))
     return 0

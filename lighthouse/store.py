@@ -48,6 +48,7 @@ from lighthouse.errors import (
     StoreReadOnly,
     WriteFailed,
 )
+from lighthouse.fencing import WriterFence  # FENCING
 from lighthouse.framing import encode_events_frame, encode_segment_header, encode_void_frame
 from lighthouse.health import HealthMonitor, HealthState, StoreHealth
 from lighthouse.index import EventIndex, hash_key
@@ -174,6 +175,7 @@ class EventStore:
         self._tail_dirty = False
         self._unsynced = False
         self._read_only_fs = False
+        self._fence = WriterFence(self.path)  # FENCING: unclaimed until open; an unclaimed fence never refuses
         self._opened = False
         self._closed = False
         self._closing = False
@@ -220,6 +222,7 @@ class EventStore:
             fsync_directory(self.path.parent)  # the new directory's name is durable before anything in it
         self._acquire_lock()
         try:
+            self._claim_directory()  # FENCING: supersede any other writer before reading or writing anything
             self._recover()
         except BaseException:
             self._release_lock()
@@ -239,8 +242,9 @@ class EventStore:
             if damage.kind == "torn_tail":
                 continue
             key = f"{damage.segment}@{damage.start}-{damage.end}:{damage.kind}"
-            event_id = str(uuid.uuid5(_DAMAGE_NAMESPACE, key))
-            if self._find_by_id(event_id) is not None:
+            legacy_id = str(uuid.uuid5(_DAMAGE_NAMESPACE, key))
+            event_id = f"lh:corruption:{legacy_id}"  # the reserved "lh:" namespace: no client can pre-write it
+            if self._find_by_id(event_id) is not None or self._is_store_record(legacy_id):
                 continue
             event = Event(
                 EventType.CORRUPTION_DETECTED,
@@ -253,6 +257,11 @@ class EventStore:
                 await self.append(event)
             except LighthouseError as exc:  # read-only or failing disk: health still reports the damage
                 self._health.last_error = f"could not record corruption event: {exc}"
+
+    def _is_store_record(self, event_id: str) -> bool:
+        """An integrity record written under its pre-namespace id by this store (not forged by a client)."""
+        event = self._find_by_id(event_id)
+        return event is not None and event.source_agent == "lighthouse" and event.event_type == EventType.CORRUPTION_DETECTED
 
     def _acquire_lock(self) -> None:
         try:
@@ -269,6 +278,13 @@ class EventStore:
             os.close(fd)
             raise StoreLocked(f"{self.path} is in use by another process or store", path=str(self.path)) from None
         self._lock_fd = fd
+
+    def _claim_directory(self) -> None:
+        """FENCING: the lock is not enough (a deleted LOCK file, a filesystem ignoring flock); see fencing.py."""
+        self._fence = WriterFence(self.path, on_fenced=lambda reason: self._health.raise_condition(
+            "writer_fenced", HealthState.FAILED, reason))
+        if not self._read_only_fs:
+            self._fence.claim()
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:
@@ -501,6 +517,7 @@ class EventStore:
 
     def _check_writable(self) -> None:
         self._check_open()
+        self._fence.check()  # FENCING: a superseded writer answers every append with WriterFenced
         if self._health.state in (HealthState.READ_ONLY, HealthState.FAILED):
             reason = self._health.reason_for(HealthState.READ_ONLY) or "store failed"
             raise StoreReadOnly(f"the store is read-only: {reason}", reason=reason)
@@ -758,9 +775,11 @@ class EventStore:
         """Runs on the I/O thread: write all of ``data`` at ``offset`` and sync, or leave no trace of it."""
         fd = self._write_fd
         assert fd is not None
+        self._fence.check()  # FENCING: never write at offsets another writer may now own
         try:
             _write_all(fd, data, offset)
             self._sync_after_write(fd)
+            self._fence.check()  # FENCING: claimed during the write: do not acknowledge
         except OSError:
             try:
                 os.ftruncate(fd, offset)
@@ -780,6 +799,7 @@ class EventStore:
         """Runs on the I/O thread: sync the full segment, then switch to a fresh, published one."""
         old_fd = self._write_fd
         assert old_fd is not None
+        self._fence.check()  # FENCING
         if self._unsynced:
             self._sync_file(old_fd)
             self._unsynced = False
@@ -836,7 +856,7 @@ class EventStore:
 
     def _probe_write(self) -> bool:
         fd = self._write_fd
-        if fd is None:
+        if fd is None or self._fence_lost():  # FENCING: a probe truncates; never on another writer's file
             return False
         size = self._segments[-1].size
         try:
@@ -856,6 +876,13 @@ class EventStore:
             except OSError:
                 self._tail_dirty = True
             return False
+
+    def _fence_lost(self) -> bool:
+        try:
+            self._fence.check()
+        except LighthouseError:
+            return True
+        return False
 
     def _check_free_space(self) -> None:
         stat = os.statvfs(self.path)

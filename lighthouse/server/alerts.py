@@ -129,8 +129,10 @@ class AlertRule:
 
 def _default_rules() -> dict[str, AlertRule]:
     # ADR-004: write p99 100 ms / 1 s; error rate 1% / 5%; storage 90% / 95%, writes resume below 90%.
+    # Latency never makes the server read-only: slow appends are shed per principal (429, see
+    # admission.py) by the clients causing them; read-only is for the store's inability to write safely.
     return {
-        APPEND_P99: AlertRule(warning=0.1, critical=1.0),
+        APPEND_P99: AlertRule(warning=0.1, critical=1.0, critical_state=HealthState.DEGRADED),
         ERROR_RATE: AlertRule(warning=0.01, critical=0.05),
         DISK_USAGE: AlertRule(warning=0.90, critical=0.95, warning_clear=0.85, critical_clear=0.90),
     }
@@ -189,6 +191,8 @@ class AlertConfig:
             bad = set(spec) - allowed
             if bad:
                 raise ValueError(f"rule {name!r} has unknown fields {sorted(bad)}")
+            if name == APPEND_P99:  # latency sheds load (admission.py) rather than refusing writes, unless asked
+                spec = {"critical_state": HealthState.DEGRADED, **spec}
             try:
                 rules[str(name)] = AlertRule(**spec)
             except TypeError as exc:

@@ -16,6 +16,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route, WebSocketRoute
@@ -24,6 +25,8 @@ from lighthouse.bridge.bridge import ValidationBridge
 from lighthouse.bridge.policy import Policy
 from lighthouse.errors import LighthouseError
 from lighthouse.models import Event, EventType
+from lighthouse.server.access_log import AccessLog
+from lighthouse.server.admission import PrincipalAdmission
 from lighthouse.server.alerts import AlertChange, AlertEvaluator
 from lighthouse.server.auth import TokenAuthority
 from lighthouse.server.codec import JSON, response_codec
@@ -190,7 +193,8 @@ def create_app(
         finally:
             await _shutdown(ctx, evaluator, owns_store)
 
-    app = Starlette(routes=_routes(), lifespan=lifespan, exception_handlers={HTTPException: _http_error})
+    app = Starlette(routes=_routes(), lifespan=lifespan, exception_handlers={HTTPException: _http_error},
+                    middleware=[Middleware(AccessLog), Middleware(PrincipalAdmission, ctx=ctx)])
     app.state.ctx = ctx
     app.state.openapi = openapi_document()
     return app

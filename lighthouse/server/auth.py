@@ -24,6 +24,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
+from lighthouse.server.reserved import RESERVED_AGENTS
+
 __all__ = [
     "MIN_SECRET_BYTES",
     "SECRET_ENV",
@@ -144,6 +146,8 @@ class TokenAuthority:
         """A token for ``agent_id`` with ``role``, valid for ``ttl_seconds`` from now."""
         if not isinstance(agent_id, str) or not _AGENT_ID.fullmatch(agent_id):
             raise ValueError("agent id must be 1..128 characters of letters, digits and ._:@- (starting alphanumeric)")
+        if agent_id in RESERVED_AGENTS:
+            raise ValueError(f"{agent_id!r} is reserved for the server itself; no token names it")
         role = Role(role)
         if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or not 1 <= ttl_seconds <= MAX_TTL_SECONDS:
             raise ValueError(f"ttl must be an integer number of seconds in 1..{MAX_TTL_SECONDS}")

@@ -26,6 +26,7 @@ from lighthouse.errors import LighthouseError
 from lighthouse.health import HealthState
 from lighthouse.server.alerts import AlertEvaluator
 from lighthouse.server.auth import AuthError, Forbidden, Principal, Role, TokenAuthority
+from lighthouse.server.reserved import RESERVED_AGENTS
 from lighthouse.server.codec import JSON, response_codec
 from lighthouse.server.metrics import ServerMetrics
 from lighthouse.server.problems import ApiError
@@ -55,6 +56,7 @@ class ServerContext:
     metrics: ServerMetrics | None = None
     bridge: ValidationBridge | None = None
     streams: set[Any] = field(default_factory=set)
+    connections: Any = None  # limits.ConnectionRegistry when served by ``serve`` (none when embedded)
     closing: bool = False
     inflight_writes: int = 0
     writes_drained: asyncio.Event = field(default_factory=asyncio.Event)
@@ -101,6 +103,8 @@ class ServerContext:
 
     def principal(self, request: Request, role: Role = Role.AGENT) -> Principal:
         principal = self.authority.authenticate(request.headers.get("authorization"))
+        if principal.agent_id in RESERVED_AGENTS:
+            raise Forbidden("that agent id is reserved for the server itself", code="reserved_agent")
         if principal.agent_id == BRIDGE_AGENT or (self.bridge is not None and principal.agent_id == self.bridge.identity):
             raise Forbidden("that agent id is reserved for the ValidationBridge", code="reserved_agent")
         principal.require(role)

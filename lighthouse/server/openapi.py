@@ -18,6 +18,8 @@ __all__ = ["MAX_SCHEMA_VERSION", "MAX_WAIT_SECONDS", "openapi_document"]
 
 MAX_SCHEMA_VERSION: Final[int] = 2**31 - 1
 MAX_WAIT_SECONDS: Final[float] = 60.0
+#: reserved.py's rule for client ids: the documented character set, outside the store's "lh:" namespace.
+CLIENT_EVENT_ID_PATTERN: Final[str] = r"^(?![lL][hH]:)[A-Za-z0-9][A-Za-z0-9_\-:@+=~.]{0,255}(?![\s\S])"
 _ID: Final[dict[str, Any]] = {"type": "string", "minLength": 1, "maxLength": 256}
 _SHORT_ID: Final[dict[str, Any]] = {"type": "string", "minLength": 1, "maxLength": 128}
 _NULLABLE_ID: Final[dict[str, Any]] = {"type": ["string", "null"], "minLength": 1, "maxLength": 256}
@@ -47,6 +49,8 @@ _ERROR_TEXT: Final[dict[int, str]] = {
     409: "Conflicts with the stored state (event id reused with other content, version mismatch, not pending)",
     413: "Body, event or batch too large",
     415: "Unsupported Content-Type",
+    429: "This principal has too many requests in flight; retry after Retry-After seconds",
+    431: "Request header block too large or with too many fields",
     503: "Read-only, shutting down or temporarily unable; retry after Retry-After seconds",
 }
 
@@ -81,8 +85,8 @@ def _path(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 _SECURED: Final[list[dict[str, list[str]]]] = [{"bearer": []}]
-_WRITE_ERRORS: Final[tuple[int, ...]] = (400, 401, 403, 409, 413, 415, 503)
-_READ_ERRORS: Final[tuple[int, ...]] = (400, 401, 403)
+_WRITE_ERRORS: Final[tuple[int, ...]] = (400, 401, 403, 409, 413, 415, 429, 431, 503)
+_READ_ERRORS: Final[tuple[int, ...]] = (400, 401, 403, 429, 431)
 
 
 def _schemas() -> dict[str, Any]:
@@ -105,7 +109,7 @@ def _schemas() -> dict[str, Any]:
             "required": ["event_type", "aggregate_id"],
             "additionalProperties": False,
             "properties": {
-                "event_id": {**_NULLABLE_ID,
+                "event_id": {**_NULLABLE_ID, "pattern": CLIENT_EVENT_ID_PATTERN,
                              "description": "client-chosen id (the server picks one if absent); resending the "
                                             "same event is idempotent"},
                 "event_type": {"type": "string", "enum": event_types},

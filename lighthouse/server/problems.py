@@ -26,6 +26,7 @@ from lighthouse.errors import (
     StoreLocked,
     StoreReadOnly,
 )
+from lighthouse.fencing import WriterFenced
 
 __all__ = ["ApiError", "status_for"]
 
@@ -42,6 +43,7 @@ _STATUS: Final[tuple[tuple[type[LighthouseError], int], ...]] = (
     (StoreReadOnly, 503),
     (ResourceExhausted, 503),
     (StoreLocked, 503),
+    (WriterFenced, 503),
     (StoreClosed, 503),
     (StoreCorrupted, 500),
 )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import importlib.util
 import json
 import logging
 import os
@@ -22,12 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from uvicorn.config import HTTP_PROTOCOLS, WS_PROTOCOLS
+from uvicorn.importer import import_from_string
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from lighthouse.bridge.policy import Policy
+from lighthouse.server.access_log import install_redaction
 from lighthouse.server.app import create_app
+from lighthouse.server.limits import guard_protocols, throttle_accept_errors
 from lighthouse.server.settings import ServerSettings
+from lighthouse.store import EventStore
 
-__all__ = ["event_loop_factory", "http_protocol", "run_server", "serve"]
+__all__ = ["event_loop_factory", "run_server", "serve"]
 
 _log = logging.getLogger("lighthouse.server")
 
@@ -42,15 +47,6 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.setblocking(False)
     return sock
-
-
-def http_protocol() -> str:
-    """uvicorn's HTTP/1.1 implementation: the C parser (httptools) when installed, else pure-Python h11.
-
-    httptools parses a request in a few microseconds where h11 spends a large share of a request's
-    server CPU; it is a server dependency, and h11 remains only as the fallback.
-    """
-    return "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -78,19 +74,40 @@ async def serve(
     policy: Policy | None = None,
     ready_file: str | os.PathLike[str] | None = None,
     log_level: str = "warning",
+    http: str = "auto",
 ) -> None:
     """Run until SIGTERM/SIGINT, then shut down gracefully."""
     settings = settings or ServerSettings()
-    app = create_app(data_dir, secret=secret, settings=settings, policy=policy)
+    # Opened here, before uvicorn starts: a locked or unusable directory is one typed error (the CLI
+    # prints one line and exits 2), not a lifespan traceback.
+    store = await EventStore.open(data_dir, **settings.store_options)
+    try:
+        await _serve_store(store, data_dir, secret=secret, host=host, port=port, settings=settings, policy=policy,
+                           ready_file=ready_file, log_level=log_level, http=http)
+    finally:
+        await store.close()
+
+
+async def _serve_store(store: EventStore, data_dir: str | os.PathLike[str], *, secret: bytes, host: str, port: int,
+                       settings: ServerSettings, policy: Policy | None, ready_file: str | os.PathLike[str] | None,
+                       log_level: str, http: str) -> None:
+    app = create_app(store, secret=secret, settings=settings, policy=policy)
     sock = _bind(host, port)
+    throttle_accept_errors(asyncio.get_running_loop())
+    http_class, ws_class, registry = _guarded_protocols(http, settings)
+    app.state.ctx.connections = registry
     config = uvicorn.Config(
         app,
+        http=http_class,
+        ws=ws_class or "auto",
         log_level=log_level,
-        access_log=False,
+        log_config=None,  # records reach the root handlers, whose filter redacts credentials
+        access_log=False,  # lighthouse.server.access_log writes one line per request instead
         server_header=False,
-        http=http_protocol(),
         lifespan="on",
         timeout_graceful_shutdown=int(max(1, settings.shutdown_grace_seconds)),
+        timeout_keep_alive=max(1, int(settings.limits.keep_alive_timeout_seconds)),
+        h11_max_incomplete_event_size=settings.limits.max_header_bytes + settings.limits.max_request_line_bytes,
         ws_max_size=settings.max_batch_body_bytes,
     )
     server = uvicorn.Server(config)
@@ -114,6 +131,15 @@ async def serve(
         raise RuntimeError("the server failed to start (see the log above)")
 
 
+def _guarded_protocols(http: str, settings: ServerSettings) -> tuple[type, type | None, Any]:
+    """uvicorn's protocol classes for ``http`` (h11, httptools, auto) wrapped in the connection limits."""
+    http_class = import_from_string(HTTP_PROTOCOLS.get(http, http))  # "auto": httptools if installed, else h11
+    ws_class = import_from_string(WS_PROTOCOLS["auto"])
+    guarded_ws = ws_class if isinstance(ws_class, type) and issubclass(ws_class, WebSocketsSansIOProtocol) else None
+    http_guarded, ws_guarded, registry = guard_protocols(http_class, guarded_ws, settings.limits)
+    return http_guarded, ws_guarded, registry
+
+
 def _already_handled(signum: int, frame: object) -> None:
     _log.info("signal %d: shutdown already done or under way", signum)
 
@@ -128,6 +154,7 @@ def run_server(
     policy: Policy | None = None,
     ready_file: str | os.PathLike[str] | None = None,
     log_level: str = "warning",
+    http: str = "auto",
 ) -> None:
     """Blocking entry point for the CLI; returns normally (exit status 0) after a graceful shutdown.
 
@@ -138,6 +165,7 @@ def run_server(
         signal.signal(sig, _already_handled)
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.WARNING),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_redaction(logging.getLogger())
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         runner.run(serve(data_dir, secret=secret, host=host, port=port, settings=settings, policy=policy,
-                         ready_file=ready_file, log_level=log_level))
+                         ready_file=ready_file, log_level=log_level, http=http))

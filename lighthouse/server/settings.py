@@ -12,6 +12,7 @@ from typing import Any
 
 from lighthouse.bridge.bridge import BridgeSettings
 from lighthouse.server.alerts import AlertConfig
+from lighthouse.server.limits import ConnectionLimits
 
 __all__ = ["ServerSettings", "settings_from_config"]
 
@@ -28,12 +29,20 @@ class ServerSettings:
     stream_buffer_events: int = 1000
     stream_send_timeout_seconds: float = 5.0
     shutdown_grace_seconds: float = 10.0
+    # Hostile and careless clients (see lighthouse/server/limits.py and admission.py).
+    max_page_bytes: int = 4 * 1024 * 1024
+    max_stream_subscribers: int = 256
+    max_requests_per_principal: int = 64
+    max_requests_per_principal_degraded: int = 8
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     alerts: AlertConfig = field(default_factory=AlertConfig)
     bridge: BridgeSettings = field(default_factory=BridgeSettings)
     store_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("max_event_body_bytes", "max_batch_body_bytes", "max_small_body_bytes", "stream_buffer_events"):
+        for name in ("max_event_body_bytes", "max_batch_body_bytes", "max_small_body_bytes", "stream_buffer_events",
+                     "max_page_bytes", "max_stream_subscribers", "max_requests_per_principal",
+                     "max_requests_per_principal_degraded"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer")
@@ -47,22 +56,27 @@ class ServerSettings:
 def settings_from_config(raw: Any) -> tuple[ServerSettings, Any]:
     """``ServerSettings`` and an optional ``Policy`` from a JSON config object.
 
-    ``{"server": {...ServerSettings fields}, "alerts": {...}, "bridge": {...BridgeSettings fields},
-    "store": {...EventStore options}, "policy": {...Policy.from_dict}}``; every section is optional.
+    ``{"server": {...ServerSettings fields}, "limits": {...ConnectionLimits fields}, "alerts": {...},
+    "bridge": {...BridgeSettings fields}, "store": {...EventStore options}, "policy": {...Policy.from_dict}}``;
+    every section is optional.
     Raises ``ValueError`` naming the bad part.
     """
     from lighthouse.bridge.policy import Policy
 
     if not isinstance(raw, dict):
         raise ValueError("the configuration must be a JSON object")
-    unknown = set(raw) - {"server", "alerts", "bridge", "store", "policy"}
+    unknown = set(raw) - {"server", "limits", "alerts", "bridge", "store", "policy"}
     if unknown:
         raise ValueError(f"unknown configuration sections {sorted(unknown)}")
     server = dict(raw.get("server", {}))
-    allowed = set(ServerSettings.__dataclass_fields__) - {"alerts", "bridge", "store_options"}
+    allowed = set(ServerSettings.__dataclass_fields__) - {"alerts", "bridge", "store_options", "limits"}
     bad = set(server) - allowed
     if bad:
         raise ValueError(f"unknown server settings {sorted(bad)}")
+    limits = dict(raw.get("limits", {}))
+    bad = set(limits) - set(ConnectionLimits.__dataclass_fields__)
+    if bad:
+        raise ValueError(f"unknown limits settings {sorted(bad)}")
     bridge = dict(raw.get("bridge", {}))
     bad = set(bridge) - set(BridgeSettings.__dataclass_fields__)
     if bad:
@@ -73,6 +87,7 @@ def settings_from_config(raw: Any) -> tuple[ServerSettings, Any]:
     try:
         settings = ServerSettings(
             **server,
+            limits=ConnectionLimits(**limits),
             alerts=AlertConfig.from_dict(raw.get("alerts", {})),
             bridge=BridgeSettings(**bridge),
             store_options=dict(store),

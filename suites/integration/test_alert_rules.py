@@ -56,7 +56,7 @@ def test_append_p99_rises_at_each_line_and_falls_after_the_window_and_dwell() ->
     assert ev.state is HealthState.DEGRADED
     record(ev, 1.5, 30)  # over the 1 s critical line
     assert [c.new for c in ev.evaluate()] == [AlertLevel.CRITICAL]
-    assert ev.state is HealthState.READ_ONLY
+    assert ev.state is HealthState.DEGRADED, "latency sheds load per principal; it never makes the store read-only"
     clock.advance(11)  # the slow samples leave the window
     record(ev, 0.01, 30)
     assert [c.new for c in ev.evaluate()] == [AlertLevel.OK]

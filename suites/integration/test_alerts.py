@@ -93,7 +93,7 @@ def append_until(server: RunningServer, admin: httpx.Client, name: str, level: s
     raise AssertionError(f"{name} never reached {level}: {counts}, {alert(admin, name)}")
 
 
-def test_slow_appends_degrade_then_block_writes_and_recover(server: RunningServer, admin: httpx.Client,
+def test_slow_appends_degrade_and_recover_without_refusing_writers(server: RunningServer, admin: httpx.Client,
                                                             tmp_path: Path) -> None:
     assert all(s == 201 for s, _ in concurrent_appends(server, 4, 3))
     assert alert(admin, "append_p99_seconds")["level"] == "ok"
@@ -114,11 +114,11 @@ def test_slow_appends_degrade_then_block_writes_and_recover(server: RunningServe
         assert "DELAYED" in log.read_text()
         critical = wait_level(admin, "append_p99_seconds", "critical")
         assert critical["value"] >= 0.6
-    refused = admin.post("/events", json=event())
-    assert refused.status_code == 503 and refused.json()["error"] == "store_read_only"
-    assert int(refused.headers["retry-after"]) >= 1
-    assert admin.get("/health").status_code == 503
-    assert admin.get("/events", params={"limit": 1}).status_code == 200, "reads continue while read-only"
+    # Latency sheds load per principal (429 over a smaller in-flight budget); it never refuses every writer.
+    health = admin.get("/health")
+    assert health.status_code == 200 and health.json() == {"state": "degraded", "writable": True}
+    assert admin.post("/events", json=event()).status_code == 201, "a latency alert must not make the server read-only"
+    assert admin.get("/events", params={"limit": 1}).status_code == 200
     wait_level(admin, "append_p99_seconds", "ok")
     poll_until(lambda: admin.get("/health").status_code == 200, timeout=10, what="healthy again")
     assert admin.post("/events", json=event()).status_code == 201

@@ -30,8 +30,10 @@ from lighthouse.server.auth import Principal, Role
 from lighthouse.server.codec import decode_body, integral, read_body, response_codec
 from lighthouse.server.context import ServerContext, context_of, endpoint
 from lighthouse.server.openapi import MAX_SCHEMA_VERSION
+from lighthouse.server.paging import bounded_page
 from lighthouse.server.params import QueryReader
 from lighthouse.server.problems import ApiError
+from lighthouse.server.reserved import SERVER_EVENT_TYPES, check_client_event_id
 
 __all__ = ["append_batch", "append_event", "event_from_body", "get_event", "query_events", "stored_is_new"]
 
@@ -69,6 +71,10 @@ def event_from_body(raw: Any, principal: Principal, *, where: str = "the body") 
         if isinstance(exc, LighthouseError):
             raise
         raise InvalidEvent(f"{where} is not a valid event: {exc}") from None
+    check_client_event_id(event.event_id)
+    if event.event_type in SERVER_EVENT_TYPES:
+        raise ApiError(403, "reserved_event_type", f"{event.event_type.value} events are written by the server only",
+                       event_type=event.event_type.value)
     if event.event_type in BRIDGE_EVENT_TYPES and not principal.role.includes(Role.ADMIN):
         raise ApiError(
             403, "reserved_event_type",
@@ -209,11 +215,10 @@ async def query_events(request: Request) -> Response:
     descending = reader.choice("order", ("asc", "desc"), "asc") == "desc"
     assert ctx.store is not None and ctx.metrics is not None and limit is not None
     started = time.perf_counter()
-    result = await ctx.store.query(event_filter, limit=limit, cursor=cursor, descending=descending)
+    response = await bounded_page(ctx.store, event_filter, limit=limit, cursor=cursor, descending=descending,
+                                  codec=response_codec(request), max_bytes=ctx.settings.max_page_bytes)
     ctx.metrics.query_latency.labels(kind="query").observe(time.perf_counter() - started)
-    return response_codec(request).response(
-        {"events": [e.to_dict() for e in result.events], "next_cursor": result.next_cursor}
-    )
+    return response
 
 
 @endpoint("/events/{event_id}")

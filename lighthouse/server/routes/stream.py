@@ -26,6 +26,7 @@ from lighthouse.server.codec import JSON, MSGPACK
 from lighthouse.server.context import as_api_error, context_of
 from lighthouse.server.params import QueryReader
 from lighthouse.server.problems import ApiError
+from lighthouse.store import _release_free_heap
 
 __all__ = [
     "CLOSE_BAD_REQUEST",
@@ -76,6 +77,12 @@ async def stream(websocket: WebSocket) -> None:
         codec = MSGPACK if reader.choice("encoding", ("json", "msgpack"), "json") == "msgpack" else JSON
         if ctx.closing:
             raise ApiError(503, "shutting_down", "the server is shutting down", retryable=True)
+        lingering = ctx.connections.websockets() - 1 if ctx.connections is not None else 0  # less this one
+        subscribers = max(len(ctx.streams), lingering)
+        if subscribers >= ctx.settings.max_stream_subscribers:
+            raise ApiError(503, "too_many_subscribers",
+                           f"the server already streams to {subscribers} subscribers; retry later",
+                           retryable=True, headers=ctx.retry_after())
     except (AuthError, ApiError, InvalidQuery) as exc:
         error = as_api_error(exc, ctx)
         if ctx.metrics is not None:
@@ -125,6 +132,8 @@ async def stream(websocket: WebSocket) -> None:
             await watcher
         await subscription.aclose()
         ctx.streams.discard(websocket)
+        if not ctx.streams:
+            _release_free_heap()  # the last subscriber left: give its buffers back to the OS now
     if close_code and websocket.application_state == WebSocketState.CONNECTED:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(websocket.close(close_code, close_reason), ctx.settings.stream_send_timeout_seconds)
