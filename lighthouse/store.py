@@ -1,9 +1,11 @@
 """The event store: durable group-committed appends, indexed reads, recovery, degradation.
 
-``EventStore`` is a thin façade over four paths, each in its own module and each readable alone:
+``EventStore`` is a thin façade over the store's paths, each in its own module and each readable alone:
 
 - ``store_writer``: appends, group commit (one write + one fdatasync per group), rotation, voids;
-- ``store_recovery``: what open does (scan, truncate a torn tail, quarantine corruption, rebuild);
+- ``store_recovery``: what open does (load the index checkpoint, scan the rest, truncate a torn tail,
+  quarantine corruption, rebuild);
+- ``store_checkpoints``: when index checkpoints are written and whether one on disk can be trusted;
 - ``store_reader``: get, query, replay, subscriptions, snapshots;
 - ``store_health``: read-only entry and probing back, disk space, ``health()`` and ``stats()``.
 
@@ -35,6 +37,7 @@ from lighthouse.store_recovery import RecoveryPath
 from lighthouse.store_state import DURABILITIES, TYPE_CODES, Durability
 from lighthouse.store_writer import WritePath
 from lighthouse.upcasting import UpcasterRegistry
+from lighthouse.versions import AggregateVersions
 
 __all__ = ["Durability", "EventStore", "StoreStats", "TYPE_CODES"]
 
@@ -62,11 +65,14 @@ class EventStore(WritePath, RecoveryPath, ReadPath, HealthPath):
         subscriber_buffer: int = 10_000,
         snapshot_keep: int = 3,
         upcasters: UpcasterRegistry | None = None,
+        checkpoint_every: int = 1_000_000,
     ) -> None:
         if durability not in DURABILITIES:
             raise ValueError(f"durability must be one of {DURABILITIES}, got {durability!r}")
         if not 4096 <= segment_bytes <= 1 << 31:
             raise ValueError("segment_bytes must be between 4 KiB and 2 GiB")
+        if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 0:
+            raise ValueError("checkpoint_every must be a non-negative integer (0: checkpoint only on close)")
         self.path = Path(path)
         self.durability = durability
         self.segment_bytes = segment_bytes
@@ -81,7 +87,7 @@ class EventStore(WritePath, RecoveryPath, ReadPath, HealthPath):
         self._index = EventIndex()
         self._reader = FrameReader()
         self._segments = []
-        self._versions = {}
+        self._versions = AggregateVersions(self._event_at_sequence, self._newest_event_of)
         self._next_seq = 1
         self._last_recorded_at = 0.0
         self._pending = []
@@ -107,6 +113,12 @@ class EventStore(WritePath, RecoveryPath, ReadPath, HealthPath):
         self._quarantined_bytes = 0
         self._torn_bytes = 0
         self._open_seconds = 0.0
+        self.checkpoint_every = checkpoint_every
+        self._last_frame = None
+        self._checkpoint_rows = 0
+        self._checkpoint_status = {}
+        self._checkpoint_task = None
+        self._checkpoint_io = None
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str], **options: Any) -> EventStore:
@@ -139,6 +151,7 @@ class EventStore(WritePath, RecoveryPath, ReadPath, HealthPath):
             self._release_lock()
             raise
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lighthouse-io")
+        self._checkpoint_io = self._new_checkpoint_executor()
         self._wake = asyncio.Event()
         loop = asyncio.get_running_loop()
         self._writer_task = loop.create_task(self._writer_loop(), name="lighthouse-writer")
@@ -180,6 +193,7 @@ class EventStore(WritePath, RecoveryPath, ReadPath, HealthPath):
         self._wake.set()
         if self._writer_task is not None:
             await self._writer_task
+        await self._checkpoint_on_close()
         for task in (self._probe_task, self._flusher_task):
             if task is not None:
                 task.cancel()
@@ -199,7 +213,8 @@ class EventStore(WritePath, RecoveryPath, ReadPath, HealthPath):
         for sub in list(self._subscribers):
             sub.end()
         self._reader.close()
-        if self._io is not None:
-            self._io.shutdown(wait=True)
+        for executor in (self._io, self._checkpoint_io):
+            if executor is not None:
+                executor.shutdown(wait=True)
         self._release_lock()
 

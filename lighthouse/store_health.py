@@ -128,6 +128,7 @@ class HealthPath(StoreState):
             "head_sequence": self.head_sequence,
             "open": self._opened and not self._closed,
             "damaged_snapshots": list(self._snapshots.damaged),
+            "checkpoint": dict(self._checkpoint_status),
         }
         return StoreHealth(
             state=self._health.state,

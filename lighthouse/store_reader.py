@@ -51,6 +51,18 @@ class ReadPath(StoreState):
                 return stored
         return None
 
+    def _newest_event_of(self, aggregate: str) -> Event | None:
+        """The aggregate's newest event, found through the index's aggregate hashes (newest first)."""
+        index = self._index
+        _seqs, segs, offs, slots = index.candidate_rows(
+            0, len(index), aggregate_hashes=[hash_key(aggregate)], want=len(index) or 1, descending=True
+        )
+        for start in range(0, len(segs), 64):
+            for event in self._fetch(segs[start : start + 64], offs[start : start + 64], slots[start : start + 64]):
+                if event[2] == aggregate:
+                    return event
+        return None
+
     async def get(self, key: str | int) -> Event:
         """The event with this id (str) or sequence (int); ``EventNotFound`` otherwise."""
         self._check_open()

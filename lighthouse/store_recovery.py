@@ -1,6 +1,7 @@
 """The store's recovery path: what ``open`` does to a directory before the first append.
 
-Scan every segment; truncate a torn tail (a crash); quarantine corruption in the middle (never
+Load the index checkpoint if it is valid and scan only the frames after it (or scan every
+segment); truncate a torn tail (a crash); quarantine corruption in the middle (never
 truncate committed data silently); rebuild the index and the aggregate versions; record each
 damaged range once as a ``corruption_detected`` event.
 """
@@ -15,41 +16,71 @@ from pathlib import Path
 from typing import Any
 
 from lighthouse.errors import LighthouseError
-from lighthouse.framing import encode_segment_header
+from lighthouse.checkpoint import IndexCheckpoint
+from lighthouse.framing import SEGMENT_HEADER, encode_segment_header
 from lighthouse.health import HealthState
+from lighthouse.index import EventIndex
 from lighthouse.models import Event, EventType
 from lighthouse.recovery import Damage
 from lighthouse.segments import WindowReader, scan_directory
 from lighthouse.snapshots import fsync_directory
-from lighthouse.store_state import Segment, StoreState, release_free_heap, write_all
+from lighthouse.store_checkpoints import CheckpointPath
+from lighthouse.store_state import Segment, release_free_heap, write_all
 
 __all__ = ["RecoveryPath"]
 
 _DAMAGE_NAMESPACE = uuid.UUID("5b470d10-ad5f-4bb8-a000-000000000001")
 
 
-class RecoveryPath(StoreState):
-    """Scan, truncate, quarantine, rebuild (a mixin of ``EventStore``)."""
+class RecoveryPath(CheckpointPath):
+    """Checkpoint, scan, truncate, quarantine, rebuild (a mixin of ``EventStore``)."""
 
     def _recover(self) -> None:
-        """Scan every segment, truncate a torn tail, quarantine corruption, rebuild the index."""
-        reports = scan_directory(self.path)
-        expected = 1
-        for number, report in enumerate(reports):
+        """Continue from the index checkpoint (or scan everything), truncate a torn tail, quarantine
+        corruption, rebuild the index."""
+        checkpoint = self._usable_checkpoint()
+        first_segment, resume_at, expected = 0, SEGMENT_HEADER, 1
+        if checkpoint is not None:
+            first_segment, resume_at, expected = self._restore_checkpoint(checkpoint)
+        reports = scan_directory(self.path, first_segment=first_segment, resume_at=resume_at, expected=expected)
+        for number, report in enumerate(reports, start=first_segment):
             for damage in report.scan.damage:
                 self._handle_damage(report.path, damage)
             if report.scan.truncate_at is not None and not self._read_only_fs:
                 self._truncate_torn_tail(report.path, report.scan.truncate_at)
-            segment = Segment(number, report.first_seq_from_name, report.path, report.path.stat().st_size)
+            scan_start = checkpoint.segments[-1].start_seq if checkpoint and number == first_segment else expected
+            segment = Segment(number, report.first_seq_from_name, report.path, report.path.stat().st_size, scan_start)
             self._segments.append(segment)
             fd = os.open(report.path, os.O_RDONLY)
             self._reader.add_segment(number, fd)
             self._index_frames(segment, fd, report.scan.frames)
+            if report.scan.frames:
+                last_offset, last_header = report.scan.frames[-1]
+                self._last_frame = (last_offset, last_header.crc)
+            elif not (checkpoint and number == first_segment):
+                self._last_frame = None
             expected = report.scan.next_sequence
         self._next_seq = expected
+        self._versions.compact()
         self._prepare_tail_segment()
         release_free_heap()
         self._report_damage()
+
+    def _restore_checkpoint(self, checkpoint: IndexCheckpoint) -> tuple[int, int, int]:
+        """Take the index and records from ``checkpoint``; returns where the scan continues."""
+        self._index = EventIndex.restore(checkpoint.columns, checkpoint.ids)
+        self._versions.base = checkpoint.versions
+        self._voided = list(checkpoint.voided)
+        self._damage = [Damage(**d) for d in checkpoint.damage]
+        self._quarantined_bytes = checkpoint.quarantined_bytes
+        self._last_recorded_at = checkpoint.last_recorded_at
+        self._last_frame = checkpoint.last_frame
+        self._checkpoint_rows = checkpoint.rows
+        for number, covered in enumerate(checkpoint.segments[:-1]):
+            path = self.path / covered.name
+            self._segments.append(Segment(number, int(path.stem), path, covered.size, covered.start_seq))
+            self._reader.add_segment(number, os.open(path, os.O_RDONLY))
+        return len(checkpoint.segments) - 1, checkpoint.segments[-1].size, checkpoint.next_seq
 
     def _prepare_tail_segment(self) -> None:
         """Open the newest segment for writing (creating the first one), or enter read-only on a read-only fs."""
@@ -78,7 +109,7 @@ class RecoveryPath(StoreState):
 
     def _index_frames(self, segment: Segment, fd: int, frames: list[tuple[int, Any]]) -> None:
         reader = WindowReader(fd, window=4 << 20)
-        versions = self._versions
+        versions = self._versions.recent
         for offset, header in frames:
             if header.kind != 1:
                 self._voided.append((header.first_seq, header.last_seq))
@@ -88,7 +119,7 @@ class RecoveryPath(StoreState):
                 continue
             self._index_events(header.first_seq, segment.number, offset, events[0][12], events)
             for event in events:
-                versions[event[2]] = event[13]
+                versions[event[2]] = (event[13], event[11])
             self._last_recorded_at = events[0][12]
 
     def _handle_damage(self, path: Path, damage: Damage) -> None:

@@ -32,6 +32,7 @@ from lighthouse.segments import FrameReader
 from lighthouse.snapshots import SnapshotStore
 from lighthouse.subscriptions import Subscription
 from lighthouse.upcasting import UpcasterRegistry
+from lighthouse.versions import AggregateVersions
 
 __all__ = ["Durability", "StoreState", "TYPE_CODES"]
 
@@ -46,6 +47,8 @@ class Segment:
     first_seq: int
     path: Path
     size: int
+    #: the sequence a scan of this segment expects first (``first_seq`` unless sequences were lost before it)
+    scan_start: int = 0
 
 
 @dataclass(slots=True)
@@ -75,7 +78,7 @@ class StoreState:
     _index: EventIndex
     _reader: FrameReader
     _segments: list[Segment]
-    _versions: dict[str, int]
+    _versions: AggregateVersions
     _next_seq: int
     _last_recorded_at: float
     _pending: list[Pending]
@@ -102,6 +105,14 @@ class StoreState:
     _quarantined_bytes: int
     _torn_bytes: int
     _open_seconds: float
+    #: index checkpoints: write one after this many new events (0: only on close)
+    checkpoint_every: int
+    #: (offset, crc) of the newest frame in the newest segment, for the checkpoint's staleness check
+    _last_frame: tuple[int, int] | None
+    _checkpoint_rows: int
+    _checkpoint_status: dict[str, object]
+    _checkpoint_task: asyncio.Future[None] | None
+    _checkpoint_io: ThreadPoolExecutor | None
 
     @property
     def head_sequence(self) -> int:
@@ -144,6 +155,15 @@ class StoreState:
 
     def _find_by_id(self, event_id: str) -> Event | None:
         raise NotImplementedError  # the read path
+
+    def _event_at_sequence(self, sequence: int) -> Event | None:
+        raise NotImplementedError  # the read path
+
+    def _newest_event_of(self, aggregate: str) -> Event | None:
+        raise NotImplementedError  # the read path
+
+    def _maybe_checkpoint(self) -> None:
+        raise NotImplementedError  # the checkpoint path
 
     def _enter_read_only(self, exc: OSError, doing: str) -> None:
         raise NotImplementedError  # the health path

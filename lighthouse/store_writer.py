@@ -64,7 +64,8 @@ class _Plan:
     frames: list[bytes] = field(default_factory=list)
     accepted: list[_Accepted] = field(default_factory=list)
     followers: list[tuple[Pending, _Origins]] = field(default_factory=list)
-    versions: dict[str, int] = field(default_factory=dict)
+    #: aggregate -> (its new version, the sequence of its newest event)
+    versions: dict[str, tuple[int, int]] = field(default_factory=dict)
     next_seq: int = 0
     recorded_at: float = 0.0
 
@@ -263,10 +264,12 @@ class WritePath(StoreState):
                 pending.future.set_exception(conflict)
                 continue
             versions = []
+            local, stored_versions = plan.versions, self._versions
             for slot, (event, record) in enumerate(zip(pending.events, pending.records)):
                 aggregate = event[2]
-                version = plan.versions.get(aggregate, self._versions.get(aggregate, 0)) + 1
-                plan.versions[aggregate] = version
+                hit = local.get(aggregate)
+                version = (hit[0] if hit is not None else stored_versions.get(aggregate, 0)) + 1
+                local[aggregate] = (version, plan.next_seq + slot)
                 versions.append(version)
                 group_ids[event[0]] = (record, pending, slot)
             frame = encode_events_frame(plan.next_seq, plan.recorded_at, versions, pending.records)
@@ -276,9 +279,10 @@ class WritePath(StoreState):
             plan.next_seq += len(pending.events)
         return plan
 
-    def _version_conflict(self, pending: Pending, local: dict[str, int]) -> ConcurrencyConflict | None:
+    def _version_conflict(self, pending: Pending, local: dict[str, tuple[int, int]]) -> ConcurrencyConflict | None:
         for aggregate, expected in (pending.expected or {}).items():
-            current = local.get(aggregate, self._versions.get(aggregate, 0))
+            hit = local.get(aggregate)
+            current = hit[0] if hit is not None else self._versions.get(aggregate, 0)
             if current != expected:
                 return ConcurrencyConflict(
                     f"aggregate {aggregate} is at version {current}, expected {expected}",
@@ -295,6 +299,8 @@ class WritePath(StoreState):
             self._voided.append((self._void[0], self._void[0] + self._void[1] - 1))
             self._void = None
         segment.size += written
+        last = plan.frames[-1]
+        self._last_frame = (segment.size - len(last), int.from_bytes(last[8:12], "little"))
         self._next_seq = plan.next_seq
         recorded_at = self._last_recorded_at = plan.recorded_at
         self._versions.update(plan.versions)
@@ -315,6 +321,7 @@ class WritePath(StoreState):
                 published = [self.upcasters.upcast(e) for e in published]
             for sub in list(self._subscribers):
                 sub.offer(published)
+        self._maybe_checkpoint()
 
     # ------------------------------------------------------------------ retries
 
@@ -415,6 +422,7 @@ class WritePath(StoreState):
             self._sync_file(old_fd)
             self._unsynced = False
         _segment, self._write_fd = self._create_segment(first_seq)
+        self._last_frame = None
         os.close(old_fd)
 
     def _create_segment(self, first_seq: int) -> tuple[Segment, int]:
@@ -440,7 +448,7 @@ class WritePath(StoreState):
                 os.close(fd)
             path.unlink(missing_ok=True)
             raise
-        segment = Segment(len(self._segments), first_seq, path, len(header))
+        segment = Segment(len(self._segments), first_seq, path, len(header), first_seq)
         self._segments.append(segment)
         self._reader.add_segment(segment.number, read_fd)
         return segment, write_fd

@@ -349,5 +349,5 @@ def test_a_store_directory_holds_only_what_the_store_wrote(store_dir: Path, run,
 
     run(scenario())
     names = sorted(p.name for p in store_dir.iterdir())
-    assert names == ["00000000000000000001.seg", "LOCK"], names
+    assert names == ["00000000000000000001.seg", "LOCK", "index.ckpt"], names  # the index checkpoint of close
     assert os.path.getsize(store_dir / "00000000000000000001.seg") > 32
