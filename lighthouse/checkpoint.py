@@ -1,7 +1,7 @@
 """Index checkpoints: the in-memory index persisted so that open does not rescan the whole log.
 
 A checkpoint holds the index columns, the id table, the aggregate-version table, the voided and
-damaged ranges, and what it covers: each segment's name, size, inode and mtime, and the last frame
+damaged ranges, and what it covers: each segment's name, size and mtime, and the last frame
 it indexed. It is written atomically (temp file, fsync, rename, directory fsync) and checksummed
 (CRC32C over everything after the header). Open loads the newest valid checkpoint and scans only
 the frames after it; a checkpoint that is damaged, of another format or stale (a covered segment
@@ -51,7 +51,6 @@ class CoveredSegment:
     #: the sequence a scan of this segment expects first (its first sequence, unless sequences were lost)
     start_seq: int
     size: int
-    inode: int
     mtime_ns: int
 
 
@@ -73,6 +72,8 @@ class IndexCheckpoint:
     versions: IdTable
     created_at: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    #: modification time of the checkpoint file as loaded (0 when not loaded from a file)
+    file_mtime_ns: int = 0
 
     @property
     def rows(self) -> int:
@@ -98,7 +99,7 @@ def write_checkpoint(directory: Path, checkpoint: IndexCheckpoint) -> Path:
             "rows": checkpoint.rows,
             "next_seq": checkpoint.next_seq,
             "last_recorded_at": checkpoint.last_recorded_at,
-            "segments": [[s.name, s.start_seq, s.size, s.inode, s.mtime_ns] for s in checkpoint.segments],
+            "segments": [[s.name, s.start_seq, s.size, s.mtime_ns] for s in checkpoint.segments],
             "last_frame": list(checkpoint.last_frame) if checkpoint.last_frame else None,
             "voided": [list(r) for r in checkpoint.voided],
             "damage": checkpoint.damage,
@@ -157,7 +158,8 @@ def load_checkpoint(directory: Path) -> IndexCheckpoint:
     except FileNotFoundError:
         raise CheckpointInvalid("no checkpoint") from None
     try:
-        size = os.fstat(fd).st_size
+        stat = os.fstat(fd)
+        size = stat.st_size
         raw = os.pread(fd, _HEADER.size, 0)
         if len(raw) < _HEADER.size:
             raise CheckpointInvalid("checkpoint shorter than its header")
@@ -176,11 +178,13 @@ def load_checkpoint(directory: Path) -> IndexCheckpoint:
     finally:
         os.close(fd)
     try:
-        return _decode(msgpack.unpackb(meta_raw, strict_map_key=False), memoryview(body))
+        checkpoint = _decode(msgpack.unpackb(meta_raw, strict_map_key=False), memoryview(body))
     except CheckpointInvalid:
         raise
     except Exception as exc:  # a checksummed file that does not decode: written by something else
         raise CheckpointInvalid(f"checkpoint does not decode: {exc!r}") from None
+    checkpoint.file_mtime_ns = stat.st_mtime_ns
+    return checkpoint
 
 
 def _decode(meta: dict[str, Any], body: memoryview) -> IndexCheckpoint:

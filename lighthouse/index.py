@@ -321,7 +321,7 @@ class EventIndex:
 
     @classmethod
     def restore(cls, columns: dict[str, np.ndarray], ids: IdTable) -> EventIndex:
-        """An index over whole columns (read-only arrays, e.g. mapped from a checkpoint) and an id table.
+        """An index over whole columns (e.g. read from a checkpoint) and an id table.
 
         Full chunks stay views of the given arrays (no copy); the partial last chunk becomes the
         writable tail.

@@ -4,8 +4,8 @@ A checkpoint is written on close and, while the store runs, after every ``checkp
 events. The state is captured in the event loop between two groups (frozen index chunks are
 shared, the small tail and the id table are copied) and written by a background thread, so
 appends continue while it is written. On open, a checkpoint is used only if every segment it
-covers is still the one it saw (same name, inode, size and mtime; the newest covered segment may
-have grown, then its covered frames are re-verified); otherwise it is ignored, the store scans
+covers is still the one it saw (same name, size and modification time; the newest covered segment
+may have grown or been written, then its covered frames are re-verified); otherwise it is ignored, the store scans
 everything, and ``health().details["checkpoint"]`` and the log say why.
 """
 
@@ -56,6 +56,10 @@ class CheckpointPath(StoreState):
         return checkpoint
 
     def _check_not_stale(self, checkpoint: IndexCheckpoint) -> None:
+        """Every covered segment must be provably unchanged: same size and modification time, and that
+        time older than the checkpoint file's (file times are coarse: a write in the same clock tick
+        as the last one would not move them). The newest covered segment may instead have grown or
+        been written: then the frames the checkpoint covers are verified again."""
         covered = checkpoint.segments
         if not covered:
             raise CheckpointInvalid("checkpoint covers no segment")
@@ -64,13 +68,16 @@ class CheckpointPath(StoreState):
             raise CheckpointInvalid("stale: the segments it covers were removed, renamed or added before them")
         for segment in covered[:-1]:
             stat = os.stat(self.path / segment.name)
-            if (stat.st_size, stat.st_ino, stat.st_mtime_ns) != (segment.size, segment.inode, segment.mtime_ns):
+            if (stat.st_size, stat.st_mtime_ns) != (segment.size, segment.mtime_ns):
                 raise CheckpointInvalid(f"stale: segment {segment.name} changed since the checkpoint")
+            if segment.mtime_ns >= checkpoint.file_mtime_ns:
+                raise CheckpointInvalid(f"stale: segment {segment.name} may have changed in the checkpoint's clock tick")
         last = covered[-1]
         stat = os.stat(self.path / last.name)
-        if stat.st_ino != last.inode or stat.st_size < last.size:
-            raise CheckpointInvalid(f"stale: segment {last.name} was replaced or shortened since the checkpoint")
-        if (stat.st_size, stat.st_mtime_ns) != (last.size, last.mtime_ns):
+        if stat.st_size < last.size:
+            raise CheckpointInvalid(f"stale: segment {last.name} was shortened since the checkpoint")
+        unchanged = (stat.st_size, stat.st_mtime_ns) == (last.size, last.mtime_ns)
+        if not unchanged or last.mtime_ns >= checkpoint.file_mtime_ns:
             self._verify_covered_frames(checkpoint, last)
 
     def _verify_covered_frames(self, checkpoint: IndexCheckpoint, last: CoveredSegment) -> None:
@@ -123,7 +130,7 @@ class CheckpointPath(StoreState):
         for segment in self._segments:
             stat = os.stat(segment.path)
             segments.append(
-                CoveredSegment(segment.path.name, segment.scan_start, segment.size, stat.st_ino, stat.st_mtime_ns)
+                CoveredSegment(segment.path.name, segment.scan_start, segment.size, stat.st_mtime_ns)
             )
         checkpoint = IndexCheckpoint(
             next_seq=self._next_seq,
