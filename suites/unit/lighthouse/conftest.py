@@ -21,6 +21,7 @@ import pytest
 from testkit.aio import run_with_deadline
 
 from lighthouse import Event, EventStore, EventType
+from suites.chaos.recovered import recovered_state
 
 T = TypeVar("T")
 
@@ -174,27 +175,6 @@ class GatedSyncStore(EventStore):
 def gated_store() -> type[GatedSyncStore]:
     return GatedSyncStore
 
-
-async def recovered_state(store: EventStore) -> dict[str, Any]:
-    """Everything recovery rebuilds, in comparable form: two opens of the same log must give equal states."""
-    events = [event async for event in store.replay()]
-    columns, _ids = store._index.export()
-    health = store.health()
-    return {
-        "events": events,
-        "columns": {name: [value for part in parts for value in part.tolist()] for name, parts in columns.items()},
-        "ids": {e.event_id: sorted(store._index.sequences_for_id(e.event_id)) for e in events},
-        "versions": {a: store._versions.get(a) for a in sorted({e.aggregate_id for e in events})},
-        "head": store.head_sequence,
-        "next_sequence": store._next_seq,
-        "voided": health.voided_sequences,
-        "lost": health.lost_sequences,
-        "damage": [d for d in health.damage if d["kind"] != "torn_tail"],
-        "quarantined_bytes": store.stats().quarantined_bytes,
-        "segments": [(s.path.name, s.size) for s in store._segments],
-        "last_recorded_at": store._last_recorded_at,
-        "last_frame": store._last_frame,
-    }
 
 
 @pytest.fixture(scope="session")

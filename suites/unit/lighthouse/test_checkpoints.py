@@ -21,29 +21,21 @@ from hypothesis import strategies as st
 
 from lighthouse import EventStore, HealthState, WriteFailed
 from lighthouse.checkpoint import CHECKPOINT_NAME
+from suites.chaos.recovered import CountingStore
 
 pytestmark = pytest.mark.ci
 
 
-class _Store(EventStore):
-    """The real store; ``failures`` makes the next group writes fail with ENOSPC (a void), and
-    ``indexed_frames`` counts the frames recovery decoded (what a checkpoint saves)."""
+class _Store(CountingStore):
+    """The real store; ``failures`` makes the next group writes fail with ENOSPC (a void)."""
 
     failures = 0
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.indexed_frames = 0
 
     def _write_durably(self, offset: int, data: bytes) -> None:
         if self.failures:
             self.failures -= 1
             raise OSError(errno.ENOSPC, "No space left on device")
         super()._write_durably(offset, data)
-
-    def _index_frames(self, segment, fd, frames) -> None:
-        self.indexed_frames += len(frames)
-        super()._index_frames(segment, fd, frames)
 
 
 async def _healthy(store: EventStore) -> None:
