@@ -142,6 +142,17 @@ class IdTable:
             sequence += 1
         self._count += len(keys_to_add)
 
+    def holds_any(self, keys_to_find: list[int]) -> bool:
+        """True if any of these keys is in the table (one loop for a whole batch)."""
+        keys, mask = self._keys, self._mask
+        for key in keys_to_find:
+            i = key & mask
+            while keys[i]:
+                if keys[i] == key:
+                    return True
+                i = (i + 1) & mask
+        return False
+
     def candidates(self, key: int) -> list[int]:
         """Sequences whose id hashes to ``key`` (normally zero or one)."""
         keys, mask = self._keys, self._mask
@@ -304,6 +315,10 @@ class EventIndex:
 
     def sequences_for_id(self, event_id: str) -> list[int]:
         return self._ids.candidates(id_key(event_id))
+
+    def may_hold_any(self, event_ids: list[str]) -> bool:
+        """False if none of these ids is stored; True means "look closer" (a hash match is only a candidate)."""
+        return self._ids.holds_any([(h >> 1) or 1 for h in map(xxh3_64_intdigest, map(str.encode, event_ids))])
 
     # --- persistence (index checkpoints) ------------------------------------------------------
 
