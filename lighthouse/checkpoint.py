@@ -82,58 +82,24 @@ class IndexCheckpoint:
 
 
 def write_checkpoint(directory: Path, checkpoint: IndexCheckpoint) -> Path:
-    """Write ``checkpoint`` to ``directory/index.ckpt`` atomically; returns its path."""
-    blocks: list[tuple[str, list[Any]]] = [(f"col:{name}", list(checkpoint.columns[name])) for name in COLUMNS]
-    id_keys, id_values, id_count = checkpoint.ids.buffers()
-    version_keys, version_values, version_count = checkpoint.versions.buffers()
-    blocks += [("ids:keys", [id_keys]), ("ids:values", [id_values])]
-    blocks += [("versions:keys", [version_keys]), ("versions:values", [version_values])]
+    """Write ``checkpoint`` to ``directory/index.ckpt`` atomically (temp file, fsync, rename, directory
+    fsync); returns its path."""
+    blocks = _blocks(checkpoint)
     layout: dict[str, list[int]] = {}
     position = 0
     for name, parts in blocks:
         size = sum(memoryview(part).nbytes for part in parts)
         layout[name] = [position, size]
         position = _aligned(position + size)
-    meta = msgpack.packb(
-        {
-            "rows": checkpoint.rows,
-            "next_seq": checkpoint.next_seq,
-            "last_recorded_at": checkpoint.last_recorded_at,
-            "segments": [[s.name, s.start_seq, s.size, s.mtime_ns] for s in checkpoint.segments],
-            "last_frame": list(checkpoint.last_frame) if checkpoint.last_frame else None,
-            "voided": [list(r) for r in checkpoint.voided],
-            "damage": checkpoint.damage,
-            "quarantined_bytes": checkpoint.quarantined_bytes,
-            "ids": [id_count, checkpoint.ids.capacity],
-            "versions": [version_count, checkpoint.versions.capacity],
-            "blocks": layout,
-            "created_at": checkpoint.created_at,
-            "extra": checkpoint.extra,
-        },
-        use_bin_type=True,
-    )
+    meta = _meta(checkpoint, layout)
     body_start = _aligned(_HEADER.size + len(meta))
     final = directory / CHECKPOINT_NAME
     tmp = directory / (CHECKPOINT_NAME + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        crc = crc32c.crc32c(meta)
         _write(fd, bytes(_HEADER.size) + meta + bytes(body_start - _HEADER.size - len(meta)))
-        written = 0
-        for name, parts in blocks:
-            offset, _size = layout[name]
-            if offset > written:
-                gap = bytes(offset - written)
-                _write(fd, gap)
-                crc = crc32c.crc32c(gap, crc)
-                written = offset
-            for part in parts:
-                view = memoryview(part).cast("B")
-                _write(fd, view)
-                crc = crc32c.crc32c(view, crc)
-                written += view.nbytes
-        header = _HEADER.pack(_MAGIC, CHECKPOINT_FORMAT, len(meta), written, crc, 0)
-        os.pwrite(fd, header, 0)
+        body_len, crc = _write_body(fd, blocks, layout, crc32c.crc32c(meta))
+        os.pwrite(fd, _HEADER.pack(_MAGIC, CHECKPOINT_FORMAT, len(meta), body_len, crc, 0), 0)
         os.fsync(fd)
     except BaseException:
         os.close(fd)
@@ -143,6 +109,54 @@ def write_checkpoint(directory: Path, checkpoint: IndexCheckpoint) -> Path:
     os.replace(tmp, final)
     fsync_directory(directory)
     return final
+
+
+def _blocks(checkpoint: IndexCheckpoint) -> list[tuple[str, list[Any]]]:
+    """The array blocks of the body, in order: each column (as its parts), then the two id tables."""
+    blocks: list[tuple[str, list[Any]]] = [(f"col:{name}", list(checkpoint.columns[name])) for name in COLUMNS]
+    for table_name, table in (("ids", checkpoint.ids), ("versions", checkpoint.versions)):
+        keys, values, _count = table.buffers()
+        blocks += [(f"{table_name}:keys", [keys]), (f"{table_name}:values", [values])]
+    return blocks
+
+
+def _meta(checkpoint: IndexCheckpoint, layout: dict[str, list[int]]) -> bytes:
+    return msgpack.packb(  # type: ignore[no-any-return]
+        {
+            "rows": checkpoint.rows,
+            "next_seq": checkpoint.next_seq,
+            "last_recorded_at": checkpoint.last_recorded_at,
+            "segments": [[s.name, s.start_seq, s.size, s.mtime_ns] for s in checkpoint.segments],
+            "last_frame": list(checkpoint.last_frame) if checkpoint.last_frame else None,
+            "voided": [list(r) for r in checkpoint.voided],
+            "damage": checkpoint.damage,
+            "quarantined_bytes": checkpoint.quarantined_bytes,
+            "ids": [len(checkpoint.ids), checkpoint.ids.capacity],
+            "versions": [len(checkpoint.versions), checkpoint.versions.capacity],
+            "blocks": layout,
+            "created_at": checkpoint.created_at,
+            "extra": checkpoint.extra,
+        },
+        use_bin_type=True,
+    )
+
+
+def _write_body(fd: int, blocks: list[tuple[str, list[Any]]], layout: dict[str, list[int]], crc: int) -> tuple[int, int]:
+    """Write the blocks at their aligned offsets; returns the body length and the running CRC32C."""
+    written = 0
+    for name, parts in blocks:
+        offset, _size = layout[name]
+        if offset > written:
+            gap = bytes(offset - written)
+            _write(fd, gap)
+            crc = crc32c.crc32c(gap, crc)
+            written = offset
+        for part in parts:
+            view = memoryview(part).cast("B")
+            _write(fd, view)
+            crc = crc32c.crc32c(view, crc)
+            written += view.nbytes
+    return written, crc
 
 
 def load_checkpoint(directory: Path) -> IndexCheckpoint:
