@@ -25,6 +25,7 @@ from lighthouse.checkpoint import (
     load_checkpoint,
     write_checkpoint,
 )
+from lighthouse.errors import LighthouseError
 from lighthouse.framing import SEGMENT_HEADER, parse_segment_header
 from lighthouse.index import IdTable, id_key
 from lighthouse.recovery import scan_segment
@@ -152,10 +153,11 @@ class CheckpointPath(StoreState):
         """Runs on the checkpoint thread; a failure is reported, never raised (the log is still intact)."""
         started = time.perf_counter()
         try:
+            self._before_write()  # the writer's seam (e.g. its fence): a superseded writer writes no checkpoint
             versions = _with_recent(checkpoint.versions, recent)
             checkpoint.versions = versions
             write_checkpoint(self.path, checkpoint)
-        except (OSError, MemoryError) as exc:
+        except (OSError, MemoryError, LighthouseError) as exc:
             self._checkpoint_status["last_error"] = f"{type(exc).__name__}: {exc}"
             _log.warning("could not write the index checkpoint of %s: %s", self.path, exc)
             return

@@ -150,6 +150,9 @@ class StoreState:
     def _create_segment(self, first_seq: int) -> tuple[Segment, int]:
         raise NotImplementedError  # the write path
 
+    def _before_write(self) -> None:
+        raise NotImplementedError  # the write path
+
     async def append(self, event: Event, *, expected_version: int | None = None) -> Event:
         raise NotImplementedError  # the write path
 
