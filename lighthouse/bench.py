@@ -58,8 +58,18 @@ def _percentiles(samples_ns: list[int]) -> dict[str, float]:
 # ---------------------------------------------------------------- lighthouse
 
 
+async def _loop_stalls(stop: asyncio.Event, stalls: list[int]) -> None:
+    """How long the event loop was blocked: each 1 ms tick's lateness (ns) while the appenders run."""
+    loop_clock = time.perf_counter_ns
+    while not stop.is_set():
+        before = loop_clock()
+        await asyncio.sleep(0.001)
+        stalls.append(max(0, loop_clock() - before - 1_000_000))
+
+
 async def _lh_appends(path: Path, n: int, concurrency: int) -> dict[str, Any]:
     samples: list[int] = []
+    stalls: list[int] = []
     events = [make_event(i) for i in range(n)]  # built before timing: client-side cost is not the store's
     async with EventStore(path) as store:
         counter = iter(events)
@@ -70,10 +80,19 @@ async def _lh_appends(path: Path, n: int, concurrency: int) -> dict[str, Any]:
                 await store.append(event)
                 samples.append(time.perf_counter_ns() - t0)
 
+        stop = asyncio.Event()
+        probe = asyncio.get_running_loop().create_task(_loop_stalls(stop, stalls))
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - t0
-    return {"events_per_s": n / elapsed, **_percentiles(samples)}
+        stop.set()
+        await probe
+    return {
+        "events_per_s": n / elapsed,
+        **_percentiles(samples),
+        "loop_stall_p99_ms": float(np.percentile(stalls, 99)) / 1e6 if stalls else 0.0,
+        "loop_stall_max_ms": max(stalls, default=0) / 1e6,
+    }
 
 
 async def _lh_batches(path: Path, batches: int, size: int) -> dict[str, Any]:
@@ -87,6 +106,40 @@ async def _lh_batches(path: Path, batches: int, size: int) -> dict[str, Any]:
             samples.append(time.perf_counter_ns() - s)
         elapsed = time.perf_counter() - t0
     return {"events_per_s": batches * size / elapsed, **_percentiles(samples)}
+
+
+async def _lh_batches_built_in_loop(path: Path, batches: int, size: int) -> dict[str, Any]:
+    """Batches as an application appends them: the ``Event`` objects are built inside the timed loop."""
+    samples: list[int] = []
+    async with EventStore(path) as store:
+        t0 = time.perf_counter()
+        for b in range(batches):
+            s = time.perf_counter_ns()
+            await store.append_batch([make_event(b * size + i) for i in range(size)])
+            samples.append(time.perf_counter_ns() - s)
+        elapsed = time.perf_counter() - t0
+    return {"events_per_s": batches * size / elapsed, **_percentiles(samples)}
+
+
+_HOT = "command:hot"
+
+
+def _sparse_event(i: int) -> Event:
+    """Every 100th event belongs to one aggregate: 1,000 of them spread over 100 frames of 1,000."""
+    return make_event(i) if i % 100 else Event(_TYPES[0], aggregate_id=_HOT, source_agent="agent-0", data={"i": i})
+
+
+async def _lh_sparse(path: Path, queries: int) -> dict[str, Any]:
+    async with EventStore(path) as store:
+        for b in range(100):
+            await store.append_batch([_sparse_event(b * 1000 + i) for i in range(1000)])
+        samples = []
+        for _ in range(queries):
+            s = time.perf_counter_ns()
+            result = await store.query(EventFilter(aggregate_ids=[_HOT]), limit=1000)
+            samples.append(time.perf_counter_ns() - s)
+            assert len(result.events) == 1000
+    return _percentiles(samples)
 
 
 async def _lh_fill(path: Path, n: int) -> None:
@@ -228,6 +281,76 @@ def _sqlite_batches(path: Path, batches: int, size: int) -> dict[str, Any]:
     return {"events_per_s": batches * size / elapsed, **_percentiles(samples)}
 
 
+def _sqlite_batches_built_in_loop(path: Path, batches: int, size: int) -> dict[str, Any]:
+    conn = _sqlite_connect(path)
+    samples = []
+    t0 = time.perf_counter()
+    for b in range(batches):
+        s = time.perf_counter_ns()
+        rows = [_row(make_event(b * size + i)) for i in range(size)]
+        conn.execute("BEGIN")
+        conn.executemany(_INSERT, rows)
+        conn.execute("COMMIT")
+        samples.append(time.perf_counter_ns() - s)
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return {"events_per_s": batches * size / elapsed, **_percentiles(samples)}
+
+
+def _sqlite_sparse(path: Path, queries: int) -> dict[str, Any]:
+    conn = _sqlite_connect(path)
+    conn.execute("CREATE INDEX IF NOT EXISTS by_aggregate ON events(aggregate_id)")  # its peer of the aggregate postings
+    for b in range(100):
+        conn.execute("BEGIN")
+        conn.executemany(_INSERT, [_row(_sparse_event(b * 1000 + i)) for i in range(1000)])
+        conn.execute("COMMIT")
+    samples = []
+    for _ in range(queries):
+        s = time.perf_counter_ns()
+        rows = conn.execute("SELECT payload FROM events WHERE aggregate_id=? ORDER BY seq LIMIT 1000", (_HOT,)).fetchall()
+        [msgpack.unpackb(p, strict_map_key=False) for (p,) in rows]
+        samples.append(time.perf_counter_ns() - s)
+        assert len(rows) == 1000
+    conn.close()
+    return _percentiles(samples)
+
+
+# ---------------------------------------------------------------- physical references
+
+
+def _raw_fdatasync(path: Path, n: int = 2000) -> dict[str, Any]:
+    """What the disk allows: a 200-byte write + fdatasync, one after another (no store around it)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    record = bytes(200)
+    samples = []
+    try:
+        t0 = time.perf_counter()
+        for i in range(n):
+            s = time.perf_counter_ns()
+            os.pwrite(fd, record, i * 200)
+            os.fdatasync(fd)
+            samples.append(time.perf_counter_ns() - s)
+        elapsed = time.perf_counter() - t0
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+    return {"syncs_per_s": n / elapsed, **_percentiles(samples)}
+
+
+def _raw_decode(n: int) -> dict[str, Any]:
+    """What msgpack allows: stream-decoding the same events' packed records (no store, no checksums)."""
+    packer = msgpack.Packer(use_bin_type=True)
+    blob = b"".join(packer.pack(make_event(i).client_record()) for i in range(n))
+    best = 0.0
+    for _ in range(3):
+        unpacker = msgpack.Unpacker(strict_map_key=False, max_buffer_size=len(blob) + 1)
+        unpacker.feed(blob)
+        t0 = time.perf_counter()
+        count = sum(1 for _record in unpacker)
+        best = max(best, count / (time.perf_counter() - t0))
+    return {"events_per_s": best}
+
+
 def _sqlite_reads(path: Path, queries: int) -> dict[str, Any]:
     conn = _sqlite_connect(path)
     t0 = time.perf_counter()
@@ -306,6 +429,11 @@ def _one_run(base: Path, args: argparse.Namespace) -> dict[str, Any]:
     sq["append_64"] = _sqlite_appends(fresh("sq64.db"), max(1000, args.concurrent // 5), args.appenders)
     lh["batch_1000"] = asyncio.run(_lh_batches(fresh("lhb"), args.batches, args.batch_size))
     sq["batch_1000"] = _sqlite_batches(fresh("sqb.db"), args.batches, args.batch_size)
+    lh["batch_built"] = asyncio.run(_lh_batches_built_in_loop(fresh("lhbb"), args.batches, args.batch_size))
+    sq["batch_built"] = _sqlite_batches_built_in_loop(fresh("sqbb.db"), args.batches, args.batch_size)
+    lh["sparse"] = asyncio.run(_lh_sparse(fresh("lhs"), args.queries))
+    sq["sparse"] = _sqlite_sparse(fresh("sqs.db"), args.queries)
+    results["physical"] = {"fdatasync": _raw_fdatasync(base / "raw-sync"), "decode": _raw_decode(args.events)}
     lh_store = fresh("lh_read")
     asyncio.run(_lh_fill(lh_store, args.events))
     sq_store = fresh("sq_read.db")
@@ -313,7 +441,8 @@ def _one_run(base: Path, args: argparse.Namespace) -> dict[str, Any]:
     lh["open"] = _measure_open(lh_store)
     lh.update(asyncio.run(_lh_reads(lh_store, args.queries)))
     sq.update(_sqlite_reads(sq_store, args.queries))
-    for name in ("lh1", "sq1.db", "lh64", "sq64.db", "lhb", "sqb.db", "lh_read", "sq_read.db"):
+    for name in ("lh1", "sq1.db", "lh64", "sq64.db", "lhb", "sqb.db", "lhbb", "sqbb.db", "lhs", "sqs.db", "lh_read",
+                 "sq_read.db"):
         path = base / name
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         for suffix in ("-wal", "-shm"):
@@ -327,12 +456,15 @@ _ROWS: list[tuple[str, Callable[[dict[str, Any]], float | None], str, str, float
     ("durable append x1 p50", lambda r: r["append_1"]["p50_ms"], "ms", "lower", 2.0),
     ("durable append x1 p99", lambda r: r["append_1"]["p99_ms"], "ms", "lower", 10.0),
     ("durable append x1 p99.9", lambda r: r["append_1"]["p999_ms"], "ms", "lower", 100.0),
+    ("x1 event-loop stall max", lambda r: r["append_1"].get("loop_stall_max_ms"), "ms", "lower", None),
     ("durable append x64 events/s", lambda r: r["append_64"]["events_per_s"], "ev/s", "higher", 50_000),
     ("durable append x64 p50", lambda r: r["append_64"]["p50_ms"], "ms", "lower", None),
     ("durable append x64 p99", lambda r: r["append_64"]["p99_ms"], "ms", "lower", 5.0),
     ("durable append x64 p99.9", lambda r: r["append_64"]["p999_ms"], "ms", "lower", None),
     ("batch of 1000 events/s", lambda r: r["batch_1000"]["events_per_s"], "ev/s", "higher", 300_000),
     ("batch of 1000 p99", lambda r: r["batch_1000"]["p99_ms"], "ms", "lower", 50.0),
+    ("batch 1000 built in loop ev/s", lambda r: r["batch_built"]["events_per_s"], "ev/s", "higher", None),
+    ("sparse agg query p99", lambda r: r["sparse"]["p99_ms"], "ms", "lower", None),
     ("replay events/s", lambda r: r["replay_events_per_s"], "ev/s", "higher", 500_000),
     ("query 1000 of N p99", lambda r: r["query_1000"]["p99_ms"], "ms", "lower", 5.0),
     ("filtered query p99", lambda r: r["filtered_query"]["p99_ms"], "ms", "lower", 500.0),
@@ -373,6 +505,16 @@ def print_table(results: dict[str, Any], *, events: int) -> list[dict[str, Any]]
         rows.append({"metric": label, "unit": unit, "lighthouse": ours, "sqlite": peer, "advantage": ratio,
                      "target": target, "met": met})
     print("ratio: how many times better lighthouse is than sqlite on that line (>1 = lighthouse better)")
+    physical = results.get("physical")
+    if physical:
+        sync, decode = physical["fdatasync"], physical["decode"]
+        replay = results["lighthouse"]["replay_events_per_s"]
+        print(
+            f"physical references (same run): raw write+fdatasync {_fmt(sync['syncs_per_s'])}/s "
+            f"(p50 {sync['p50_ms']:.3g} ms); raw msgpack stream decode {_fmt(decode['events_per_s'])} ev/s; "
+            f"replay = {replay / decode['events_per_s']:.0%} of raw decode; "
+            f"x1 loop stall max = {results['lighthouse']['append_1'].get('loop_stall_max_ms', 0) / sync['p50_ms']:.2g} syncs"
+        )
     return rows
 
 

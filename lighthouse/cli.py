@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmark this machine: lighthouse vs sqlite3 on the same workload")
     add_bench_arguments(p)
     p.set_defaults(func=_cmd_bench)
+
+    from lighthouse.bench_scale import add_scale_arguments, run_scale
+
+    p = sub.add_parser("bench-scale", help="open time, memory, replay and queries at 1M and 10M events")
+    add_scale_arguments(p)
+    p.set_defaults(func=run_scale)
     try:
         from lighthouse.cli_serve import add_serve_parser, add_token_parser
     except ImportError:  # the server extras are optional for offline tools

@@ -3,8 +3,9 @@
 One row per stored event, in sequence order. Rows live in fixed-size numpy chunks (plus an
 ``array.array`` tail that is frozen into a chunk when full), so filtering 100,000 events is a few
 vectorised comparisons and an event costs tens of bytes of memory. String fields are kept as
-64-bit hashes; a hash match is only a candidate, and the store confirms every candidate against
-the decoded event, so a collision can cost time but never return a wrong event.
+hashes; a hash match is only a candidate, and the store confirms every candidate against the
+decoded event, so a collision can cost time but never return a wrong event. Hashes are xxh3 of
+the UTF-8 bytes, stable across processes, so the index can be persisted in a checkpoint.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from xxhash import xxh3_64_intdigest
 
-__all__ = ["EventIndex", "IdTable", "Row", "hash_key"]
+__all__ = ["COLUMNS", "EventIndex", "IdTable", "Row", "hash_key", "id_key"]
 
 CHUNK_ROWS = 16384
 
 # name -> (array typecode, numpy dtype)
 # Field hashes are 32-bit: a collision only costs one extra event decoded and rejected.
-_COLUMNS: dict[str, tuple[str, str]] = {
+COLUMNS: dict[str, tuple[str, str]] = {
     "seq": ("Q", "u8"),
     "seg": ("I", "u4"),
     "off": ("I", "u4"),
@@ -37,10 +39,25 @@ _HASH_MASK = 0x7FFFFFFF
 
 
 def hash_key(value: str | None) -> int:
-    """A non-zero 31-bit hash (0 stands for "no value"). Process-local: the index is rebuilt on open."""
+    """A non-zero 31-bit hash of a field value (0 stands for "no value"), the same in every process."""
     if value is None:
         return 0
-    return (hash(value) & _HASH_MASK) or 1
+    return (xxh3_64_intdigest(value.encode("utf-8", "surrogatepass")) & _HASH_MASK) or 1
+
+
+def id_key(event_id: str) -> int:
+    """The id table's non-zero, positive 63-bit key of an event id, the same in every process."""
+    return (xxh3_64_intdigest(event_id.encode("utf-8", "surrogatepass")) >> 1) or 1
+
+
+def _field_hashes(values: list[str]) -> list[int]:
+    mask = _HASH_MASK
+    return [(h & mask) or 1 for h in map(xxh3_64_intdigest, map(str.encode, values))]
+
+
+def _optional_field_hashes(values: list[str | None]) -> list[int]:
+    mask = _HASH_MASK
+    return [0 if v is None else (xxh3_64_intdigest(v.encode()) & mask) or 1 for v in values]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,15 +69,49 @@ class Row:
 
 
 class IdTable:
-    """Event id hash -> sequence, open addressing over two flat arrays (about 35 bytes per event)."""
+    """Key (a stable 63-bit hash) -> sequence, open addressing over two flat arrays (about 35 bytes per entry).
+
+    The arrays may be ``array.array`` or writable ``memoryview`` (``q`` and ``Q``) over a checkpoint's
+    buffer, so loading a checkpoint copies nothing.
+    """
 
     __slots__ = ("_keys", "_values", "_mask", "_count")
 
     def __init__(self, capacity: int = 1024) -> None:
-        self._keys = array("q", bytes(8 * capacity))
-        self._values = array("Q", bytes(8 * capacity))
+        self._keys: array[int] | memoryview = array("q", bytes(8 * capacity))
+        self._values: array[int] | memoryview = array("Q", bytes(8 * capacity))
         self._mask = capacity - 1
         self._count = 0
+
+    @classmethod
+    def from_buffers(cls, keys: memoryview, values: memoryview, count: int) -> IdTable:
+        """A table over existing slot arrays (a power-of-two capacity), e.g. from a checkpoint."""
+        if len(keys) != len(values) or len(keys) & (len(keys) - 1):
+            raise ValueError("id table slot arrays must have the same power-of-two length")
+        table = cls.__new__(cls)
+        table._keys, table._values, table._mask, table._count = keys, values, len(keys) - 1, count
+        return table
+
+    def copy(self) -> IdTable:
+        table = IdTable.__new__(IdTable)
+        table._keys, table._values = array("q", bytes(self._keys)), array("Q", bytes(self._values))
+        table._mask, table._count = self._mask, self._count
+        return table
+
+    def buffers(self) -> tuple[bytes, bytes, int]:
+        """Copies of the slot arrays and the entry count (what a checkpoint stores)."""
+        return bytes(self._keys), bytes(self._values), self._count
+
+    def put(self, key: int, value: int) -> None:
+        """Set the value of ``key`` (its first slot), adding it if absent."""
+        keys, mask = self._keys, self._mask
+        i = key & mask
+        while keys[i]:
+            if keys[i] == key:
+                self._values[i] = value
+                return
+            i = (i + 1) & mask
+        self.add(key, value)
 
     def __len__(self) -> int:
         return self._count
@@ -91,6 +142,17 @@ class IdTable:
             sequence += 1
         self._count += len(keys_to_add)
 
+    def holds_any(self, keys_to_find: list[int]) -> bool:
+        """True if any of these keys is in the table (one loop for a whole batch)."""
+        keys, mask = self._keys, self._mask
+        for key in keys_to_find:
+            i = key & mask
+            while keys[i]:
+                if keys[i] == key:
+                    return True
+                i = (i + 1) & mask
+        return False
+
     def candidates(self, key: int) -> list[int]:
         """Sequences whose id hashes to ``key`` (normally zero or one)."""
         keys, mask = self._keys, self._mask
@@ -120,13 +182,17 @@ class IdTable:
     def nbytes(self) -> int:
         return (len(self._keys) + len(self._values)) * 8
 
+    @property
+    def capacity(self) -> int:
+        return self._mask + 1
+
 
 class EventIndex:
     """Columns of every stored event plus an id table; answers "which rows may match"."""
 
     def __init__(self) -> None:
-        self._chunks: dict[str, list[np.ndarray]] = {name: [] for name in _COLUMNS}
-        self._tail: dict[str, array] = {name: array(code) for name, (code, _dtype) in _COLUMNS.items()}
+        self._chunks: dict[str, list[np.ndarray]] = {name: [] for name in COLUMNS}
+        self._tail: dict[str, array] = {name: array(code) for name, (code, _dtype) in COLUMNS.items()}
         self._ids = IdTable()
         self._rows = 0
 
@@ -154,14 +220,14 @@ class EventIndex:
         tail["slot"].append(slot)
         tail["rec_at"].append(recorded_at)
         tail["etype"].append(type_code)
-        tail["agg"].append((hash(aggregate_id) & _HASH_MASK) or 1)
-        tail["src"].append((hash(source_agent) & _HASH_MASK) or 1)
-        tail["corr"].append((hash(correlation_id) & _HASH_MASK) or 1 if correlation_id is not None else 0)
-        tail["caus"].append((hash(causation_id) & _HASH_MASK) or 1 if causation_id is not None else 0)
-        self._ids.add(hash(event_id) or 1, sequence)
+        tail["agg"].append(hash_key(aggregate_id))
+        tail["src"].append(hash_key(source_agent))
+        tail["corr"].append(hash_key(correlation_id))
+        tail["caus"].append(hash_key(causation_id))
+        self._ids.add(id_key(event_id), sequence)
         self._rows += 1
         if len(tail["seq"]) == CHUNK_ROWS:
-            for name, (code, dtype) in _COLUMNS.items():
+            for name, (code, dtype) in COLUMNS.items():
                 self._chunks[name].append(np.array(tail[name], dtype=dtype))
                 tail[name] = array(code)
 
@@ -180,12 +246,11 @@ class EventIndex:
     ) -> None:
         """Index every event of one frame at once (column-wise: far fewer Python calls than ``add``)."""
         n = len(event_ids)
-        mask = _HASH_MASK
-        agg = [(hash(v) & mask) or 1 for v in aggregate_ids]
-        src = [(hash(v) & mask) or 1 for v in source_agents]
-        corr = [0 if v is None else (hash(v) & mask) or 1 for v in correlation_ids]
-        caus = [0 if v is None else (hash(v) & mask) or 1 for v in causation_ids]
-        self._ids.add_run([hash(event_id) or 1 for event_id in event_ids], first_sequence)
+        agg = _field_hashes(aggregate_ids)
+        src = _field_hashes(source_agents)
+        corr = _optional_field_hashes(correlation_ids)
+        caus = _optional_field_hashes(causation_ids)
+        self._ids.add_run([(h >> 1) or 1 for h in map(xxh3_64_intdigest, map(str.encode, event_ids))], first_sequence)
         pos = 0
         while pos < n:
             tail = self._tail
@@ -204,7 +269,7 @@ class EventIndex:
             self._rows += take
             pos = end
             if len(tail["seq"]) == CHUNK_ROWS:
-                for name, (code, dtype) in _COLUMNS.items():
+                for name, (code, dtype) in COLUMNS.items():
                     self._chunks[name].append(np.array(tail[name], dtype=dtype))
                     tail[name] = array(code)
 
@@ -249,7 +314,45 @@ class EventIndex:
         return lo
 
     def sequences_for_id(self, event_id: str) -> list[int]:
-        return self._ids.candidates(hash(event_id) or 1)
+        return self._ids.candidates(id_key(event_id))
+
+    def may_hold_any(self, event_ids: list[str]) -> bool:
+        """False if none of these ids is stored; True means "look closer" (a hash match is only a candidate)."""
+        return self._ids.holds_any([(h >> 1) or 1 for h in map(xxh3_64_intdigest, map(str.encode, event_ids))])
+
+    # --- persistence (index checkpoints) ------------------------------------------------------
+
+    def export(self) -> tuple[dict[str, list[np.ndarray]], IdTable]:
+        """Every column as a list of arrays covering all rows in order, and the id table (not copied).
+
+        Frozen chunks never change, and the tail arrays are copied, so the column lists stay valid
+        while appends continue; the id table does change: copy it (``buffers()``) before yielding.
+        """
+        columns = {
+            name: [*self._chunks[name], np.array(self._tail[name], dtype=dtype)]
+            for name, (_code, dtype) in COLUMNS.items()
+        }
+        return columns, self._ids
+
+    @classmethod
+    def restore(cls, columns: dict[str, np.ndarray], ids: IdTable) -> EventIndex:
+        """An index over whole columns (e.g. read from a checkpoint) and an id table.
+
+        Full chunks stay views of the given arrays (no copy); the partial last chunk becomes the
+        writable tail.
+        """
+        index = cls()
+        rows = len(columns["seq"])
+        if any(len(columns[name]) != rows for name in COLUMNS):
+            raise ValueError("index columns have different lengths")
+        full = rows - rows % CHUNK_ROWS
+        for name, (code, _dtype) in COLUMNS.items():
+            column = columns[name]
+            index._chunks[name] = [column[start : start + CHUNK_ROWS] for start in range(0, full, CHUNK_ROWS)]
+            index._tail[name] = array(code, column[full:].tobytes())
+        index._ids = ids
+        index._rows = rows
+        return index
 
     # --- scans ---------------------------------------------------------------------------------
 
@@ -271,7 +374,7 @@ class EventIndex:
             if chunk < len(self._chunks["seq"]):
                 cols = {name: self._chunks[name][chunk][lo:hi] for name in names}
             else:
-                cols = {name: np.array(self._tail[name][lo:hi], dtype=_COLUMNS[name][1]) for name in names}
+                cols = {name: np.array(self._tail[name][lo:hi], dtype=COLUMNS[name][1]) for name in names}
             yield base + lo, cols
 
     def candidate_rows(
@@ -335,7 +438,7 @@ class EventIndex:
     def nbytes(self) -> int:
         """Bytes held by the columns and the id table (what "index memory per event" means)."""
         total = self._ids.nbytes()
-        for name in _COLUMNS:
+        for name in COLUMNS:
             total += sum(chunk.nbytes for chunk in self._chunks[name])
             total += self._tail[name].buffer_info()[1] * self._tail[name].itemsize
         return total

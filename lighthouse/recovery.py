@@ -66,12 +66,15 @@ def _next_valid_frame(buf: Any, start: int) -> tuple[int, FrameHeader] | None:
         pos += 1
 
 
-def scan_segment(buf: Any, name: str, expected_seq: int, *, is_last: bool, header_ok: bool = True) -> SegmentScan:
-    """Classify every byte range of one segment; ``buf`` is the whole file (bytes or mmap)."""
+def scan_segment(
+    buf: Any, name: str, expected_seq: int, *, is_last: bool, header_ok: bool = True, start: int = SEGMENT_HEADER
+) -> SegmentScan:
+    """Classify every byte range of one segment from ``start`` (a frame boundary; default: the first
+    frame); ``buf`` is the whole file (bytes or mmap)."""
     scan = SegmentScan(next_sequence=expected_seq)
-    if not header_ok:
+    if not header_ok and start == SEGMENT_HEADER:  # a resumed scan reported its header before
         scan.damage.append(Damage(name, 0, SEGMENT_HEADER, "bad_segment_header"))
-    off = SEGMENT_HEADER
+    off = start
     end = len(buf)
     while off < end:
         header = parse_frame_header(buf, off)

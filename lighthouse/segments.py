@@ -73,12 +73,20 @@ def _read_whole(path: Path) -> Any:
         return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
 
 
-def scan_directory(path: Path) -> list[SegmentReport]:
-    """Scan every segment in order; fills in lost ranges that only the next segment can bound."""
+def scan_directory(
+    path: Path, *, first_segment: int = 0, resume_at: int = SEGMENT_HEADER, expected: int = 1
+) -> list[SegmentReport]:
+    """Scan every segment in order; fills in lost ranges that only the next segment can bound.
+
+    To continue from an index checkpoint: skip the ``first_segment`` segments it covers fully and
+    start the next one at ``resume_at`` (a frame boundary) expecting sequence ``expected``; reports
+    then start with that segment.
+    """
     reports: list[SegmentReport] = []
-    expected = 1
     segments = list_segments(path)
     for i, seg_path in enumerate(segments):
+        if i < first_segment:
+            continue
         buf = _read_whole(seg_path)
         try:
             header_first = parse_segment_header(buf[:SEGMENT_HEADER]) if len(buf) >= SEGMENT_HEADER else None
@@ -90,7 +98,12 @@ def scan_directory(path: Path) -> list[SegmentReport]:
                 scan.damage.append(Damage(seg_path.name, 0, len(buf), "torn_tail"))
             else:
                 scan = scan_segment(
-                    buf, seg_path.name, expected, is_last=is_last, header_ok=header_first == name_first
+                    buf,
+                    seg_path.name,
+                    expected,
+                    is_last=is_last,
+                    header_ok=header_first == name_first,
+                    start=resume_at if i == first_segment else SEGMENT_HEADER,
                 )
             reports.append(SegmentReport(seg_path, name_first, len(buf), scan))
             expected = scan.next_sequence

@@ -21,6 +21,7 @@ import pytest
 from testkit.aio import run_with_deadline
 
 from lighthouse import Event, EventStore, EventType
+from suites.chaos.recovered import recovered_state
 
 T = TypeVar("T")
 
@@ -173,3 +174,10 @@ class GatedSyncStore(EventStore):
 @pytest.fixture(scope="session")
 def gated_store() -> type[GatedSyncStore]:
     return GatedSyncStore
+
+
+
+@pytest.fixture(scope="session")
+def recovered() -> Callable[[EventStore], Awaitable[dict[str, Any]]]:
+    """``await recovered(store)``: the store's recovered state (index, ids, versions, voids, damage)."""
+    return recovered_state

@@ -349,5 +349,5 @@ def test_a_store_directory_holds_only_what_the_store_wrote(store_dir: Path, run,
 
     run(scenario())
     names = sorted(p.name for p in store_dir.iterdir())
-    assert names == ["00000000000000000001.seg", "LOCK", "OWNER"], names  # OWNER: the writer fence
+    assert names == ["00000000000000000001.seg", "LOCK", "OWNER", "index.ckpt"], names  # OWNER: the writer fence; index.ckpt: the checkpoint of close
     assert os.path.getsize(store_dir / "00000000000000000001.seg") > 32

@@ -1,0 +1,258 @@
+"""Index checkpoints: the in-memory index persisted so that open does not rescan the whole log.
+
+A checkpoint holds the index columns, the id table, the aggregate-version table, the voided and
+damaged ranges, and what it covers: each segment's name, size and mtime, and the last frame
+it indexed. It is written atomically (temp file, fsync, rename, directory fsync) and checksummed
+(CRC32C over everything after the header). Open loads the newest valid checkpoint and scans only
+the frames after it; a checkpoint that is damaged, of another format or stale (a covered segment
+changed, vanished or shrank) is ignored and the store falls back to a full scan, saying why.
+
+Layout (little endian)::
+
+    header (32 bytes): magic "LHIDX\\0\\0\\1" | format u32 | meta_len u32 | body_len u64 | crc32c u32 | pad u32
+    meta: msgpack map (what is covered, counters, and where each array block is)
+    body: array blocks, each 64-byte aligned, at offsets relative to the body start
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import crc32c
+import msgpack
+import numpy as np
+
+from lighthouse.index import COLUMNS, IdTable
+from lighthouse.snapshots import fsync_directory
+
+__all__ = ["CHECKPOINT_NAME", "CheckpointInvalid", "CoveredSegment", "IndexCheckpoint", "load_checkpoint", "write_checkpoint"]
+
+CHECKPOINT_NAME = "index.ckpt"
+CHECKPOINT_FORMAT = 1
+_MAGIC = b"LHIDX\x00\x00\x01"
+_HEADER = struct.Struct("<8sIIQII")
+_ALIGN = 64
+_READ_CHUNK = 8 << 20
+
+
+class CheckpointInvalid(Exception):
+    """The checkpoint cannot be used (damaged, other format, or stale); ``reason`` says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class CoveredSegment:
+    """A segment as the checkpoint saw it: any change to a fully covered one makes the checkpoint stale."""
+
+    name: str
+    #: the sequence a scan of this segment expects first (its first sequence, unless sequences were lost)
+    start_seq: int
+    size: int
+    mtime_ns: int
+
+
+@dataclass(slots=True)
+class IndexCheckpoint:
+    """Everything open needs to continue from a checkpoint instead of scanning from the start."""
+
+    next_seq: int
+    last_recorded_at: float
+    segments: list[CoveredSegment]
+    #: (offset, crc) of the last frame in the last covered segment, or ``None`` if it holds none
+    last_frame: tuple[int, int] | None
+    voided: list[tuple[int, int]]
+    damage: list[dict[str, Any]]
+    quarantined_bytes: int
+    #: column name -> the rows' values (a list of arrays when written, one array when loaded)
+    columns: dict[str, Any]
+    ids: IdTable
+    versions: IdTable
+    created_at: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+    #: modification time of the checkpoint file as loaded (0 when not loaded from a file)
+    file_mtime_ns: int = 0
+
+    @property
+    def rows(self) -> int:
+        column = self.columns["seq"]
+        return len(column) if isinstance(column, np.ndarray) else sum(len(part) for part in column)
+
+
+def write_checkpoint(directory: Path, checkpoint: IndexCheckpoint) -> Path:
+    """Write ``checkpoint`` to ``directory/index.ckpt`` atomically (temp file, fsync, rename, directory
+    fsync); returns its path."""
+    blocks = _blocks(checkpoint)
+    layout: dict[str, list[int]] = {}
+    position = 0
+    for name, parts in blocks:
+        size = sum(memoryview(part).nbytes for part in parts)
+        layout[name] = [position, size]
+        position = _aligned(position + size)
+    meta = _meta(checkpoint, layout)
+    body_start = _aligned(_HEADER.size + len(meta))
+    final = directory / CHECKPOINT_NAME
+    tmp = directory / (CHECKPOINT_NAME + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        _write(fd, bytes(_HEADER.size) + meta + bytes(body_start - _HEADER.size - len(meta)))
+        body_len, crc = _write_body(fd, blocks, layout, crc32c.crc32c(meta))
+        os.pwrite(fd, _HEADER.pack(_MAGIC, CHECKPOINT_FORMAT, len(meta), body_len, crc, 0), 0)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.replace(tmp, final)
+    fsync_directory(directory)
+    return final
+
+
+def _blocks(checkpoint: IndexCheckpoint) -> list[tuple[str, list[Any]]]:
+    """The array blocks of the body, in order: each column (as its parts), then the two id tables."""
+    blocks: list[tuple[str, list[Any]]] = [(f"col:{name}", list(checkpoint.columns[name])) for name in COLUMNS]
+    for table_name, table in (("ids", checkpoint.ids), ("versions", checkpoint.versions)):
+        keys, values, _count = table.buffers()
+        blocks += [(f"{table_name}:keys", [keys]), (f"{table_name}:values", [values])]
+    return blocks
+
+
+def _meta(checkpoint: IndexCheckpoint, layout: dict[str, list[int]]) -> bytes:
+    return msgpack.packb(  # type: ignore[no-any-return]
+        {
+            "rows": checkpoint.rows,
+            "next_seq": checkpoint.next_seq,
+            "last_recorded_at": checkpoint.last_recorded_at,
+            "segments": [[s.name, s.start_seq, s.size, s.mtime_ns] for s in checkpoint.segments],
+            "last_frame": list(checkpoint.last_frame) if checkpoint.last_frame else None,
+            "voided": [list(r) for r in checkpoint.voided],
+            "damage": checkpoint.damage,
+            "quarantined_bytes": checkpoint.quarantined_bytes,
+            "ids": [len(checkpoint.ids), checkpoint.ids.capacity],
+            "versions": [len(checkpoint.versions), checkpoint.versions.capacity],
+            "blocks": layout,
+            "created_at": checkpoint.created_at,
+            "extra": checkpoint.extra,
+        },
+        use_bin_type=True,
+    )
+
+
+def _write_body(fd: int, blocks: list[tuple[str, list[Any]]], layout: dict[str, list[int]], crc: int) -> tuple[int, int]:
+    """Write the blocks at their aligned offsets; returns the body length and the running CRC32C."""
+    written = 0
+    for name, parts in blocks:
+        offset, _size = layout[name]
+        if offset > written:
+            gap = bytes(offset - written)
+            _write(fd, gap)
+            crc = crc32c.crc32c(gap, crc)
+            written = offset
+        for part in parts:
+            view = memoryview(part).cast("B")
+            _write(fd, view)
+            crc = crc32c.crc32c(view, crc)
+            written += view.nbytes
+    return written, crc
+
+
+def load_checkpoint(directory: Path) -> IndexCheckpoint:
+    """The checkpoint in ``directory``, checksum verified; ``CheckpointInvalid`` if absent or unusable.
+
+    The body is read once into one buffer (checksummed as it is read) and the arrays are views of it:
+    no per-row work, and no file stays mapped (which would keep its filesystem busy after close).
+    Staleness against the segments on disk is the caller's check (it knows the segments).
+    """
+    path = directory / CHECKPOINT_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise CheckpointInvalid("no checkpoint") from None
+    try:
+        stat = os.fstat(fd)
+        size = stat.st_size
+        raw = os.pread(fd, _HEADER.size, 0)
+        if len(raw) < _HEADER.size:
+            raise CheckpointInvalid("checkpoint shorter than its header")
+        magic, version, meta_len, body_len, crc, _pad = _HEADER.unpack(raw)
+        if magic != _MAGIC:
+            raise CheckpointInvalid("not a checkpoint (bad magic)")
+        if version != CHECKPOINT_FORMAT:
+            raise CheckpointInvalid(f"checkpoint format {version}, this store reads {CHECKPOINT_FORMAT}")
+        body_start = _aligned(_HEADER.size + meta_len)
+        if body_start + body_len != size:
+            raise CheckpointInvalid(f"checkpoint is {size} bytes, its header says {body_start + body_len}")
+        meta_raw = os.pread(fd, meta_len, _HEADER.size)
+        body = bytearray(body_len)
+        if _read_checksummed(fd, memoryview(body), body_start, crc32c.crc32c(meta_raw)) != crc:
+            raise CheckpointInvalid("checkpoint checksum mismatch")
+    finally:
+        os.close(fd)
+    try:
+        checkpoint = _decode(msgpack.unpackb(meta_raw, strict_map_key=False), memoryview(body))
+    except CheckpointInvalid:
+        raise
+    except Exception as exc:  # a checksummed file that does not decode: written by something else
+        raise CheckpointInvalid(f"checkpoint does not decode: {exc!r}") from None
+    checkpoint.file_mtime_ns = stat.st_mtime_ns
+    return checkpoint
+
+
+def _decode(meta: dict[str, Any], body: memoryview) -> IndexCheckpoint:
+    def block(name: str) -> memoryview:
+        offset, size = meta["blocks"][name]
+        if offset + size > len(body):
+            raise CheckpointInvalid(f"checkpoint block {name} lies outside the file")
+        return body[offset : offset + size]
+
+    rows = meta["rows"]
+    columns = {name: np.frombuffer(block(f"col:{name}"), dtype=dtype) for name, (_code, dtype) in COLUMNS.items()}
+    if any(len(column) != rows for column in columns.values()):
+        raise CheckpointInvalid("checkpoint columns do not match its row count")
+    id_count, _ = meta["ids"]
+    version_count, _ = meta["versions"]
+    ids = IdTable.from_buffers(block("ids:keys").cast("q"), block("ids:values").cast("Q"), id_count)
+    versions = IdTable.from_buffers(
+        block("versions:keys").cast("q"), block("versions:values").cast("Q"), version_count
+    )
+    return IndexCheckpoint(
+        next_seq=meta["next_seq"],
+        last_recorded_at=meta["last_recorded_at"],
+        segments=[CoveredSegment(*s) for s in meta["segments"]],
+        last_frame=tuple(meta["last_frame"]) if meta["last_frame"] else None,  # type: ignore[arg-type]
+        voided=[(a, b) for a, b in meta["voided"]],
+        damage=meta["damage"],
+        quarantined_bytes=meta["quarantined_bytes"],
+        columns=columns,
+        ids=ids,
+        versions=versions,
+        created_at=meta["created_at"],
+        extra=meta.get("extra", {}),
+    )
+
+
+def _read_checksummed(fd: int, into: memoryview, position: int, crc: int) -> int:
+    """Fill ``into`` from ``fd`` at ``position``; the CRC32C of it, continuing from ``crc``."""
+    done = 0
+    while done < len(into):
+        part = into[done : done + _READ_CHUNK]
+        got = os.preadv(fd, [part], position + done)
+        if got <= 0:
+            raise CheckpointInvalid("checkpoint shorter than it says")
+        crc = crc32c.crc32c(part[:got], crc)
+        done += got
+    return crc
+
+
+def _write(fd: int, data: Any) -> None:
+    view = memoryview(data).cast("B")
+    while view.nbytes:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _aligned(position: int) -> int:
+    return (position + _ALIGN - 1) // _ALIGN * _ALIGN

@@ -1,0 +1,178 @@
+"""The store's checkpoint path: when index checkpoints are written, and whether one can be trusted.
+
+A checkpoint is written on close and, while the store runs, after every ``checkpoint_every`` new
+events. The state is captured in the event loop between two groups (frozen index chunks are
+shared, the small tail and the id table are copied) and written by a background thread, so
+appends continue while it is written. On open, a checkpoint is used only if every segment it
+covers is still the one it saw (same name, size and modification time; the newest covered segment
+may have grown or been written, then its covered frames are re-verified); otherwise it is ignored, the store scans
+everything, and ``health().details["checkpoint"]`` and the log say why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from lighthouse.checkpoint import (
+    CheckpointInvalid,
+    CoveredSegment,
+    IndexCheckpoint,
+    load_checkpoint,
+    write_checkpoint,
+)
+from lighthouse.errors import LighthouseError
+from lighthouse.framing import SEGMENT_HEADER, parse_segment_header
+from lighthouse.index import IdTable, id_key
+from lighthouse.recovery import scan_segment
+from lighthouse.segments import list_segments
+from lighthouse.store_state import StoreState
+
+__all__ = ["CheckpointPath"]
+
+_log = logging.getLogger("lighthouse.store")
+
+
+class CheckpointPath(StoreState):
+    """Load, validate and write index checkpoints (a mixin of ``EventStore``)."""
+
+    # ------------------------------------------------------------------ open
+
+    def _usable_checkpoint(self) -> IndexCheckpoint | None:
+        """The directory's checkpoint if it is intact and still describes the segments; else ``None`` (reported)."""
+        try:
+            checkpoint = load_checkpoint(self.path)
+            self._check_not_stale(checkpoint)
+        except CheckpointInvalid as exc:
+            reason = str(exc)
+            self._checkpoint_status["ignored"] = reason
+            if reason != "no checkpoint":
+                _log.warning("index checkpoint of %s ignored, scanning every segment: %s", self.path, reason)
+            return None
+        self._checkpoint_status.update(loaded_rows=checkpoint.rows, loaded_created_at=checkpoint.created_at)
+        return checkpoint
+
+    def _check_not_stale(self, checkpoint: IndexCheckpoint) -> None:
+        """Every covered segment must be provably unchanged: same size and modification time, and that
+        time older than the checkpoint file's (file times are coarse: a write in the same clock tick
+        as the last one would not move them). The newest covered segment may instead have grown or
+        been written: then the frames the checkpoint covers are verified again."""
+        covered = checkpoint.segments
+        if not covered:
+            raise CheckpointInvalid("checkpoint covers no segment")
+        names = [p.name for p in list_segments(self.path)]
+        if names[: len(covered)] != [c.name for c in covered]:
+            raise CheckpointInvalid("stale: the segments it covers were removed, renamed or added before them")
+        for segment in covered[:-1]:
+            stat = os.stat(self.path / segment.name)
+            if (stat.st_size, stat.st_mtime_ns) != (segment.size, segment.mtime_ns):
+                raise CheckpointInvalid(f"stale: segment {segment.name} changed since the checkpoint")
+            if segment.mtime_ns >= checkpoint.file_mtime_ns:
+                raise CheckpointInvalid(f"stale: segment {segment.name} may have changed in the checkpoint's clock tick")
+        last = covered[-1]
+        stat = os.stat(self.path / last.name)
+        if stat.st_size < last.size:
+            raise CheckpointInvalid(f"stale: segment {last.name} was shortened since the checkpoint")
+        unchanged = (stat.st_size, stat.st_mtime_ns) == (last.size, last.mtime_ns)
+        if not unchanged or last.mtime_ns >= checkpoint.file_mtime_ns:
+            self._verify_covered_frames(checkpoint, last)
+
+    def _verify_covered_frames(self, checkpoint: IndexCheckpoint, last: CoveredSegment) -> None:
+        """The newest covered segment was written after the checkpoint: its covered frames must be intact."""
+        with open(self.path / last.name, "rb") as handle:
+            data = handle.read(last.size)
+        first = int(Path(last.name).stem)
+        scan = scan_segment(
+            data, last.name, last.start_seq, is_last=True, header_ok=parse_segment_header(data[:SEGMENT_HEADER]) == first
+        )
+        expected_damage = [d for d in checkpoint.damage if d["segment"] == last.name]
+        found_last = (scan.frames[-1][0], scan.frames[-1][1].crc) if scan.frames else None
+        if (
+            [d.to_dict() for d in scan.damage] != expected_damage
+            or found_last != checkpoint.last_frame
+            or scan.next_sequence != checkpoint.next_seq
+        ):
+            raise CheckpointInvalid(f"stale: the frames of {last.name} it covers changed since the checkpoint")
+
+    # ------------------------------------------------------------------ running and close
+
+    def _maybe_checkpoint(self) -> None:
+        """After a publish: start a background checkpoint once ``checkpoint_every`` events accumulated."""
+        if not self.checkpoint_every or len(self._index) - self._checkpoint_rows < self.checkpoint_every:
+            return
+        if self._checkpoint_task is not None and not self._checkpoint_task.done():
+            return
+        snapshot = self._checkpoint_snapshot()
+        if snapshot is None:
+            return
+        checkpoint, recent = snapshot
+        loop = asyncio.get_running_loop()
+        self._checkpoint_task = loop.run_in_executor(self._checkpoint_io, self._write_checkpoint, checkpoint, recent)
+
+    async def _checkpoint_on_close(self) -> None:
+        if self._checkpoint_task is not None:
+            await asyncio.wait([self._checkpoint_task])
+        if len(self._index) == self._checkpoint_rows and self._checkpoint_status.get("ignored") is None:
+            return  # the checkpoint on disk already covers everything
+        snapshot = self._checkpoint_snapshot()
+        if snapshot is not None:
+            await asyncio.get_running_loop().run_in_executor(self._checkpoint_io, self._write_checkpoint, *snapshot)
+
+    def _checkpoint_snapshot(self) -> tuple[IndexCheckpoint, dict[str, tuple[int, int]]] | None:
+        """The state as of now (between two groups), or ``None`` when no checkpoint may be written now."""
+        if self._read_only_fs or self._void is not None or not self._segments or self._write_fd is None:
+            return None  # a pending void would make the checkpoint's head differ from what a scan finds
+        columns, ids = self._index.export()
+        segments = []
+        for segment in self._segments:
+            stat = os.stat(segment.path)
+            segments.append(
+                CoveredSegment(segment.path.name, segment.scan_start, segment.size, stat.st_mtime_ns)
+            )
+        checkpoint = IndexCheckpoint(
+            next_seq=self._next_seq,
+            last_recorded_at=self._last_recorded_at,
+            segments=segments,
+            last_frame=self._last_frame,
+            voided=list(self._voided),
+            damage=[d.to_dict() for d in self._damage if d.kind != "torn_tail"],
+            quarantined_bytes=self._quarantined_bytes,
+            columns=columns,
+            ids=ids.copy(),
+            versions=self._versions.base,  # copied with the recent versions folded in, off the loop
+            created_at=time.time(),
+        )
+        self._checkpoint_rows = len(self._index)
+        return checkpoint, dict(self._versions.recent)
+
+    def _write_checkpoint(self, checkpoint: IndexCheckpoint, recent: dict[str, tuple[int, int]]) -> None:
+        """Runs on the checkpoint thread; a failure is reported, never raised (the log is still intact)."""
+        started = time.perf_counter()
+        try:
+            self._before_write()  # the writer's seam (e.g. its fence): a superseded writer writes no checkpoint
+            versions = _with_recent(checkpoint.versions, recent)
+            checkpoint.versions = versions
+            write_checkpoint(self.path, checkpoint)
+        except (OSError, MemoryError, LighthouseError) as exc:
+            self._checkpoint_status["last_error"] = f"{type(exc).__name__}: {exc}"
+            _log.warning("could not write the index checkpoint of %s: %s", self.path, exc)
+            return
+        status = self._checkpoint_status
+        status["written"] = int(status.get("written", 0)) + 1  # type: ignore[call-overload]
+        status.update(last_rows=checkpoint.rows, last_seconds=time.perf_counter() - started, ignored=None)
+
+    def _new_checkpoint_executor(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="lighthouse-checkpoint")
+
+
+def _with_recent(base: IdTable, recent: dict[str, tuple[int, int]]) -> IdTable:
+    """A copy of ``base`` with the recent aggregates' newest sequences folded in."""
+    table = base.copy()
+    put = table.put
+    for aggregate, (_version, last_sequence) in recent.items():
+        put(id_key(aggregate), last_sequence)
+    return table

@@ -1,0 +1,261 @@
+"""The store's read path: get, query (cursor pages), replay, subscriptions and snapshots.
+
+Everything is found through the in-memory index and read from checksummed frames; nothing here
+writes to the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+from collections.abc import AsyncIterator
+from typing import Any
+
+import crc32c
+import msgpack
+
+from lighthouse.errors import EventNotFound, InvalidCursor, InvalidQuery, InvalidSnapshot
+from lighthouse.index import hash_key
+from lighthouse.models import MAX_QUERY_LIMIT, Event, EventFilter, QueryResult, Snapshot
+from lighthouse.segments import WindowReader
+from lighthouse.store_state import TYPE_CODES, StoreState, collector_paused
+from lighthouse.subscriptions import Subscription
+
+__all__ = ["ReadPath"]
+
+_FETCH_SPAN = 4 << 20
+_FETCH_GAP = 64 << 10
+
+
+class ReadPath(StoreState):
+    """Reads by id, sequence, filter and stream (a mixin of ``EventStore``)."""
+
+    def _upcast(self, event: Event) -> Event:
+        return self.upcasters.upcast(event) if self.upcasters else event
+
+    def _event_at_sequence(self, sequence: int) -> Event | None:
+        row = self._index.row_of_sequence(sequence)
+        if row is None:
+            return None
+        return self._event_at_row(row)
+
+    def _event_at_row(self, row: int) -> Event:
+        where = self._index.row(row)
+        return self._fetch([where.segment], [where.offset], [where.slot])[0]
+
+    def _find_by_id(self, event_id: str) -> Event | None:
+        for seq in self._index.sequences_for_id(event_id):
+            stored = self._event_at_sequence(seq)
+            if stored is not None and stored.event_id == event_id:
+                return stored
+        return None
+
+    def _newest_event_of(self, aggregate: str) -> Event | None:
+        """The aggregate's newest event, found through the index's aggregate hashes (newest first)."""
+        index = self._index
+        _seqs, segs, offs, slots = index.candidate_rows(
+            0, len(index), aggregate_hashes=[hash_key(aggregate)], want=len(index) or 1, descending=True
+        )
+        for start in range(0, len(segs), 64):
+            for event in self._fetch(segs[start : start + 64], offs[start : start + 64], slots[start : start + 64]):
+                if event[2] == aggregate:
+                    return event
+        return None
+
+    async def get(self, key: str | int) -> Event:
+        """The event with this id (str) or sequence (int); ``EventNotFound`` otherwise."""
+        self._check_open()
+        if isinstance(key, bool) or not isinstance(key, (int, str)):
+            raise InvalidQuery("get() takes an event id (str) or a sequence (int)")
+        if isinstance(key, int):
+            event = self._event_at_sequence(key)
+        else:
+            event = self._find_by_id(key)
+        if event is None:
+            raise EventNotFound(f"no event {key!r}", key=key)
+        return self._upcast(event)
+
+    async def query(
+        self,
+        event_filter: EventFilter | None = None,
+        *,
+        limit: int = 1000,
+        cursor: str | None = None,
+        descending: bool = False,
+    ) -> QueryResult:
+        """One page of matching events in sequence order; ``next_cursor`` continues after it."""
+        self._check_open()
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_QUERY_LIMIT:
+            raise InvalidQuery(f"limit must be an integer in 1..{MAX_QUERY_LIMIT}", limit=limit)
+        flt = event_filter if event_filter is not None else EventFilter()
+        if not isinstance(flt, EventFilter):
+            raise InvalidQuery("the filter must be an EventFilter")
+        start, stop = self._row_range(flt, cursor, descending)
+        seqs, segs, offs, slots = self._index.candidate_rows(
+            start,
+            stop,
+            type_codes=[TYPE_CODES[t.value] for t in flt.event_types] if flt.event_types else None,
+            aggregate_hashes=[hash_key(a) for a in flt.aggregate_ids] if flt.aggregate_ids else None,
+            source_hashes=[hash_key(a) for a in flt.source_agents] if flt.source_agents else None,
+            correlation_hash=hash_key(flt.correlation_id) if flt.correlation_id else None,
+            causation_hash=hash_key(flt.causation_id) if flt.causation_id else None,
+            want=limit + 1,
+            descending=descending,
+        )
+        with collector_paused():
+            fetched = self._fetch(segs[:limit], offs[:limit], slots[:limit])
+        events = [self._upcast(e) for e in fetched if flt.matches(e)]  # hashes only nominate candidates
+        last_seq = seqs[min(limit, len(seqs)) - 1] if seqs else None
+        next_cursor = self._encode_cursor(last_seq, flt, descending) if len(seqs) > limit and last_seq else None
+        return QueryResult(events, next_cursor)
+
+    def _row_range(self, flt: EventFilter, cursor: str | None, descending: bool) -> tuple[int, int]:
+        """The index rows a query may look at: its sequence and time bounds, and where its cursor left off."""
+        index = self._index
+        start, stop = 0, len(index)
+        if flt.from_sequence is not None:
+            start = max(start, index.first_row_at_or_after("seq", flt.from_sequence))
+        if flt.to_sequence is not None:
+            stop = min(stop, index.first_row_at_or_after("seq", flt.to_sequence + 1))
+        if flt.recorded_after is not None:
+            start = max(start, index.first_row_at_or_after("rec_at", flt.recorded_after))
+        if flt.recorded_before is not None:
+            stop = min(stop, index.first_row_at_or_after("rec_at", flt.recorded_before))
+        if cursor is not None:
+            after = self._decode_cursor(cursor, flt, descending)
+            if descending:
+                stop = min(stop, index.first_row_at_or_after("seq", after))
+            else:
+                start = max(start, index.first_row_at_or_after("seq", after + 1))
+        return start, stop
+
+    def _fetch(self, segs: list[int], offs: list[int], slots: list[int]) -> list[Event]:
+        """Events at these locations, reading each run of nearby frames with one positional read."""
+        out: list[Event] = []
+        i, n = 0, len(segs)
+        while i < n:
+            segment = segs[i]
+            j = i
+            lo = hi = offs[i]
+            while j < n and segs[j] == segment:
+                # One read covers a run of nearby frames; a far jump (a sparse filter) starts a new read
+                # rather than dragging megabytes of unwanted frames in between.
+                if j > i and abs(offs[j] - offs[j - 1]) > _FETCH_GAP:
+                    break
+                new_lo, new_hi = min(lo, offs[j]), max(hi, offs[j])
+                if new_hi - new_lo > _FETCH_SPAN:
+                    break
+                lo, hi = new_lo, new_hi
+                j += 1
+            span = self._reader.read_span(segment, lo, hi, name=self._segments[segment].path.name)
+            wanted: dict[int, set[int]] = {}
+            for off, slot in zip(offs[i:j], slots[i:j]):
+                wanted.setdefault(off, set()).add(slot)
+            decoded = {off: span.events(off, sorted(want)) for off, want in wanted.items()}
+            for k in range(i, j):
+                out.append(decoded[offs[k]][slots[k]])
+            i = j
+        return out
+
+    @staticmethod
+    def _encode_cursor(last_seq: int, flt: EventFilter, descending: bool) -> str:
+        check = crc32c.crc32c(flt.fingerprint().encode())
+        raw = msgpack.packb([1, last_seq, bool(descending), check])
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @staticmethod
+    def _decode_cursor(cursor: str, flt: EventFilter, descending: bool) -> int:
+        try:
+            if not isinstance(cursor, str):
+                raise TypeError
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            version, last_seq, desc, check = msgpack.unpackb(raw)
+        except Exception:
+            raise InvalidCursor("the cursor is not one this store issued") from None
+        if version != 1 or not isinstance(last_seq, int) or last_seq < 0:
+            raise InvalidCursor("the cursor is not one this store issued")
+        if desc != bool(descending) or check != crc32c.crc32c(flt.fingerprint().encode()):
+            raise InvalidCursor("the cursor belongs to a different query (filter or order changed)")
+        return last_seq
+
+    async def replay(
+        self,
+        from_sequence: int = 1,
+        *,
+        to_sequence: int | None = None,
+        event_filter: EventFilter | None = None,
+    ) -> AsyncIterator[Event]:
+        """Every stored event from ``from_sequence`` in order, read frame by frame (constant memory)."""
+        self._check_open()
+        if isinstance(from_sequence, bool) or not isinstance(from_sequence, int) or from_sequence < 0:
+            raise InvalidQuery("from_sequence must be a non-negative integer")
+        index = self._index
+        row = index.first_row_at_or_after("seq", from_sequence)
+        stop = len(index)
+        if to_sequence is not None:
+            stop = min(stop, index.first_row_at_or_after("seq", to_sequence + 1))
+        flt = event_filter if event_filter is not None and not event_filter.is_empty else None
+        upcast = self.upcasters.upcast if self.upcasters else None
+        reader: WindowReader | None = None
+        reader_segment = -1
+        for _base, cols in index.column_slices(row, stop, ("seg", "off", "slot")):
+            segments, offsets, slots = cols["seg"].tolist(), cols["off"].tolist(), cols["slot"].tolist()
+            i, n = 0, len(segments)
+            while i < n:
+                segment = segments[i]
+                if segment != reader_segment:
+                    reader = WindowReader(self._reader.fd(segment))
+                    reader_segment = segment
+                assert reader is not None
+                slot = slots[i]
+                header, events = reader.stream_frame(offsets[i], slot, name=self._segments[segment].path.name)
+                take = min(header.count - slot, n - i)
+                i += take
+                for event in itertools.islice(events, take):
+                    if flt is None or flt.matches(event):
+                        yield upcast(event) if upcast else event
+            await asyncio.sleep(0)  # between chunks, let appends and other readers run
+
+    def subscribe(
+        self,
+        event_filter: EventFilter | None = None,
+        *,
+        from_sequence: int | None = None,
+        buffer_size: int | None = None,
+    ) -> Subscription:
+        """Catch up from ``from_sequence`` (default: only new events), then follow live appends."""
+        self._check_open()
+        if from_sequence is not None and (isinstance(from_sequence, bool) or not isinstance(from_sequence, int)):
+            raise InvalidQuery("from_sequence must be an integer")
+        return Subscription(
+            self,  # type: ignore[arg-type]  # always an EventStore: this is one of its mixins
+            event_filter,
+            from_sequence,
+            buffer_size or self.subscriber_buffer,
+            self._subscribers.discard,
+        )
+
+    def _register_live(self, subscription: Subscription) -> None:
+        self._subscribers.add(subscription)
+
+    # ------------------------------------------------------------------ snapshots
+
+    async def save_snapshot(self, name: str, state: Any, at_sequence: int, *, incremental: bool = False) -> Snapshot:
+        """Persist a projection's state as of ``at_sequence`` (atomically; checksummed)."""
+        self._check_open()
+        if isinstance(at_sequence, bool) or not isinstance(at_sequence, int) or at_sequence < 0:
+            raise InvalidSnapshot("at_sequence must be a non-negative integer")
+        if at_sequence > self.head_sequence:
+            raise InvalidSnapshot(
+                f"at_sequence {at_sequence} is beyond the log head {self.head_sequence}", head=self.head_sequence
+            )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._io, lambda: self._snapshots.save(name, state, at_sequence, incremental=incremental)
+        )
+
+    async def load_snapshot(self, name: str) -> Snapshot:
+        """The newest intact snapshot of ``name`` (a damaged one is skipped and reported in health)."""
+        self._check_open()
+        return self._snapshots.load(name)

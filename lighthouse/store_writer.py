@@ -1,0 +1,505 @@
+"""The store's write path: validation, group commit, rotation, voids.
+
+Appends are encoded (and read back) by the caller, then queue up. One writer task drains the
+queue: it settles retries and version checks, encodes every accepted append as one frame, writes
+the whole group with one ``write`` and one ``fdatasync`` on the I/O thread, and only then
+publishes the group to the index and acknowledges it. Sequences handed to a write that failed are
+never reused: they become a void range recorded by the next successful write.
+
+Seams: ``_before_write`` and ``_before_rotation`` run on the I/O thread just before a group's bytes
+are written and before a new segment is created (writer fencing hooks in there); ``_sync_file``,
+``_sync_directory``, ``_sync_after_write`` and ``_write_durably`` are the hooks the chaos suite's
+deliberately broken variants override.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from lighthouse.errors import (
+    BatchTooLarge,
+    ConcurrencyConflict,
+    DuplicateEvent,
+    EventTooLarge,
+    InvalidEvent,
+    LighthouseError,
+    ResourceExhausted,
+    StoreReadOnly,
+    WriteFailed,
+)
+from lighthouse.framing import encode_events_frame, encode_segment_header, encode_void_frame
+from lighthouse.health import HealthState
+from lighthouse.models import CLIENT_FIELD_COUNT, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_EVENT_BYTES, Event
+from lighthouse.segments import segment_name
+from lighthouse.snapshots import fsync_directory
+from lighthouse.store_state import Pending, Segment, StoreState, write_all
+
+__all__ = ["WritePath"]
+
+_new = tuple.__new__
+#: an append that is an identical retry of one earlier in the same group: (origin, slot) per event
+_Origins = list[tuple[Pending, int]]
+
+
+@dataclass(slots=True)
+class _Accepted:
+    pending: Pending
+    first: int
+    offset: int
+    versions: list[int]
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What one group turned into: the frames to write and whom they acknowledge."""
+
+    frames: list[bytes] = field(default_factory=list)
+    accepted: list[_Accepted] = field(default_factory=list)
+    followers: list[tuple[Pending, _Origins]] = field(default_factory=list)
+    #: aggregate -> (its new version, the sequence of its newest event)
+    versions: dict[str, tuple[int, int]] = field(default_factory=dict)
+    next_seq: int = 0
+    recorded_at: float = 0.0
+
+
+class WritePath(StoreState):
+    """Append, append_batch and the writer task behind them (a mixin of ``EventStore``)."""
+
+    # ------------------------------------------------------------------ validation (caller's task)
+
+    @staticmethod
+    def _normalise(event: Any) -> Event:
+        if isinstance(event, Event):
+            return event
+        if isinstance(event, Mapping):
+            return Event.from_dict(event)
+        raise InvalidEvent(f"expected an Event, got {type(event).__name__}")
+
+    def _encode(self, event: Event) -> bytes:
+        try:
+            record = self._packer.pack(event.client_record())
+            msgpack.unpackb(record, strict_map_key=False)  # never write what we could not read back
+        except MemoryError:
+            raise ResourceExhausted("out of memory while encoding the event") from None
+        except (TypeError, ValueError, OverflowError, msgpack.ExtraData, msgpack.StackError) as exc:
+            raise InvalidEvent(f"event {event.event_id} is not serialisable: {exc}", event_id=event.event_id) from None
+        if len(record) > MAX_EVENT_BYTES:
+            raise EventTooLarge(
+                f"event {event.event_id} encodes to {len(record)} bytes; the limit is {MAX_EVENT_BYTES}",
+                event_id=event.event_id,
+                size=len(record),
+                limit=MAX_EVENT_BYTES,
+            )
+        return record
+
+    def _encode_batch(self, events: list[Event]) -> list[bytes]:
+        """Every event's record, validated as ``_encode`` does but in bulk: one pack per event and one
+        read-back of the whole batch; any failure re-encodes one by one to raise the event's own error."""
+        pack = self._packer.pack
+        try:
+            records = [pack(event.client_record()) for event in events]
+            msgpack.unpackb(self._packer.pack_array_header(len(records)) + b"".join(records), strict_map_key=False)
+        except MemoryError:
+            raise ResourceExhausted("out of memory while encoding the batch") from None
+        except (TypeError, ValueError, OverflowError, msgpack.ExtraData, msgpack.StackError):
+            return [self._encode(event) for event in events]
+        if max(map(len, records)) > MAX_EVENT_BYTES:
+            return [self._encode(event) for event in events]
+        return records
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        self._fence.check()  # a superseded writer answers every append with WriterFenced
+        if self._health.state in (HealthState.READ_ONLY, HealthState.FAILED):
+            reason = self._health.reason_for(HealthState.READ_ONLY) or "store failed"
+            raise StoreReadOnly(f"the store is read-only: {reason}", reason=reason)
+
+    async def append(self, event: Event, *, expected_version: int | None = None) -> Event:
+        """Append one event; returns the stored copy once it is durable."""
+        self._check_writable()
+        event = self._normalise(event)
+        record = self._encode(event)
+        expected = None
+        if expected_version is not None:
+            if isinstance(expected_version, bool) or not isinstance(expected_version, int) or expected_version < 0:
+                raise InvalidEvent("expected_version must be a non-negative integer")
+            expected = {event.aggregate_id: expected_version}
+        stored = await self._submit([event], [record], expected)
+        self._counters["appends"] += 1
+        return stored[0]
+
+    async def append_batch(
+        self, events: Sequence[Event], *, expected_versions: Mapping[str, int] | None = None
+    ) -> list[Event]:
+        """Append 1..1000 events atomically (one frame: all survive a crash or none do)."""
+        self._check_writable()
+        if isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Sequence):
+            raise InvalidEvent("a batch must be a list of events")
+        if not 1 <= len(events) <= MAX_BATCH_EVENTS:
+            raise BatchTooLarge(
+                f"a batch holds 1..{MAX_BATCH_EVENTS} events, got {len(events)}", count=len(events)
+            )
+        normalised = [self._normalise(e) for e in events]
+        records = self._encode_batch(normalised)
+        total = sum(len(r) for r in records)
+        if total > MAX_BATCH_BYTES:
+            raise BatchTooLarge(f"batch encodes to {total} bytes; the limit is {MAX_BATCH_BYTES}", size=total)
+        ids = [e.event_id for e in normalised]
+        if len(set(ids)) != len(ids):
+            raise InvalidEvent("a batch contains the same event_id twice")
+        if expected_versions is not None:
+            if not isinstance(expected_versions, Mapping) or not all(
+                isinstance(k, str) and not isinstance(v, bool) and isinstance(v, int) and v >= 0
+                for k, v in expected_versions.items()
+            ):
+                raise InvalidEvent("expected_versions must map aggregate ids to non-negative integers")
+        stored = await self._submit(normalised, records, expected_versions)
+        self._counters["batches"] += 1
+        return stored
+
+    async def _submit(
+        self, events: list[Event], records: list[bytes], expected: Mapping[str, int] | None
+    ) -> list[Event]:
+        future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
+        self._pending.append(Pending(events, records, expected, future))
+        assert self._wake is not None
+        self._wake.set()
+        return await future
+
+    # ------------------------------------------------------------------ the writer task
+
+    async def _writer_loop(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            group, self._pending = self._pending, []
+            flush_void = self._void is not None and self._health.state not in (
+                HealthState.READ_ONLY,
+                HealthState.FAILED,
+            )
+            if not group and not flush_void:
+                if self._closing:
+                    return
+                continue
+            try:
+                await self._commit(group)
+            except BaseException as exc:  # never leave an appender waiting forever
+                for pending in group:
+                    if not pending.future.done():
+                        pending.future.set_exception(
+                            exc if isinstance(exc, LighthouseError) else WriteFailed(f"append failed: {exc!r}")
+                        )
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+            if self._pending or self._closing:
+                self._wake.set()
+
+    async def _commit(self, group: list[Pending]) -> None:
+        """Write one group durably, then publish and acknowledge it (or fail every append in it)."""
+        if not self._admit(group) or not await self._make_room(group):
+            return
+        segment = self._segments[-1]
+        plan = self._plan(group, segment.size)
+        if not plan.frames:
+            self._settle_followers(plan.followers)
+            return
+        data = b"".join(plan.frames)
+        first_attempted = self._void[0] if self._void else self._next_seq
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._io, self._write_durably, segment.size, data)
+        except OSError as exc:
+            self._after_failed_write(exc, first_attempted, plan.next_seq, plan.accepted)
+            self._settle_followers(plan.followers)
+            return
+        self._publish(plan, segment, len(data))
+
+    def _admit(self, group: list[Pending]) -> bool:
+        """Refuse the whole group while read-only (or short of the minimum free space)."""
+        if self._health.state in (HealthState.READ_ONLY, HealthState.FAILED) or self._closed:
+            reason = self._health.reason_for(HealthState.READ_ONLY) or "store failed"
+            for pending in group:
+                pending.future.set_exception(StoreReadOnly(f"the store is read-only: {reason}", reason=reason))
+            return False
+        if self.min_free_bytes or self.warn_free_bytes:
+            self._check_free_space()
+            if self._health.has("low_disk_space"):
+                for pending in group:
+                    pending.future.set_exception(
+                        StoreReadOnly("the store is read-only: free disk space below the minimum")
+                    )
+                return False
+        return True
+
+    async def _make_room(self, group: list[Pending]) -> bool:
+        """Rotate to a new segment when the current one is full; on failure, fail the group."""
+        if self._segments[-1].size < self.segment_bytes:
+            return True
+        first = self._void[0] if self._void else self._next_seq
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._io, self._rotate, first)
+        except OSError as exc:
+            self._enter_read_only(exc, "rotating to a new segment")
+            for pending in group:
+                pending.future.set_exception(
+                    WriteFailed(f"could not start a new segment: {exc.strerror}", errno=exc.errno, outcome="not_written")
+                )
+            return False
+        return True
+
+    def _plan(self, group: list[Pending], offset: int) -> _Plan:
+        """Settle retries and version checks, and encode each accepted append as one frame at ``offset``."""
+        plan = _Plan(next_seq=self._next_seq, recorded_at=max(time.time(), self._last_recorded_at))
+        if self._void is not None:
+            plan.frames.append(encode_void_frame(*self._void))
+            offset += len(plan.frames[-1])
+        group_ids: dict[str, tuple[bytes, Pending, int]] = {}
+        for pending in group:
+            try:
+                origins = self._same_group_origins(pending, group_ids)
+                stored_copies = None if origins is not None else self._already_stored(pending)
+            except LighthouseError as exc:
+                pending.future.set_exception(exc)
+                continue
+            if origins is not None:
+                plan.followers.append((pending, origins))
+                continue
+            if stored_copies is not None:
+                pending.future.set_result(stored_copies)
+                continue
+            conflict = self._version_conflict(pending, plan.versions)
+            if conflict is not None:
+                pending.future.set_exception(conflict)
+                continue
+            versions = []
+            local, stored_versions = plan.versions, self._versions
+            for slot, (event, record) in enumerate(zip(pending.events, pending.records)):
+                aggregate = event[2]
+                hit = local.get(aggregate)
+                version = (hit[0] if hit is not None else stored_versions.get(aggregate, 0)) + 1
+                local[aggregate] = (version, plan.next_seq + slot)
+                versions.append(version)
+                group_ids[event[0]] = (record, pending, slot)
+            frame = encode_events_frame(plan.next_seq, plan.recorded_at, versions, pending.records)
+            plan.accepted.append(_Accepted(pending, plan.next_seq, offset, versions))
+            plan.frames.append(frame)
+            offset += len(frame)
+            plan.next_seq += len(pending.events)
+        return plan
+
+    def _version_conflict(self, pending: Pending, local: dict[str, tuple[int, int]]) -> ConcurrencyConflict | None:
+        for aggregate, expected in (pending.expected or {}).items():
+            hit = local.get(aggregate)
+            current = hit[0] if hit is not None else self._versions.get(aggregate, 0)
+            if current != expected:
+                return ConcurrencyConflict(
+                    f"aggregate {aggregate} is at version {current}, expected {expected}",
+                    aggregate_id=aggregate,
+                    expected=expected,
+                    actual=current,
+                )
+        return None
+
+    def _publish(self, plan: _Plan, segment: Segment, written: int) -> None:
+        """The group is durable: move the head, publish to the index, acknowledge, deliver to subscribers."""
+        self._counters["groups"] += 1
+        if self._void is not None:
+            self._voided.append((self._void[0], self._void[0] + self._void[1] - 1))
+            self._void = None
+        segment.size += written
+        last = plan.frames[-1]
+        self._last_frame = (segment.size - len(last), int.from_bytes(last[8:12], "little"))
+        self._next_seq = plan.next_seq
+        recorded_at = self._last_recorded_at = plan.recorded_at
+        self._versions.update(plan.versions)
+        published: list[Event] = []
+        for accepted in plan.accepted:
+            pending, first, versions = accepted.pending, accepted.first, accepted.versions
+            self._index_events(first, segment.number, accepted.offset, recorded_at, pending.events)
+            stored = [
+                _new(Event, (*event[:CLIENT_FIELD_COUNT], first + slot, recorded_at, versions[slot]))
+                for slot, event in enumerate(pending.events)
+            ]
+            published.extend(stored)
+            if not pending.future.done():
+                pending.future.set_result(stored)
+        self._settle_followers(plan.followers)
+        if self._subscribers:
+            if self.upcasters:
+                published = [self.upcasters.upcast(e) for e in published]
+            for sub in list(self._subscribers):
+                sub.offer(published)
+        self._maybe_checkpoint()
+
+    # ------------------------------------------------------------------ retries
+
+    @staticmethod
+    def _same_group_origins(pending: Pending, group_ids: dict[str, tuple[bytes, Pending, int]]) -> _Origins | None:
+        """An identical retry of an append already in this group shares its outcome; other content with
+        the same id is a conflict."""
+        in_group = [group_ids.get(event.event_id) for event in pending.events]
+        if not any(in_group):
+            return None
+        if all(hit is not None and hit[0] == record for hit, record in zip(in_group, pending.records)):
+            return [(hit[1], hit[2]) for hit in in_group if hit is not None]
+        raise DuplicateEvent("an event of this append is already being appended with other content")
+
+    def _already_stored(self, pending: Pending) -> list[Event] | None:
+        """An append whose ids are all stored with the same content is a retry: it gets the stored copies."""
+        if not self._index.may_hold_any([event[0] for event in pending.events]):
+            return None  # the common case, answered in bulk from the id table
+        found: list[Event] = []
+        for event, record in zip(pending.events, pending.records):
+            stored = self._find_by_id(event.event_id)
+            if stored is not None:
+                if self._packer.pack(stored.client_record()) != record:
+                    raise DuplicateEvent(
+                        f"event {event.event_id} is already stored with different content", event_id=event.event_id
+                    )
+                found.append(stored)
+        if not found:
+            return None
+        if len(found) != len(pending.events):
+            raise DuplicateEvent("some events of this batch are already stored, others are not")
+        return found
+
+    @staticmethod
+    def _settle_followers(followers: list[tuple[Pending, _Origins]]) -> None:
+        """Identical retries that arrived in the same group share the original's outcome."""
+        for pending, origins in followers:
+            if pending.future.done():
+                continue
+            results = []
+            for origin, slot in origins:
+                if not origin.future.done() or origin.future.cancelled():
+                    pending.future.set_exception(WriteFailed("the original append did not complete"))
+                    break
+                if origin.future.exception() is not None:
+                    pending.future.set_exception(origin.future.exception())  # type: ignore[arg-type]
+                    break
+                results.append(origin.future.result()[slot])
+            else:
+                pending.future.set_result(results)
+
+    # ------------------------------------------------------------------ on the I/O thread
+
+    def _before_write(self) -> None:
+        """Runs on the I/O thread before a group's bytes are written: never at offsets another writer owns."""
+        self._fence.check()
+
+    def _before_rotation(self) -> None:
+        """Runs on the I/O thread before a new segment is created by rotation."""
+        self._fence.check()
+
+    def _write_durably(self, offset: int, data: bytes) -> None:
+        """Runs on the I/O thread: write all of ``data`` at ``offset`` and sync, or leave no trace of it."""
+        self._before_write()
+        fd = self._write_fd
+        assert fd is not None
+        try:
+            write_all(fd, data, offset)
+            self._sync_after_write(fd)
+            self._fence.check()  # claimed by another writer during the write: do not acknowledge
+        except OSError:
+            try:
+                os.ftruncate(fd, offset)
+                os.fdatasync(fd)
+                self._tail_dirty = False
+            except OSError:
+                self._tail_dirty = True
+            raise
+
+    def _sync_after_write(self, fd: int) -> None:
+        if self.durability == "fsync":
+            self._sync_file(fd)
+        else:
+            self._unsynced = True
+
+    # Hooks kept separate so that the chaos suite's deliberately broken variants can override them.
+    def _sync_file(self, fd: int, *, full: bool = False) -> None:
+        if full:
+            os.fsync(fd)
+        else:
+            os.fdatasync(fd)
+        self._counters["fsyncs"] += 1
+
+    def _sync_directory(self) -> None:
+        fsync_directory(self.path)
+
+    def _rotate(self, first_seq: int) -> None:
+        """Runs on the I/O thread: sync the full segment, then switch to a fresh, published one."""
+        self._before_rotation()
+        old_fd = self._write_fd
+        assert old_fd is not None
+        if self._unsynced:
+            self._sync_file(old_fd)
+            self._unsynced = False
+        _segment, self._write_fd = self._create_segment(first_seq)
+        self._last_frame = None
+        os.close(old_fd)
+
+    def _create_segment(self, first_seq: int) -> tuple[Segment, int]:
+        """Create, fsync and publish (directory fsync) a new segment before anything is written to it.
+
+        Returns the segment and a descriptor to write it. Nothing is published (to the store's segment
+        list or its readers) until the file, its header and both descriptors exist: a failure part-way
+        (ENOSPC, EMFILE, a short write) removes the file and leaves the store writing where it was.
+        """
+        path = self.path / segment_name(first_seq)
+        header = encode_segment_header(first_seq)
+        opened: list[int] = []
+        try:
+            write_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            opened.append(write_fd)
+            write_all(write_fd, header, 0)
+            self._sync_file(write_fd, full=True)
+            self._sync_directory()
+            read_fd = os.open(path, os.O_RDONLY)
+            opened.append(read_fd)
+        except BaseException:
+            for fd in opened:
+                os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        segment = Segment(len(self._segments), first_seq, path, len(header), first_seq)
+        self._segments.append(segment)
+        self._reader.add_segment(segment.number, read_fd)
+        return segment, write_fd
+
+    def _after_failed_write(self, exc: OSError, first_attempted: int, next_seq: int, accepted: list[_Accepted]) -> None:
+        # Sequences handed to a failed write are never reused: they become a void range that the
+        # next successful write records explicitly, so the log explains every sequence number.
+        if next_seq > first_attempted:
+            self._void = (first_attempted, next_seq - first_attempted, f"write failed: {exc.strerror or exc}")
+            self._next_seq = next_seq
+        self._enter_read_only(exc, "writing a group")
+        outcome = "unknown" if self._tail_dirty else "not_written"
+        for item in accepted:
+            if not item.pending.future.done():
+                item.pending.future.set_exception(
+                    WriteFailed(
+                        f"append was not acknowledged: {exc.strerror or exc} (outcome {outcome})",
+                        errno=errno.errorcode.get(exc.errno or 0, str(exc.errno)),
+                        outcome=outcome,
+                    )
+                )
+
+    async def _flusher_loop(self) -> None:
+        """``durability="batch"``: sync what was written every ``sync_interval`` seconds."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.sync_interval)
+            if self._unsynced and self._write_fd is not None:
+                self._unsynced = False
+                try:
+                    await loop.run_in_executor(self._io, self._sync_file, self._write_fd)
+                except OSError as exc:
+                    self._enter_read_only(exc, "syncing")

@@ -1,0 +1,226 @@
+"""Index checkpoints: recovery from a checkpoint plus the frames after it equals a full scan.
+
+The property test drives a store through random appends, batches, failed writes (voids), torn
+tails, rotations and reopenings with frequent periodic checkpoints, keeps copies of checkpoints
+taken along the way, and then opens the final log once per checkpoint and once without any: every
+open must rebuild exactly the same index, id table, versions, voids and damage record. The other
+tests show that a damaged, foreign or stale checkpoint is detected, ignored (full scan) and reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from lighthouse import EventStore, HealthState, WriteFailed
+from lighthouse.checkpoint import CHECKPOINT_NAME
+from suites.chaos.recovered import CountingStore
+
+pytestmark = pytest.mark.ci
+
+
+class _Store(CountingStore):
+    """The real store; ``failures`` makes the next group writes fail with ENOSPC (a void)."""
+
+    failures = 0
+
+    def _write_durably(self, offset: int, data: bytes) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise OSError(errno.ENOSPC, "No space left on device")
+        super()._write_durably(offset, data)
+
+
+async def _healthy(store: EventStore) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 10
+    while store.health().state != HealthState.HEALTHY:
+        assert loop.time() < end, store.health().reasons
+        await asyncio.sleep(0.005)
+
+
+async def _settled(store: EventStore) -> None:
+    """Wait for a background checkpoint in flight (so a copy of the file is a whole one)."""
+    if store._checkpoint_task is not None:
+        await asyncio.wait([store._checkpoint_task])
+
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("batch"), st.integers(1, 25)),
+        st.tuples(st.just("single"), st.integers(1, 4)),
+        st.tuples(st.just("fail"), st.integers(1, 4)),
+        st.tuples(st.just("reopen"), st.just(0)),
+        st.tuples(st.just("save"), st.just(0)),
+        st.tuples(st.just("tear"), st.integers(1, 60)),
+    ),
+    min_size=3,
+    max_size=15,
+)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=_OPS, every=st.integers(1, 40), segment_bytes=st.sampled_from([4096, 8192, 1 << 20]))
+def test_recovery_from_any_checkpoint_plus_tail_equals_a_full_scan(ops, every, segment_bytes, run, make_event, disk, recovered) -> None:
+    async def drive(path: Path) -> list[bytes]:
+        saved: list[bytes] = []
+        options = {"checkpoint_every": every, "segment_bytes": segment_bytes, "probe_interval": 0.005}
+        store = await _Store.open(path, **options)
+        n = 0
+        try:
+            for op, size in ops:
+                if op == "batch":
+                    await store.append_batch([make_event(n + i) for i in range(size)])
+                    n += size
+                elif op == "single":
+                    for _ in range(size):
+                        await store.append(make_event(n))
+                        n += 1
+                elif op == "fail":
+                    store.failures = 1
+                    with pytest.raises(WriteFailed):
+                        await store.append_batch([make_event(n + i) for i in range(size)])
+                    n += size
+                    await _healthy(store)
+                elif op == "save":
+                    await _settled(store)
+                    if (path / CHECKPOINT_NAME).exists():
+                        saved.append((path / CHECKPOINT_NAME).read_bytes())
+                elif op in ("reopen", "tear"):
+                    await store.close()
+                    if op == "tear":
+                        with open(disk.last_segment(path), "ab") as handle:
+                            handle.write(b"LHF1" + bytes(size))  # a frame that never finished
+                    store = await _Store.open(path, **options)
+            await store.append(make_event(n))  # records a pending void, if any
+            await _settled(store)
+            saved.append((path / CHECKPOINT_NAME).read_bytes()) if (path / CHECKPOINT_NAME).exists() else None
+        finally:
+            await store.close()
+        saved.append((path / CHECKPOINT_NAME).read_bytes())  # the one written on close
+        return saved
+
+    async def open_state(path: Path) -> tuple[dict, dict, int]:
+        async with _Store(path, checkpoint_every=0) as store:
+            return await recovered(store), dict(store.health().details["checkpoint"]), store.indexed_frames
+
+    async def scenario(root: Path) -> None:
+        log = root / "log"
+        saved = await drive(log)
+        full = disk.copy_store(log, root / "full")
+        (full / CHECKPOINT_NAME).unlink()
+        expected, report, _ = await open_state(full)
+        assert report["ignored"] == "no checkpoint"
+        for i, checkpoint in enumerate(saved):
+            copy = disk.copy_store(log, root / f"from-{i}")
+            (copy / CHECKPOINT_NAME).write_bytes(checkpoint)
+            state, report, indexed_frames = await open_state(copy)
+            assert state == expected, f"checkpoint {i} of {len(saved)} recovered a different state"
+            used = "loaded_rows" in report
+            event("checkpoint + tail" if used and indexed_frames else "checkpoint only" if used else "stale: full scan")
+            if i == len(saved) - 1:  # the close checkpoint covers everything: nothing is rescanned
+                assert report.get("loaded_rows") == len(expected["columns"]["seq"]), report
+                assert indexed_frames == 0
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run(scenario(Path(tmp)), timeout=120)
+
+
+def _fill(run, path: Path, make_event, *, batches: int = 5, **options) -> None:
+    async def fill() -> None:
+        async with EventStore(path, **options) as store:
+            for b in range(batches):
+                await store.append_batch([make_event(b * 10 + i) for i in range(10)])
+
+    run(fill())
+
+
+def _open_report(run, path: Path, recovered) -> tuple[dict, dict]:
+    async def open_() -> tuple[dict, dict]:
+        async with _Store(path) as store:
+            return await recovered(store), store.health().details["checkpoint"]
+
+    return run(open_())
+
+
+def test_a_checkpoint_lets_open_skip_every_frame_it_covers(store_dir: Path, run, make_event, recovered) -> None:
+    _fill(run, store_dir, make_event)
+
+    async def reopen() -> int:
+        async with _Store(store_dir) as store:
+            assert store.health().details["checkpoint"]["loaded_rows"] == 50
+            assert store.stats().events == 50 and (await store.get(50)).sequence == 50
+            return store.indexed_frames
+
+    assert run(reopen()) == 0
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        pytest.param(lambda raw: raw[:100] + bytes([raw[100] ^ 1]) + raw[101:], "checksum mismatch", id="flipped-bit"),
+        pytest.param(lambda raw: raw[: len(raw) - 7], "header says", id="truncated"),
+        pytest.param(lambda raw: raw[:8] + b"\x09\x00\x00\x00" + raw[12:], "format 9", id="future-format"),
+        pytest.param(lambda raw: b"garbage" + raw[7:], "bad magic", id="not-a-checkpoint"),
+    ],
+)
+def test_a_damaged_or_foreign_checkpoint_is_ignored_and_reported(
+    store_dir: Path, tmp_path: Path, run, make_event, disk, recovered, damage, reason
+) -> None:
+    _fill(run, store_dir, make_event)
+    reference = disk.copy_store(store_dir, tmp_path / "reference")
+    (reference / CHECKPOINT_NAME).unlink()
+    expected, _ = _open_report(run, reference, recovered)
+    checkpoint = store_dir / CHECKPOINT_NAME
+    checkpoint.write_bytes(damage(checkpoint.read_bytes()))
+    state, report = _open_report(run, store_dir, recovered)
+    assert reason in report["ignored"] and "loaded_rows" not in report
+    assert state == expected
+    _, again = _open_report(run, store_dir, recovered)
+    assert again.get("loaded_rows") == 50  # the close after the full scan wrote a good checkpoint again
+
+
+def test_a_checkpoint_of_a_segment_changed_since_is_stale_and_the_change_is_found(
+    store_dir: Path, run, make_event, disk, recovered
+) -> None:
+    _fill(run, store_dir, make_event, batches=12, segment_bytes=4096)
+    segments = disk.segments(store_dir)
+    assert len(segments) >= 3
+    middle = disk.frames(segments[0])[1]
+    disk.flip_bit(segments[0], middle.offset + middle.size // 2)  # corruption of a covered, closed segment
+    state, report = _open_report(run, store_dir, recovered)
+    assert report["ignored"].startswith("stale: segment " + segments[0].name)
+    assert any(d["kind"] == "corrupt" for d in state["damage"]) and state["lost"]
+
+
+def test_corruption_of_the_newest_segment_right_after_close_is_not_hidden_by_the_checkpoint(
+    store_dir: Path, run, make_event, disk, recovered
+) -> None:
+    _fill(run, store_dir, make_event)
+    segment = disk.last_segment(store_dir)
+    frame = disk.frames(segment)[2]
+    disk.flip_bit(segment, frame.offset + frame.size - 3)  # same size, possibly the same mtime tick
+    state, report = _open_report(run, store_dir, recovered)
+    assert "loaded_rows" not in report and report["ignored"].startswith("stale")
+    assert [d["kind"] for d in state["damage"]] == ["corrupt"]
+
+
+def test_a_periodic_checkpoint_is_written_while_appends_continue(store_dir: Path, run, make_event) -> None:
+    async def scenario() -> dict:
+        async with EventStore(store_dir, checkpoint_every=100) as store:
+            for b in range(5):
+                await store.append_batch([make_event(b * 100 + i) for i in range(100)])
+            await _settled(store)
+            report = dict(store.health().details["checkpoint"])
+            shutil.copy(store_dir / CHECKPOINT_NAME, store_dir.parent / "periodic.ckpt")
+            return report
+
+    report = run(scenario())
+    assert report["written"] >= 1 and report["last_rows"] >= 100
