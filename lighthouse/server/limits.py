@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from lighthouse.store import _release_free_heap as release_free_heap
+from lighthouse.store_state import release_free_heap
 
 __all__ = ["ConnectionLimits", "ConnectionRegistry", "guard_protocols", "throttle_accept_errors"]
 
