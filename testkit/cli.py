@@ -79,6 +79,11 @@ def _run_compare(args: argparse.Namespace) -> int:
     if args.json is not None:
         write_json_atomically(comparison.to_dict(), args.json)
         print(f"JSON comparison written to {args.json}")
+    if not comparison.rows:
+        print(f"testkit compare: error: no metric in common ({len(comparison.only_in_baseline)} only in the "
+              f"baseline, {len(comparison.only_in_current)} only in the new run): nothing was compared",
+              file=sys.stderr)
+        return EXIT_USAGE
     if comparison.blocking:
         names = ", ".join(f"{row.metric} [{row.statistic}]" for row in comparison.regressions)
         print(f"BLOCKING: {len(comparison.regressions)} regression(s): {names}")
