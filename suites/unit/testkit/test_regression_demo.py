@@ -102,7 +102,8 @@ def test_a_store_made_thirty_percent_slower_is_a_regression(tmp_path: Path) -> N
     row = comparison.rows[0]
     assert row.verdict == "regression", comparison.format_table()
     assert comparison.blocking
-    assert row.delta_relative is not None and 0.15 < row.delta_relative < 1.0, comparison.format_table()
+    # No upper bound: on a busy machine the busy-wait is preempted and the planted slowdown grows with the load.
+    assert row.delta_relative is not None and row.delta_relative > 0.15, comparison.format_table()
 
 
 def test_the_same_store_measured_twice_is_not_a_regression(tmp_path: Path) -> None:
