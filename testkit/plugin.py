@@ -23,7 +23,7 @@ import pytest
 from testkit.adapters.factory import AdapterSpec, available_adapters
 from testkit.percentiles import LatencyRecorder
 
-__all__ = ["ChaosCell", "TestkitSession", "TestRecorder", "parse_duration"]
+__all__ = ["ChaosCell", "TestkitSession", "TestRecorder", "parse_duration", "session_of"]
 
 #: The duration that scale 1.0 stands for: ``--testkit-duration=10m`` runs load and chaos tests at 10x.
 BASE_DURATION_S = 60.0
@@ -285,14 +285,24 @@ def _session(config: pytest.Config) -> TestkitSession:
     return config.stash[_STASH]
 
 
+def session_of(config: pytest.Config) -> TestkitSession:
+    """The testkit session of a pytest run (for a project's own hooks, e.g. to derive seeds from it)."""
+    return _session(config)
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Each test's id for results, baselines and seeds, independent of the rootdir (see ``stable_ids``)."""
+    from testkit.stable_ids import stable_test_id
+
+    _session(item.config).stable_ids[item.nodeid] = stable_test_id(item)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Stable test ids for the results; a run scaled by ``--testkit-duration`` scales every timeout with it."""
-    from testkit.stable_ids import stable_test_id
+    """A run scaled by ``--testkit-duration`` scales every timeout with it."""
     from testkit.timeouts import scale_timeouts
 
     tk = _session(config)
-    tk.stable_ids.update((item.nodeid, stable_test_id(item)) for item in items)
     limit = scale_timeouts(config, items, tk.scale)
     if limit is not None:
         tk.output_lines.append(f"testkit: timeouts scaled {tk.scale:g}x for --testkit-duration "
