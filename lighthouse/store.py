@@ -158,7 +158,8 @@ class EventStore:
         self._snapshots = SnapshotStore(self.path / "snapshots", keep=snapshot_keep)
         self._health = HealthMonitor()
         self._index = EventIndex()
-        self._reader = FrameReader()
+        self._reader = FrameReader(on_corrupt=self._read_failed_checksum)
+        self._read_corruptions = 0
         self._segments: list[_Segment] = []
         self._versions: dict[str, int] = {}
         self._next_seq = 1
@@ -1038,7 +1039,7 @@ class EventStore:
             while i < n:
                 segment = segments[i]
                 if segment != reader_segment:
-                    reader = WindowReader(self._reader.fd(segment))
+                    reader = self._reader.window(segment)
                     reader_segment = segment
                 assert reader is not None
                 slot = slots[i]
@@ -1097,6 +1098,12 @@ class EventStore:
             if damage.lost_first is not None and damage.lost_last is not None and damage.lost_last >= damage.lost_first:
                 out.append((damage.lost_first, damage.lost_last))
         return out
+
+    def _read_failed_checksum(self, error: StoreCorrupted) -> None:
+        """Bytes damaged while open: the read was refused; health says where (degraded, reads elsewhere go on)."""
+        self._read_corruptions += 1
+        self._health.raise_condition(
+            "read_checksum", HealthState.DEGRADED, f"{self._read_corruptions} read(s) refused, latest: {error}")
 
     def health(self) -> StoreHealth:
         details = {
