@@ -29,7 +29,7 @@ import psutil
 
 from testkit.adapters import available_adapters
 from testkit.load import ConstantRate, LoadRunner
-from testkit.memory import leak_verdict
+from testkit.memory import InsufficientSamplesError, LeakVerdict, leak_verdict
 from testkit.percentiles import HistogramSpec
 from testkit.speed import SpeedLines
 
@@ -72,6 +72,14 @@ async def _sample(adapter: Any, ledger: AckLedger, in_flight: list[int],
         await asyncio.sleep(SAMPLE_INTERVAL_S)
 
 
+def _verdict(samples: list[tuple[float, float]]) -> LeakVerdict:
+    """The leak verdict, or an unjudged one (``samples_used == 0``) when a short or starved run sampled too little."""
+    try:
+        return leak_verdict(samples, max_growth_per_hour=ADR_LEAK_PER_HOUR)
+    except InsufficientSamplesError as error:
+        return LeakVerdict(0.0, 0.0, False, 0.0, 0.0, 0.0, 0, 0.0, f"too few memory samples: {error}")
+
+
 def test_ten_thousand_events_per_second_soak(tmp_path: Path, run: Any, testkit_duration: float | None,
                                              testkit_record: Any, speed_lines: SpeedLines) -> None:
     seconds = testkit_duration or DEFAULT_SECONDS
@@ -110,12 +118,12 @@ def test_ten_thousand_events_per_second_soak(tmp_path: Path, run: Any, testkit_d
     beyond_expected = [(t, anon - (expected - expected_at_start), flying) for t, anon, expected, _, flying in samples]
     caught_up = [(t, memory) for t, memory, flying in beyond_expected if flying <= CAUGHT_UP_IN_FLIGHT]
     judged_leak = len(caught_up) >= max(8, MIN_JUDGED_SHARE * len(samples))
-    verdict = leak_verdict(caught_up if judged_leak else [(t, memory) for t, memory, _ in beyond_expected],
-                           max_growth_per_hour=ADR_LEAK_PER_HOUR)
+    verdict = _verdict(caught_up if judged_leak else [(t, memory) for t, memory, _ in beyond_expected])
+    judged_leak = judged_leak and verdict.samples_used > 0
     leak_reason = verdict.reason if judged_leak else (
         f"not judged: only {len(caught_up)} of {len(samples)} samples were taken while the store kept up "
-        f"(<= {CAUGHT_UP_IN_FLIGHT} batches in flight); memory grew with the backlog")
-    rss_only = leak_verdict([(t, rss) for t, _, _, rss, _ in samples], max_growth_per_hour=ADR_LEAK_PER_HOUR)
+        f"(<= {CAUGHT_UP_IN_FLIGHT} batches in flight); {verdict.reason}")
+    rss_only = _verdict([(t, rss) for t, _, _, rss, _ in samples])
     rate = result.completed * BATCH / result.duration_s
     p99_ms = result.latency.percentile(99.0) / 1e6
     p999_ms = result.latency.percentile(99.9) / 1e6
