@@ -6,8 +6,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 REPORTS ?= reports
 PYTEST_FLAGS ?=
+BASELINES ?= reports/baselines
+SOAK ?= 1h
+BASELINE_RUNS ?= 3
 
-.PHONY: test chaos perf load integration unit bench soak-http system-deps venv clean
+.PHONY: test chaos perf load soak soak-http baseline compare-error-rates integration unit bench system-deps venv clean
 
 venv: $(STAMP)
 
@@ -41,11 +44,31 @@ chaos: $(STAMP) system-deps
 	$(PY) -m pytest suites/chaos --testkit-report $(REPORTS)/chaos $(PYTEST_FLAGS)
 	@echo "chaos report: $(REPORTS)/chaos/index.html"
 
+# perf and load judge ADR-004's speed lines and compare with this machine's baseline in $(BASELINES)
+# (or say there is none: `make baseline` makes one from $(BASELINE_RUNS) runs).
 perf: $(STAMP)
-	$(PY) -m pytest suites/perf --testkit-report $(REPORTS)/perf $(PYTEST_FLAGS)
+	$(PY) -m pytest suites/perf --testkit-report $(REPORTS)/perf --testkit-baseline=$(BASELINES) $(PYTEST_FLAGS)
 
 load: $(STAMP)
-	$(PY) -m pytest suites/load --testkit-report $(REPORTS)/load $(PYTEST_FLAGS)
+	$(PY) -m pytest suites/load --testkit-report $(REPORTS)/load --testkit-baseline=$(BASELINES) $(PYTEST_FLAGS)
+
+# ADR-004's 10,000 events/s for $(SOAK) (make soak SOAK=10m / 24h / 72h), leak verdict and report.
+soak: $(STAMP)
+	$(PY) -m pytest suites/load/test_soak.py --testkit-duration=$(SOAK) --testkit-report $(REPORTS)/soak $(PYTEST_FLAGS)
+	@echo "soak report: $(REPORTS)/soak/index.html"
+
+# This machine's baseline: perf and load $(BASELINE_RUNS) times (speed recorded, not judged), pooled by run.
+baseline: $(STAMP)
+	rm -rf $(REPORTS)/baseline-runs
+	for i in $$(seq $(BASELINE_RUNS)); do \
+	  $(PY) -m pytest suites/perf suites/load --speed-lines=report \
+	    --testkit-results $(REPORTS)/baseline-runs/$$i $(PYTEST_FLAGS) || exit $$?; \
+	done
+	$(PY) -m testkit.cli baseline $(BASELINES) $(REPORTS)/baseline-runs/*/results.json
+
+# How often `testkit compare` cries wolf (A/A) and how often it catches planted 10 % / 30 % slowdowns.
+compare-error-rates: $(STAMP)
+	$(PY) -m benchmarks.compare_error_rates
 
 integration: $(STAMP) system-deps
 	$(PY) -m pytest suites/integration $(PYTEST_FLAGS)
@@ -58,7 +81,6 @@ bench: $(STAMP)
 
 # ADR-004 over the wire: SOAK_RATE events/s from SOAK_AGENTS Locust agents into `lighthouse serve` for SOAK,
 # judged on pooled percentiles, the history check and the server's RSS slope (report: reports/soak-http/).
-SOAK ?= 1h
 SOAK_RATE ?= 10000
 SOAK_AGENTS ?= 100
 SOAK_BATCH ?= 1

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from testkit.speed import SpeedLines, judge_by_default
+
 collect_ignore_glob = ["reports/*", "benchmarks/*"]
 
 _ALWAYS_IN_CI = ("suites/unit", "suites/integration")
@@ -22,3 +24,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         if relative.startswith(_ALWAYS_IN_CI) or item.get_closest_marker("smoke") is not None:
             item.add_marker(pytest.mark.ci)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--speed-lines", choices=("auto", "judge", "report"), default="auto",
+        help="judge ADR speed lines and peer ratios (make perf/load/soak) or only record them; "
+             "auto: report in the `-m ci` selection (make test), judge otherwise")
+
+
+@pytest.fixture
+def speed_lines(request: pytest.FixtureRequest, testkit_record: object) -> SpeedLines:
+    """Speed lines of this test: judged by benchmark runs, recorded but never failed in `make test`."""
+    mode = request.config.getoption("speed_lines")
+    judged = judge_by_default(request.config.option.markexpr) if mode == "auto" else mode == "judge"
+    return SpeedLines(judged, testkit_record)

@@ -2,7 +2,9 @@
 
 Segments are named by the first sequence they hold (20 digits, so names sort numerically). A
 reader never trusts bytes it has not checksummed: every frame read, by point lookup or by
-sequential scan, is verified before it is decoded.
+sequential scan, is verified before it is decoded. Bytes damaged while the store is open (after the
+open-time scan) are caught here: the read fails with ``StoreCorrupted`` and the reader's
+``on_corrupt`` callback is told, so the store can report it in its health.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import itertools
 import mmap
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,8 @@ __all__ = [
 
 SEGMENT_SUFFIX = ".seg"
 _new = tuple.__new__
+#: Told about every frame that fails its checksum on read (the error is raised to the reader as well).
+CorruptionCallback = Callable[[StoreCorrupted], None]
 
 
 def segment_name(first_seq: int) -> str:
@@ -159,11 +163,18 @@ def _payload(buf: Any, offset: int, header: FrameHeader) -> tuple[msgpack.Unpack
     return unpacker, recorded_at, versions, unpacker.read_array_header()
 
 
+def _reported(on_corrupt: CorruptionCallback | None, error: StoreCorrupted) -> StoreCorrupted:
+    if on_corrupt is not None:
+        on_corrupt(error)
+    return error
+
+
 class FrameReader:
     """Positional reads of frames by (segment, offset), always checksum-verified before decoding."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_corrupt: CorruptionCallback | None = None) -> None:
         self._fds: dict[int, int] = {}
+        self._on_corrupt = on_corrupt
 
     def add_segment(self, segment: int, fd: int) -> None:
         self._fds[segment] = fd
@@ -172,10 +183,14 @@ class FrameReader:
         """The frames starting at offsets ``lo..hi``, read with one pread and decoded on demand."""
         fd = self._fds[segment]
         buf = os.pread(fd, hi - lo + FRAME_HEADER + 4096, lo)
-        return _SpanFrames(fd, buf, lo, name)
+        return _SpanFrames(fd, buf, lo, name, self._on_corrupt)
 
     def fd(self, segment: int) -> int:
         return self._fds[segment]
+
+    def window(self, segment: int, *, window: int = 1 << 20) -> WindowReader:
+        """A sequential reader over ``segment`` that reports checksum failures like this reader does."""
+        return WindowReader(self._fds[segment], window=window, on_corrupt=self._on_corrupt)
 
     def close(self) -> None:
         for fd in self._fds.values():
@@ -189,12 +204,16 @@ class FrameReader:
 class _SpanFrames:
     """Frames of one span read with a single pread, decoded on demand and only as far as needed."""
 
-    def __init__(self, fd: int, buf: bytes, base: int, name: str) -> None:
+    def __init__(self, fd: int, buf: bytes, base: int, name: str, on_corrupt: CorruptionCallback | None) -> None:
         self._fd, self._buf, self._base, self._name = fd, buf, base, name
+        self._on_corrupt = on_corrupt
 
     def events(self, offset: int, slots: list[int]) -> dict[int, Event]:
         """The events at ``slots`` (sorted) of the frame at ``offset`` (the whole frame is checksummed)."""
-        buf, rel, header = _checked(self._buf, offset - self._base, self._fd, offset, self._name)
+        try:
+            buf, rel, header = _checked(self._buf, offset - self._base, self._fd, offset, self._name)
+        except StoreCorrupted as error:
+            raise _reported(self._on_corrupt, error) from None
         if slots[-1] - slots[0] + 1 == len(slots):  # a contiguous run: no per-slot bookkeeping
             return dict(zip(slots, decode_frame_run(buf, rel, header, slots[0], slots[-1] + 1)))
         return decode_frame_slots(buf, rel, header, slots)
@@ -243,9 +262,10 @@ def decode_frame_slots(buf: Any, offset: int, header: FrameHeader, slots: list[i
 class WindowReader:
     """Sequential reads through one segment in large windows: replay in constant memory."""
 
-    def __init__(self, fd: int, *, window: int = 1 << 20) -> None:
+    def __init__(self, fd: int, *, window: int = 1 << 20, on_corrupt: CorruptionCallback | None = None) -> None:
         self._fd = fd
         self._window = window
+        self._on_corrupt = on_corrupt
         self._start = 0
         self._buf = b""
 
@@ -258,7 +278,10 @@ class WindowReader:
         if header is not None and rel + header.size > len(self._buf):
             self._load(offset, header.size)
             rel = 0
-        _, rel, header = _checked(self._buf, rel, self._fd, offset, name)
+        try:
+            _, rel, header = _checked(self._buf, rel, self._fd, offset, name)
+        except StoreCorrupted as error:
+            raise _reported(self._on_corrupt, error) from None
         return rel, header
 
     def frame_at(self, offset: int, *, name: str = "") -> tuple[FrameHeader, list[Event]]:

@@ -86,7 +86,8 @@ class EventStore(WritePath, RecoveryPath, ReadPath, HealthPath):
         self._snapshots = SnapshotStore(self.path / "snapshots", keep=snapshot_keep)
         self._health = HealthMonitor()
         self._index = EventIndex()
-        self._reader = FrameReader()
+        self._reader = FrameReader(on_corrupt=self._read_failed_checksum)
+        self._read_corruptions = 0
         self._segments = []
         self._versions = AggregateVersions(self._event_at_sequence, self._newest_event_of)
         self._next_seq = 1

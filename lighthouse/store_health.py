@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from lighthouse.errors import LighthouseError
+from lighthouse.errors import LighthouseError, StoreCorrupted
 from lighthouse.health import HealthState, StoreHealth
 from lighthouse.store_state import StoreState, merge_ranges
 
@@ -73,6 +73,12 @@ class HealthPath(StoreState):
                     if self._wake is not None:
                         self._wake.set()  # record a pending void range now, not at the next append
                     return
+
+    def _read_failed_checksum(self, error: StoreCorrupted) -> None:
+        """Bytes damaged while open: the read was refused; health says where (degraded, reads elsewhere go on)."""
+        self._read_corruptions += 1
+        self._health.raise_condition(
+            "read_checksum", HealthState.DEGRADED, f"{self._read_corruptions} read(s) refused, latest: {error}")
 
     def _fence_lost(self) -> bool:
         try:

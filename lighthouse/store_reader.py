@@ -205,7 +205,7 @@ class ReadPath(StoreState):
             while i < n:
                 segment = segments[i]
                 if segment != reader_segment:
-                    reader = WindowReader(self._reader.fd(segment))
+                    reader = self._reader.window(segment)
                     reader_segment = segment
                 assert reader is not None
                 slot = slots[i]

@@ -90,6 +90,7 @@ class StoreState:
     _subscribers: set[Subscription]
     _packer: msgpack.Packer
     _lock_fd: int | None
+    _read_corruptions: int
     _fence: WriterFence
     _write_fd: int | None
     _tail_dirty: bool

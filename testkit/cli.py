@@ -79,6 +79,11 @@ def _run_compare(args: argparse.Namespace) -> int:
     if args.json is not None:
         write_json_atomically(comparison.to_dict(), args.json)
         print(f"JSON comparison written to {args.json}")
+    if not comparison.rows:
+        print(f"testkit compare: error: no metric in common ({len(comparison.only_in_baseline)} only in the "
+              f"baseline, {len(comparison.only_in_current)} only in the new run): nothing was compared",
+              file=sys.stderr)
+        return EXIT_USAGE
     if comparison.blocking:
         names = ", ".join(f"{row.metric} [{row.statistic}]" for row in comparison.regressions)
         print(f"BLOCKING: {len(comparison.regressions)} regression(s): {names}")
@@ -90,13 +95,16 @@ def _run_compare(args: argparse.Namespace) -> int:
 
 
 def _add_baseline(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("out", type=Path, help="baseline file to write")
+    parser.add_argument("out", type=Path,
+                        help="baseline file to write, or a directory: then <directory>/<machine fingerprint>.json")
     parser.add_argument("results", type=Path, nargs="+",
                         help="results files of repeated runs on one kind of machine (3+ give a noise floor)")
 
 
 def _run_baseline(args: argparse.Namespace) -> int:
     baseline = Baseline.from_results(*(load_results(path) for path in args.results))
+    if args.out.is_dir():
+        args.out = args.out / f"{baseline.fingerprint.key}.json"
     baseline.save(args.out)
     print(f"baseline of {len(baseline.metrics)} metric(s) from {baseline.source_runs} run(s) "
           f"for machine {baseline.fingerprint.key} written to {args.out}")

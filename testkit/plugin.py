@@ -23,7 +23,7 @@ import pytest
 from testkit.adapters.factory import AdapterSpec, available_adapters
 from testkit.percentiles import LatencyRecorder
 
-__all__ = ["ChaosCell", "TestkitSession", "TestRecorder", "parse_duration"]
+__all__ = ["ChaosCell", "TestkitSession", "TestRecorder", "parse_duration", "session_of"]
 
 #: The duration that scale 1.0 stands for: ``--testkit-duration=10m`` runs load and chaos tests at 10x.
 BASE_DURATION_S = 60.0
@@ -158,6 +158,8 @@ class TestkitSession:
         self.results_dir: Path | None = _path_option(config, "testkit_results")
         self.report_dir: Path | None = _path_option(config, "testkit_report")
         self.recorders: dict[str, TestRecorder] = {}
+        #: pytest node id -> id independent of rootdir and invocation (what results and baselines key by).
+        self.stable_ids: dict[str, str] = {}
         self.records: list[dict[str, Any]] = []
         self.chaos_cells: dict[tuple[str, str], ChaosCell] = {}
         self.skipped_mechanisms: dict[str, str] = {}
@@ -172,9 +174,12 @@ class TestkitSession:
         self._run = RunResults.start(["pytest", *self.config.invocation_params.args], seed=self.seed,
                                      data_path=os.getcwd())
 
+    def stable_id(self, nodeid: str) -> str:
+        return self.stable_ids.get(nodeid, nodeid)
+
     def test_seed(self, nodeid: str) -> int:
-        """A per-test seed derived from the run seed, stable across runs and test orders."""
-        return (self.seed * 1_000_003 + zlib.crc32(nodeid.encode())) % 2**31
+        """A per-test seed derived from the run seed, stable across runs, test orders and rootdirs."""
+        return (self.seed * 1_000_003 + zlib.crc32(self.stable_id(nodeid).encode())) % 2**31
 
     def recorder(self, nodeid: str) -> TestRecorder:
         if nodeid not in self.recorders:
@@ -265,7 +270,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--testkit-results", default=None, metavar="DIR", help="write results.json here at session end")
     group.addoption("--testkit-report", default=None, metavar="DIR", help="write index.html (and results.json) here")
-    group.addoption("--testkit-baseline", default=None, metavar="FILE", help="compare this run with a baseline")
+    group.addoption("--testkit-baseline", default=None, metavar="PATH",
+                    help="compare this run with a baseline file, or with this machine's baseline in a directory "
+                         "(e.g. reports/baselines); a blocking regression exits 1, a gate matching no metric 2")
     group.addoption("--testkit-save-baseline", default=None, metavar="FILE", help="save this run as a baseline")
 
 
@@ -276,6 +283,30 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _session(config: pytest.Config) -> TestkitSession:
     return config.stash[_STASH]
+
+
+def session_of(config: pytest.Config) -> TestkitSession:
+    """The testkit session of a pytest run (for a project's own hooks, e.g. to derive seeds from it)."""
+    return _session(config)
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Each test's id for results, baselines and seeds, independent of the rootdir (see ``stable_ids``)."""
+    from testkit.stable_ids import stable_test_id
+
+    _session(item.config).stable_ids[item.nodeid] = stable_test_id(item)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A run scaled by ``--testkit-duration`` scales every timeout with it."""
+    from testkit.timeouts import scale_timeouts
+
+    tk = _session(config)
+    limit = scale_timeouts(config, items, tk.scale)
+    if limit is not None:
+        tk.output_lines.append(f"testkit: timeouts scaled {tk.scale:g}x for --testkit-duration "
+                               f"(session limit {limit:g} s)")
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -330,7 +361,7 @@ class _ReportCollector:
             self.tk.failed_nodeids.append(report.nodeid)
         rec = self.tk.recorders.get(report.nodeid)
         record: dict[str, Any] = {
-            "nodeid": report.nodeid,
+            "nodeid": self.tk.stable_id(report.nodeid),
             "outcome": outcome,
             "duration": duration,
             "sut": rec.sut if rec else None,
@@ -364,10 +395,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
         return
     if comparison is not None:
-        tk.output_lines.extend(comparison.format_table().splitlines())
-        if comparison.blocking:
-            tk.output_lines.append("testkit: BLOCKING regression against the baseline")
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        from testkit.gate import judge_comparison
+
+        gate = judge_comparison(comparison)
+        tk.output_lines.extend(gate.lines)
+        if gate.exit_status is not None and session.exitstatus in (0, pytest.ExitCode.OK):
+            session.exitstatus = gate.exit_status
     tk.output_lines.extend(f"testkit: wrote {path}" for path in written)
 
 
@@ -428,12 +461,17 @@ def _write_outputs(tk: TestkitSession, exitstatus: int) -> tuple[list[Path], Any
 
     document = tk.results_document(int(exitstatus))
     comparison = None
-    base = tk.config.getoption("testkit_baseline")
-    if base:
+    option = tk.config.getoption("testkit_baseline")
+    if option:
+        from testkit.gate import resolve_baseline
         from testkit.regression import compare, load_comparable
         from testkit.results import RunResults
 
-        comparison = compare(load_comparable(base), RunResults.from_dict(document))
+        current = RunResults.from_dict(document)
+        base, message = resolve_baseline(option, current.environment)
+        tk.output_lines.append(message)
+        if base is not None:
+            comparison = compare(load_comparable(base), current)
     for folder in {d for d in (tk.results_dir, tk.report_dir) if d is not None}:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "results.json"

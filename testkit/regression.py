@@ -6,9 +6,15 @@ change is real (Mann-Whitney U on raw samples, a bootstrap on HdrHistograms). Ei
 threshold alone flags noise on a busy runner, a test alone flags a 0.5 % shift measured with a million samples.
 
 Within-run samples cannot see between-job drift (the same code on a different day or VM is often 10 %+ off;
-mui/mui-public#1712 saw a t-test *raise* false alarms for exactly this reason). So a baseline may hold several
-runs; the spread of their per-run statistics is a *noise floor* that a blocking change must also exceed.
-Save baselines from 3 or more runs where the machine is noisy.
+mui/mui-public#1712 saw a t-test *raise* false alarms for exactly this reason; a pooled histogram of a million
+values makes a 1 % shift "significant"). So when the baseline holds ``MIN_RUNS_FOR_SPREAD`` or more runs, the
+test is the one asv and pytest-benchmark make: each run contributes one statistic (its p99, its median, its
+rate), and the new run's statistic is judged against the spread of the baseline's, a Student-t on the log of
+the statistic with the baseline's run-to-run variance (a prediction interval for one new run, Welch's test for
+several). The within-run tests remain only for baselines of one or two runs, which say so in the row's note.
+The spread of the per-run statistics is also a *noise floor* that a blocking change must exceed.
+``python -m benchmarks.compare_error_rates`` measures how often this cries wolf and how often it catches a
+planted slowdown.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from testkit.results import (
 
 __all__ = [
     "BASELINE_KIND",
+    "MIN_RUNS_FOR_SPREAD",
     "VERDICTS",
     "Baseline",
     "BaselineError",
@@ -57,6 +64,8 @@ Verdict = Literal["ok", "improved", "warn", "regression", "insufficient_data"]
 #: Verdicts from least to most alarming.
 VERDICTS: tuple[str, ...] = ("ok", "improved", "insufficient_data", "warn", "regression")
 _KEY_SEPARATOR = "::"
+#: A baseline of at least this many runs is judged by its run-to-run spread, not by within-run sampling error.
+MIN_RUNS_FOR_SPREAD = 3
 
 
 class BaselineError(ResultsSchemaError):
@@ -428,7 +437,9 @@ def compare(base: Baseline | RunResults, new: Baseline | RunResults, *, warn: fl
         limits = _thresholds_for(key, overrides, default)
         unit_note = "" if after.unit == before.unit else f"unit changed {before.unit} -> {after.unit}"
         kind_before, kind_after = before.kind, after.kind
-        if kind_before == kind_after == "samples":
+        if len(before.runs) >= MIN_RUNS_FOR_SPREAD:
+            rows.extend(_compare_across_runs(key, before, after, quantiles, limits, alpha, unit_note))
+        elif kind_before == kind_after == "samples":
             rows.append(_compare_samples(key, before, after, limits, alpha, min_samples, unit_note))
         elif kind_before == kind_after == "histogram":
             before_unit, after_unit = before.histogram_unit or before.unit, after.histogram_unit or after.unit
@@ -585,6 +596,73 @@ def _compare_histograms(key: str, before: MetricSeries, after: MetricSeries, qua
         rows.append(ComparisonRow(key, after.histogram_unit or after.unit, before.direction, f"p{quantile:g}",
                                   base_center, new_center,
                                   delta, p_value, verdict, "bootstrap", n_base, n_new, floor, limits,
+                                  "; ".join(filter(None, [note, unit_note]))))
+    return rows
+
+
+def _per_run_statistics(series: MetricSeries, kind: str, quantile: float | None) -> list[float]:
+    """One figure per run: a histogram's quantile, the samples' median, or the bare value."""
+    if kind == "histogram":
+        assert quantile is not None
+        out = []
+        for run in series.runs:
+            try:
+                histogram = HdrHistogram.decode(run.histogram)
+            except Exception as error:  # hdrh raises assorted zlib/base64/struct errors on damaged input
+                raise BaselineError(f"a histogram cannot be decoded ({error})") from error
+            out.append(float(histogram.get_value_at_percentile(quantile)))
+        return out
+    if kind == "samples":
+        return [float(np.median(run.samples)) for run in series.runs]
+    return [float(run.value) for run in series.runs]
+
+
+def _run_to_run_p_value(before: Sequence[float], after: Sequence[float]) -> float | None:
+    """Two-sided p of "the new runs come from the baseline runs' distribution", on log statistics.
+
+    One new run: a prediction interval, ``t = (x - mean) / (s * sqrt(1 + 1/k))`` with ``k - 1`` degrees of
+    freedom. Several: Welch's t-test. ``None`` when a statistic is not positive (no log).
+    """
+    from scipy import stats  # imported here: it costs 0.5 s that every `testkit` command start would pay
+
+    if min(min(before), min(after)) <= 0:
+        return None
+    base, new = np.log(np.asarray(before)), np.log(np.asarray(after))
+    if len(new) >= 2:
+        if np.ptp(np.concatenate([base, new])) == 0:
+            return 1.0
+        return float(stats.ttest_ind(new, base, equal_var=False).pvalue)
+    spread = float(np.std(base, ddof=1))
+    gap = float(new[0] - np.mean(base))
+    if spread == 0:
+        return 1.0 if gap == 0 else 0.0
+    t = gap / (spread * math.sqrt(1 + 1 / len(base)))
+    return float(2 * stats.t.sf(abs(t), len(base) - 1))
+
+
+def _compare_across_runs(key: str, before: MetricSeries, after: MetricSeries, quantiles: Sequence[float],
+                         limits: Thresholds, alpha: float, unit_note: str) -> list[ComparisonRow]:
+    """Judge each statistic by the baseline's run-to-run spread (see the module docstring)."""
+    kind = "histogram" if before.kind == after.kind == "histogram" else (
+        "samples" if before.kind == after.kind == "samples" else "value")
+    unit = (after.histogram_unit or after.unit) if kind == "histogram" else after.unit
+    if kind == "histogram" and (before.histogram_unit or before.unit) != unit:
+        unit_note = f"unit changed {before.histogram_unit or before.unit} -> {unit}"
+    rows = []
+    for quantile in quantiles if kind == "histogram" else (None,):
+        base_runs = _per_run_statistics(before, kind, quantile)
+        new_runs = _per_run_statistics(after, kind, quantile)
+        positive = min(min(base_runs), min(new_runs)) > 0
+        base_center = float(np.exp(np.mean(np.log(base_runs)))) if positive else float(np.mean(base_runs))
+        new_center = float(np.exp(np.mean(np.log(new_runs)))) if positive else float(np.mean(new_runs))
+        floor = _noise_floor(base_runs, base_center)
+        p_value = _run_to_run_p_value(base_runs, new_runs)
+        delta = _relative(base_center, new_center)
+        verdict, note = _judge(delta, p_value, before.direction, limits, alpha, floor)
+        statistic = f"p{quantile:g}" if quantile is not None else ("median" if kind == "samples" else "value")
+        rows.append(ComparisonRow(key, unit, before.direction, statistic, base_center, new_center, delta, p_value,
+                                  verdict, f"run-to-run t ({len(base_runs)} vs {len(new_runs)} runs)",
+                                  len(base_runs), len(new_runs), floor, limits,
                                   "; ".join(filter(None, [note, unit_note]))))
     return rows
 

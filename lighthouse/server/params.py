@@ -1,12 +1,15 @@
 """Strict parsing of query parameters: unknown, repeated or malformed parameters are a 400.
 
 Strictness is deliberate: the original server silently dropped filters it did not understand, so a
-typo (``event_type=`` for ``event_types=``) returned everything instead of an error.
+typo (``event_type=`` for ``event_types=``) returned everything instead of an error. Numbers follow the JSON
+grammar the OpenAPI document promises (ASCII digits only): Python's ``int``/``float`` would also take
+``" 7"``, ``"7_0"``, ``"+7"`` or Unicode digits such as ``"٧"``, which the document calls invalid.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,6 +20,8 @@ from lighthouse.server.problems import ApiError
 __all__ = ["QueryReader"]
 
 _MAX_INT = 2**63 - 1
+_JSON_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
 class QueryReader:
@@ -58,10 +63,9 @@ class QueryReader:
         value = self._raw(name)
         if value is None:
             return default
-        try:
-            number = int(value, 10)
-        except ValueError:
-            raise ApiError(400, "invalid_query", f"{name} must be an integer", parameter=name) from None
+        if not _JSON_INTEGER.fullmatch(value):
+            raise ApiError(400, "invalid_query", f"{name} must be an integer", parameter=name)
+        number = int(value, 10) if len(value) <= 20 else _MAX_INT + 1  # longer is out of range (and slow to parse)
         if not minimum <= number <= maximum:
             raise ApiError(400, "invalid_query", f"{name} must be in {minimum}..{maximum}", parameter=name)
         return number
@@ -70,10 +74,9 @@ class QueryReader:
         value = self._raw(name)
         if value is None:
             return None
-        try:
-            number = float(value)
-        except ValueError:
-            raise ApiError(400, "invalid_query", f"{name} must be a number", parameter=name) from None
+        if not _JSON_NUMBER.fullmatch(value):
+            raise ApiError(400, "invalid_query", f"{name} must be a number", parameter=name)
+        number = float(value)
         low = -bound if minimum is None else minimum
         if not math.isfinite(number) or not low <= number <= bound:
             raise ApiError(400, "invalid_query", f"{name} must be a number in {low}..{bound}", parameter=name)

@@ -110,3 +110,38 @@ def test_the_fuzzing_run_was_big_enough_and_never_failed(statuses: Counter[int])
     assert total >= MIN_REQUESTS, statuses
     assert not [s for s in statuses if s >= 500], statuses
     assert statuses[200] + statuses[201] > total // 10, "most requests must not be refusals"
+
+
+# The strings schemathesis's negative mode can draw for a query integer or number that Python's int()/float()
+# would still read as a number: each is invalid by the document, so each must be a 400, not a 200.
+_NOT_JSON_NUMBERS = ("\u0663", " 3", "3 ", "+3", "3_0", "03", "0x10", "3.", ".5", "1e", "infinity", "NaN", "\uff13")
+
+
+@pytest.mark.parametrize("value", _NOT_JSON_NUMBERS)
+def test_numbers_in_the_query_follow_the_json_grammar_the_document_promises(server: RunningServer,
+                                                                           admin_headers: dict[str, str],
+                                                                           value: str) -> None:
+    client = server.client()
+    for name in ("from_sequence", "recorded_after"):
+        response = client.get("/events", params={name: value}, headers=admin_headers)
+        assert response.status_code == 400, (name, value, response.status_code, response.text)
+    assert client.get("/events", params={"from_sequence": "3", "recorded_after": "-1.5e3"},
+                      headers=admin_headers).status_code == 200
+
+
+def test_every_documented_query_parameter_is_accepted_and_an_undocumented_one_refused(
+        server: RunningServer, admin_headers: dict[str, str]) -> None:
+    client = server.client()
+    document = openapi_document()
+    checked = 0
+    for path, operations in document["paths"].items():
+        if "{" in path or "get" not in operations:
+            continue
+        documented = {p["name"] for p in operations["get"].get("parameters", []) if p["in"] == "query"}
+        refused = client.get(path, params={"undocumented_parameter": "1"}, headers=admin_headers)
+        assert refused.status_code == 400, (path, refused.status_code, refused.text)
+        for name in documented:
+            response = client.get(path, params={name: "1"}, headers=admin_headers)
+            assert "unknown query parameters" not in response.text, (path, name, response.text)
+        checked += 1
+    assert checked >= 5, f"only {checked} GET operations found in the document"

@@ -4,8 +4,10 @@ and a slow client closed with 4408 instead of growing the server's memory."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import uuid
+from urllib.parse import urlsplit
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +19,9 @@ from websockets.exceptions import ConnectionClosed
 from lighthouse.server.routes.stream import CLOSE_SLOW_CONSUMER
 
 from .support import RunningServer, read_all, start_server
+
+#: How long to wait for a frame the server owes: generous enough for a load average of 8 on 2 cores.
+WAIT_S = 60.0
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +55,7 @@ def connect(server: RunningServer, **params: Any) -> websockets.sync.client.Clie
     )
 
 
-def receive(ws: websockets.sync.client.ClientConnection, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+def receive(ws: websockets.sync.client.ClientConnection, count: int, timeout: float = WAIT_S) -> list[dict[str, Any]]:
     out = []
     while len(out) < count:
         message = json.loads(ws.recv(timeout=timeout))
@@ -64,7 +69,7 @@ def test_catch_up_then_live(server: RunningServer) -> None:
     aggregate = f"stream:{uuid.uuid4()}"
     history = append(writer, events(30, aggregate))
     with connect(server, from_sequence=history[0], aggregate_ids=aggregate) as ws:
-        hello = json.loads(ws.recv(timeout=5))
+        hello = json.loads(ws.recv(timeout=WAIT_S))
         assert hello["type"] == "subscribed" and hello["head_sequence"] >= history[-1]
         caught_up = receive(ws, 30)
         assert [e["sequence"] for e in caught_up] == history
@@ -77,7 +82,7 @@ def test_only_new_events_without_from_sequence(server: RunningServer) -> None:
     aggregate = f"stream:{uuid.uuid4()}"
     append(writer, events(5, aggregate))
     with connect(server, aggregate_ids=aggregate) as ws:
-        hello = json.loads(ws.recv(timeout=5))
+        hello = json.loads(ws.recv(timeout=WAIT_S))
         fresh = append(writer, events(3, aggregate))
         assert hello["from_sequence"] <= fresh[0]
         assert [e["sequence"] for e in receive(ws, 3)] == fresh
@@ -93,7 +98,7 @@ def test_filters_select_by_type_and_aggregate(server: RunningServer) -> None:
         append(writer, events(2, wanted, "file_deleted"))
         append(writer, events(2, other, "file_created"))
     with connect(server, from_sequence=start, aggregate_ids=wanted, event_types="file_created") as ws:
-        json.loads(ws.recv(timeout=5))
+        json.loads(ws.recv(timeout=WAIT_S))
         got = receive(ws, len(expected))
         assert [e["sequence"] for e in got] == expected
         assert {(e["aggregate_id"], e["event_type"]) for e in got} == {(wanted, "file_created")}
@@ -130,7 +135,7 @@ def test_reconnecting_from_the_last_sequence_loses_and_repeats_nothing(server: R
     try:
         for _ in range(6):  # disconnect and resume while events keep arriving
             with connect(server, from_sequence=resume, aggregate_ids=aggregate) as ws:
-                json.loads(ws.recv(timeout=5))
+                json.loads(ws.recv(timeout=WAIT_S))
                 batch = receive(ws, 40)
             seen += [e["sequence"] for e in batch]
             resume = seen[-1] + 1
@@ -138,11 +143,28 @@ def test_reconnecting_from_the_last_sequence_loses_and_repeats_nothing(server: R
         stop.set()
         thread.join(timeout=30)
     with connect(server, from_sequence=resume, aggregate_ids=aggregate) as ws:
-        json.loads(ws.recv(timeout=5))
+        json.loads(ws.recv(timeout=WAIT_S))
         remaining = len([s for s in appended if s >= resume])
         seen += [e["sequence"] for e in receive(ws, remaining)]
     assert seen == sorted(appended), "resumed stream must equal the log: no gap, no duplicate"
     assert seen == [e["sequence"] for e in read_all(writer, aggregate_ids=aggregate)]
+
+
+#: A client socket's fixed receive buffer. Left to autotuning, loopback grows it to tcp_rmem's maximum (32 MB
+#: here), which swallows the whole backlog: the server never blocks and never closes the client.
+SLOW_CLIENT_RCVBUF = 64 * 1024
+#: Generous enough for a load average of 8 on 2 cores: the close arrives behind megabytes of queued events.
+SLOW_CLIENT_DEADLINE_S = 120.0
+
+
+def _small_window_socket(server: RunningServer) -> socket.socket:
+    address = urlsplit(server.ws_url)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_CLIENT_RCVBUF)  # before connect: fixes the window
+    sock.settimeout(30)
+    sock.connect((address.hostname, address.port))
+    sock.settimeout(None)
+    return sock
 
 
 def test_a_slow_client_is_closed_with_4408_and_can_resume(server: RunningServer) -> None:
@@ -150,16 +172,16 @@ def test_a_slow_client_is_closed_with_4408_and_can_resume(server: RunningServer)
     aggregate = f"stream:{uuid.uuid4()}"
     start = append(writer, events(1, aggregate))[0]
     with websockets.sync.client.connect(
-        f"{server.ws_url}/stream?from_sequence={start}&aggregate_ids={aggregate}",
-        additional_headers=server.headers("slow"), open_timeout=5, max_queue=1, max_size=None,
+        f"{server.ws_url}/stream?from_sequence={start}&aggregate_ids={aggregate}", sock=_small_window_socket(server),
+        additional_headers=server.headers("slow"), open_timeout=30, max_queue=1, max_size=None,
     ) as ws:
         total = [start]
-        for _ in range(15):  # ~6 MB the client does not read: more than socket buffers and the server's 200 events
-            total += append(writer, events(100, aggregate, size=4000))
+        for _ in range(15):  # ~6 MB the client does not read: more than its 64 KB window, the server's send buffer
+            total += append(writer, events(100, aggregate, size=4000))  # (4 MB at most) and its 200 events
         received = []
         with pytest.raises(ConnectionClosed) as closed:
             while True:
-                message = json.loads(ws.recv(timeout=20))
+                message = json.loads(ws.recv(timeout=SLOW_CLIENT_DEADLINE_S))
                 if message["type"] == "event":
                     received.append(message["event"]["sequence"])
     assert closed.value.rcvd is not None and closed.value.rcvd.code == CLOSE_SLOW_CONSUMER, closed.value
@@ -170,8 +192,8 @@ def test_a_slow_client_is_closed_with_4408_and_can_resume(server: RunningServer)
     resume = received[-1] + 1 if received else start
     assert reason["resume_from"] <= resume
     with connect(server, from_sequence=resume, aggregate_ids=aggregate) as again:
-        json.loads(again.recv(timeout=5))
-        rest = receive(again, len(total) - len(received))
+        json.loads(again.recv(timeout=SLOW_CLIENT_DEADLINE_S))
+        rest = receive(again, len(total) - len(received), timeout=SLOW_CLIENT_DEADLINE_S)
     assert received + [e["sequence"] for e in rest] == total
     metrics = writer.get("/metrics").text
     assert 'lighthouse_stream_closed_total{reason="slow_consumer"}' in metrics or \
@@ -185,7 +207,7 @@ def test_messagepack_frames_on_request(server: RunningServer) -> None:
     aggregate = f"stream:{uuid.uuid4()}"
     sequences = append(writer, events(3, aggregate))
     with connect(server, from_sequence=sequences[0], aggregate_ids=aggregate, encoding="msgpack") as ws:
-        frames = [ws.recv(timeout=5) for _ in range(4)]
+        frames = [ws.recv(timeout=WAIT_S) for _ in range(4)]
     assert all(isinstance(frame, bytes) for frame in frames)
     decoded = [msgpack.unpackb(frame) for frame in frames]
     assert decoded[0]["type"] == "subscribed"

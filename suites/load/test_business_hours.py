@@ -3,8 +3,9 @@
 The agent-session generator plays agents registering, proposing commands, being validated or escalated,
 changing files and pairing (heavy-tailed payloads up to the 1 MiB limit); the business-hours profile shapes the
 day (night floor, morning ramp, late-morning peak, lunch dip). Open loop: latency counts from each append's
-intended start. lighthouse must lose nothing and meet ADR-004's append p99 in a typical second and its p99.9
-over the day; SQLite is measured on the same day and reported.
+intended start. lighthouse must lose nothing and meet ADR-004's append p99 and p99.9 over the whole day (the
+percentiles of all appends, one merged histogram; per-second p99s are in the timeline only); SQLite is measured
+on the same day and reported.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from testkit.checkers import History
 from testkit.data import AgentSessionGenerator
 from testkit.load import BusinessHours, LoadResult, LoadRunner
 
-from .traffic import JUDGED, PairRecorder, agent_event_stream, check_no_loss, median, open_adapters, per_second_p99_ms
+from .traffic import JUDGED, PairRecorder, agent_event_stream, check_no_loss, open_adapters
 
 PEAK_RATE = 400.0  # appends/s at the late-morning peak; the night floor is 4 % of it
 DEFAULT_SECONDS = 20.0
@@ -53,9 +54,8 @@ def test_a_business_day_of_agent_sessions(tmp_path: Path, run: Any, scaled: Any,
         testkit_record.timeline(f"business day [{name}]", [
             {"t": p.second, "offered": p.offered, "completed": p.completed, "errors": p.errors,
              "p99": None if p.p99_ns is None else p.p99_ns / 1e6} for p in result.timeline], {"p99": "ms"})
-    per_second = {name: per_second_p99_ms(result) for name, (result, _) in outcomes.items()}
-    pairs.add("append p99 (median second)", "ms", {n: median(v) for n, v in per_second.items()},
-              target=("<=", APPEND_P99_MS), samples=per_second)
+    pairs.add("append p99 (day)", "ms", {n: r.latency.percentile(99.0) / 1e6 for n, (r, _) in outcomes.items()},
+              target=("<=", APPEND_P99_MS))
     pairs.add("append p99.9 (day)", "ms", {n: r.latency.percentile(99.9) / 1e6 for n, (r, _) in outcomes.items()},
               target=("<=", APPEND_P999_MS))
     pairs.add("completed", "events", {n: float(r.completed) for n, (r, _) in outcomes.items()}, direction="higher")
@@ -64,5 +64,5 @@ def test_a_business_day_of_agent_sessions(tmp_path: Path, run: Any, scaled: Any,
     assert verdict.ok, verdict.summary()
     assert result.errors == 0 and result.dropped_starts == 0 and result.unfinished == 0, str(result)
     assert result.completed == result.offered > 0
-    assert median(per_second[JUDGED]) <= APPEND_P99_MS, f"append p99 in a typical second: {per_second[JUDGED]}"
+    assert result.latency.percentile(99.0) / 1e6 <= APPEND_P99_MS, str(result.latency.summary())
     assert result.latency.percentile(99.9) / 1e6 <= APPEND_P999_MS, str(result.latency.summary())

@@ -19,7 +19,6 @@ from typing import Any
 
 from testkit.adapters import AdapterSpec, EventStoreAdapter, available_adapters
 from testkit.checkers import History, Verdict, check_durability
-from testkit.load import LoadResult
 
 __all__ = [
     "JUDGED",
@@ -30,7 +29,6 @@ __all__ = [
     "check_no_loss",
     "median",
     "open_adapters",
-    "per_second_p99_ms",
     "reported_index_bytes",
     "session_events",
 ]
@@ -118,11 +116,6 @@ async def check_no_loss(adapter: EventStoreAdapter, history: History) -> Verdict
     order, nothing nobody wrote, no holes."""
     recovered = [event async for event in adapter.read_all()]
     return check_durability(history, recovered)
-
-
-def per_second_p99_ms(result: LoadResult) -> list[float]:
-    """Each second's p99 (ms) of a run, for seconds in which something completed."""
-    return [p.p99_ns / 1e6 for p in result.timeline if p.p99_ns is not None and p.completed]
 
 
 @dataclass

@@ -52,10 +52,11 @@ def run() -> Runner:
 
 
 @pytest.fixture
-def figures(request: pytest.FixtureRequest, testkit_record: Any) -> PeerFigures:
-    """This test's figures for both peers (metrics, ratios, the session table, one ADR assert at the end)."""
+def figures(request: pytest.FixtureRequest, testkit_record: Any, speed_lines: Any) -> PeerFigures:
+    """This test's figures for both peers (metrics, ratios, the session table, one ADR check at the end,
+    judged by ``make perf`` and only recorded by ``make test``)."""
     testkit_record.sut = "+".join(PEER_NAMES)
-    return PeerFigures(testkit_record, request.config.stash[_BOOK], request.node.nodeid)
+    return PeerFigures(testkit_record, request.config.stash[_BOOK], request.node.nodeid, speed_lines)
 
 
 @pytest.fixture(scope="session")

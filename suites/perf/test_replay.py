@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import adr
-from .figures import Measured, PeerFigures, median
+from .figures import Measured, PeerFigures
 from .measure import alternating, rate_figure
 from .peers import Peer, open_peers
 from .workload import FILLED_EVENTS
@@ -60,7 +60,8 @@ def test_replay_of_one_hundred_thousand_events(tmp_path: Path, run: Any, figures
 
     seconds, peaks = run(scenario())
     testkit_record.parameters.update(events=FILLED_EVENTS, rounds=ROUNDS)
-    durations = {name: Measured(median(values), values) for name, values in seconds.items()}
+    # Every replay must meet the line, so the judged figure is the slowest of them (all operations' p100).
+    durations = {name: Measured(max(values), values) for name, values in seconds.items()}
     figures.add("replay 100,000 events", "s", line=adr.REPLAY_100000_S, **durations)
     rate_figure(figures, "replay rate", {name: [FILLED_EVENTS / s for s in values] for name, values in seconds.items()})
     figures.add("replay peak traced memory", "bytes", line=adr.REPLAY_PEAK_BYTES,

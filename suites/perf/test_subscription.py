@@ -17,7 +17,7 @@ import pytest
 from testkit.percentiles import LatencyRecorder
 
 from . import adr
-from .figures import Measured, PeerFigures, median
+from .figures import Measured, PeerFigures
 from .measure import alternating, latency_figures
 from .peers import Peer, open_peers
 from .workload import coordination_event
@@ -83,8 +83,9 @@ def test_append_to_delivery_latency(tmp_path: Path, run: Any, figures: PeerFigur
     blocks, first = run(scenario())
     testkit_record.parameters.update(rounds=ROUNDS, events_per_block=EVENTS_PER_BLOCK, append_rate=APPEND_RATE)
     latency_figures(figures, "append to delivery", blocks, {50.0: None, 99.0: adr.SUBSCRIPTION_DELIVERY_P99_MS})
-    figures.add("subscribe to first delivery", "ms", line=adr.SUBSCRIPTION_DELIVERY_P99_MS,
-                **{name: Measured(median(values), values) for name, values in first.items()})
+    # One first delivery per round: the judged figure is the slowest of them, not a typical one.
+    figures.add("subscribe to first delivery (slowest)", "ms", line=adr.SUBSCRIPTION_DELIVERY_P99_MS,
+                **{name: Measured(max(values), values) for name, values in first.items()})
     figures.assert_lines_met()
 
 

@@ -69,7 +69,12 @@ async def _measure(root: Path, delays_s: Sequence[float]) -> list[list[float]]:
         for round_number in range(ROUNDS):
             order = list(range(len(stores)))
             for number in order if round_number % 2 == 0 else order[::-1]:
-                runs[number] += await _append_latencies_us(stores[number], BLOCK, round_number * BLOCK)
+                block = await _append_latencies_us(stores[number], BLOCK, round_number * BLOCK)
+                runs[number] += block
+                if number == 0 and delays_s[0] == 0:  # re-calibrate on the unslowed store's latest block, so
+                    for other, delay in zip(stores[1:], delays_s[1:], strict=True):  # a load change between
+                        if delay:  # calibration and measurement cannot shrink the planted 30 %
+                            other.delay_s = SLOWDOWN * statistics.median(block) / 1e6
         return runs
 
 
@@ -102,7 +107,8 @@ def test_a_store_made_thirty_percent_slower_is_a_regression(tmp_path: Path) -> N
     row = comparison.rows[0]
     assert row.verdict == "regression", comparison.format_table()
     assert comparison.blocking
-    assert row.delta_relative is not None and 0.15 < row.delta_relative < 1.0, comparison.format_table()
+    # No upper bound: on a busy machine the busy-wait is preempted and the planted slowdown grows with the load.
+    assert row.delta_relative is not None and row.delta_relative > 0.15, comparison.format_table()
 
 
 def test_the_same_store_measured_twice_is_not_a_regression(tmp_path: Path) -> None:
