@@ -11,10 +11,12 @@ from lighthouse import Event, EventFilter, EventStore, LighthouseError
 
 from testkit.adapters.base import AdapterError, StoredEvent
 
-__all__ = ["INTEGRITY_AGGREGATE", "LighthouseAdapter", "to_stored"]
+__all__ = ["INTEGRITY_AGGREGATE", "NOT_WRITTEN", "LighthouseAdapter", "to_stored"]
 
 #: Aggregate of the events the store writes about itself (damage found on open).
 INTEGRITY_AGGREGATE = "store:integrity"
+#: Code of a write the store refused after removing its frame (``WriteFailed`` with outcome ``not_written``).
+NOT_WRITTEN = "write_not_written"
 
 
 def to_stored(event: Event) -> StoredEvent:
@@ -32,7 +34,10 @@ def to_stored(event: Event) -> StoredEvent:
 
 
 def _adapter_error(exc: LighthouseError) -> AdapterError:
-    return AdapterError(str(exc), code=exc.code, retryable=exc.retryable)
+    code = exc.code
+    if code == "write_failed" and exc.details.get("outcome") == "not_written":
+        code = NOT_WRITTEN  # the store removed the frame: a definite failure the checker holds it to
+    return AdapterError(str(exc), code=code, retryable=exc.retryable)
 
 
 class LighthouseAdapter:
