@@ -18,6 +18,8 @@ __all__ = [
     "EVENT_FIELDS",
     "AdapterError",
     "EventStoreAdapter",
+    "ReadsById",
+    "SnapshotCapable",
     "StoredEvent",
     "content_digest",
 ]
@@ -107,3 +109,20 @@ class EventStoreAdapter(Protocol):
     ) -> list[StoredEvent]: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class ReadsById(Protocol):
+    """Optional: read one event back by its id (raises ``AdapterError`` with code ``not_found`` if absent)."""
+
+    async def get(self, event_id: str) -> StoredEvent: ...
+
+
+@runtime_checkable
+class SnapshotCapable(Protocol):
+    """Optional: projection snapshots. ``load_snapshot`` returns (at_sequence, state) of the newest intact one
+    and raises ``AdapterError`` with code ``snapshot_not_found`` when there is none."""
+
+    async def save_snapshot(self, name: str, state: Any, at_sequence: int, *, incremental: bool = False) -> int: ...
+
+    async def load_snapshot(self, name: str) -> tuple[int, Any]: ...

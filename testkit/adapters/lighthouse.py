@@ -115,6 +115,25 @@ class LighthouseAdapter:
             raise _adapter_error(exc) from exc
         return [to_stored(e) for e in result.events]
 
+    async def get(self, event_id: str) -> StoredEvent:
+        try:
+            return to_stored(await self._store().get(event_id))
+        except LighthouseError as exc:
+            raise _adapter_error(exc) from exc
+
+    async def save_snapshot(self, name: str, state: Any, at_sequence: int, *, incremental: bool = False) -> int:
+        try:
+            return (await self._store().save_snapshot(name, state, at_sequence, incremental=incremental)).at_sequence
+        except LighthouseError as exc:
+            raise _adapter_error(exc) from exc
+
+    async def load_snapshot(self, name: str) -> tuple[int, Any]:
+        try:
+            snapshot = await self._store().load_snapshot(name)
+        except LighthouseError as exc:
+            raise _adapter_error(exc) from exc
+        return snapshot.at_sequence, snapshot.state
+
     def health(self) -> dict[str, Any]:
         return self._store().health().to_dict()
 

@@ -37,11 +37,12 @@ from testkit.faults._system import make_private_dir
 from testkit.faults.errors import InvalidFaultSpec, MechanismUnavailable
 from testkit.faults.records import FaultClock, FaultRecord
 
-__all__ = ["TRACED_SYSCALLS", "PosixCrashModel", "SyscallTrace"]
+__all__ = ["TRACED_SYSCALLS", "PosixCrashModel", "SyscallTrace", "TracedCall", "TraceReader"]
 
 TRACED_SYSCALLS: tuple[str, ...] = (
     "open", "openat", "creat", "write", "pwrite64", "writev", "pwritev", "pwritev2",
     "fsync", "fdatasync", "ftruncate", "truncate", "unlink", "unlinkat", "rename", "renameat", "renameat2",
+    "mkdir", "mkdirat",
 )
 
 _LINE = re.compile(r"^(\d+)\s+(.*)$")
@@ -123,6 +124,52 @@ class SyscallTrace:
         return False
 
 
+@dataclass(frozen=True, slots=True)
+class TracedCall:
+    """One completed call of an ``strace -f -y`` log: thread, name, raw arguments, result."""
+
+    tid: int
+    name: str
+    args: str
+    ret: int
+    ret_path: str | None
+    injected: bool
+
+    def fd_path(self) -> str | None:
+        """The path of the descriptor in the first argument (``-y`` prints it), if any."""
+        match = _FD.match(self.args)
+        return match.group(2).removesuffix(" (deleted)") if match else None
+
+    def quoted_paths(self) -> list[str]:
+        return re.findall(r'"((?:[^"\\]|\\.)*)"', self.args)
+
+
+@dataclass
+class TraceReader:
+    """Turns log lines into completed calls, joining ``<unfinished ...>`` with ``<... resumed>`` per thread."""
+
+    _pending: dict[int, str] = field(default_factory=dict)
+
+    def calls(self, lines: list[str]) -> list[TracedCall]:
+        out = []
+        for raw in lines:
+            match = _LINE.match(raw)
+            if not match:
+                continue
+            tid, rest = int(match.group(1)), match.group(2)
+            if rest.endswith("<unfinished ...>"):
+                self._pending[tid] = rest[: -len("<unfinished ...>")].rstrip()
+                continue
+            resumed = _RESUMED.match(rest)
+            if resumed:
+                rest = self._pending.pop(tid, resumed.group(1) + "(") + resumed.group(2)
+            call = _CALL.match(rest)
+            if call:
+                out.append(TracedCall(tid, call.group(1), call.group(2), int(call.group(3)), call.group(4),
+                                      rest.endswith(_INJECTED)))
+        return out
+
+
 @dataclass
 class _File:
     size: int
@@ -156,7 +203,7 @@ class PosixCrashModel:
     files: dict[str, _File] = field(default_factory=dict)
     dir_synced_at: dict[str, int] = field(default_factory=dict)
     _positions: dict[int, int] = field(default_factory=dict)
-    _pending: dict[int, str] = field(default_factory=dict)
+    _reader: TraceReader = field(default_factory=TraceReader)
     _line: int = 0
     injected: dict[str, int] = field(default_factory=dict)  # failed calls strace injected, by syscall
 
@@ -171,23 +218,11 @@ class PosixCrashModel:
         return path == str(self.root) or path.startswith(str(self.root) + os.sep)
 
     def feed(self, lines: list[str]) -> None:
-        for raw in lines:
+        for call in self._reader.calls(lines):
             self._line += 1
-            match = _LINE.match(raw)
-            if not match:
-                continue
-            tid, rest = int(match.group(1)), match.group(2)
-            if rest.endswith("<unfinished ...>"):
-                self._pending[tid] = rest[: -len("<unfinished ...>")].rstrip()
-                continue
-            resumed = _RESUMED.match(rest)
-            if resumed:
-                rest = self._pending.pop(tid, resumed.group(1) + "(") + resumed.group(2)
-            call = _CALL.match(rest)
-            if call:
-                if rest.endswith(_INJECTED):
-                    self.injected[call.group(1)] = self.injected.get(call.group(1), 0) + 1
-                self._apply(call.group(1), call.group(2), int(call.group(3)), call.group(4))
+            if call.injected:
+                self.injected[call.name] = self.injected.get(call.name, 0) + 1
+            self._apply(call.name, call.args, call.ret, call.ret_path)
 
     def _apply(self, name: str, args: str, ret: int, ret_path: str | None) -> None:
         if ret < 0:

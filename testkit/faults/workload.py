@@ -145,6 +145,7 @@ class WorkloadSpec:
     phases: tuple[Phase, ...] = (Phase(),)
     op_timeout_s: float = 10.0
     error_backoff_s: float = 0.002
+    snapshot_every_s: float | None = None  # also save projection snapshots this often (snapshot_workload)
 
     def __post_init__(self) -> None:
         if self.clients < 1:
@@ -336,6 +337,13 @@ async def _drive(spec: WorkloadSpec, incarnation: int) -> dict[str, Any]:
     result["open_seconds"] = time.monotonic() - started
     _write_json(journal_dir / _OPENED.format(incarnation), {"pid": os.getpid(), "open_seconds": result["open_seconds"]})
     history = History(journal_dir / _JOURNAL.format(incarnation), client_id=f"i{incarnation}", sync="none")
+    stop_snapshots = asyncio.Event()
+    snapshots = None
+    if spec.snapshot_every_s is not None:
+        from testkit.faults.snapshot_workload import run_snapshot_client
+
+        snapshots = asyncio.create_task(
+            run_snapshot_client(adapter, spec.journal_dir, incarnation, spec.snapshot_every_s, stop_snapshots))
     try:
         for number, phase in enumerate(spec.phases):
             payload_max = phase.payload_max_bytes or spec.payload_max_bytes
@@ -362,6 +370,9 @@ async def _drive(spec: WorkloadSpec, incarnation: int) -> dict[str, Any]:
         if callable(health):
             result["health"] = health()
     finally:
+        if snapshots is not None:
+            stop_snapshots.set()
+            await asyncio.gather(snapshots, return_exceptions=True)
         history.close()
         try:
             await adapter.close()
