@@ -796,6 +796,8 @@ class EventStore:
             self._next_seq = next_seq
         self._enter_read_only(exc, "writing a group")
         outcome = "unknown" if self._tail_dirty else "not_written"
+        # The numbers this group was given (with any void before it): the client can hold the store to voiding them.
+        numbered = {"first_sequence": first_attempted, "last_sequence": next_seq - 1} if next_seq > first_attempted else {}
         for pending, *_ in accepted:
             if not pending.future.done():
                 pending.future.set_exception(
@@ -803,6 +805,7 @@ class EventStore:
                         f"append was not acknowledged: {exc.strerror or exc} (outcome {outcome})",
                         errno=errno.errorcode.get(exc.errno or 0, str(exc.errno)),
                         outcome=outcome,
+                        **numbered,
                     )
                 )
 

@@ -50,7 +50,9 @@ class ReuseRefusedSequences(EventStore):
     """A refused write's sequence numbers are silently handed out again (no void range is recorded)."""
 
     def _after_failed_write(self, exc: OSError, first_attempted: int, next_seq: int, accepted: Any) -> None:
-        super()._after_failed_write(exc, first_attempted, first_attempted, accepted)
+        super()._after_failed_write(exc, first_attempted, next_seq, accepted)
+        self._void = None  # forget the refused numbers: the next write gets them again
+        self._next_seq = first_attempted
 
 
 class NonAtomicBatch(EventStore):

@@ -16,7 +16,8 @@ import pytest
 from testkit.adapters import AdapterSpec
 from testkit.faults import ChildProcess, IoFault
 from testkit.faults.probe import probe_gcc
-from testkit.faults.workload import Phase, WorkloadSpec, run_incarnation
+from testkit.checkers.voids import check_voids_required
+from testkit.faults.workload import Phase, WorkloadSpec, load_history, run_incarnation
 
 from . import stores
 from .judging import Tally, recover_and_judge
@@ -84,8 +85,11 @@ def test_io_errors_on_the_stores_files(adapter: AdapterSpec, scenario: str, tmp_
     tally.violated("recovers", 0 if after["ok"] >= RESUME_ACKS else 1)
     if after["ok"] < RESUME_ACKS:
         problems.append(f"writes did not resume after the injections stopped: {after}")
-    judgement, _, damage = recover_and_judge(spec.adapter, spec.data_dir, spec.journal_dir)
+    judgement, recovered, damage = recover_and_judge(spec.adapter, spec.data_dir, spec.journal_dir)
     tally.add(judgement)
+    unvoided = check_voids_required(load_history(spec.journal_dir), recovered.voided_ranges(), recovered.events)
+    tally.violated("prefix_no_holes", len(unvoided))
+    problems.extend(unvoided)
     if damage:
         tally.violated("recovers")
         problems.append(f"the log is damaged after the I/O errors: {damage[:3]}")

@@ -78,12 +78,18 @@ class StoredEvent:
 
 
 class AdapterError(Exception):
-    """A failure reported by a store through its adapter; ``code`` is the store's machine-readable reason."""
+    """A failure reported by a store through its adapter; ``code`` is the store's machine-readable reason.
 
-    def __init__(self, message: str, *, code: str = "error", retryable: bool = False) -> None:
+    ``sequences``: for a refused write, the inclusive range of sequence numbers it had been given; a store
+    that says so is held to reporting them as voided once a later write succeeds (never reusing them).
+    """
+
+    def __init__(self, message: str, *, code: str = "error", retryable: bool = False,
+                 sequences: tuple[int, int] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.retryable = retryable
+        self.sequences = sequences  # numbers a refused write had been given (first, last), if the store says
 
 
 @runtime_checkable

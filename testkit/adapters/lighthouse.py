@@ -37,14 +37,17 @@ def _adapter_error(exc: LighthouseError) -> AdapterError:
     code = exc.code
     if code == "write_failed" and exc.details.get("outcome") == "not_written":
         code = NOT_WRITTEN  # the store removed the frame: a definite failure the checker holds it to
-    return AdapterError(str(exc), code=code, retryable=exc.retryable)
+    first, last = exc.details.get("first_sequence"), exc.details.get("last_sequence")
+    sequences = (int(first), int(last)) if first is not None and last is not None else None
+    return AdapterError(str(exc), code=code, retryable=exc.retryable, sequences=sequences)
 
 
 class LighthouseAdapter:
     """Drives an in-process :class:`lighthouse.EventStore` in ``data_dir``.
 
     ``store_factory`` lets a suite swap in a test-only subclass (for example a deliberately broken
-    variant that must be caught); ``options`` go to the store (``durability``, ``segment_bytes``...).
+    variant that must be caught); ``include_store_events`` makes :meth:`read_all` also yield the store's
+    own ``corruption_detected`` events (so a checker can hold them to no-duplicates); ``options`` go to the store (``durability``, ``segment_bytes``...).
     """
 
     name = "lighthouse"
@@ -54,9 +57,11 @@ class LighthouseAdapter:
         data_dir: str | os.PathLike[str],
         *,
         store_factory: Callable[..., EventStore] = EventStore,
+        include_store_events: bool = False,
         **options: Any,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.include_store_events = include_store_events
         self._factory = store_factory
         self._options = options
         self.store: EventStore | None = None
@@ -94,7 +99,8 @@ class LighthouseAdapter:
         damaged range it finds on open) are not client writes, so a history checker must not see them."""
         try:
             async for event in self._store().replay():
-                if event.aggregate_id == INTEGRITY_AGGREGATE and event.source_agent == "lighthouse":
+                if (not self.include_store_events and event.aggregate_id == INTEGRITY_AGGREGATE
+                        and event.source_agent == "lighthouse"):
                     continue
                 yield to_stored(event)
         except LighthouseError as exc:
