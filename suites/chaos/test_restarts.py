@@ -16,7 +16,7 @@ import pytest
 
 from testkit.adapters import AdapterSpec
 from testkit.checkers import check_durability
-from testkit.faults import flip_bit
+from testkit.faults import append_garbage, flip_bit
 from testkit.faults.probe import probe_strace
 from testkit.faults.restart_campaign import RestartCampaignResult, run_restart_cycles
 from testkit.faults.workload import Phase, WorkloadSpec, load_history, recover, run_incarnation
@@ -39,7 +39,15 @@ def _record(testkit_record, result: RestartCampaignResult, fault_kind: str, sut:
     tally.record(testkit_record)
     testkit_record.fault(fault_kind, result.proven > 0,
                          f"{result.proven}/{result.cases} crashes proven; {result.resent} writes re-sent, "
-                         f"{result.read_back} events read back by id, {result.unjudged_reopens} unjudged reopens")
+                         f"{result.read_back} events read back by id, {result.unjudged_reopens} unjudged reopens, "
+                         f"{result.torn} torn tails")
+
+
+def _tear_last_segment(data_dir: Path, rng: random.Random) -> None:
+    """A torn write at the end of the newest segment: a few random bytes of a frame that never finished."""
+    segments = sorted(data_dir.glob("*.seg"))
+    if segments:
+        append_garbage(segments[-1], rng.randint(1, 200), rng).require()
 
 
 def _run(adapter: AdapterSpec, fault: str, crashes: int, root: Path, rng: random.Random, seed: int, require,
@@ -48,7 +56,7 @@ def _run(adapter: AdapterSpec, fault: str, crashes: int, root: Path, rng: random
         require("strace", probe_strace())
     return run_restart_cycles(adapter, fault, crashes, root, rng, seed,  # type: ignore[arg-type]
                               judge_adapter=_with_store_events(adapter), store_generated=is_store_generated,
-                              preload=[seeded_bugs.__name__], **options)
+                              preload=[seeded_bugs.__name__], tear=_tear_last_segment, **options)
 
 
 @pytest.mark.parametrize(("fault", "crashes"), [
@@ -64,6 +72,8 @@ def test_retries_across_restarts_and_appends_after_recovery(
     result = _run(adapter, fault, scaled(crashes), tmp_path, testkit_rng, case_seed, require)
     _record(testkit_record, result, f"restart_{fault}", adapter.name)
     assert result.proven >= 1, f"seed {testkit_seed}: no {fault} was proven"
+    assert result.torn >= 1 and result.unjudged_reopens >= 1, (
+        f"seed {testkit_seed}: no torn tail ({result.torn}) or no reopen before a judge ({result.unjudged_reopens})")
     assert result.resent >= 1 and result.read_back >= 1, (
         f"seed {testkit_seed}: nothing was retried ({result.resent}) or read back ({result.read_back})")
     assert not result.failures, f"seed {testkit_seed}:\n" + "\n".join(result.failures[:8])

@@ -44,6 +44,9 @@ pytest_add_cli_args=-p no:cacheprovider -q -x
 def _mutmut(workdir: Path, *args: str) -> str:
     done = subprocess.run([sys.executable, "-m", "mutmut", *args], cwd=workdir, capture_output=True, text=True,
                           check=False)
+    with open(workdir / "mutmut-calls.log", "a", encoding="utf-8") as log:
+        log.write(f"$ mutmut {' '.join(args[:6])}{' ...' if len(args) > 6 else ''} -> {done.returncode}\n"
+                  f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}\n")
     return done.stdout
 
 

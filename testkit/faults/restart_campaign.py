@@ -43,6 +43,7 @@ class RestartCampaignResult:
     proven: int = 0
     judged: int = 0
     unjudged_reopens: int = 0  # incarnations that were the first to open the store after a crash
+    torn: int = 0  # crashes followed by a torn write at the end of the log
     resent: int = 0
     read_back: int = 0
     failures: list[str] = field(default_factory=list)
@@ -85,10 +86,13 @@ def run_restart_cycles(
     adapter: AdapterSpec, fault: RestartFault, crashes: int, root: Path, rng: random.Random, seed: int, *,
     judge_adapter: AdapterSpec | None = None, store_generated: Callable[[Any], bool] | None = None,
     resend_share: float = 0.3, readback: int = 20, judge_share: float = 0.5, preload: Sequence[str] = (),
-    until_caught: bool = False,
+    tear: Callable[[Path, random.Random], Any] | None = None, tear_share: float = 0.5, until_caught: bool = False,
 ) -> RestartCampaignResult:
     """``crashes`` crash-restart cycles of one data directory. ``judge_adapter`` opens the store for judging
-    (default ``adapter``; give one that also yields the store's own events to check them for duplicates)."""
+    (default ``adapter``; give one that also yields the store's own events to check them for duplicates).
+    ``tear(data_dir, rng)``, after ``tear_share`` of the crashes, leaves a torn write at the end of the log
+    (it knows the store's files; a SIGKILL alone never tears what reached the page cache), so that the
+    next incarnation has a torn tail to cut before it appends."""
     if fault not in RESTART_FAULTS:
         raise InvalidFaultSpec(f"fault must be one of {RESTART_FAULTS}, got {fault!r}")
     from testkit.faults.persistence import PosixCrashModel, SyscallTrace
@@ -117,6 +121,9 @@ def run_restart_cycles(
                 complete = trace.wait_for_death(worker.pid, timeout=3.0)
                 model.feed(trace.lines())
                 proven = proven and complete and model.crash(rng).proven
+            if tear is not None and rng.random() < tear_share:
+                tear(data_dir, rng)
+                result.torn += 1
             result.cases += 1
             result.proven += int(proven)
             if case + 1 == crashes or rng.random() < judge_share:
