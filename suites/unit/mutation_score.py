@@ -28,8 +28,8 @@ MODULES: dict[str, int | None] = {
     "lighthouse/recovery.py": 40,
     "lighthouse/segments.py": 40,
 }
-TESTS = ("test_framing.py", "test_recovery.py", "test_snapshots.py", "test_store_appends.py", "test_batches.py",
-         "test_degradation.py")
+TESTS = ("test_framing.py", "test_recovery.py", "test_snapshots.py", "test_snapshot_files.py",
+         "test_store_appends.py", "test_batches.py", "test_degradation.py")
 _CONFIG = """[mutmut]
 source_paths=lighthouse/
 only_mutate={modules}
@@ -50,14 +50,14 @@ def _mutmut(workdir: Path, *args: str) -> str:
     return done.stdout
 
 
-def _prepare(repo: Path, rev: str, workdir: Path) -> None:
+def _prepare(repo: Path, rev: str, workdir: Path, modules: dict[str, int | None]) -> None:
     if (workdir / "setup.cfg").exists():
         return  # an earlier run's copy: mutmut keeps its results there and resumes
     workdir.mkdir(parents=True, exist_ok=True)
     archive = subprocess.run(["git", "-C", str(repo), "archive", rev], capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(workdir)], input=archive, check=True)
     (workdir / "setup.cfg").write_text(_CONFIG.format(
-        modules="\n    ".join(MODULES), tests="\n    ".join(f"suites/unit/lighthouse/{t}" for t in TESTS)))
+        modules="\n    ".join(modules), tests="\n    ".join(f"suites/unit/lighthouse/{t}" for t in TESTS)))
 
 
 def _statuses(workdir: Path) -> dict[str, str]:
@@ -69,9 +69,9 @@ def _statuses(workdir: Path) -> dict[str, str]:
     return out
 
 
-def _selection(names: list[str], seed: int) -> list[str]:
+def _selection(names: list[str], seed: int, modules: dict[str, int | None]) -> list[str]:
     chosen = []
-    for module, sample in MODULES.items():
+    for module, sample in modules.items():
         prefix = module.removesuffix(".py").replace("/", ".") + "."
         mine = sorted(n for n in names if n.startswith(prefix))
         chosen.extend(mine if sample is None or sample >= len(mine) else random.Random(seed).sample(mine, sample))
@@ -85,12 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-children", default="1")
     parser.add_argument("--seed", type=int, default=15, help="seed of the sample of large modules' mutants")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--modules", nargs="*", default=None, help=f"a subset of {list(MODULES)}")
     options = parser.parse_args(argv)
+    modules = {m: MODULES[m] for m in (options.modules or MODULES)}
     repo = Path(__file__).resolve().parents[2]
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="lighthouse-mutants-"))
-    _prepare(repo, options.rev, workdir)
+    _prepare(repo, options.rev, workdir, modules)
     _mutmut(workdir, "run", "--max-children", options.max_children, "no-such-mutant")  # generate, no runs
-    chosen = _selection(sorted(_statuses(workdir)), options.seed)
+    chosen = _selection(sorted(_statuses(workdir)), options.seed, modules)
     _mutmut(workdir, "run", "--max-children", options.max_children, *chosen)
     statuses = _statuses(workdir)
     report: dict[str, dict[str, int]] = {}
