@@ -4,7 +4,7 @@
 project into a work directory (the working tree is never mutated), lets mutmut mutate the framing,
 recovery, segment-scanning and snapshot modules, runs the unit tests that cover each mutant, and
 prints the score per module and every surviving mutant with its diff. Mutation testing is CPU-heavy:
-small modules are mutated fully, large ones by a seeded sample (``--sample``), one test process at a
+small modules are mutated fully, large ones by a seeded sample (``--seed``), one test process at a
 time (``--max-children``), so that a shared machine stays usable.
 """
 
