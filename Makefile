@@ -10,7 +10,7 @@ BASELINES ?= reports/baselines
 SOAK ?= 1h
 BASELINE_RUNS ?= 3
 
-.PHONY: test chaos perf load soak soak-http baseline compare-error-rates integration unit bench system-deps venv clean
+.PHONY: test chaos perf load soak soak-http baseline compare-error-rates integration unit bench system-deps venv clean mutants mutation-score
 
 venv: $(STAMP)
 
@@ -75,6 +75,16 @@ integration: $(STAMP) system-deps
 
 unit: $(STAMP)
 	$(PY) -m pytest suites/unit $(PYTEST_FLAGS)
+
+# Seeded store bugs through the chaos tests relevant to each: prints caught/missed per bug (not in CI).
+mutants: $(STAMP) system-deps
+	$(PY) -m suites.chaos.mutants
+
+# mutmut on the durability-critical modules, driven by the unit suite (CPU-heavy, not in CI; needs the
+# `mutation` extra): score per module and every surviving mutant.
+mutation-score: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[mutation]'
+	$(PY) -m suites.unit.mutation_score
 
 bench: $(STAMP)
 	$(PY) -m lighthouse.bench

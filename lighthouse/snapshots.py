@@ -109,7 +109,7 @@ class SnapshotStore:
             msgpack.unpackb(payload, strict_map_key=False)  # never write what could not be read back
         except (TypeError, ValueError, OverflowError, msgpack.ExtraData, msgpack.StackError) as exc:
             raise InvalidSnapshot(f"snapshot state is not serialisable: {exc}") from None
-        folder.mkdir(parents=True, exist_ok=True)
+        self._make_durable_dir(folder)
         final = folder / f"{at_sequence:020d}.snap"
         tmp = folder / f".{at_sequence:020d}.snap.tmp"
         with open(tmp, "wb") as handle:
@@ -121,6 +121,16 @@ class SnapshotStore:
         fsync_directory(folder)
         self._retain(name)
         return Snapshot(name, at_sequence, state, created_at, chain)
+
+    def _make_durable_dir(self, folder: Path) -> None:
+        """Create ``folder`` (and the snapshots root) with their names durable: a rename into a directory
+        whose own entry a crash can lose is not durable either."""
+        if folder.is_dir():
+            return
+        for directory in (self.root, folder):
+            if not directory.is_dir():
+                directory.mkdir(exist_ok=True)
+                fsync_directory(directory.parent)
 
     def load(self, name: str, *, at_or_before: int | None = None) -> Snapshot:
         files = [f for f in self._files(name) if at_or_before is None or f.at_sequence <= at_or_before]

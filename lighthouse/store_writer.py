@@ -482,6 +482,8 @@ class WritePath(StoreState):
             self._next_seq = next_seq
         self._enter_read_only(exc, "writing a group")
         outcome = "unknown" if self._tail_dirty else "not_written"
+        # The numbers this group was given (with any void before it): the client can hold the store to voiding them.
+        numbered = {"first_sequence": first_attempted, "last_sequence": next_seq - 1} if next_seq > first_attempted else {}
         for item in accepted:
             if not item.pending.future.done():
                 item.pending.future.set_exception(
@@ -489,6 +491,7 @@ class WritePath(StoreState):
                         f"append was not acknowledged: {exc.strerror or exc} (outcome {outcome})",
                         errno=errno.errorcode.get(exc.errno or 0, str(exc.errno)),
                         outcome=outcome,
+                        **numbered,
                     )
                 )
 

@@ -36,6 +36,7 @@ class CampaignResult:
     new_loss: list[bool] = field(default_factory=list)
     last: Judgement | None = None
     lost_ids: set[str] = field(default_factory=set)
+    injected: int = 0  # calls strace failed on purpose (``inject``), as the trace shows them
 
     def judged(self, case: int, judgement: Judgement, damage: list[dict[str, object]]) -> None:
         """Record one check: the invariants it broke and whether it found losses not seen before."""
@@ -137,13 +138,14 @@ def _fsync_dir(path: Path) -> None:
 
 def run_posix_crashes(
     adapter: AdapterSpec, crashes: int, root: Path, rng: random.Random, seed: int, *, fault_kind: str = "posix_crash",
-    min_proven: int = 1, until_caught: bool = False,
+    min_proven: int = 1, until_caught: bool = False, inject: tuple[str, ...] = (),
 ) -> CampaignResult:
     """Kill a traced worker, then leave only what POSIX guarantees (see :mod:`testkit.faults.persistence`).
 
     A crash that lands when everything happened to be synced drops nothing and proves nothing, so the
     campaign goes on past ``crashes`` (up to three times as many) until ``min_proven`` crashes dropped data.
-    ``until_caught`` stops at the first crash that lost an acknowledged event.
+    ``until_caught`` stops at the first crash that lost an acknowledged event. ``inject`` fails chosen calls
+    in the same strace run (see :class:`~testkit.faults.persistence.SyscallTrace`).
     """
     from testkit.faults.persistence import PosixCrashModel, SyscallTrace
 
@@ -152,7 +154,7 @@ def run_posix_crashes(
     data_dir.mkdir(parents=True)
     journal_dir.mkdir()
     spec = WorkloadSpec(adapter, str(data_dir), str(journal_dir), seed=seed)
-    with SyscallTrace() as trace, WorkloadServer(spec, preload=[variants.__name__], wrapper=trace.wrapper) as server:
+    with SyscallTrace(inject=inject) as trace, WorkloadServer(spec, preload=[variants.__name__], wrapper=trace.wrapper) as server:
         # A store that exists before the trace starts: creating one is not what this model judges.
         server.join(server.spawn(crashes, spec.replace(phases=(Phase(ops_per_client=2),))))
         crash = 0
@@ -172,6 +174,7 @@ def run_posix_crashes(
                     f"crash {crash}: strace never logged the death of worker {worker.pid} ({kill.detail}); "
                     f"{len(lines)} lines since the mark, last: {lines[-3:]}")
             model.feed(lines)
+            result.injected += sum(model.injected.values())
             state = model.crash(rng)
             result.tally.case(kill.proven and complete and state.proven)
             result.judged(crash, *_judge(spec))

@@ -18,6 +18,8 @@ __all__ = [
     "EVENT_FIELDS",
     "AdapterError",
     "EventStoreAdapter",
+    "ReadsById",
+    "SnapshotCapable",
     "StoredEvent",
     "content_digest",
 ]
@@ -76,12 +78,18 @@ class StoredEvent:
 
 
 class AdapterError(Exception):
-    """A failure reported by a store through its adapter; ``code`` is the store's machine-readable reason."""
+    """A failure reported by a store through its adapter; ``code`` is the store's machine-readable reason.
 
-    def __init__(self, message: str, *, code: str = "error", retryable: bool = False) -> None:
+    ``sequences``: for a refused write, the inclusive range of sequence numbers it had been given; a store
+    that says so is held to reporting them as voided once a later write succeeds (never reusing them).
+    """
+
+    def __init__(self, message: str, *, code: str = "error", retryable: bool = False,
+                 sequences: tuple[int, int] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.retryable = retryable
+        self.sequences = sequences  # numbers a refused write had been given (first, last), if the store says
 
 
 @runtime_checkable
@@ -107,3 +115,20 @@ class EventStoreAdapter(Protocol):
     ) -> list[StoredEvent]: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class ReadsById(Protocol):
+    """Optional: read one event back by its id (raises ``AdapterError`` with code ``not_found`` if absent)."""
+
+    async def get(self, event_id: str) -> StoredEvent: ...
+
+
+@runtime_checkable
+class SnapshotCapable(Protocol):
+    """Optional: projection snapshots. ``load_snapshot`` returns (at_sequence, state) of the newest intact one
+    and raises ``AdapterError`` with code ``snapshot_not_found`` when there is none."""
+
+    async def save_snapshot(self, name: str, state: Any, at_sequence: int, *, incremental: bool = False) -> int: ...
+
+    async def load_snapshot(self, name: str) -> tuple[int, Any]: ...

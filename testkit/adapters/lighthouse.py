@@ -11,10 +11,12 @@ from lighthouse import Event, EventFilter, EventStore, LighthouseError
 
 from testkit.adapters.base import AdapterError, StoredEvent
 
-__all__ = ["INTEGRITY_AGGREGATE", "LighthouseAdapter", "to_stored"]
+__all__ = ["INTEGRITY_AGGREGATE", "NOT_WRITTEN", "LighthouseAdapter", "to_stored"]
 
 #: Aggregate of the events the store writes about itself (damage found on open).
 INTEGRITY_AGGREGATE = "store:integrity"
+#: Code of a write the store refused after removing its frame (``WriteFailed`` with outcome ``not_written``).
+NOT_WRITTEN = "write_not_written"
 
 
 def to_stored(event: Event) -> StoredEvent:
@@ -32,14 +34,20 @@ def to_stored(event: Event) -> StoredEvent:
 
 
 def _adapter_error(exc: LighthouseError) -> AdapterError:
-    return AdapterError(str(exc), code=exc.code, retryable=exc.retryable)
+    code = exc.code
+    if code == "write_failed" and exc.details.get("outcome") == "not_written":
+        code = NOT_WRITTEN  # the store removed the frame: a definite failure the checker holds it to
+    first, last = exc.details.get("first_sequence"), exc.details.get("last_sequence")
+    sequences = (int(first), int(last)) if first is not None and last is not None else None
+    return AdapterError(str(exc), code=code, retryable=exc.retryable, sequences=sequences)
 
 
 class LighthouseAdapter:
     """Drives an in-process :class:`lighthouse.EventStore` in ``data_dir``.
 
     ``store_factory`` lets a suite swap in a test-only subclass (for example a deliberately broken
-    variant that must be caught); ``options`` go to the store (``durability``, ``segment_bytes``...).
+    variant that must be caught); ``include_store_events`` makes :meth:`read_all` also yield the store's
+    own ``corruption_detected`` events (so a checker can hold them to no-duplicates); ``options`` go to the store (``durability``, ``segment_bytes``...).
     """
 
     name = "lighthouse"
@@ -49,9 +57,11 @@ class LighthouseAdapter:
         data_dir: str | os.PathLike[str],
         *,
         store_factory: Callable[..., EventStore] = EventStore,
+        include_store_events: bool = False,
         **options: Any,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.include_store_events = include_store_events
         self._factory = store_factory
         self._options = options
         self.store: EventStore | None = None
@@ -89,7 +99,8 @@ class LighthouseAdapter:
         damaged range it finds on open) are not client writes, so a history checker must not see them."""
         try:
             async for event in self._store().replay():
-                if event.aggregate_id == INTEGRITY_AGGREGATE and event.source_agent == "lighthouse":
+                if (not self.include_store_events and event.aggregate_id == INTEGRITY_AGGREGATE
+                        and event.source_agent == "lighthouse"):
                     continue
                 yield to_stored(event)
         except LighthouseError as exc:
@@ -109,6 +120,25 @@ class LighthouseAdapter:
         except LighthouseError as exc:
             raise _adapter_error(exc) from exc
         return [to_stored(e) for e in result.events]
+
+    async def get(self, event_id: str) -> StoredEvent:
+        try:
+            return to_stored(await self._store().get(event_id))
+        except LighthouseError as exc:
+            raise _adapter_error(exc) from exc
+
+    async def save_snapshot(self, name: str, state: Any, at_sequence: int, *, incremental: bool = False) -> int:
+        try:
+            return (await self._store().save_snapshot(name, state, at_sequence, incremental=incremental)).at_sequence
+        except LighthouseError as exc:
+            raise _adapter_error(exc) from exc
+
+    async def load_snapshot(self, name: str) -> tuple[int, Any]:
+        try:
+            snapshot = await self._store().load_snapshot(name)
+        except LighthouseError as exc:
+            raise _adapter_error(exc) from exc
+        return snapshot.at_sequence, snapshot.state
 
     def health(self) -> dict[str, Any]:
         return self._store().health().to_dict()

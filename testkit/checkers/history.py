@@ -52,6 +52,7 @@ JOURNAL_VERSION: Final[int] = 1
 DEFINITE_FAILURE_CODES: Final[frozenset[str]] = frozenset({
     "invalid_event", "event_too_large", "batch_too_large", "concurrency_conflict",
     "store_read_only", "store_locked", "store_closed",
+    "write_not_written",  # a failed write the store says it removed again (not a bare "write_failed")
 })
 
 SyncPolicy = Literal["record", "group", "none"]

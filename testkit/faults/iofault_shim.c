@@ -8,7 +8,9 @@
  *   TESTKIT_IOFAULT_OPS          comma list of: write,pwrite,writev,fsync,fdatasync
  *   TESTKIT_IOFAULT_ERRNO        errno number to fail with (default EIO)
  *   TESTKIT_IOFAULT_MODE         "error" (fail the call) or "short" (write about half, no error)
- *   TESTKIT_IOFAULT_AFTER_CALLS  let this many matching calls through first (default 0)
+ *   TESTKIT_IOFAULT_AFTER_CALLS  let this many matching calls OF EACH OP through first (default 0): every op
+ *                                has its own counter, so fsync of a new file and fdatasync of a group are
+ *                                aimed at separately
  *   TESTKIT_IOFAULT_AFTER_BYTES  let this many bytes of matching writes through first; the write that
  *                                crosses the boundary is cut short at it, like a disk filling up (-1: off)
  *   TESTKIT_IOFAULT_TIMES        inject at most this many times, then pass through (0: unlimited)
@@ -16,7 +18,7 @@
  *
  * The path is learned from /proc/self/fd/N at each call rather than by wrapping open(): that also
  * covers descriptors from fopen, dup, openat2, inheritance, and costs one readlink per call.
- * Counters are per process. Only libc entry points are seen (not raw syscalls, not io_uring).
+ * Counters are per process and per op. Only libc entry points are seen (not raw syscalls, not io_uring).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -40,7 +42,7 @@ static struct {
     long long after_calls, after_bytes, times;
 } cfg;
 
-static long long matched_calls, matched_bytes, injected;
+static long long matched_calls[5], matched_bytes, injected;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static ssize_t (*real_write)(int, const void *, size_t);
@@ -101,11 +103,16 @@ static int matches(int fd, enum op op, char *path, size_t size) {
     return strstr(path, cfg.path) != NULL;
 }
 
-static const char *op_name(enum op op) {
+static unsigned op_index(enum op op) {
     for (unsigned i = 0; i < sizeof op_names / sizeof *op_names; i++)
-        if ((int)op == 1 << i) return op_names[i];
-    return "?";
+        if ((int)op == 1 << i) return i;
+    return 0;
 }
+
+static const char *op_name(enum op op) { return op_names[op_index(op)]; }
+
+/* The call number of this matching call among calls of the same op (1-based). */
+static long long count_call(enum op op) { return __atomic_add_fetch(&matched_calls[op_index(op)], 1, __ATOMIC_SEQ_CST); }
 
 static void log_injection(enum op op, int fd, const char *path, const char *action, long long requested,
                           long long returned, long long call) {
@@ -152,7 +159,7 @@ static long long plan_write(size_t count, long long call, const char **action) {
 static ssize_t faulty_write(enum op op, int fd, const void *buf, size_t count, off_t offset) {
     char path[PATH_MAX];
     if (!matches(fd, op, path, sizeof path)) goto pass;
-    long long call = __atomic_add_fetch(&matched_calls, 1, __ATOMIC_SEQ_CST);
+    long long call = count_call(op);
     const char *action;
     long long allowed = plan_write(count, call, &action);
     if (!action) goto pass;
@@ -190,7 +197,7 @@ ssize_t writev(int fd, const struct iovec *iov, int iovcnt) {
     if (!matches(fd, OP_WRITEV, path, sizeof path)) return real_writev(fd, iov, iovcnt);
     size_t total = 0;
     for (int i = 0; i < iovcnt; i++) total += iov[i].iov_len;
-    long long call = __atomic_add_fetch(&matched_calls, 1, __ATOMIC_SEQ_CST);
+    long long call = count_call(OP_WRITEV);
     const char *action;
     long long allowed = plan_write(total, call, &action);
     if (!action) return real_writev(fd, iov, iovcnt);
@@ -220,7 +227,7 @@ static int faulty_sync(enum op op, int fd) {
     char path[PATH_MAX];
     int (*real)(int) = op == OP_FSYNC ? real_fsync : real_fdatasync;
     if (!matches(fd, op, path, sizeof path) || cfg.short_mode) return real(fd);
-    long long call = __atomic_add_fetch(&matched_calls, 1, __ATOMIC_SEQ_CST);
+    long long call = count_call(op);
     if (call <= cfg.after_calls || !take_injection()) return real(fd);
     log_injection(op, fd, path, "error", 0, -1, call);
     errno = cfg.err;

@@ -128,7 +128,9 @@ class IoFault:
     ``fault.record`` on exit) says whether, where and how often the shim injected.
 
     - ``op``: one name or several from :data:`IO_OPS` (``pwrite`` covers pwrite64).
-    - ``after_calls``: matching calls let through first; ``after_bytes``: bytes of matching writes
+    - ``after_calls``: matching calls *of each op* let through first (every op counts its own calls,
+      so ``op="fdatasync"`` aims at a group's sync and ``op="fsync"`` at a new file's, never at
+      whichever comes first); ``after_bytes``: bytes of matching writes
       let through first, the crossing write is cut short at the boundary (takes precedence over
       ``after_calls`` for writes); ``times``: stop injecting after that many (None: never stop).
     - ``mode="short"``: writes return about half the requested count instead of failing.
@@ -208,6 +210,13 @@ class IoFault:
             return []
         return [Injection.parse(line) for line in text.splitlines() if line]
 
+    def injections_by_op(self) -> dict[str, int]:
+        """How many injections hit each op: the proof of *which* call a fault hit."""
+        counts: dict[str, int] = {}
+        for injection in self.injections():
+            counts[injection.op] = counts.get(injection.op, 0) + 1
+        return counts
+
     def prove(self) -> FaultRecord:
         """Proven when the shim logged at least one injection."""
         found = self.injections()
@@ -218,6 +227,7 @@ class IoFault:
             bool(found),
             f"{len(found)} injections ({summary}) on *{self.path_substring}* with {errno_name}",
             injections=len(found),
+            by_op=self.injections_by_op(),
             paths=sorted({i.path for i in found}),
             ops=list(self.ops),
             errno=self.errno,

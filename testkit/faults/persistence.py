@@ -9,11 +9,16 @@ such bugs with a persistence model instead; this module is a small one:
   bytes appended after that a random prefix survives (a torn write), possibly none;
 * a file created during the trace has a durable *name* only once its directory was fsynced after
   the creation; otherwise the file is gone after the crash;
-* files that existed when the model started are durable as they are.
+* files that existed when the model started are durable as they are;
+* a *failed* ``fsync``/``fdatasync`` makes nothing durable, and (fsyncgate: Linux marks the dirty pages
+  clean after a failed writeback) the bytes it should have synced stay lost even if a later sync
+  succeeds, until they are written again or truncated away: the crash state zeroes them.
 
 :class:`SyscallTrace` runs a process tree under ``strace -f`` (its :attr:`~SyscallTrace.wrapper` goes
 in front of a child's command) and :class:`PosixCrashModel` replays the trace's file-system calls
 under one directory, then applies the crash state to the real files after the process was killed.
+``SyscallTrace(inject=...)`` also fails chosen calls in the same strace run (``fdatasync:error=EIO:when=5``
+fails the fifth fdatasync of every thread), and the model counts the failures it saw (``injected``).
 Limits: unsynced overwrites inside the durable size are kept (a legal outcome, not the only one);
 renames and unlinks are taken as immediately durable; memory-mapped writes are not seen.
 """
@@ -32,11 +37,12 @@ from testkit.faults._system import make_private_dir
 from testkit.faults.errors import InvalidFaultSpec, MechanismUnavailable
 from testkit.faults.records import FaultClock, FaultRecord
 
-__all__ = ["TRACED_SYSCALLS", "PosixCrashModel", "SyscallTrace"]
+__all__ = ["TRACED_SYSCALLS", "PosixCrashModel", "SyscallTrace", "TracedCall", "TraceReader"]
 
 TRACED_SYSCALLS: tuple[str, ...] = (
     "open", "openat", "creat", "write", "pwrite64", "writev", "pwritev", "pwritev2",
     "fsync", "fdatasync", "ftruncate", "truncate", "unlink", "unlinkat", "rename", "renameat", "renameat2",
+    "mkdir", "mkdirat",
 )
 
 _LINE = re.compile(r"^(\d+)\s+(.*)$")
@@ -45,15 +51,20 @@ _CALL = re.compile(r"^(\w+)\((.*)\)\s+=\s+(-?\d+)(?:<(.*)>)?")
 _FD = re.compile(r"^(\d+)<(.*?)>(?:,|$)")
 _OPEN_PATH = re.compile(r'^(?:AT_FDCWD|\d+)(?:<[^>]*>)?, "((?:[^"\\]|\\.)*)", ([A-Z_|]+)')
 _TAIL_INTS = re.compile(r"(\d+)(?:, (\d+))?$")
+_INJECTED = "(INJECTED)"
 
 
 class SyscallTrace:
     """``strace -f`` of a process tree into a log file; read it incrementally while the tree runs."""
 
-    def __init__(self, syscalls: tuple[str, ...] = TRACED_SYSCALLS) -> None:
+    def __init__(self, syscalls: tuple[str, ...] = TRACED_SYSCALLS, *, inject: tuple[str, ...] = ()) -> None:
         if not syscalls:
             raise InvalidFaultSpec("trace at least one syscall")
+        for rule in inject:
+            if rule.split(":", 1)[0] not in syscalls:
+                raise InvalidFaultSpec(f"inject rule {rule!r} aims at a call that is not traced")
         self.syscalls = syscalls
+        self.inject = inject
         self._dir: Path | None = None
         self._offset = 0
 
@@ -69,8 +80,9 @@ class SyscallTrace:
         strace = shutil.which("strace")
         if strace is None:
             raise MechanismUnavailable("strace is not installed")
+        injections = [arg for rule in self.inject for arg in ("-e", f"inject={rule}")]
         return [strace, "-f", "--seccomp-bpf", "-q", "-y", "-s", "0",
-                "-e", f"trace={','.join(self.syscalls)}", "-o", str(self.log_path), "--"]
+                "-e", f"trace={','.join(self.syscalls)}", *injections, "-o", str(self.log_path), "--"]
 
     def __enter__(self) -> SyscallTrace:
         if shutil.which("strace") is None:
@@ -112,38 +124,35 @@ class SyscallTrace:
         return False
 
 
-@dataclass
-class _File:
-    size: int
-    durable: int
-    created_at: int | None = None  # trace line of the creation, None for files older than the trace
-    name_durable: bool = True
+@dataclass(frozen=True, slots=True)
+class TracedCall:
+    """One completed call of an ``strace -f -y`` log: thread, name, raw arguments, result."""
+
+    tid: int
+    name: str
+    args: str
+    ret: int
+    ret_path: str | None
+    injected: bool
+
+    def fd_path(self) -> str | None:
+        """The path of the descriptor in the first argument (``-y`` prints it), if any."""
+        match = _FD.match(self.args)
+        return match.group(2).removesuffix(" (deleted)") if match else None
+
+    def quoted_paths(self) -> list[str]:
+        return re.findall(r'"((?:[^"\\]|\\.)*)"', self.args)
 
 
 @dataclass
-class PosixCrashModel:
-    """Replays traced calls on files under ``root`` and applies what a crash may leave of them."""
+class TraceReader:
+    """Turns log lines into completed calls, joining ``<unfinished ...>`` with ``<... resumed>`` per thread."""
 
-    root: Path
-    files: dict[str, _File] = field(default_factory=dict)
-    dir_synced_at: dict[str, int] = field(default_factory=dict)
-    _positions: dict[int, int] = field(default_factory=dict)
     _pending: dict[int, str] = field(default_factory=dict)
-    _line: int = 0
 
-    def __post_init__(self) -> None:
-        self.root = Path(os.path.realpath(self.root))
-        for path in self.root.rglob("*"):
-            if path.is_file():
-                size = path.stat().st_size
-                self.files[str(path)] = _File(size, size)
-
-    def _ours(self, path: str) -> bool:
-        return path == str(self.root) or path.startswith(str(self.root) + os.sep)
-
-    def feed(self, lines: list[str]) -> None:
+    def calls(self, lines: list[str]) -> list[TracedCall]:
+        out = []
         for raw in lines:
-            self._line += 1
             match = _LINE.match(raw)
             if not match:
                 continue
@@ -156,10 +165,68 @@ class PosixCrashModel:
                 rest = self._pending.pop(tid, resumed.group(1) + "(") + resumed.group(2)
             call = _CALL.match(rest)
             if call:
-                self._apply(call.group(1), call.group(2), int(call.group(3)), call.group(4))
+                out.append(TracedCall(tid, call.group(1), call.group(2), int(call.group(3)), call.group(4),
+                                      rest.endswith(_INJECTED)))
+        return out
+
+
+@dataclass
+class _File:
+    size: int
+    durable: int
+    created_at: int | None = None  # trace line of the creation, None for files older than the trace
+    name_durable: bool = True
+    poisoned: list[tuple[int, int]] = field(default_factory=list)  # [start, end) lost to a failed sync
+
+    def rewritten(self, start: int, end: int) -> None:
+        """Bytes written again are dirty (and in the page cache) again: no longer lost."""
+        kept = []
+        for lo, hi in self.poisoned:
+            if hi <= start or lo >= end:
+                kept.append((lo, hi))
+                continue
+            if lo < start:
+                kept.append((lo, start))
+            if hi > end:
+                kept.append((end, hi))
+        self.poisoned = kept
+
+    def truncated(self, size: int) -> None:
+        self.poisoned = [(lo, min(hi, size)) for lo, hi in self.poisoned if lo < size]
+
+
+@dataclass
+class PosixCrashModel:
+    """Replays traced calls on files under ``root`` and applies what a crash may leave of them."""
+
+    root: Path
+    files: dict[str, _File] = field(default_factory=dict)
+    dir_synced_at: dict[str, int] = field(default_factory=dict)
+    _positions: dict[int, int] = field(default_factory=dict)
+    _reader: TraceReader = field(default_factory=TraceReader)
+    _line: int = 0
+    injected: dict[str, int] = field(default_factory=dict)  # failed calls strace injected, by syscall
+
+    def __post_init__(self) -> None:
+        self.root = Path(os.path.realpath(self.root))
+        for path in self.root.rglob("*"):
+            if path.is_file():
+                size = path.stat().st_size
+                self.files[str(path)] = _File(size, size)
+
+    def _ours(self, path: str) -> bool:
+        return path == str(self.root) or path.startswith(str(self.root) + os.sep)
+
+    def feed(self, lines: list[str]) -> None:
+        for call in self._reader.calls(lines):
+            self._line += 1
+            if call.injected:
+                self.injected[call.name] = self.injected.get(call.name, 0) + 1
+            self._apply(call.name, call.args, call.ret, call.ret_path)
 
     def _apply(self, name: str, args: str, ret: int, ret_path: str | None) -> None:
         if ret < 0:
+            self._failed(name, args)
             return
         if name in ("open", "openat", "creat"):
             self._opened(args, ret, ret_path, name == "creat")
@@ -188,12 +255,25 @@ class PosixCrashModel:
         tail = _TAIL_INTS.search(args)
         if name == "ftruncate" and tail:
             state.size = int(tail.group(1))
+            state.truncated(state.size)
         elif name in ("pwrite64", "pwritev", "pwritev2") and tail and tail.group(2) is not None:
-            state.size = max(state.size, int(tail.group(2)) + ret)
+            start = int(tail.group(2))
+            state.size = max(state.size, start + ret)
+            state.rewritten(start, start + ret)
         elif name in ("write", "writev"):
             position = self._positions.get(fd, state.size)
             state.size = max(state.size, position + ret)
+            state.rewritten(position, position + ret)
             self._positions[fd] = position + ret
+
+    def _failed(self, name: str, args: str) -> None:
+        """A failed sync: what it should have made durable is lost (fsyncgate), see the module doc."""
+        fd_match = _FD.match(args)
+        if name not in ("fsync", "fdatasync") or not fd_match:
+            return
+        state = self.files.get(fd_match.group(2).removesuffix(" (deleted)"))
+        if state is not None and state.size > state.durable:
+            state.poisoned.append((state.durable, state.size))
 
     def _opened(self, args: str, fd: int, ret_path: str | None, creat: bool) -> None:
         match = _OPEN_PATH.match(args)
@@ -214,6 +294,7 @@ class PosixCrashModel:
         clock = FaultClock()
         removed: list[str] = []
         torn: dict[str, tuple[int, int]] = {}
+        zeroed: dict[str, int] = {}
         for path, state in sorted(self.files.items()):
             if state.created_at is not None:
                 synced = self.dir_synced_at.get(os.path.dirname(path), -1)
@@ -230,11 +311,32 @@ class PosixCrashModel:
                 if keep < actual:
                     os.truncate(path, keep)
                     torn[path] = (actual, keep)
+            lost = _zero_ranges(path, state.poisoned)
+            if lost:
+                zeroed[path] = lost
         dropped = sum(actual - keep for actual, keep in torn.values())
-        proven = bool(removed) or dropped > 0
+        proven = bool(removed) or dropped > 0 or bool(zeroed)
         detail = (f"POSIX crash state: {len(removed)} file(s) whose name was never made durable removed, "
-                  f"{dropped} unsynced byte(s) dropped from {len(torn)} file(s)")
+                  f"{dropped} unsynced byte(s) dropped from {len(torn)} file(s), "
+                  f"{sum(zeroed.values())} byte(s) a failed sync lost zeroed in {len(zeroed)} file(s)")
         return clock.record("posix_crash", proven, detail if proven else detail + " (everything was synced)",
                             removed=[os.path.relpath(p, self.root) for p in removed],
                             torn={os.path.relpath(p, self.root): list(v) for p, v in torn.items()},
-                            dropped_bytes=dropped)
+                            zeroed={os.path.relpath(p, self.root): n for p, n in zeroed.items()},
+                            dropped_bytes=dropped, injected=dict(self.injected))
+
+
+def _zero_ranges(path: str, ranges: list[tuple[int, int]]) -> int:
+    """Overwrite what is left of ``ranges`` with zeros (what the disk holds where writeback failed)."""
+    size = os.stat(path).st_size
+    zeroed = 0
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        for lo, hi in ranges:
+            hi = min(hi, size)
+            if hi > lo:
+                os.pwrite(fd, bytes(hi - lo), lo)
+                zeroed += hi - lo
+    finally:
+        os.close(fd)
+    return zeroed

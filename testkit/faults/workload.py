@@ -38,9 +38,10 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from testkit.adapters.base import AdapterError, StoredEvent, content_digest
+from testkit.adapters.base import AdapterError, ReadsById, StoredEvent, content_digest
 from testkit.adapters.factory import AdapterSpec
-from testkit.checkers.history import FAIL, OK, History, OpKind, is_definite_failure
+from testkit.checkers.history import FAIL, OK, History, OpKind, OpStatus, is_definite_failure
+from testkit.checkers.voids import format_sequences
 from testkit.faults._system import make_private_dir
 from testkit.faults.errors import FaultError, InvalidFaultSpec
 from testkit.faults.process import ChildProcess
@@ -55,6 +56,7 @@ __all__ = [
     "WorkloadSpec",
     "journals",
     "load_history",
+    "readback_problems",
     "recover",
     "recover_async",
     "run_incarnation",
@@ -132,6 +134,11 @@ class WorkloadSpec:
 
     ``seed`` decides every event (per incarnation and client), so a failing run replays exactly.
     ``op_timeout_s`` turns a write the store never answers into ``unknown`` instead of a hang.
+    ``resend_share``: like a real client (and Jepsen's) after a restart, each incarnation first re-sends
+    that share of the previous incarnation's acknowledged and unknown-outcome writes with the same ids
+    (the checker's duplicate and retry rules judge them); ``readback``: each incarnation first reads that
+    many acknowledged events of earlier incarnations back by id (``get``) and records every mismatch in
+    ``readback-NNNNN.json`` (see :func:`readback_problems`).
     """
 
     adapter: AdapterSpec
@@ -145,6 +152,9 @@ class WorkloadSpec:
     phases: tuple[Phase, ...] = (Phase(),)
     op_timeout_s: float = 10.0
     error_backoff_s: float = 0.002
+    snapshot_every_s: float | None = None  # also save projection snapshots this often (snapshot_workload)
+    resend_share: float = 0.0  # share of the previous incarnation's ok/unknown writes re-sent with the same ids
+    readback: int = 0  # acknowledged events of earlier incarnations read back by id after open
 
     def __post_init__(self) -> None:
         if self.clients < 1:
@@ -157,6 +167,8 @@ class WorkloadSpec:
             raise InvalidFaultSpec("payload_max_bytes must be >= 320 (the generator's median payload)")
         if not self.phases:
             raise InvalidFaultSpec("a workload needs at least one phase")
+        if not 0.0 <= self.resend_share <= 1.0 or self.readback < 0:
+            raise InvalidFaultSpec("resend_share must be within 0..1 and readback >= 0")
 
     def replace(self, **changes: Any) -> WorkloadSpec:
         return dataclasses.replace(self, **changes)
@@ -237,6 +249,7 @@ async def _run_phase(
     phase: Phase,
     tally: _PhaseTally,
     operations: list[Iterator[Operation]],
+    sent: _SentLog | None = None,
 ) -> None:
     deadline = time.monotonic() + phase.seconds
     done = asyncio.Event()
@@ -262,6 +275,8 @@ async def _run_phase(
             try:
                 events, digests = next(ops)
                 kind = OpKind.APPEND_BATCH if len(events) > 1 else OpKind.APPEND
+                if sent is not None:
+                    sent.record(events)
                 op = history.invoke(kind, events, client_id=client_id, digests=digests)
             except StopIteration:
                 return
@@ -297,7 +312,10 @@ async def _run_phase(
 
 
 def _settle(history: History, op: int, error: BaseException, *, definite: bool) -> None:
-    reason = f"{getattr(error, 'code', type(error).__name__)}: {error}"[:500]
+    reason = f"{getattr(error, 'code', type(error).__name__)}: {error}"[:460]
+    numbered = getattr(error, "sequences", None)
+    if numbered:
+        reason += " " + format_sequences(*numbered)  # held to voiding them (testkit.checkers.voids)
     if definite:
         history.fail(op, reason)
     else:
@@ -322,6 +340,94 @@ def _count_outcomes(history: History, first_op: int, tally: _PhaseTally) -> None
             tally.unknown += 1
 
 
+_SENT = "sent-{:05d}.msgpack"
+_READBACK = "readback-{:05d}.json"
+_MAX_RESENDS = 64
+
+
+class _SentLog:
+    """The events of every write, so that a later incarnation can re-send them unchanged (one write each)."""
+
+    def __init__(self, path: Path) -> None:
+        import msgpack
+
+        self._pack = msgpack.Packer(use_bin_type=True, default=str).pack
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def record(self, events: list[dict[str, Any]]) -> None:
+        os.write(self._fd, self._pack(events))
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def _sent_events(journal_dir: Path, incarnation: int) -> dict[str, list[dict[str, Any]]]:
+    import msgpack
+
+    path = journal_dir / _SENT.format(incarnation)
+    if not path.exists():
+        return {}
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(path.read_bytes())
+    found: dict[str, list[dict[str, Any]]] = {}
+    with contextlib.suppress(ValueError, msgpack.ExtraData):  # a record torn by the kill ends the file
+        for events in unpacker:
+            found[events[0]["event_id"]] = events
+    return found
+
+
+def _resends(spec: WorkloadSpec, incarnation: int) -> list[Operation]:
+    """A seeded share of the previous incarnation's acknowledged and unknown writes, with their events."""
+    journal_dir = Path(spec.journal_dir)
+    previous = journal_dir / _JOURNAL.format(incarnation - 1)
+    if incarnation == 0 or not previous.exists():
+        return []
+    sent = _sent_events(journal_dir, incarnation - 1)
+    rng = random.Random(f"{spec.seed}:{incarnation}:resend")
+    chosen: list[Operation] = []
+    for op in History.load(previous):
+        if op.status == OpStatus.FAIL or op.event_ids[0] not in sent or rng.random() >= spec.resend_share:
+            continue
+        events = sent[op.event_ids[0]]
+        chosen.append((events, [content_digest(e) for e in events]))
+        if len(chosen) >= _MAX_RESENDS:
+            break
+    return chosen
+
+
+async def _read_back(spec: WorkloadSpec, adapter: Any, incarnation: int) -> None:
+    """Read a sample of acknowledged events back by id; record each one missing or not as acknowledged."""
+    if not isinstance(adapter, ReadsById):
+        return
+    journal_dir = Path(spec.journal_dir)
+    earlier = [p for p in journals(journal_dir) if int(p.stem.split("-")[1]) < incarnation]
+    acked = [(event_id, digest, seq) for op in (History.load(*earlier) if earlier else History())
+             if op.status == OpStatus.OK and op.sequences is not None
+             for event_id, digest, seq in zip(op.event_ids, op.digests or [None] * len(op.event_ids), op.sequences)]
+    sample = random.Random(f"{spec.seed}:{incarnation}:readback").sample(acked, min(spec.readback, len(acked)))
+    problems = []
+    for event_id, digest, seq in sample:
+        try:
+            stored = await adapter.get(event_id)
+        except AdapterError as exc:
+            problems.append(f"get({event_id}) of an acknowledged event failed: {exc.code}")
+            continue
+        if stored.sequence != seq or (digest is not None and stored.digest() != digest):
+            problems.append(f"get({event_id}) returned sequence {stored.sequence} digest {stored.digest()}, "
+                            f"acknowledged as sequence {seq} digest {digest}")
+    _write_json(journal_dir / _READBACK.format(incarnation), {"checked": len(sample), "problems": problems})
+
+
+def readback_problems(journal_dir: str | os.PathLike[str]) -> tuple[int, list[str]]:
+    """Events read back by id over every incarnation, and each mismatch found."""
+    checked, problems = 0, []
+    for path in sorted(Path(journal_dir).glob("readback-*.json")):
+        document = json.loads(path.read_text())
+        checked += document["checked"]
+        problems.extend(f"{path.stem}: {p}" for p in document["problems"])
+    return checked, problems
+
+
 async def _drive(spec: WorkloadSpec, incarnation: int) -> dict[str, Any]:
     journal_dir = Path(spec.journal_dir)
     result: dict[str, Any] = {"incarnation": incarnation, "pid": os.getpid(), "opened": False, "phases": []}
@@ -335,8 +441,27 @@ async def _drive(spec: WorkloadSpec, incarnation: int) -> dict[str, Any]:
     result["opened"] = True
     result["open_seconds"] = time.monotonic() - started
     _write_json(journal_dir / _OPENED.format(incarnation), {"pid": os.getpid(), "open_seconds": result["open_seconds"]})
+    if spec.readback:
+        await _read_back(spec, adapter, incarnation)
     history = History(journal_dir / _JOURNAL.format(incarnation), client_id=f"i{incarnation}", sync="none")
+    sent = _SentLog(journal_dir / _SENT.format(incarnation)) if spec.resend_share else None
+    stop_snapshots = asyncio.Event()
+    snapshots = None
+    if spec.snapshot_every_s is not None:
+        from testkit.faults.snapshot_workload import run_snapshot_client
+
+        snapshots = asyncio.create_task(
+            run_snapshot_client(adapter, spec.journal_dir, incarnation, spec.snapshot_every_s, stop_snapshots))
     try:
+        resends = _resends(spec, incarnation) if spec.resend_share else []
+        if resends:
+            chunks = [iter(resends[c::spec.clients]) for c in range(spec.clients)]
+            tally = _PhaseTally("resend")
+            first_op = len(history)
+            await _run_phase(spec, adapter, history, incarnation, Phase(ops_per_client=len(resends), name="resend"),
+                             tally, chunks, sent)
+            _count_outcomes(history, first_op, tally)
+            result["phases"].append(tally.to_dict())
         for number, phase in enumerate(spec.phases):
             payload_max = phase.payload_max_bytes or spec.payload_max_bytes
             operations = [
@@ -353,16 +478,21 @@ async def _drive(spec: WorkloadSpec, incarnation: int) -> dict[str, Any]:
                 ready = [iter([next(ops) for _ in range(phase.ops_per_client)]) for ops in operations]
                 with pressure(limits, scratch_dir=spec.journal_dir) as records:
                     tally.limit_records = [r.to_dict() for r in records]
-                    await _run_phase(spec, adapter, history, incarnation, phase, tally, ready)
+                    await _run_phase(spec, adapter, history, incarnation, phase, tally, ready, sent)
             else:
-                await _run_phase(spec, adapter, history, incarnation, phase, tally, operations)
+                await _run_phase(spec, adapter, history, incarnation, phase, tally, operations, sent)
             _count_outcomes(history, first_op, tally)
             result["phases"].append(tally.to_dict())
         health = getattr(adapter, "health", None)
         if callable(health):
             result["health"] = health()
     finally:
+        if snapshots is not None:
+            stop_snapshots.set()
+            await asyncio.gather(snapshots, return_exceptions=True)
         history.close()
+        if sent is not None:
+            sent.close()
         try:
             await adapter.close()
         except Exception as exc:

@@ -6,6 +6,7 @@ import asyncio
 import errno
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -206,34 +207,45 @@ def test_an_append_is_acknowledged_only_after_its_sync(store_dir: Path, run, mak
     run(scenario())
 
 
-class _FailingSync(EventStore):
-    """fdatasync reports EIO a given number of times (a real failure mode the chaos suite injects for real)."""
+class _FailingFdatasync:
+    """Stands in for ``os.fdatasync``: the next ``failures`` calls report EIO (the store's own code path runs)."""
 
-    failures = 0
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.failures = 0
+        self.failed_fds: list[int] = []
 
-    def _sync_file(self, fd: int, *, full: bool = False) -> None:
-        if not full and self.failures:
+    def __call__(self, fd: int) -> None:
+        if self.failures:
             self.failures -= 1
+            self.failed_fds.append(fd)
             raise OSError(errno.EIO, "Input/output error")
-        super()._sync_file(fd, full=full)
+        self.real(fd)
 
 
 def test_a_failed_sync_acknowledges_nothing_and_leaves_no_frame_behind(
-    store_dir: Path, run, make_event, read_all, disk
+    store_dir: Path, run, make_event, read_all, disk, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    failing = _FailingFdatasync(os.fdatasync)
+    monkeypatch.setattr(os, "fdatasync", failing)
+
     async def scenario() -> None:
-        async with _FailingSync(store_dir, probe_interval=0.01) as store:
+        async with EventStore(store_dir, probe_interval=0.01) as store:
             kept = await store.append(make_event(0))
             segment = disk.last_segment(store_dir)
             size = segment.stat().st_size
-            store.failures = 1
+            failing.failures = 1
             with pytest.raises(WriteFailed) as caught:
                 await store.append(make_event(1))
             assert caught.value.details["errno"] == "EIO"
-            assert store.failures == 0, "the injected failure did not happen"
+            assert failing.failed_fds, "the injected failure did not happen"
+            assert os.readlink(f"/proc/self/fd/{failing.failed_fds[0]}") == str(segment.resolve()), (
+                "the failure hit another file than the segment")
+            assert caught.value.details["outcome"] == "not_written"
             assert segment.stat().st_size == size, "a failed write left a partial frame behind"
             assert await read_all(store) == [kept]
             assert store.health().state == HealthState.READ_ONLY
+            assert store.health().voided_sequences == [(2, 2)], "the refused sequence is not reported as voided"
 
     run(scenario())
 
