@@ -45,7 +45,10 @@ class SystemUnderTest:
         """Build from ``"pkg.module:factory"``; the factory's ``testkit_capabilities`` say what applies."""
         options = dict(options or {})
         capabilities = capabilities_of(load_factory(reference)).expecting_loss(expected_loss)
-        label = name or getattr(load_factory(reference), "testkit_name", None) or reference.rpartition(":")[2]
+
+        factory = load_factory(reference)
+        declared = getattr(factory, "testkit_name", None) or getattr(factory, "name", None)
+        label = name or (declared if isinstance(declared, str) else reference.rpartition(":")[2])
         if options and not name:
             label += "[" + ",".join(f"{k}={v}" for k, v in sorted(options.items())) + "]"
         return cls(AdapterSpec(label, reference, options), capabilities)
