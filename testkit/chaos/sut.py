@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
 from testkit.adapters import AdapterSpec
 from testkit.chaos.capabilities import Capabilities, capabilities_of
 
-__all__ = ["SystemUnderTest", "load_factory"]
+__all__ = ["SystemUnderTest", "declared_expected_loss", "load_factory"]
 
 
 def load_factory(reference: str) -> Any:
@@ -26,6 +27,21 @@ def load_factory(reference: str) -> Any:
         return getattr(module, attr)
     except AttributeError:
         raise ValueError(f"adapter {reference!r}: {module_name} has no {attr!r}") from None
+
+
+def declared_expected_loss(spec: AdapterSpec) -> frozenset[str]:
+    """The ``expected_loss`` an adapter instance declares for its configuration (built, never opened).
+
+    Depends on options (SQLite ``synchronous=OFF`` expects power-cut losses, ``FULL`` none), so it is
+    read from an instance over a throwaway directory; an adapter that cannot even be built declares nothing
+    here and fails its first campaign with the reason.
+    """
+    with tempfile.TemporaryDirectory(prefix="testkit-sut-") as directory:
+        try:
+            adapter = spec.create(directory)
+        except Exception:  # reported where it matters: the first campaign that builds it
+            return frozenset()
+        return frozenset(getattr(adapter, "expected_loss", None) or ())
 
 
 @dataclass(frozen=True)
@@ -44,14 +60,14 @@ class SystemUnderTest:
                        expected_loss: frozenset[str] = frozenset()) -> SystemUnderTest:
         """Build from ``"pkg.module:factory"``; the factory's ``testkit_capabilities`` say what applies."""
         options = dict(options or {})
-        capabilities = capabilities_of(load_factory(reference)).expecting_loss(expected_loss)
-
         factory = load_factory(reference)
+        capabilities = capabilities_of(factory).expecting_loss(expected_loss)
         declared = getattr(factory, "testkit_name", None) or getattr(factory, "name", None)
         label = name or (declared if isinstance(declared, str) else reference.rpartition(":")[2])
         if options and not name:
             label += "[" + ",".join(f"{k}={v}" for k, v in sorted(options.items())) + "]"
-        return cls(AdapterSpec(label, reference, options), capabilities)
+        spec = AdapterSpec(label, reference, options)
+        return cls(spec, capabilities.expecting_loss(declared_expected_loss(spec)))
 
     def expects_loss(self, fault: str) -> bool:
         return self.capabilities.expects_loss(fault)
