@@ -25,9 +25,9 @@ def settle(result: CampaignResult, recorder: Any, *, fault: str, expected_unsafe
     A fault test first proves its fault happened: at least ``at_least`` cases and the share
     ``min_proven`` of all cases must have a proven fault.
     """
+    if expected_unsafe:  # its own matrix row: violations there are the expected outcome
+        result.tally.fault_kind = f"{KNOWN_BAD_PREFIX}{label or fault}"[:24]
     label = label or result.tally.sut
-    if expected_unsafe:
-        result.tally.fault_kind = f"{KNOWN_BAD_PREFIX}{label}"[:24]
     result.record_into(recorder)
     caught = result.catches >= 1 if expected_unsafe else bool(result.failures)
     entry = {"fault": fault, "expected_unsafe": expected_unsafe, "caught": caught, "attempts": result.attempts,
