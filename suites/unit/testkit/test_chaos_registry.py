@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -92,3 +93,20 @@ def test_the_hook_registers_systems_when_no_adapter_is_named(pytester: pytest.Py
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*test_sut?peer-a?*PASSED*", "*test_sut?peer-b?*PASSED*"])
+
+
+def test_an_installed_distribution_registers_adapters_through_entry_points(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``[project.entry-points."testkit.adapters"]``: found without any option or hook."""
+    info = pytester.path / "site" / "peer_plugin-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: peer-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[testkit.adapters]\nsqlite-peer = testkit.adapters.sqlite:SqliteAdapter\n")
+    pytester.makepyfile(test_z="""
+        def test_sut(system_under_test):
+            assert system_under_test.name == "sqlite-peer"
+    """)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(pytester.path / "site"), os.environ.get("PYTHONPATH", "")]))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
