@@ -11,11 +11,12 @@ matrix under a ``known-bad:`` fault kind. Smoke variants stop at the first catch
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from testkit.chaos import SystemUnderTest, run_posix_crashes, run_power_cuts, settle
+from testkit.chaos import CampaignResult, SystemUnderTest, run_posix_crashes, run_power_cuts, settle
 from testkit.chaos.lighthouse_log import PristineLog, build_pristine_log
 from testkit.chaos.lighthouse_oracle import plan_cases, run_cases
 from testkit.faults import CorruptionKind
@@ -43,12 +44,8 @@ def test_power_cuts_catch_lost_acknowledgements(
     testkit_seed: int, case_seed: int, scaled, require,
 ) -> None:
     require("power cut (loop ext4 + FS_IOC_SHUTDOWN)", probe_shutdown_ioctl())
-    testkit_record.sut = system.name
-    result = run_power_cuts(system.spec, scaled(attempts), tmp_path, testkit_rng, case_seed,
-                            until_caught=label.endswith("-smoke"))
-    testkit_record.fault("power_cut", result.tally.proven > 0, f"{result.tally.proven}/{result.attempts} proven")
-    settle(result, testkit_record, fault="power_cut", expected_unsafe=system.expects_loss("power_cut"),
-           seed=testkit_seed, label=label, min_proven=0.0)
+    _expect_caught(run_power_cuts, "power_cut", system, scaled(attempts), label, tmp_path, testkit_rng,
+                   testkit_record, testkit_seed, case_seed)
 
 
 @pytest.mark.parametrize(
@@ -69,12 +66,18 @@ def test_posix_crash_model_catches_missing_syncs(
     testkit_seed: int, case_seed: int, scaled, require,
 ) -> None:
     require("strace", probe_strace())
+    _expect_caught(run_posix_crashes, "posix_crash", system, scaled(attempts), label, tmp_path, testkit_rng,
+                   testkit_record, testkit_seed, case_seed)
+
+
+def _expect_caught(campaign: Callable[..., CampaignResult], fault: str, system: SystemUnderTest, attempts: int,
+                   label: str, root: Path, rng: random.Random, testkit_record, seed: int, case_seed: int) -> None:
+    """Run until caught (smoke) or all attempts (catch rate); the configuration must be caught."""
     testkit_record.sut = system.name
-    result = run_posix_crashes(system.spec, scaled(attempts), tmp_path, testkit_rng, case_seed,
-                               until_caught=label.endswith("-smoke"))
-    testkit_record.fault("posix_crash", result.tally.proven > 0, f"{result.tally.proven}/{result.attempts} proven")
-    settle(result, testkit_record, fault="posix_crash", expected_unsafe=system.expects_loss("posix_crash"),
-           seed=testkit_seed, label=label, min_proven=0.0)
+    result = campaign(system.spec, attempts, root, rng, case_seed, until_caught=label.endswith("-smoke"))
+    testkit_record.fault(fault, result.tally.proven > 0, f"{result.tally.proven}/{result.attempts} proven")
+    settle(result, testkit_record, fault=fault, expected_unsafe=system.expects_loss(fault), seed=seed, label=label,
+           min_proven=0.0)
 
 
 @pytest.fixture(scope="module")

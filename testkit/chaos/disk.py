@@ -127,6 +127,17 @@ def run_inodes_exhausted(adapter: AdapterSpec, fs_kind: str, seed: int, *, creat
     return result
 
 
+async def _filled_then_closed(adapter: AdapterSpec, data_dir: Path, seed: int) -> tuple[Appender, StepCounts]:
+    """Twenty writes into a fresh store, closed again: the log a restart under the fault must serve."""
+    store = adapter.create(data_dir)
+    await store.open()
+    writer = Appender(store, seed=seed)
+    try:
+        return writer, await writer.append(20)
+    finally:
+        await store.close()
+
+
 def run_read_only_remount(adapter: AdapterSpec, seed: int) -> CampaignResult:
     """The filesystem goes read-only under a closed store: reads served, appends refused (typed), resume after."""
     result = CampaignResult(Tally("read_only_remount", adapter.name))
@@ -134,11 +145,7 @@ def run_read_only_remount(adapter: AdapterSpec, seed: int) -> CampaignResult:
         data_dir = fs.path / "data"
 
         async def scenario() -> None:
-            store = adapter.create(data_dir)
-            await store.open()
-            writer = Appender(store, seed=seed)
-            await writer.append(20)
-            await store.close()
+            writer, _ = await _filled_then_closed(adapter, data_dir, seed)
             with remount_readonly(fs.path) as record:
                 result.tally.case(record.proven)
                 result.fault("read_only", record.proven, record.detail)
@@ -182,11 +189,7 @@ def run_open_on_full_disk(adapter: AdapterSpec, seed: int) -> CampaignResult:
         data_dir = fs.path / "data"
 
         async def scenario() -> None:
-            store = adapter.create(data_dir)
-            await store.open()
-            writer = Appender(store, seed=seed)
-            before = await writer.append(20)
-            await store.close()
+            writer, before = await _filled_then_closed(adapter, data_dir, seed)
             with disk_full(fs.path) as ballast:
                 result.tally.case(ballast.record.proven)
                 result.fault("disk_full", ballast.record.proven, ballast.record.detail)

@@ -12,10 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from testkit.chaos.result import CampaignResult, ChaosFailure
+from testkit.plugin import KNOWN_BAD_PREFIX  # the matrix rows whose violations are the expected outcome
 
 __all__ = ["KNOWN_BAD_PREFIX", "settle"]
-
-KNOWN_BAD_PREFIX = "known-bad:"
 
 
 def settle(result: CampaignResult, recorder: Any, *, fault: str, expected_unsafe: bool, seed: int,
