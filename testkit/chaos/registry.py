@@ -1,9 +1,12 @@
 """Where systems under test come from: ``--testkit-adapter``, the ``testkit.adapters`` entry points, a pytest hook.
 
-``--testkit-adapter PKG.MODULE:FACTORY`` (with ``--testkit-option key=value``) names one explicitly and
-wins over the others; otherwise every entry point of the group ``testkit.adapters`` and every answer
-of the ``pytest_testkit_adapters(config)`` hook are registered; with none of them, the adapters this
-installation ships (lighthouse when importable, SQLite) are.
+``--testkit-adapter PKG.MODULE:FACTORY`` (or the NAME of an entry point; with ``--testkit-option
+key=value``) names one explicitly and wins over the others; otherwise every entry point of the group
+``testkit.adapters`` that another distribution declares and every answer of the
+``pytest_testkit_adapters(config)`` hook are registered; with none of them, the adapters this
+installation ships (lighthouse when importable, SQLite) are. The kit's own entry points (its
+third-party adapters) run only when named: installing the kit must not turn every suite into a
+PostgreSQL run.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ __all__ = ["ENTRY_POINT_GROUP", "EXPECTED_LOSS_OPTION", "entry_point_systems", "
            "system_from_arguments"]
 
 ENTRY_POINT_GROUP = "testkit.adapters"
+#: The distribution this kit ships in: its entry points are available by name, never registered implicitly.
+KIT_DISTRIBUTION = "lighthouse-testkit"
 #: The ``--option`` that declares an expectation instead of configuring the factory.
 EXPECTED_LOSS_OPTION = "expected_loss"
 
@@ -51,7 +56,17 @@ def parse_options(pairs: Iterable[str]) -> tuple[dict[str, Any], frozenset[str]]
 
 
 def system_from_arguments(reference: str, pairs: Sequence[str] = ()) -> SystemUnderTest:
+    """``PKG.MODULE:FACTORY`` or an entry-point name of ``testkit.adapters``, plus ``KEY=VALUE`` options."""
     options, expected = parse_options(pairs)
+    if ":" not in reference:
+        found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == reference]
+        if not found:
+            known = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+            raise ValueError(f"adapter {reference!r}: expected PKG.MODULE:FACTORY or one of the registered names "
+                             f"{known}")
+        name = reference if not options else None
+        return SystemUnderTest.from_reference(found[0].value.replace(" ", ""), options, name=name,
+                                              expected_loss=expected)
     return SystemUnderTest.from_reference(reference, options, expected_loss=expected)
 
 
@@ -67,8 +82,14 @@ def _as_systems(name: str, loaded: Any) -> list[SystemUnderTest]:
 
 
 def entry_point_systems() -> list[SystemUnderTest]:
-    """Every adapter an installed distribution registers under ``[project.entry-points."testkit.adapters"]``."""
-    return [s for ep in entry_points(group=ENTRY_POINT_GROUP) for s in _as_systems(ep.name, ep.load())]
+    """Every adapter another installed distribution registers under ``[project.entry-points."testkit.adapters"]``."""
+    return [s for ep in entry_points(group=ENTRY_POINT_GROUP)
+            if not (ep.dist and _normalised(ep.dist.name) == KIT_DISTRIBUTION)
+            for s in _as_systems(ep.name, ep.load())]
+
+
+def _normalised(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
 
 
 def shipped_systems() -> list[SystemUnderTest]:

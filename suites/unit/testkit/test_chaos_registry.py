@@ -110,3 +110,8 @@ def test_an_installed_distribution_registers_adapters_through_entry_points(
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(pytester.path / "site"), os.environ.get("PYTHONPATH", "")]))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_a_name_that_is_no_registered_entry_point_is_refused_with_the_known_names() -> None:
+    with pytest.raises(ValueError, match="one of the registered names"):
+        system_from_arguments("no-such-adapter-name")
