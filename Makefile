@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 REPORTS ?= reports
 PYTEST_FLAGS ?=
 
-.PHONY: test chaos perf load integration unit bench soak-http system-deps venv clean
+.PHONY: test chaos perf load integration unit bench soak-http example system-deps venv clean
 
 venv: $(STAMP)
 
@@ -52,6 +52,10 @@ integration: $(STAMP) system-deps
 
 unit: $(STAMP)
 	$(PY) -m pytest suites/unit $(PYTEST_FLAGS)
+
+# The kit as a new user meets it: built wheels, a fresh venv, one adapter module, `testkit chaos`.
+example: $(STAMP) system-deps
+	$(PY) -m pytest suites/examples -s $(PYTEST_FLAGS)
 
 bench: $(STAMP)
 	$(PY) -m lighthouse.bench

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from testkit.adapters.factory import AdapterSpec, available_adapters
+from testkit.adapters.factory import AdapterSpec
 from testkit.percentiles import LatencyRecorder
 
 __all__ = ["ChaosCell", "TestkitSession", "TestRecorder", "parse_duration"]
@@ -76,6 +76,7 @@ class TestRecorder:
     verdicts: list[dict[str, Any]] = field(default_factory=list)
     timelines: list[dict[str, Any]] = field(default_factory=list)
     latencies: dict[str, LatencyRecorder] = field(default_factory=dict)
+    expectations: list[dict[str, Any]] = field(default_factory=list)
 
     def metric(
         self,
@@ -124,6 +125,10 @@ class TestRecorder:
         self, fault_kind: str, invariant: str, *, cases: int = 1, proven: int = 0, violations: int = 0, sut: str = ""
     ) -> None:
         self.session.add_chaos(fault_kind, invariant, cases=cases, proven=proven, violations=violations, sut=sut)
+
+    def expectation(self, *, fault: str, expected_unsafe: bool, caught: bool, **evidence: Any) -> None:
+        """A configuration's expectation under one fault and whether the run caught a loss (Jepsen's known-unsafe)."""
+        self.expectations.append({"fault": fault, "expected_unsafe": expected_unsafe, "caught": caught, **evidence})
 
     def skip_mechanism(self, mechanism: str, reason: str) -> None:
         self.session.skipped_mechanisms[mechanism] = reason
@@ -267,6 +272,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--testkit-report", default=None, metavar="DIR", help="write index.html (and results.json) here")
     group.addoption("--testkit-baseline", default=None, metavar="FILE", help="compare this run with a baseline")
     group.addoption("--testkit-save-baseline", default=None, metavar="FILE", help="save this run as a baseline")
+    group.addoption("--testkit-adapter", action="append", default=[], metavar="PKG.MODULE:FACTORY",
+                    help="system under test for store_adapter and the chaos suite (repeatable)")
+    group.addoption("--testkit-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="factory option for --testkit-adapter; expected_loss=FAULT[,FAULT] declares known-unsafe")
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from testkit.chaos import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -341,6 +356,8 @@ class _ReportCollector:
             "faults": [dict(f, window=list(f["window"]) if f["window"] else None) for f in rec.faults] if rec else [],
             "verdicts": rec.verdicts if rec else [],
         }
+        if rec and rec.expectations:
+            record["expectations"] = rec.expectations
         if reason:
             record["skipped_reason"] = reason
         self.tk.records.append(record)
@@ -554,22 +571,34 @@ def memory_tracker() -> Iterator[Any]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "store_adapter" in metafunc.fixturenames and not any(
-        m.name == "parametrize" and "store_adapter" in str(m.args[0]) for m in metafunc.definition.iter_markers()
+    wants = {"store_adapter", "system_under_test"} & set(metafunc.fixturenames)
+    if wants and not any(
+        m.name == "parametrize" and any(w in str(m.args[0]) for w in (*wants, "adapter_spec"))
+        for m in metafunc.definition.iter_markers()
     ):
-        specs = available_adapters()
-        metafunc.parametrize("adapter_spec", specs, ids=[s.name for s in specs], indirect=True)
+        from testkit.chaos.registry import registered_systems
+
+        systems = registered_systems(metafunc.config)
+        metafunc.parametrize("system_under_test", systems, ids=[s.name for s in systems], indirect=True)
 
 
 @pytest.fixture
-def adapter_spec(request: pytest.FixtureRequest) -> AdapterSpec:
-    return request.param  # type: ignore[no-any-return]
+def system_under_test(request: pytest.FixtureRequest, testkit_record: TestRecorder) -> Any:
+    """The registered system under test (``--testkit-adapter``, entry points, hook); names it in the results."""
+    system = request.param
+    testkit_record.sut = system.name
+    return system
+
+
+@pytest.fixture
+def adapter_spec(system_under_test: Any) -> AdapterSpec:
+    return system_under_test.spec  # type: ignore[no-any-return]
 
 
 @pytest.fixture
 def store_adapter(adapter_spec: AdapterSpec, tmp_path: Path, testkit_record: TestRecorder) -> Any:
     """An adapter (not yet opened: open and close it in your test's event loop) over a fresh
-    data directory, once per available store."""
+    data directory, once per registered store."""
     adapter = adapter_spec.create(tmp_path / "store")
     testkit_record.sut = adapter.name
     return adapter

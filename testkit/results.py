@@ -2,7 +2,7 @@
 
 Every suite writes the same JSON document so that one report renderer and one regression comparer serve all of
 them. The document carries raw samples and encoded HdrHistograms, not only summaries, because a regression gate
-needs distributions to tell a real change from noise. The schema is documented in ``docs/results-schema.md``;
+needs distributions to tell a real change from noise. The schema is documented in ``testkit/docs/results-schema.md``;
 field names are stable, and a breaking change bumps :data:`SCHEMA_VERSION` so that an old reader fails loudly
 instead of misreading a new file.
 """
@@ -366,6 +366,8 @@ class TestRecord:
     faults: list[FaultRecord] = field(default_factory=list)
     verdicts: list[VerdictRecord] = field(default_factory=list)
     skipped_reason: str | None = None
+    #: Jepsen-style expectations judged by the test: fault, expected_unsafe, caught, catch evidence.
+    expectations: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _choice(self.outcome, OUTCOMES, f"test {self.nodeid!r}: outcome")
@@ -385,6 +387,8 @@ class TestRecord:
         }
         if self.skipped_reason is not None:
             document["skipped_reason"] = self.skipped_reason
+        if self.expectations:
+            document["expectations"] = [dict(entry) for entry in self.expectations]
         return document
 
     @classmethod
@@ -407,6 +411,8 @@ class TestRecord:
             verdicts=[VerdictRecord.from_dict(item, f"{where}.verdicts[{index}]")
                       for index, item in enumerate(_list(document.get("verdicts", []), f"{where}.verdicts"))],
             skipped_reason=_optional(document.get("skipped_reason"), _string, f"{where}.skipped_reason"),
+            expectations=[_object(item, f"{where}.expectations[{index}]") for index, item
+                          in enumerate(_list(document.get("expectations", []), f"{where}.expectations"))],
         )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import msgpack
 
 from testkit.adapters.base import AdapterError, StoredEvent
+from testkit.chaos.capabilities import Capabilities
 
 __all__ = ["SqliteAdapter"]
 
@@ -79,6 +80,11 @@ def _stored(row: tuple[Any, ...]) -> StoredEvent:
 
 class SqliteAdapter:
     """Events in one SQLite table; every append is one transaction on one dedicated thread."""
+
+    #: SQLite in WAL mode must create its -shm file to open, so it cannot open on a read-only or full filesystem;
+    #: it keeps no page checksums, so damaged bytes can be served as an event nobody wrote (known unsafe).
+    testkit_capabilities = Capabilities(io_target="events.db", opens_read_only=False,
+                                        expected_loss=frozenset({"corruption"}))
 
     def __init__(self, data_dir: str | os.PathLike[str], *, synchronous: str = "FULL") -> None:
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
