@@ -23,6 +23,7 @@ from testkit.adapters.validation import decode_event
 __all__ = ["EventsourcingSqliteAdapter", "eventsourcing_sqlite"]
 
 _VERSION = 1
+_SYNCHRONOUS_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 
 
 class EventsourcingSqliteAdapter(SerialLogAdapter):
@@ -35,6 +36,7 @@ class EventsourcingSqliteAdapter(SerialLogAdapter):
         super().__init__(data_dir)
         self._datastore: SQLiteDatastore | None = None
         self._recorder: SQLiteApplicationRecorder | None = None
+        self.synchronous = "FULL"  # SQLite's default, which the recorder keeps; checked again on open
 
     def _open_store(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -42,6 +44,11 @@ class EventsourcingSqliteAdapter(SerialLogAdapter):
         recorder = SQLiteApplicationRecorder(datastore)
         recorder.create_table()
         self._datastore, self._recorder = datastore, recorder
+        with datastore.transaction(commit=False) as cursor:  # the contract follows what the recorder really set
+            cursor.execute("PRAGMA synchronous")
+            self.synchronous = _SYNCHRONOUS_NAMES.get(int(cursor.fetchone()[0]), "unknown")
+        durable = self.synchronous in ("FULL", "EXTRA")
+        self.expected_loss = frozenset() if durable else frozenset({"power_cut", "posix_crash"})
 
     def _close_store(self) -> None:
         if self._datastore is not None:
