@@ -20,6 +20,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,7 +46,9 @@ _SERVER_SETTINGS = {  # small enough for a 64 MiB loop filesystem and a shared 2
 def pg_binaries() -> Path:
     """The ``bin`` directory of the PostgreSQL build shipped inside the ``pgserver`` wheel."""
     try:
-        from pgserver._commands import POSTGRES_BIN_PATH
+        with warnings.catch_warnings():  # pgserver asks platformdirs for a runtime dir at import; we never use it
+            warnings.simplefilter("ignore")
+            from pgserver._commands import POSTGRES_BIN_PATH
     except ImportError as exc:
         raise AdapterError("PostgreSQL adapters need the pgserver package (pip install "
                            "'lighthouse-testkit[postgres]')", code="missing_dependency") from exc
@@ -64,11 +67,11 @@ def _server_owner() -> tuple[int, int] | None:
         return None
     import pwd
 
+    binaries = pg_binaries()
     from pgserver.utils import ensure_folder_permissions, ensure_user_exists
 
     entry = ensure_user_exists(_SYSTEM_USER)
     assert entry is not None
-    binaries = pg_binaries()
     ensure_folder_permissions(binaries, 0o555)
     ensure_folder_permissions(binaries.parent / "lib", 0o444)
     return entry.pw_uid, pwd.getpwnam(_SYSTEM_USER).pw_gid

@@ -70,6 +70,7 @@ class MachineStats:
 
     examples: int = 0
     checks: int = 0
+    adapter_name: str | None = None
 
 
 def _same_content(stored: StoredEvent, event: Mapping[str, Any]) -> str | None:
@@ -103,6 +104,7 @@ def conformance_machine(
         def _open(self) -> EventStoreAdapter:
             try:
                 adapter = factory(self.data_dir)
+                stats.adapter_name = stats.adapter_name or getattr(adapter, "name", None)
                 self.loop.run(adapter.open())
             except Exception as exc:
                 raise RuleViolation("open", f"opening the adapter raised {type(exc).__name__}: {exc}") from exc

@@ -80,12 +80,14 @@ def run_conformance(
     steps: int = 12,
     name: str | None = None,
     workdir: str | Path | None = None,
+    shrink: bool = True,
 ) -> ConformanceReport:
     """Drive ``adapter_factory(data_dir)`` through ``max_examples`` random programs of up to ``steps`` calls.
 
     Every example starts on an empty data directory under ``workdir`` (a temporary directory by default).
     The same ``seed`` replays the same programs. Never raises for a broken adapter: the report says which
-    rule broke, with hypothesis's shrunk example.
+    rule broke, with hypothesis's shrunk example (``shrink=False`` reports the first failing program
+    as found: faster, longer).
     """
     root = Path(tempfile.mkdtemp(prefix="testkit-conformance-", dir=workdir))
     stats = MachineStats()
@@ -98,11 +100,13 @@ def run_conformance(
             run_state_machine_as_test(machine, settings=settings(
                 max_examples=max_examples, stateful_step_count=steps, deadline=None, database=None,
                 derandomize=False, print_blob=False, report_multiple_bugs=True,
-                phases=(Phase.explicit, Phase.generate, Phase.shrink),
+                phases=(Phase.explicit, Phase.generate, *((Phase.shrink,) if shrink else ())),
                 suppress_health_check=list(HealthCheck)))
     except Exception as error:  # every failure becomes a named rule; anything else is the harness's bug
-        steps_text = "\n".join(line for line in lines if line.strip())
         for violation in _violations(error):
+            # hypothesis attaches the (shrunk) program to the exception as notes; older versions report it
+            notes = [str(n) for n in getattr(violation, "__notes__", ()) if str(n).strip()]
+            steps_text = "\n".join(notes or [line for line in lines if line.strip()])
             if isinstance(violation, RuleViolation):
                 failures.append(RuleFailure(violation.rule, violation.message, steps_text))
             else:
@@ -110,6 +114,6 @@ def run_conformance(
                                             steps_text))
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    label = name or getattr(adapter_factory, "__name__", None) or repr(adapter_factory)
+    label = name or stats.adapter_name or getattr(adapter_factory, "__name__", None) or repr(adapter_factory)
     return ConformanceReport(label, seed, stats.examples, stats.checks, time.monotonic() - started,
                              tuple(dict.fromkeys(failures)))
