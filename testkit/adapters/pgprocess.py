@@ -192,10 +192,18 @@ class PgServer:
         _syncfs(self.cluster_dir.parent)
 
     def _reap_previous(self) -> None:
-        """Kill what is left of a server killed with its owner (its backends hold the shared memory)."""
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            pid = int((self.cluster_dir / "postmaster.pid").read_text().split("\n", 1)[0])
-            _kill_group(pid, self.cluster_dir, _STOP_TIMEOUT_S)
+        """Kill what is left of a server killed with its owner (its backends hold the shared memory), then
+        drop its lock files: postgres would take the dead postmaster's PID, still a zombie until init reaps
+        it (or already reused), for a live server and refuse to start."""
+        lock = self.cluster_dir / "postmaster.pid"
+        try:
+            pid = int(lock.read_text().split("\n", 1)[0])
+        except (OSError, ValueError, IndexError):
+            return
+        _kill_group(pid, self.cluster_dir, _STOP_TIMEOUT_S)
+        if not _group_members(pid, str(self.cluster_dir.resolve())):
+            for stale in (lock, *self.cluster_dir.glob(".s.PGSQL.*")):  # its socket and socket lock too
+                stale.unlink(missing_ok=True)
 
     def start(self) -> None:
         owner = _server_owner()

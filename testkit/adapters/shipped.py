@@ -8,9 +8,10 @@ a run on an installation without it skips with that reason instead of failing.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 __all__ = ["SHIPPED", "ShippedAdapter", "missing_requirement"]
 
@@ -26,6 +27,12 @@ class ShippedAdapter:
 
     def missing(self) -> str | None:
         return missing_requirement(self.needs, self.extra)
+
+    def load(self) -> Callable[..., Any]:
+        """The factory itself (imports the store's package)."""
+        from testkit.adapters.reference import load_factory
+
+        return load_factory(self.factory)
 
 
 def missing_requirement(modules: tuple[str, ...], extra: str) -> str | None:
