@@ -21,7 +21,7 @@ from typing import Any
 import msgpack
 
 from testkit.adapters.base import AdapterError, StoredEvent
-from testkit.adapters.validation import validate_batch
+from testkit.adapters.validation import stored_copy, validate_batch
 
 __all__ = ["SqliteAdapter", "sqlite_full", "sqlite_normal", "sqlite_off"]
 
@@ -139,19 +139,7 @@ class SqliteAdapter:
         events = validate_batch(events)
         rows = [_row(e) for e in events]
         seqs = await self._run(self._append_rows, rows)
-        return [
-            StoredEvent(
-                event_id=e["event_id"],
-                sequence=seq,
-                event_type=str(e["event_type"]),
-                aggregate_id=e["aggregate_id"],
-                source_agent=e.get("source_agent") or "system",
-                data=dict(e.get("data") or {}),
-                correlation_id=e.get("correlation_id"),
-                causation_id=e.get("causation_id"),
-            )
-            for e, seq in zip(events, seqs)
-        ]
+        return [stored_copy(e, seq) for e, seq in zip(events, seqs, strict=True)]
 
     def _select(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         assert self._conn is not None
