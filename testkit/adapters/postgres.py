@@ -8,8 +8,11 @@ Events are rows of one table; a batch is one transaction that takes the next gap
 under an exclusive table lock. PostgreSQL's documented contract is the expectation: with the
 defaults a commit is acknowledged after its WAL is flushed, so nothing acknowledged is lost;
 ``synchronous_commit=off`` acknowledges before the flush ("the most recent transactions ... may be
-lost" on a crash of the operating system) and ``fsync=off`` never flushes (an OS crash "may result
-in unrecoverable data corruption"): both expect losses under power cuts, not under SIGKILL.
+lost" on "an operating system or database crash": the commit record may still sit in the server's
+WAL buffers, in shared memory, which a SIGKILL of the server wipes) and ``fsync=off`` never flushes
+(an OS crash "may result in unrecoverable data corruption"; a killed server's writes are already in
+the kernel's page cache). So ``synchronous_commit=off`` expects losses under power cuts *and* SIGKILL,
+``fsync=off`` under power cuts only.
 """
 
 from __future__ import annotations
@@ -56,7 +59,9 @@ class PostgresAdapter(SerialLogAdapter):
                 raise ValueError(f"{key} must be 'on' or 'off', got {value!r}")
         changed = [f"{k}={v}" for k, v in settings.items() if v != "on"]
         self.name = f"postgres[{','.join(changed)}]" if changed else "postgres"
-        self.expected_loss = frozenset({"power_cut", "posix_crash"}) if changed else frozenset()
+        unflushed = frozenset({"power_cut", "posix_crash"}) if changed else frozenset()
+        async_commit = frozenset({"sigkill"}) if settings["synchronous_commit"] == "off" else frozenset()
+        self.expected_loss = unflushed | async_commit
         self._server = PgServer(self.data_dir / "pgdata", self.data_dir / "postgres.log", settings)
         self._conn: psycopg.Connection[Any] | None = None
 
