@@ -26,7 +26,8 @@ class Finding:
     proven: int
     acknowledged: int
     lost_acked: int
-    cases_with_new_loss: int
+    checks: int
+    checks_with_new_loss: int
     duplicates: int
     wrong_reads: int
     other_violations: int
