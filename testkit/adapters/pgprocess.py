@@ -40,6 +40,9 @@ _SERVER_SETTINGS = {  # small enough for a 64 MiB loop filesystem and a shared 2
     "max_wal_size": "16MB",
     "wal_keep_size": "0",
     "log_min_messages": "warning",
+    # Segments in the data directory, not /dev/shm: a SIGKILLed server cannot remove its own, and the next
+    # start clears pg_dynshmem, so hundreds of chaos kills leave nothing behind in memory.
+    "dynamic_shared_memory_type": "mmap",
 }
 
 

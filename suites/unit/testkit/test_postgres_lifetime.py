@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,16 +56,27 @@ def _postgres_in(cluster: Path) -> list[int]:
     return found
 
 
-def test_sigkill_of_the_owner_takes_the_server_down_and_the_next_open_recovers(tmp_path: Path) -> None:
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """Not under pytest's basetemp: every pytest session start resets ``pytest-of-<user>`` to 0700, which
+    would lock the server's own account (PostgreSQL refuses to run as root) out of a concurrent run's dir."""
+    path = Path(tempfile.mkdtemp(prefix="testkit-pg-lifetime-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_sigkill_of_the_owner_takes_the_server_down_and_the_next_open_recovers(data_dir: Path) -> None:
     missing = SHIPPED["postgres"].missing()
     if missing:
         pytest.skip(missing)
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(data_dir)], stdout=subprocess.PIPE, text=True,
                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     try:
         assert child.stdout is not None
         report = json.loads(child.stdout.readline())
-        cluster = tmp_path / "pgdata"
+        cluster = data_dir / "pgdata"
         assert report["postmaster"] in _postgres_in(cluster)  # the fault's target was really running
         child.send_signal(signal.SIGKILL)
         assert child.wait(timeout=30) == -signal.SIGKILL  # the fault happened
@@ -78,7 +92,7 @@ def test_sigkill_of_the_owner_takes_the_server_down_and_the_next_open_recovers(t
     from testkit.adapters.postgres import postgres_default
 
     async def recovered() -> list[str]:
-        adapter = postgres_default(tmp_path)
+        adapter = postgres_default(data_dir)
         await adapter.open()
         try:
             return [event.event_id async for event in adapter.read_all()]
@@ -86,4 +100,4 @@ def test_sigkill_of_the_owner_takes_the_server_down_and_the_next_open_recovers(t
             await adapter.close()
 
     assert asyncio.run(recovered()) == report["acked"]
-    assert not _postgres_in(tmp_path / "pgdata")  # close() stops the server it started
+    assert not _postgres_in(data_dir / "pgdata")  # close() stops the server it started
