@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 REPORTS ?= reports
 PYTEST_FLAGS ?=
 
-.PHONY: test chaos perf load integration unit bench soak-http example system-deps venv clean
+.PHONY: test chaos perf load integration unit bench soak-http example findings system-deps venv clean
 
 venv: $(STAMP)
 
@@ -40,6 +40,11 @@ test: $(STAMP) system-deps
 chaos: $(STAMP) system-deps
 	$(PY) -m pytest suites/chaos --testkit-report $(REPORTS)/chaos $(PYTEST_FLAGS)
 	@echo "chaos report: $(REPORTS)/chaos/index.html"
+
+# Power cuts and SIGKILLs over every shipped store configuration; writes the generated docs/findings.md.
+FINDINGS_FLAGS ?=
+findings: $(STAMP) system-deps
+	$(PY) -m testkit.chaos.findings --out docs/findings.md $(FINDINGS_FLAGS)
 
 perf: $(STAMP)
 	$(PY) -m pytest suites/perf --testkit-report $(REPORTS)/perf $(PYTEST_FLAGS)

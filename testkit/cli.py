@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from testkit.conformance import command as _conformance
 from testkit.regression import Baseline, Thresholds, compare, load_comparable
 from testkit.results import ResultsSchemaError, load_results, write_json_atomically
 
@@ -142,6 +143,8 @@ SUBCOMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None], _R
     ("baseline", "pool results files of repeated runs into a baseline file", _add_baseline, _run_baseline),
     ("report", "render results files as a self-contained HTML report", _add_report, _run_report),
     ("chaos", "run the shipped chaos suite against one adapter (conformance first)", _add_chaos, _run_chaos),
+    ("conformance", "check that an adapter keeps the protocol's rules (run it before any chaos)",
+     _conformance.add_arguments, _conformance.run),
 )
 
 

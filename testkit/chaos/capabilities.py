@@ -10,9 +10,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["FAULTS", "Capabilities", "capabilities_of"]
+_Factory = TypeVar("_Factory")
+
+__all__ = ["FAULTS", "Capabilities", "capabilities_of", "declaring"]
 
 #: The fault names an expectation can name (``expected_loss={"power_cut"}``), one per campaign family.
 FAULTS: tuple[str, ...] = (
@@ -73,3 +75,13 @@ def capabilities_of(factory: Any) -> Capabilities:
             values["crash_points"] = tuple(values["crash_points"])
         return Capabilities(**values)
     raise TypeError(f"testkit_capabilities of {factory!r} must be a Capabilities or a dict, not {type(declared)}")
+
+
+def declaring(capabilities: Capabilities) -> Any:
+    """Decorator: a factory function declares ``capabilities`` (the class it builds usually carries them)."""
+
+    def declare(factory: _Factory) -> _Factory:
+        factory.testkit_capabilities = capabilities  # type: ignore[attr-defined]
+        return factory
+
+    return declare

@@ -30,8 +30,14 @@ KILL_DELAY_S = (0.0, 0.12)
 CUT_DELAY_S = (0.005, 0.08)
 
 
-def run_kill_cycles(adapter: AdapterSpec, cycles: int, root: Path, rng: random.Random, seed: int) -> CampaignResult:
-    """SIGKILL a worker ``cycles`` times at random moments (10% inside recovery), judging every few cycles."""
+def run_kill_cycles(
+    adapter: AdapterSpec, cycles: int, root: Path, rng: random.Random, seed: int, *,
+    kill_delay_s: tuple[float, float] = KILL_DELAY_S,
+) -> CampaignResult:
+    """SIGKILL a worker ``cycles`` times at random moments (10% inside recovery), judging every few cycles.
+
+    ``kill_delay_s``: the kill lands this long after the store opened (slower stores need longer to have
+    writes in flight)."""
     result = CampaignResult(Tally("sigkill", adapter.name))
     base = WorkloadSpec(adapter, str(root / "d0"), str(root / "j0"), seed=seed)
     with WorkloadServer(base, preload=modules_of(adapter)) as server:
@@ -48,7 +54,7 @@ def run_kill_cycles(adapter: AdapterSpec, cycles: int, root: Path, rng: random.R
                 if server.wait_opened(worker) is None:
                     error = (server.result(worker) or {}).get("open_error")
                     result.problem(f"cycle {cycle}: the store did not open: {error}", "recovers")
-                time.sleep(rng.uniform(*KILL_DELAY_S))  # the fault's moment: appends in flight
+                time.sleep(rng.uniform(*kill_delay_s))  # the fault's moment: appends in flight
             record = server.kill9(worker)
             result.tally.case(record.proven)
             last_of_directory = (cycle + 1) % CYCLES_PER_DIRECTORY == 0 or cycle + 1 == cycles
@@ -60,10 +66,12 @@ def run_kill_cycles(adapter: AdapterSpec, cycles: int, root: Path, rng: random.R
 def run_power_cuts(
     adapter: AdapterSpec, cuts: int, root: Path, rng: random.Random, seed: int, *,
     fault_kind: str = "power_cut", size_mb: int = 64, until_caught: bool = False,
+    cut_delay_s: tuple[float, float] = CUT_DELAY_S,
 ) -> CampaignResult:
     """Cut power to a loop-mounted ext4 under a running worker ``cuts`` times; remount, recover, judge each.
 
     ``until_caught`` stops at the first cut that lost an acknowledged event (quick sensitivity checks).
+    ``cut_delay_s``: the cut lands this long after the store opened.
     """
     result = CampaignResult(Tally(fault_kind, adapter.name))
     journal_dir = root / "journal"
@@ -80,7 +88,7 @@ def run_power_cuts(
                     result.tally.violated("recovers")
                     error = (server.result(worker) or {}).get("open_error")
                     result.failures.append(f"cut {cut}: the store did not open: {error}")
-                time.sleep(rng.uniform(*CUT_DELAY_S))  # the fault's moment: appends in flight
+                time.sleep(rng.uniform(*cut_delay_s))  # the fault's moment: appends in flight
                 # Freeze first: like a real cut, nothing the worker does after this instant is seen.
                 frozen = server.freeze(worker)
                 power = disk.cut_power()

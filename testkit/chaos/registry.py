@@ -12,11 +12,13 @@ PostgreSQL run.
 from __future__ import annotations
 
 import ast
+import json
 from collections.abc import Iterable, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
 from testkit.adapters.factory import available_adapters
+from testkit.adapters.shipped import SHIPPED
 from testkit.chaos.capabilities import capabilities_of
 from testkit.chaos.sut import SystemUnderTest, load_factory
 
@@ -31,9 +33,14 @@ EXPECTED_LOSS_OPTION = "expected_loss"
 
 
 def _value(text: str) -> Any:
+    """A Python literal (``4096``, ``False``), else JSON (``false``, ``null``), else the text itself (``OFF``)."""
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
+        pass
+    try:
+        return json.loads(text)
+    except ValueError:
         return text
 
 
@@ -43,9 +50,9 @@ def parse_options(pairs: Iterable[str]) -> tuple[dict[str, Any], frozenset[str]]
     expected: frozenset[str] = frozenset()
     for pair in pairs:
         key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"option {pair!r}: expected KEY=VALUE")
         key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ValueError(f"option {pair!r}: expected KEY=VALUE with an identifier KEY")
         if key == EXPECTED_LOSS_OPTION:
             value = _value(raw)
             names = value if isinstance(value, (set, frozenset, list, tuple)) else str(value).split(",")
@@ -56,18 +63,22 @@ def parse_options(pairs: Iterable[str]) -> tuple[dict[str, Any], frozenset[str]]
 
 
 def system_from_arguments(reference: str, pairs: Sequence[str] = ()) -> SystemUnderTest:
-    """``PKG.MODULE:FACTORY`` or an entry-point name of ``testkit.adapters``, plus ``KEY=VALUE`` options."""
+    """``PKG.MODULE:FACTORY``, an entry-point name of ``testkit.adapters`` or a shipped configuration's name
+    (``postgres``, ``lmdb-nosync``... even where the kit is not installed with its entry points), plus options."""
     options, expected = parse_options(pairs)
-    if ":" not in reference:
-        found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == reference]
-        if not found:
-            known = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
-            raise ValueError(f"adapter {reference!r}: expected PKG.MODULE:FACTORY or one of the registered names "
-                             f"{known}")
-        name = reference if not options else None
-        return SystemUnderTest.from_reference(found[0].value.replace(" ", ""), options, name=name,
-                                              expected_loss=expected)
-    return SystemUnderTest.from_reference(reference, options, expected_loss=expected)
+    if ":" in reference:
+        return SystemUnderTest.from_reference(reference, options, expected_loss=expected)
+    found = [ep.value.replace(" ", "") for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == reference]
+    if not found and reference in SHIPPED:
+        missing = SHIPPED[reference].missing()
+        if missing:
+            raise ValueError(f"adapter {reference!r}: {missing}")
+        found = [SHIPPED[reference].factory]
+    if not found:
+        known = sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)} | set(SHIPPED))
+        raise ValueError(f"adapter {reference!r}: expected PKG.MODULE:FACTORY or one of the registered names {known}")
+    return SystemUnderTest.from_reference(found[0], options, name=reference if not options else None,
+                                          expected_loss=expected)
 
 
 def _as_systems(name: str, loaded: Any) -> list[SystemUnderTest]:

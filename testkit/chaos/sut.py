@@ -15,18 +15,24 @@ __all__ = ["SystemUnderTest", "declared_expected_loss", "load_factory"]
 
 
 def load_factory(reference: str) -> Any:
-    """``"pkg.module:factory"`` -> the factory; a clear error naming what is missing."""
+    """``"pkg.module:factory"`` (or ``"pkg.module:Class.method"``) -> the callable; a clear error naming what is wrong."""
     module_name, sep, attr = reference.partition(":")
     if not sep or not module_name or not attr:
-        raise ValueError(f"adapter {reference!r}: expected PKG.MODULE:FACTORY")
+        raise ValueError(f"adapter {reference!r}: expected PKG.MODULE:FACTORY "
+                         f"(for example testkit.adapters.sqlite:SqliteAdapter)")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ValueError(f"adapter {reference!r}: cannot import {module_name}: {exc}") from exc
+    target: Any = module
     try:
-        return getattr(module, attr)
+        for part in attr.split("."):
+            target = getattr(target, part)
     except AttributeError:
         raise ValueError(f"adapter {reference!r}: {module_name} has no {attr!r}") from None
+    if not callable(target):
+        raise ValueError(f"adapter {reference!r}: a {type(target).__name__}, not a callable factory")
+    return target
 
 
 def declared_expected_loss(spec: AdapterSpec) -> frozenset[str]:
