@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from testkit.adapters.factory import AdapterSpec, available_adapters
-from testkit.percentiles import LatencyRecorder
+from testkit.percentiles import LatencyRecorder, format_ms
 
 __all__ = ["ChaosCell", "TestkitSession", "TestRecorder", "parse_duration"]
 
@@ -76,6 +76,8 @@ class TestRecorder:
     verdicts: list[dict[str, Any]] = field(default_factory=list)
     timelines: list[dict[str, Any]] = field(default_factory=list)
     latencies: dict[str, LatencyRecorder] = field(default_factory=dict)
+    operations: dict[str, Any] | None = None
+    expected: dict[str, Any] | None = None
 
     def metric(
         self,
@@ -124,6 +126,17 @@ class TestRecorder:
         self, fault_kind: str, invariant: str, *, cases: int = 1, proven: int = 0, violations: int = 0, sut: str = ""
     ) -> None:
         self.session.add_chaos(fault_kind, invariant, cases=cases, proven=proven, violations=violations, sut=sut)
+
+    def op_timeline(self, timeline: Any) -> None:
+        """A fault campaign's operations, fault windows and recoveries (an ``OpTimeline`` or its dict): the
+        report draws one picture per campaign from it (see :mod:`testkit.op_timeline`)."""
+        self.operations = timeline.to_dict() if hasattr(timeline, "to_dict") else dict(timeline)
+
+    def expectation(self, *, expected_unsafe: bool, caught: bool, catch_rate: float | None = None,
+                    attempts: int | None = None, catches: int | None = None) -> None:
+        """This configuration is unsafe on purpose; say whether its loss was caught and how often."""
+        self.expected = {"expected_unsafe": bool(expected_unsafe), "caught": bool(caught), "catch_rate": catch_rate,
+                         "attempts": attempts, "catches": catches}
 
     def skip_mechanism(self, mechanism: str, reason: str) -> None:
         self.session.skipped_mechanisms[mechanism] = reason
@@ -226,7 +239,13 @@ class TestkitSession:
                 "proven": cell.proven,
                 "violations": cell.violations,
             }
-        return {"faults": faults, "invariants": invariants, "cells": cells, "counts": counts}
+        by_sut: dict[str, dict[str, int]] = {}
+        for (fault, _), cell in self.chaos_cells.items():
+            row = by_sut.setdefault(fault, {})
+            for sut, found in cell.violations_by_sut.items():
+                row[sut] = row.get(sut, 0) + found
+        return {"faults": faults, "invariants": invariants, "cells": cells, "counts": counts,
+                "violations_by_sut": by_sut}
 
     def results_document(self, exitstatus: int) -> dict[str, Any]:
         if self._run is None:
@@ -343,6 +362,10 @@ class _ReportCollector:
         }
         if reason:
             record["skipped_reason"] = reason
+        if rec and rec.operations is not None:
+            record["op_timeline"] = rec.operations
+        if rec and rec.expected is not None:
+            record["expectation"] = rec.expected
         self.tk.records.append(record)
 
 
@@ -416,7 +439,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
 
 def _ms(ns: float) -> str:
-    return f"{ns / 1e6:.3f}ms"
+    return f"{format_ms(ns)}ms"
 
 
 def _write_outputs(tk: TestkitSession, exitstatus: int) -> tuple[list[Path], Any]:

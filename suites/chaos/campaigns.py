@@ -16,6 +16,7 @@ from pathlib import Path
 from testkit.adapters import AdapterSpec
 from testkit.faults import LoopExt4
 from testkit.faults.workload import Phase, WorkloadServer, WorkloadSpec
+from testkit.op_timeline import OpTimelineBuilder
 
 from . import variants
 from .judging import Judgement, Tally, recover_and_judge
@@ -36,9 +37,11 @@ class CampaignResult:
     new_loss: list[bool] = field(default_factory=list)
     last: Judgement | None = None
     lost_ids: set[str] = field(default_factory=set)
+    timeline: OpTimelineBuilder = field(default_factory=OpTimelineBuilder)
 
-    def judged(self, case: int, judgement: Judgement, damage: list[dict[str, object]]) -> None:
+    def judged(self, case: int, judgement: Judgement, damage: list[dict[str, object]], *where: object) -> None:
         """Record one check: the invariants it broke and whether it found losses not seen before."""
+        self.timeline.cycle(judgement, *where)
         self.last = judgement
         self.tally.add(judgement)
         self.tally.judged_ok("recovers")
@@ -77,6 +80,7 @@ def run_kill_cycles(adapter: AdapterSpec, cycles: int, root: Path, rng: random.R
                     result.failures.append(f"cycle {cycle}: the store did not open: {error}")
                 time.sleep(rng.uniform(*KILL_DELAY_S))  # the fault's moment: appends in flight
             record = server.kill9(worker)
+            result.timeline.fault(record)
             result.tally.case(record.proven)
             last_of_directory = (cycle + 1) % CYCLES_PER_DIRECTORY == 0 or cycle + 1 == cycles
             if (cycle + 1) % CHECK_EVERY == 0 or last_of_directory:
@@ -112,6 +116,7 @@ def run_power_cuts(
                 frozen = server.freeze(worker)
                 power = disk.cut_power()
                 kill = server.kill9(worker)
+                result.timeline.fault(power, fault_kind)
                 result.tally.case(frozen.proven and power.proven and kill.proven)
                 if not power.proven:
                     result.failures.append(f"cut {cut}: power cut not proven: {power.detail}")
@@ -122,9 +127,9 @@ def run_power_cuts(
     return result
 
 
-def _judge(spec: WorkloadSpec) -> tuple[Judgement, list[dict[str, object]]]:
-    judgement, _, damage = recover_and_judge(spec.adapter, spec.data_dir, spec.journal_dir)
-    return judgement, damage
+def _judge(spec: WorkloadSpec) -> tuple[Judgement, list[dict[str, object]], object, str]:
+    judgement, recovered, damage = recover_and_judge(spec.adapter, spec.data_dir, spec.journal_dir)
+    return judgement, damage, recovered, spec.journal_dir
 
 
 def _fsync_dir(path: Path) -> None:
@@ -165,6 +170,7 @@ def run_posix_crashes(
                 result.failures.append(f"crash {crash}: the store did not open: {server.result(worker)}")
             time.sleep(rng.uniform(*KILL_DELAY_S))  # the fault's moment: appends in flight
             kill = server.kill9(worker)
+            result.timeline.fault(kill, fault_kind)
             complete = trace.wait_for_death(worker.pid, timeout=3.0)
             lines = trace.lines()
             if not complete:

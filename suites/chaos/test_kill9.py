@@ -43,6 +43,7 @@ def test_sigkill_cycles_lose_no_acknowledged_event(
     elapsed = time.monotonic() - started
     tally, failures = result.tally, result.failures
     tally.record(testkit_record)
+    result.timeline.record(testkit_record)
     testkit_record.fault("sigkill", tally.proven == tally.cases, f"{tally.proven}/{tally.cases} kills proven")
     testkit_record.metric("chaos.sigkill.cycle_seconds", elapsed / cycles, "s")
     assert tally.proven >= 0.9 * tally.cases, (

@@ -44,6 +44,7 @@ def test_power_cut_loses_no_acknowledged_event(
     cuts = scaled(default_cuts)
     result = run_power_cuts(adapter, cuts, tmp_path, testkit_rng, case_seed)
     result.tally.record(testkit_record)
+    result.timeline.record(testkit_record)
     testkit_record.fault("power_cut", result.tally.proven == cuts, f"{result.tally.proven}/{cuts} cuts proven")
     assert result.tally.proven == cuts, f"seed {testkit_seed}: only {result.tally.proven}/{cuts} power cuts proven"
     assert not result.failures, (
@@ -69,6 +70,7 @@ def test_posix_crash_state_loses_no_acknowledged_event(
     crashes = scaled(default_crashes)
     result = run_posix_crashes(adapter, crashes, tmp_path, testkit_rng, case_seed)
     result.tally.record(testkit_record)
+    result.timeline.record(testkit_record)
     testkit_record.fault("posix_crash", result.tally.proven > 0,
                          f"{result.tally.proven}/{result.tally.cases} crash states dropped unsynced data")
     assert result.tally.proven > 0, (

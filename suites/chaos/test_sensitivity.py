@@ -82,8 +82,11 @@ def _expect_caught(campaign: Campaign, fault: str, adapter: AdapterSpec, attempt
     result = campaign(adapter, attempts, root, rng, case_seed, until_caught=until_caught)
     result.tally.fault_kind = f"known-bad:{label}"[:24]
     result.tally.record(testkit_record)
+    result.timeline.record(testkit_record)
     attempts = len(result.new_loss)  # a campaign may add attempts until its faults were proven
     rate = _report(testkit_record, label, attempts, result.catches)
+    testkit_record.expectation(expected_unsafe=True, caught=result.catches >= 1, catch_rate=rate,
+                               attempts=attempts, catches=result.catches)
     testkit_record.fault(fault, result.tally.proven > 0, f"{result.tally.proven}/{attempts} faults proven")
     assert result.catches >= 1, (
         f"seed {seed}: {adapter.name} lost nothing the checker could see in {attempts} {fault}s; "
@@ -123,5 +126,7 @@ def test_corruption_oracle_catches_broken_recovery(
     failures = run_cases(pristine, cases, tmp_path, adapter, tally)
     tally.record(testkit_record)
     rate = _report(testkit_record, label, tally.proven, len(failures))
+    testkit_record.expectation(expected_unsafe=True, caught=bool(failures), catch_rate=rate,
+                               attempts=tally.proven, catches=len(failures))
     assert failures, f"seed {testkit_seed}: {label} survived {tally.proven} mid-log corruption cases unnoticed"
     print(f"{label}: caught in {len(failures)}/{tally.proven} cases ({rate:.0%}), e.g. {failures[0][:300]}")
