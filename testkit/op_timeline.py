@@ -21,7 +21,7 @@ import numpy as np
 from testkit.checkers.history import FAIL, OK, UNKNOWN, History
 from testkit.results import OpTimeline
 
-__all__ = ["MAX_OPS", "OpTimelineBuilder"]
+__all__ = ["MAX_OPS", "OpTimelineBuilder", "latency_bins"]
 
 #: Operations kept per campaign (every failed and unknown one, an even sample of the acknowledged ones).
 MAX_OPS = 4000
@@ -52,6 +52,7 @@ class OpTimelineBuilder:
     journal_dirs: list[str] = field(default_factory=list)
     checks: list[_Check] = field(default_factory=list)
     lost: set[str] = field(default_factory=set)
+    failed_checks: int = 0
 
     def fault(self, record: Any, label: str | None = None) -> None:
         """A fault as injected (a :class:`~testkit.faults.records.FaultRecord`): its monotonic window."""
@@ -68,6 +69,7 @@ class OpTimelineBuilder:
         if journal_dir is not None and str(journal_dir) not in self.journal_dirs:
             self.journal_dirs.append(str(journal_dir))
         self.lost |= set(judgement.missing_acked)
+        self.failed_checks += not judgement.ok
         if not judgement.ok and len(self.checks) < MAX_EXPLAINED:
             violations = [v.to_dict() for v in judgement.verdict.violations[:MAX_NAMED]]
             declared = list(judgement.declared_acked_losses[:MAX_NAMED])
@@ -100,7 +102,7 @@ class OpTimelineBuilder:
         ops = [[round(float(invoked[i] - origin), 4),
                 None if abandoned[i] or completed[i] < 0 else round(float(latency[i]), 6),
                 int(status[i]), int(lanes[i])] for i in kept]
-        bins, bin_s = _bins(invoked - origin, latency, status, abandoned)
+        bins, bin_s = latency_bins(invoked - origin, latency, status, abandoned)
         where = _locate(history)
         marks: list[list[Any]] = []
         verdicts = []
@@ -126,12 +128,14 @@ class OpTimelineBuilder:
         """Hand the timeline and the explained violations to a ``testkit_record`` fixture."""
         timeline, verdicts = self.build()
         recorder.op_timeline(timeline)
+        if self.cycles:  # the campaign's totals first: what the verdict line of the report counts
+            _, _, acknowledged, present = self.cycles[-1]
+            recorder.verdict("history (whole campaign)", {
+                "ok": not self.failed_checks and not self.lost,
+                "counts": {"checks": len(self.cycles), "failed_checks": self.failed_checks, "acknowledged": acknowledged,
+                           "acknowledged_present": present, "lost_acknowledged": len(self.lost)}})
         for verdict in verdicts:
             recorder.verdict(verdict["checker"], verdict)
-        if self.cycles and not verdicts:
-            _, _, acknowledged, present = self.cycles[-1]
-            recorder.verdict("history", {"ok": True, "counts": {"acknowledged": acknowledged,
-                                                               "acknowledged_present": present, "checks": len(self.cycles)}})
 
 
 def _load(journal_dirs: Sequence[str]) -> History:
@@ -158,8 +162,11 @@ def _sample(status: np.ndarray, limit: int) -> list[int]:
     return sorted({*others[:limit].tolist(), *acked.tolist()})
 
 
-def _bins(t: np.ndarray, latency: np.ndarray, status: np.ndarray, abandoned: np.ndarray) -> tuple[list[list[Any]], float]:
-    """``[t, ok, failed, p50_s, p99_s]`` per bin over every operation; p50/p99 of the acknowledged ones."""
+def latency_bins(t: np.ndarray, latency: np.ndarray, status: np.ndarray,
+                 abandoned: np.ndarray) -> tuple[list[list[Any]], float]:
+    """``[t, ok, failed, p50_s, p99_s]`` per bin over every operation (seconds from the origin, latency in
+    seconds, history status codes; ``abandoned``: unknown because the worker died, not counted as errors);
+    p50/p99 of the acknowledged ones."""
     if not len(t):
         return [], 1.0
     span = float(t.max()) if len(t) else 0.0

@@ -20,7 +20,7 @@ from testkit.report.demo import crafted_comparison, crafted_run
 from testkit.report.sections.latency import MAX_DISTRIBUTIONS, MAX_TIMELINES, histogram_unit
 from testkit.results import SCHEMA_VERSION, ResultsSchemaError, RunResults
 
-SECTIONS = ("chaos", "perf", "latency", "memory", "regression", "tests")
+SECTIONS = ("chaos", "campaigns", "perf", "latency", "memory", "regression", "tests")
 
 
 def section_ids(page: str) -> set[str]:
@@ -124,9 +124,9 @@ def test_chaos_lists_each_violation_with_its_events_seed_and_rerun_command(full_
 
 def test_chaos_keeps_sensitivity_catches_apart_from_violations(full_page: str) -> None:
     chaos = section_html(full_page, "chaos")
-    violations = chaos[chaos.index("<h3>Violations"):chaos.index("<h3>Sensitivity")]
+    violations = chaos[chaos.index("<h3>Violations"):chaos.index("<h3>What the known-unsafe")]
     assert "test_power_cut_catches_loss" not in violations
-    assert "test_power_cut_catches_loss[durability_none]" in chaos[chaos.index("<h3>Sensitivity"):]
+    assert "test_power_cut_catches_loss[durability_none]" in chaos[chaos.index("<h3>What the known-unsafe"):]
 
 
 def test_chaos_matrix_cells_show_cases_proven_and_violations(full_run: dict[str, Any], full_page: str) -> None:

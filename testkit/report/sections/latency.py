@@ -14,13 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from testkit.percentiles import LatencyRecorder, PercentileError
+from testkit.percentiles import LatencyRecorder, PercentileError, format_ms
 from testkit.report import plots
-from testkit.report.formatting import format_quantity
 from testkit.report.html import Section, Tile, details, escape, figure, note, table
 from testkit.report.inputs import ReportInput, TestView
 
-__all__ = ["TIME_UNITS", "Curve", "histogram_unit", "latency_curve", "render_latency"]
+__all__ = ["TIME_UNITS", "Curve", "histogram_unit", "latency_curve", "percentile_figures", "render_latency"]
 
 TIME_UNITS = frozenset({"ns", "us", "µs", "ms", "s"})
 _NS_PER: dict[str, float] = {"ns": 1.0, "us": 1e3, "µs": 1e3, "ms": 1e6, "s": 1e9}
@@ -182,22 +181,46 @@ def _distribution_figure(group: Sequence[_Measured], primary: str | None) -> str
     return figure(png, f"percentile distribution of {name}", f"{name} in {function}")
 
 
+def percentile_figures(metric: Mapping[str, Any]) -> dict[str, float] | None:
+    """Count, percentiles and max of a latency metric in ns, computed exactly as the terminal summary does
+    (:meth:`LatencyRecorder.summary` of the decoded histogram; raw samples: the inverted-CDF percentile)."""
+    blob = metric.get("histogram")
+    if blob:
+        try:
+            recorder = LatencyRecorder.decode(blob)
+        except PercentileError:
+            recorder = None
+        if recorder is not None and recorder.count:
+            per_ns = _NS_PER.get(_histogram_unit(metric, recorder), 1.0)
+            summary = recorder.summary()
+            return {"count": float(summary.count), "p50": summary.p50_ns * per_ns, "p90": summary.p90_ns * per_ns,
+                    "p99": summary.p99_ns * per_ns, "p99.9": summary.p999_ns * per_ns,
+                    "p99.99": summary.p9999_ns * per_ns, "max": summary.max_ns * per_ns}
+    samples = np.asarray(metric.get("samples") or [], dtype=float)
+    if not len(samples):
+        return None
+    per_ns = _NS_PER.get(str(metric.get("unit", "")), 1.0)
+    values = np.percentile(samples, list(TABLE_PERCENTILES), method="inverted_cdf") * per_ns
+    figures = {"count": float(len(samples))}
+    figures.update({f"p{p:g}": float(v) for p, v in zip(TABLE_PERCENTILES, values, strict=True)})
+    figures["max"] = float(samples.max()) * per_ns
+    return figures
+
+
 def _percentile_table(measured: Sequence[_Measured]) -> str:
+    """Milliseconds with three decimals, as the terminal prints them: the two can be read side by side."""
     rows = []
     for m in measured:
-        curve = latency_curve(m.metric)
-        if not curve.values:
+        figures = percentile_figures(m.metric)
+        if figures is None:
             continue
-        row: dict[str, Any] = {"metric": m.name, "test": m.view.nodeid, "sut": m.view.test.get("sut") or "—",
-                               "count": f"{curve.count:,}" if curve.count else "—"}
-        levels = np.asarray(curve.percentiles, dtype=float)
-        values = np.asarray(curve.values, dtype=float)
-        for p in TABLE_PERCENTILES:
-            at = int(np.searchsorted(levels, p, side="left"))
-            row[f"p{p:g}"] = "—" if at >= len(levels) else format_quantity(float(values[at]), curve.unit)
-        row["max"] = format_quantity(curve.max_value, curve.unit)
+        row: dict[str, Any] = {"metric": escape(m.name), "test": escape(m.view.nodeid),
+                               "sut": escape(m.view.test.get("sut") or "—"), "count": f"{int(figures['count']):,}"}
+        for key in (*(f"p{p:g}" for p in TABLE_PERCENTILES), "max"):
+            row[key] = f'<span data-percentile="{key}" data-ns="{figures[key]:.0f}">{format_ms(figures[key])} ms</span>'
         rows.append(row)
-    return table(pd.DataFrame(rows), table_id="latency-percentiles")
+    frame = pd.DataFrame(rows)
+    return table(frame, table_id="latency-percentiles", raw_html=tuple(frame.columns))
 
 
 def _pick_timelines(data: ReportInput) -> list[tuple[TestView, Mapping[str, Any]]]:
