@@ -151,7 +151,8 @@ def _chaos_tests(rng: np.random.Generator, failures: bool) -> tuple[list[TestRec
     records.append(TestRecord(
         nodeid="suites/chaos/test_network.py::test_partition[lighthouse]", outcome="skipped", duration=0.0,
         sut="lighthouse", skipped_reason="network namespaces need CAP_NET_ADMIN"))
-    return records, ChaosMatrix(list(FAULT_KINDS), list(INVARIANTS), cells, counts)
+    by_sut = {kind: {"lighthouse": sum(c["violations"] for c in counts[kind].values())} for kind in FAULT_KINDS}
+    return records, ChaosMatrix(list(FAULT_KINDS), list(INVARIANTS), cells, counts, by_sut)
 
 
 def _op_timeline(rng: np.random.Generator, kind: str, faults: int, *, lost: int = 0) -> OpTimeline:
