@@ -141,8 +141,10 @@ class TestRecorder:
     def skip_mechanism(self, mechanism: str, reason: str) -> None:
         self.session.skipped_mechanisms[mechanism] = reason
 
-    def timeline(self, name: str, rows: list[dict[str, Any]], units: dict[str, str] | None = None) -> None:
-        """Per-second rows such as ``{"t": 0.0, "completed": 980, "p99": 1.2}``."""
+    def timeline(self, name: str, rows: list[dict[str, Any]], units: dict[str, str] | None = None,
+                 shaded: list[tuple[float, float, str]] | None = None) -> None:
+        """Per-second rows such as ``{"t": 0.0, "completed": 980, "p99": 1.2}``; ``shaded`` spans (e.g. a burst)
+        ``(start, end, label)`` on the same clock are shaded in the report."""
         if not rows:
             return
         columns = [k for k in rows[0] if k != "t"]
@@ -152,6 +154,7 @@ class TestRecorder:
                 "t": [float(r["t"]) for r in rows],
                 "series": {c: [None if r.get(c) is None else float(r[c]) for r in rows] for c in columns},
                 "units": dict(units or {}),
+                **({"shaded": [[float(a), float(b), str(label)] for a, b, label in shaded]} if shaded else {}),
             }
         )
 

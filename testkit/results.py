@@ -259,6 +259,8 @@ class Timeline:
     t: list[float]
     series: dict[str, list[float | None]]
     units: dict[str, str] = field(default_factory=dict)
+    #: Spans to shade that are not faults, on the same clock: ``[start, end, label]`` (e.g. a load burst).
+    shaded: list[list[Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for column, values in self.series.items():
@@ -268,8 +270,11 @@ class Timeline:
                 )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "t": list(self.t), "series": {k: list(v) for k, v in self.series.items()},
-                "units": dict(self.units)}
+        document = {"name": self.name, "t": list(self.t), "series": {k: list(v) for k, v in self.series.items()},
+                    "units": dict(self.units)}
+        if self.shaded:
+            document["shaded"] = [list(span) for span in self.shaded]
+        return document
 
     @classmethod
     def from_dict(cls, document: Any, where: str = "timeline") -> Timeline:
@@ -287,9 +292,19 @@ class Timeline:
                 t=_numbers(_field(document, "t", where), f"{where}.t"),
                 series=series,
                 units={k: _string(v, f"{where}.units.{k}") for k, v in units.items()},
+                shaded=[_span(span, f"{where}.shaded[{i}]")
+                        for i, span in enumerate(_list(document.get("shaded", []), f"{where}.shaded"))],
             )
         except ResultsSchemaError as error:
             raise ResultsSchemaError(f"{where}: {error}") from error
+
+
+def _span(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list) or len(value) != 3:
+        raise ResultsSchemaError(f"{where}: expected [start, end, label], got {value!r}")
+    if _number(value[1], f"{where}[1]") < _number(value[0], f"{where}[0]"):
+        raise ResultsSchemaError(f"{where}: ends before it starts: {value!r}")
+    return [value[0], value[1], _string(value[2], f"{where}[2]")]
 
 
 @dataclass(slots=True)

@@ -342,3 +342,21 @@ def test_one_test_measuring_two_stores_pairs_each_figure_with_its_peer(full_run:
     assert "append p99" in perf and "append p99[" not in perf
     assert "sqlite: 500" in perf and "(worse)" in perf
     assert "chaos" not in section_ids(page)
+
+
+def test_the_same_load_on_two_stores_is_drawn_side_by_side_with_its_bursts_shaded(full_run: dict[str, Any]) -> None:
+    document = copy.deepcopy(only_tests(full_run))
+    rows = {"t": [float(t) for t in range(20)], "series": {"p99": [1.0 + (5 <= t < 8) * 9 for t in range(20)],
+                                                          "completed": [1000.0] * 20}, "units": {"p99": "ms"},
+            "shaded": [[5.0, 8.0, "burst ×10"]]}
+    test = {"nodeid": "suites/load/test_bursts.py::test_bursts", "outcome": "passed", "duration": 30.0,
+            "sut": "lighthouse+sqlite",
+            "timelines": [{**rows, "name": "burst [lighthouse]"}, {**rows, "name": "burst [sqlite]"}]}
+    document["tests"] = [test]
+    latency = section_html(render_html(document), "latency")
+    assert latency.count("<img ") == 1  # one figure, two columns
+    assert "the same load on 2 stores side by side; 2 windows shaded" in latency
+    bad = copy.deepcopy(document)
+    bad["tests"][0]["timelines"][0]["shaded"] = [[8.0, 5.0, "burst"]]
+    with pytest.raises(ResultsSchemaError, match="ends before it starts"):
+        render_html(bad)

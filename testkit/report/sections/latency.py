@@ -7,6 +7,7 @@ and a capped number of timelines chosen for interest (faults first, then failure
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,8 +26,12 @@ TIME_UNITS = frozenset({"ns", "us", "µs", "ms", "s"})
 _NS_PER: dict[str, float] = {"ns": 1.0, "us": 1e3, "µs": 1e3, "ms": 1e6, "s": 1e9}
 #: Distribution plots drawn at most (one per measured quantity); the rest are named in a note.
 MAX_DISTRIBUTIONS = 8
-#: Timelines drawn at most.
+#: Timelines drawn at most (a group of stores side by side counts once).
 MAX_TIMELINES = 6
+#: Stores side by side in one timeline figure at most.
+MAX_SIDE_BY_SIDE = 3
+#: ``"burst [sqlite]"``: a timeline of the named store.
+_PER_STORE = re.compile(r"\s*\[[^\[\]]+\]$")
 #: Rows of the percentile table at most.
 MAX_TABLE_ROWS = 500
 #: Percentiles in the table.
@@ -83,9 +88,10 @@ def render_latency(data: ReportInput) -> Section | None:
         tiles.append(Tile("latency distributions", f"{len(groups):,}"))
     if timelines:
         parts.append("<h3>Over time</h3>")
-        parts.append('<p class="note">Throughput and latency per second; red bands are fault windows.</p>')
-        for view, timeline in timelines:
-            parts.append(_timeline_figure(view, timeline))
+        parts.append('<p class="note">Throughput and latency per second; red bands are fault windows, amber bands '
+                     'load bursts; the same load on several stores is drawn side by side.</p>')
+        for group in timelines:
+            parts.append(_timeline_figure(group))
     return Section("latency", "Latency and throughput", "".join(parts), "info", tuple(tiles))
 
 
@@ -223,17 +229,22 @@ def _percentile_table(measured: Sequence[_Measured]) -> str:
     return table(frame, table_id="latency-percentiles", raw_html=tuple(frame.columns))
 
 
-def _pick_timelines(data: ReportInput) -> list[tuple[TestView, Mapping[str, Any]]]:
-    candidates = []
+def _pick_timelines(data: ReportInput) -> list[list[tuple[TestView, Mapping[str, Any]]]]:
+    """Timelines to draw, grouped so that the same load on several stores ("burst [lighthouse]", "burst
+    [sqlite]", or one test per store) is drawn side by side; faults first, then failures."""
+    groups: dict[tuple[Any, str], list[tuple[TestView, Mapping[str, Any]]]] = {}
+    rank: dict[tuple[Any, str], tuple[bool, bool, str]] = {}
     for view in data.tests():
         for timeline in view.test.get("timelines") or []:
             columns = _columns(timeline)
             if any(key in columns for key in ("completed", "offered", "p50", "p99")):
+                key = (view.family, _PER_STORE.sub("", str(timeline.get("name", ""))))
+                groups.setdefault(key, []).append((view, timeline))
                 has_faults = any(f.get("window") for f in view.test.get("faults") or [])
                 failed = view.test["outcome"] in ("failed", "error")
-                candidates.append(((not has_faults, not failed, view.nodeid), view, timeline))
-    candidates.sort(key=lambda item: item[0])
-    return [(view, timeline) for _, view, timeline in candidates[:MAX_TIMELINES]]
+                rank[key] = min(rank.get(key, (True, True, "")), (not has_faults, not failed, view.nodeid))
+    ordered = sorted(groups, key=lambda key: rank[key])
+    return [groups[key][:MAX_SIDE_BY_SIDE] for key in ordered[:MAX_TIMELINES]]
 
 
 def _columns(timeline: Mapping[str, Any]) -> dict[str, str]:
@@ -247,7 +258,27 @@ def _columns(timeline: Mapping[str, Any]) -> dict[str, str]:
     return found
 
 
-def _timeline_figure(view: TestView, timeline: Mapping[str, Any]) -> str:
+def _timeline_figure(group: Sequence[tuple[TestView, Mapping[str, Any]]]) -> str:
+    columns_drawn, shaded, outside = [], 0, 0
+    for view, timeline in group:
+        series, windows, skipped = _timeline_series(view, timeline, titled=len(group) > 1)
+        columns_drawn.append(series)
+        shaded += len(windows)
+        outside += skipped
+    png = plots.timelines_side_by_side(columns_drawn)
+    view = group[0][0]
+    if len(group) == 1:
+        caption = f"{view.nodeid} — {shaded} fault window{'s' if shaded != 1 else ''} shaded"
+    else:
+        caption = (f"{view.nodeid.split('[', 1)[0]} — the same load on {len(group)} stores side by side; "
+                   f"{shaded} window{'s' if shaded != 1 else ''} shaded")
+    if outside:
+        caption += f"; {outside} fault window(s) lie outside the timeline's clock and are not shown"
+    return figure(png, f"timeline of {view.nodeid}", caption)
+
+
+def _timeline_series(view: TestView, timeline: Mapping[str, Any], *,
+                     titled: bool) -> tuple[plots.TimelineSeries, list[plots.FaultWindow], int]:
     columns = _columns(timeline)
     series = timeline.get("series") or {}
     units = timeline.get("units") or {}
@@ -264,10 +295,12 @@ def _timeline_figure(view: TestView, timeline: Mapping[str, Any]) -> str:
             outside += 1  # another clock (e.g. epoch seconds): shading it would mislead
             continue
         windows.append(plots.FaultWindow(str(fault["kind"]), float(window[0]), float(window[1])))
-    title = f"{view.nodeid.split('::', 1)[-1]} · {timeline.get('name', '')}"
-    if view.test.get("sut"):
+    for begin, finish, label in timeline.get("shaded") or []:
+        windows.append(plots.FaultWindow(str(label), float(begin), float(finish), tone=str(label).split()[0]))
+    title = str(timeline.get("name", "")) if titled else f"{view.nodeid.split('::', 1)[-1]} · {timeline.get('name', '')}"
+    if view.test.get("sut") and not _PER_STORE.search(str(timeline.get("name", ""))):
         title += f" · {view.test['sut']}"
-    png = plots.timeline(plots.TimelineSeries(
+    return plots.TimelineSeries(
         title=title, t=t,
         offered=series.get(columns.get("offered", ""), []),
         completed=series.get(columns.get("completed", ""), []),
@@ -275,11 +308,7 @@ def _timeline_figure(view: TestView, timeline: Mapping[str, Any]) -> str:
         p50=series.get(columns.get("p50", ""), []),
         p99=series.get(columns.get("p99", ""), []),
         latency_unit=unit, faults=windows,
-    ))
-    caption = f"{view.nodeid} — {len(windows)} fault window{'s' if len(windows) != 1 else ''} shaded"
-    if outside:
-        caption += f"; {outside} fault window(s) lie outside the timeline's clock and are not shown"
-    return figure(png, f"timeline of {view.nodeid}", caption)
+    ), windows, outside
 
 
 def _unit_from_name(name: str) -> str:
