@@ -187,7 +187,7 @@ border:1px solid var(--line)}
 nav a:hover{background:var(--bg)}
 nav a.fail{border-color:var(--fail);color:var(--fail)}
 nav a.warn{border-color:#d4a72c;color:var(--warn)}
-main{max-width:1240px;margin:0 auto;padding:1.2rem 1.5rem 2rem}
+main{max-width:1360px;margin:0 auto;padding:1.2rem 1.5rem 2rem}
 .card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:1.1rem 1.4rem 1.3rem;
 margin:0 0 1.2rem;box-shadow:0 1px 2px rgba(16,24,40,.04)}
 h2{margin:.1rem 0 .8rem;font-size:1.3rem;font-weight:650;display:flex;align-items:center;gap:.5rem}
@@ -228,7 +228,8 @@ table.sortable th{cursor:pointer;user-select:none}
 table.sortable th::after{content:" \\2195";color:#9aa5b1;font-size:.8em}
 table.sortable th[aria-sort=ascending]::after{content:" \\2191";color:var(--ink)}
 table.sortable th[aria-sort=descending]::after{content:" \\2193";color:var(--ink)}
-table.matrix td{text-align:center}
+table.matrix td{text-align:center;padding:.3rem .3rem}
+table.matrix th{white-space:normal;padding:.45rem .35rem;font-size:.85rem;vertical-align:bottom}
 table.matrix td:first-child{text-align:left;font-weight:600}
 .cell{display:block;border-radius:6px;padding:.3rem .4rem;line-height:1.3;font-size:.85rem}
 .cell b{font-size:1rem}

@@ -55,7 +55,7 @@ def render_chaos(data: ReportInput) -> Section | None:
         parts.append("<h3>Fault × invariant matrix</h3>")
         parts.append(
             '<p class="note">Rows are fault kinds expected to hold, columns the invariants checked. Each cell: '
-            "violations, cases run, injected faults proven to have happened. Green: held; amber: held but not every "
+            "violations (bold), cases run, injected faults proven to have happened. Green: held; amber: held but not every "
             "fault proven; red: violated; grey: not run (this invariant was never checked under this fault).</p>")
         parts.append(_matrix_table(facts))
     if facts.known_unsafe:
@@ -102,10 +102,15 @@ def _matrix_table(facts: ChaosFacts) -> str:
         cases, proven = facts.row_cases(fault)
         row: dict[str, str] = {"fault": escape(fault), "cases": f"{cases:,}"}
         for invariant in facts.invariants:
-            row[escape(invariant)] = _cell(facts, fault, invariant)
+            row[_breakable(invariant)] = _cell(facts, fault, invariant)
         rows.append(row)
     frame = pd.DataFrame(rows)
     return table(frame, raw_html=tuple(frame.columns), css_class="matrix", table_id="chaos-matrix", scroll=False)
+
+
+def _breakable(name: str) -> str:
+    """A column name that may wrap after its underscores: eight invariants fit a laptop screen."""
+    return escape(name).replace("_", "_<wbr>")
 
 
 def _cell(facts: ChaosFacts, fault: str, invariant: str) -> str:
@@ -116,9 +121,9 @@ def _cell(facts: ChaosFacts, fault: str, invariant: str) -> str:
     if cell.status in ("skip", "not_run") and not cell.cases:
         text = "skipped" if cell.status == "skip" else "not run"
     else:
-        text = f"<b>{cell.violations:,}</b> violation{'s' if cell.violations != 1 else ''}"
+        text = f"<b>{cell.violations:,}</b>"
         if cell.cases:
-            text += f"<br><small>{cell.cases:,} cases · {cell.proven:,} proven</small>"
+            text += f"<br><small>{cell.cases:,} cases<br>{cell.proven:,} proven</small>"
     attributes = (f'data-fault="{escape(fault)}" data-invariant="{escape(invariant)}" data-status="{cell.status}" '
                   f'data-cases="{cell.cases}" data-proven="{cell.proven}" data-violations="{cell.violations}"')
     return (f'<span class="cell {tone}" data-sort="{cell.violations}" title="{escape(cell.status)}" {attributes}>'
