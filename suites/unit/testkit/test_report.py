@@ -298,7 +298,7 @@ def test_thousands_of_tests_render_in_seconds_into_a_reasonable_file(tmp_path: P
     elapsed = time.perf_counter() - started
     size = out.stat().st_size
     print(f"\n5,000 tests (plus chaos, perf, load, memory): rendered in {elapsed:.2f} s, {size / 1024:.0f} KiB")
-    assert elapsed < 15.0  # a few seconds on a busy 2-core runner; the bound only catches a blow-up
+    assert elapsed < 40.0  # ~10 s with 3 campaign pictures on a 2-core runner at load 10; catches only a blow-up
     assert size < 4 * 1024 * 1024
     page = out.read_text(encoding="utf-8")
     assert page.count("<tr>") > 5_000  # every test is listed (in the collapsed full table)
