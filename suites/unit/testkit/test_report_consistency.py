@@ -177,7 +177,6 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], 
     return document, page
 
 
-@pytest.mark.ci
 def test_every_cell_headline_and_percentile_agrees_with_the_results_file(rendered: tuple[dict[str, Any], str]) -> None:
     document, page = rendered
     assert cross_check(page, document) == []
@@ -190,7 +189,6 @@ def test_every_cell_headline_and_percentile_agrees_with_the_results_file(rendere
     assert "durability-none" in section(page, "chaos")
 
 
-@pytest.mark.ci
 @pytest.mark.parametrize("change", ["cell violations", "cell status", "cell cases", "histogram", "by sut"])
 def test_the_cross_check_fails_on_a_results_file_with_one_cell_changed(
     rendered: tuple[dict[str, Any], str], change: str,
@@ -216,7 +214,6 @@ def test_the_cross_check_fails_on_a_results_file_with_one_cell_changed(
     print(f"{change}: {problems[:3]}")
 
 
-@pytest.mark.ci
 def test_the_table_prints_what_the_terminal_prints(rendered: tuple[dict[str, Any], str]) -> None:
     """The plugin's terminal line and the page, for the same histogram: same digits."""
     document, page = rendered
@@ -229,7 +226,6 @@ def test_the_table_prints_what_the_terminal_prints(rendered: tuple[dict[str, Any
     assert shown["max"] == _ms(summary.max_ns).replace("ms", " ms")
 
 
-@pytest.mark.ci
 def test_a_chaos_only_report_shows_no_peer_card(tmp_path: Path) -> None:
     document = crafted_run(tests=10, seed=3, perf=False, load=False, memory=False)
     for test in document["tests"]:
