@@ -134,13 +134,19 @@ def _fixed_png(figure: Figure) -> bytes:
 def _latency_panel(axes: Any, ops: Sequence[Sequence[Any]], bins: Sequence[Sequence[Any]], total: int) -> None:
     latencies = [op[1] for op in ops if op[1] is not None and op[1] > 0]
     shown_unit, divisor = scale_for(max(latencies, default=1.0), "s")
+    dot = max(5.0, min(24.0, 4000.0 / max(len(ops), 1)))  # a short campaign's few points stay visible
     for status, colour in _STATUS_COLOURS.items():
         points = [(op[0], op[1] / divisor) for op in ops if op[2] == status and op[1] is not None and op[1] > 0]
         if points:
             x, y = zip(*points, strict=True)
-            axes.scatter(x, y, s=5 if status == 1 else 14, color=colour, alpha=0.45 if status == 1 else 0.9,
+            axes.scatter(x, y, s=dot if status == 1 else 14, color=colour, alpha=0.45 if status == 1 else 0.9,
                          marker="o" if status == 1 else "x", linewidths=0.9 if status != 1 else 0,
-                         label=f"{_STATUS_NAMES[status]} ({len(points):,})", zorder=3 if status != 1 else 2)
+                         label=f"{_STATUS_NAMES[status]} ({len(points):,})", zorder=5)
+    unanswered = [op[0] for op in ops if op[1] is None]
+    if unanswered:  # in flight when the worker died: no latency, shown as ticks along the bottom
+        axes.scatter(unanswered, [0.02] * len(unanswered), transform=axes.get_xaxis_transform(), marker="|", s=60,
+                     color=_STATUS_COLOURS[3], linewidths=1.2, label=f"no answer, worker died ({len(unanswered):,})",
+                     zorder=5)
     t = [row[0] for row in bins]
     for column, colour, name in ((3, "#1f2933", "p50"), (4, "#e07b00", "p99")):
         values = [np.nan if row[column] is None else row[column] / divisor for row in bins]
@@ -198,14 +204,16 @@ def _acked_panel(axes: Any, cycles: Sequence[Sequence[float]]) -> None:
         index = np.arange(1, len(cycles) + 1)
         acked = np.asarray([c[2] for c in cycles], dtype=float)
         present = np.asarray([c[3] for c in cycles], dtype=float)
-        axes.plot(index, acked, "o-", color="#9aa5b1", markersize=3, linewidth=1.4, label="acknowledged")
-        axes.plot(index, present, "o--", color=OURS, markersize=3, linewidth=1.2, label="recovered")
+        axes.plot(index, acked, "o-", color="#9aa5b1", markersize=5, linewidth=1.4, label="acknowledged")
+        axes.plot(index, present, "o--", color=OURS, markersize=4, linewidth=1.2, label="recovered")
         lost = acked - present
         if lost.any():
             where = lost > 0
             axes.scatter(index[where], present[where], color=TONE_COLOURS["fail"], zorder=4, s=22,
                          label=f"lost ({int(lost.max()):,} at worst)")
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_xlim(0.5, len(cycles) + 0.5)
+        axes.set_ylim(bottom=0)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_number(v)))
         axes.legend(loc="upper left", fontsize=8)
     else:
