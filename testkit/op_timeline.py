@@ -132,7 +132,8 @@ class OpTimelineBuilder:
             _, _, acknowledged, present = self.cycles[-1]
             recorder.verdict("history (whole campaign)", {
                 "ok": not self.failed_checks and not self.lost,
-                "counts": {"checks": len(self.cycles), "failed_checks": self.failed_checks, "acknowledged": acknowledged,
+                "counts": {"checks": len(self.cycles), "failed_checks": self.failed_checks,
+                           "acknowledged": acknowledged,
                            "acknowledged_present": present, "lost_acknowledged": len(self.lost)}})
         for verdict in verdicts:
             recorder.verdict(verdict["checker"], verdict)

@@ -396,7 +396,8 @@ class OpTimeline:
 
     @classmethod
     def from_dict(cls, document: Any, where: str = "op_timeline") -> OpTimeline:
-        workers = [_string(w, f"{where}.workers") for w in _list(_field(document, "workers", where), f"{where}.workers")]
+        workers = [_string(w, f"{where}.workers")
+                   for w in _list(_field(document, "workers", where), f"{where}.workers")]
         ops = _list(_field(document, "ops", where), f"{where}.ops")
         for index, op in enumerate(ops):
             at = f"{where}.ops[{index}]"
@@ -412,7 +413,8 @@ class OpTimeline:
         for index, fault in enumerate(faults):
             if not isinstance(fault, list) or len(fault) != 3 or _number(fault[1], f"{where}.faults[{index}]") < \
                     _number(fault[0], f"{where}.faults[{index}]"):
-                raise ResultsSchemaError(f"{where}.faults[{index}]: expected [start, end >= start, label], got {fault!r}")
+                raise ResultsSchemaError(
+                    f"{where}.faults[{index}]: expected [start, end >= start, label], got {fault!r}")
         return cls(
             ops=ops, workers=workers,
             bins=[list(row) for row in _list(document.get("bins", []), f"{where}.bins")],

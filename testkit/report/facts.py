@@ -136,7 +136,8 @@ def chaos_facts(data: ReportInput) -> ChaosFacts:
     _losses(facts, data, by_sut)
     _known_unsafe(facts, data)
     facts.campaigns = [CampaignView(t, t.test["op_timeline"]) for t in data.tests()
-                       if isinstance(t.test.get("op_timeline"), Mapping) and t.test["op_timeline"].get("ops") is not None]
+                       if isinstance(t.test.get("op_timeline"), Mapping)
+                       and t.test["op_timeline"].get("ops") is not None]
     return facts
 
 

@@ -23,4 +23,5 @@ __all__ = [
 ]
 
 #: The body of the page, in reading order: verdict-bearing sections first, the long test list last.
-SECTION_RENDERERS = (render_chaos, render_campaigns, render_perf, render_latency, render_memory, render_regression, render_tests)
+SECTION_RENDERERS = (render_chaos, render_campaigns, render_perf, render_latency, render_memory, render_regression,
+                     render_tests)

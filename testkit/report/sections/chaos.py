@@ -55,8 +55,8 @@ def render_chaos(data: ReportInput) -> Section | None:
         parts.append("<h3>Fault × invariant matrix</h3>")
         parts.append(
             '<p class="note">Rows are fault kinds expected to hold, columns the invariants checked. Each cell: '
-            "violations (bold), cases run, injected faults proven to have happened. Green: held; amber: held but not every "
-            "fault proven; red: violated; grey: not run (this invariant was never checked under this fault).</p>")
+            "violations (bold), cases run, injected faults proven to have happened. Green: held; amber: held but "
+            "not every fault proven; red: violated; grey: not run (this invariant was never checked under this fault).</p>")
         parts.append(_matrix_table(facts))
     if facts.known_unsafe:
         parts.append(f"<h3>Known-unsafe configurations ({len(facts.known_unsafe):,})</h3>")

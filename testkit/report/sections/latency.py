@@ -297,7 +297,8 @@ def _timeline_series(view: TestView, timeline: Mapping[str, Any], *,
         windows.append(plots.FaultWindow(str(fault["kind"]), float(window[0]), float(window[1])))
     for begin, finish, label in timeline.get("shaded") or []:
         windows.append(plots.FaultWindow(str(label), float(begin), float(finish), tone=str(label).split()[0]))
-    title = str(timeline.get("name", "")) if titled else f"{view.nodeid.split('::', 1)[-1]} · {timeline.get('name', '')}"
+    name = str(timeline.get("name", ""))
+    title = name if titled else f"{view.nodeid.split('::', 1)[-1]} · {name}"
     if view.test.get("sut") and not _PER_STORE.search(str(timeline.get("name", ""))):
         title += f" · {view.test['sut']}"
     return plots.TimelineSeries(
