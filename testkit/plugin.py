@@ -76,8 +76,8 @@ class TestRecorder:
     verdicts: list[dict[str, Any]] = field(default_factory=list)
     timelines: list[dict[str, Any]] = field(default_factory=list)
     latencies: dict[str, LatencyRecorder] = field(default_factory=dict)
+    expectations: list[dict[str, Any]] = field(default_factory=list)
     operations: dict[str, Any] | None = None
-    expected: dict[str, Any] | None = None
 
     def metric(
         self,
@@ -132,11 +132,9 @@ class TestRecorder:
         report draws one picture per campaign from it (see :mod:`testkit.op_timeline`)."""
         self.operations = timeline.to_dict() if hasattr(timeline, "to_dict") else dict(timeline)
 
-    def expectation(self, *, expected_unsafe: bool, caught: bool, catch_rate: float | None = None,
-                    attempts: int | None = None, catches: int | None = None) -> None:
-        """This configuration is unsafe on purpose; say whether its loss was caught and how often."""
-        self.expected = {"expected_unsafe": bool(expected_unsafe), "caught": bool(caught), "catch_rate": catch_rate,
-                         "attempts": attempts, "catches": catches}
+    def expectation(self, *, fault: str, expected_unsafe: bool, caught: bool, **evidence: Any) -> None:
+        """A configuration's expectation under one fault and whether the run caught a loss (Jepsen's known-unsafe)."""
+        self.expectations.append({"fault": fault, "expected_unsafe": expected_unsafe, "caught": caught, **evidence})
 
     def skip_mechanism(self, mechanism: str, reason: str) -> None:
         self.session.skipped_mechanisms[mechanism] = reason
@@ -363,12 +361,12 @@ class _ReportCollector:
             "faults": [dict(f, window=list(f["window"]) if f["window"] else None) for f in rec.faults] if rec else [],
             "verdicts": rec.verdicts if rec else [],
         }
+        if rec and rec.expectations:
+            record["expectations"] = rec.expectations
         if reason:
             record["skipped_reason"] = reason
         if rec and rec.operations is not None:
             record["op_timeline"] = rec.operations
-        if rec and rec.expected is not None:
-            record["expectation"] = rec.expected
         self.tk.records.append(record)
 
 

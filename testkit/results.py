@@ -29,7 +29,6 @@ __all__ = [
     "SCHEMA_VERSION",
     "ChaosMatrix",
     "FaultRecord",
-    "Expectation",
     "MemoryRecord",
     "Metric",
     "OpTimeline",
@@ -428,34 +427,6 @@ class OpTimeline:
 
 
 @dataclass(slots=True)
-class Expectation:
-    """A configuration declared unsafe on purpose (a known-bad one): was its loss caught, and how often?
-
-    ``catch_rate`` is catches / attempts (each attempt one fault that could have exposed the loss).
-    """
-
-    expected_unsafe: bool
-    caught: bool
-    catch_rate: float | None = None
-    attempts: int | None = None
-    catches: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"expected_unsafe": self.expected_unsafe, "caught": self.caught, "catch_rate": self.catch_rate,
-                "attempts": self.attempts, "catches": self.catches}
-
-    @classmethod
-    def from_dict(cls, document: Any, where: str = "expectation") -> Expectation:
-        return cls(
-            expected_unsafe=_boolean(_field(document, "expected_unsafe", where), f"{where}.expected_unsafe"),
-            caught=_boolean(_field(document, "caught", where), f"{where}.caught"),
-            catch_rate=_optional(document.get("catch_rate"), _number, f"{where}.catch_rate"),
-            attempts=_optional(document.get("attempts"), _integer, f"{where}.attempts"),
-            catches=_optional(document.get("catches"), _integer, f"{where}.catches"),
-        )
-
-
-@dataclass(slots=True)
 class TestRecord:
     """Everything one test recorded about one system under test."""
 
@@ -472,8 +443,9 @@ class TestRecord:
     faults: list[FaultRecord] = field(default_factory=list)
     verdicts: list[VerdictRecord] = field(default_factory=list)
     skipped_reason: str | None = None
+    #: Jepsen-style expectations judged by the test: fault, expected_unsafe, caught, catch evidence.
+    expectations: list[dict[str, Any]] = field(default_factory=list)
     op_timeline: OpTimeline | None = None
-    expectation: Expectation | None = None
 
     def __post_init__(self) -> None:
         _choice(self.outcome, OUTCOMES, f"test {self.nodeid!r}: outcome")
@@ -493,10 +465,10 @@ class TestRecord:
         }
         if self.skipped_reason is not None:
             document["skipped_reason"] = self.skipped_reason
+        if self.expectations:
+            document["expectations"] = [dict(entry) for entry in self.expectations]
         if self.op_timeline is not None:
             document["op_timeline"] = self.op_timeline.to_dict()
-        if self.expectation is not None:
-            document["expectation"] = self.expectation.to_dict()
         return document
 
     @classmethod
@@ -519,8 +491,9 @@ class TestRecord:
             verdicts=[VerdictRecord.from_dict(item, f"{where}.verdicts[{index}]")
                       for index, item in enumerate(_list(document.get("verdicts", []), f"{where}.verdicts"))],
             skipped_reason=_optional(document.get("skipped_reason"), _string, f"{where}.skipped_reason"),
+            expectations=[_object(item, f"{where}.expectations[{index}]") for index, item
+                          in enumerate(_list(document.get("expectations", []), f"{where}.expectations"))],
             op_timeline=_optional(document.get("op_timeline"), OpTimeline.from_dict, f"{where}.op_timeline"),
-            expectation=_optional(document.get("expectation"), Expectation.from_dict, f"{where}.expectation"),
         )
 
 

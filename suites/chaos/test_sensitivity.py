@@ -85,8 +85,8 @@ def _expect_caught(campaign: Campaign, fault: str, adapter: AdapterSpec, attempt
     result.timeline.record(testkit_record)
     attempts = len(result.new_loss)  # a campaign may add attempts until its faults were proven
     rate = _report(testkit_record, label, attempts, result.catches)
-    testkit_record.expectation(expected_unsafe=True, caught=result.catches >= 1, catch_rate=rate,
-                               attempts=attempts, catches=result.catches)
+    testkit_record.expectation(fault=fault, expected_unsafe=True, caught=result.catches >= 1, attempts=attempts,
+                               catches=result.catches, catch_rate=round(rate, 4), lost_acknowledged=len(result.lost_ids))
     testkit_record.fault(fault, result.tally.proven > 0, f"{result.tally.proven}/{attempts} faults proven")
     assert result.catches >= 1, (
         f"seed {seed}: {adapter.name} lost nothing the checker could see in {attempts} {fault}s; "
@@ -126,7 +126,7 @@ def test_corruption_oracle_catches_broken_recovery(
     failures = run_cases(pristine, cases, tmp_path, adapter, tally)
     tally.record(testkit_record)
     rate = _report(testkit_record, label, tally.proven, len(failures))
-    testkit_record.expectation(expected_unsafe=True, caught=bool(failures), catch_rate=rate,
-                               attempts=tally.proven, catches=len(failures))
+    testkit_record.expectation(fault="corruption", expected_unsafe=True, caught=bool(failures), attempts=tally.proven,
+                               catches=len(failures), catch_rate=round(rate, 4))
     assert failures, f"seed {testkit_seed}: {label} survived {tally.proven} mid-log corruption cases unnoticed"
     print(f"{label}: caught in {len(failures)}/{tally.proven} cases ({rate:.0%}), e.g. {failures[0][:300]}")

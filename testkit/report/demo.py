@@ -22,7 +22,6 @@ from testkit.percentiles import LatencyRecorder
 from testkit.regression import Baseline, Comparison, compare
 from testkit.results import (
     ChaosMatrix,
-    Expectation,
     FaultRecord,
     MemoryRecord,
     Metric,
@@ -135,7 +134,8 @@ def _chaos_tests(rng: np.random.Generator, failures: bool) -> tuple[list[TestRec
         faults=[FaultRecord("power_cut", True, "FS_IOC_SHUTDOWN no-flush", (1.0, 1.1))],
         verdicts=[VerdictRecord("durability", False, {"acknowledged": 500, "lost": 7}, lost)],
         op_timeline=caught_timeline,
-        expectation=Expectation(expected_unsafe=True, caught=True, catch_rate=0.5, attempts=6, catches=3),
+        expectations=[{"fault": "power_cut", "expected_unsafe": True, "caught": True, "attempts": 6, "catches": 3,
+                       "catch_rate": 0.5, "lost_acknowledged": 7}],
     ))
     if failures:
         duplicates = [{"kind": "no_duplicate", "event_ids": ["evt-004211", "evt-004212"], "sequences": [4211, 4212],

@@ -54,6 +54,7 @@ class KnownUnsafe:
     catches: int | None
     catch_rate: float | None
     source: str  # "expectation" (the test said so) or "matrix" (read from a known-bad row)
+    lost_acknowledged: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,8 +168,7 @@ def _matrix_from_tests(facts: ChaosFacts, rows: list[str]) -> None:
     a cell is counted only where a test's checker judged that fault."""
     for view in facts.chaos_tests:
         kinds = list(dict.fromkeys(str(f["kind"]) for f in view.test.get("faults") or []))
-        if view.test.get("expectation", {}).get("expected_unsafe") if isinstance(view.test.get("expectation"),
-                                                                                 Mapping) else False:
+        if any(isinstance(e, Mapping) and e.get("expected_unsafe") for e in view.test.get("expectations") or []):
             kinds = [KNOWN_BAD_PREFIX + kind for kind in kinds]
         faults = view.test.get("faults") or []
         for kind in kinds:
@@ -216,24 +216,35 @@ def _losses(facts: ChaosFacts, data: ReportInput, by_sut: Mapping[str, Mapping[s
 
 
 def _known_unsafe(facts: ChaosFacts, data: ReportInput) -> None:
-    """From the tests' ``expectation`` records; known-bad matrix rows no test described are read from the matrix."""
+    """From the tests' ``expectations`` (one per fault a configuration was judged under); known-bad matrix rows
+    are read from the matrix only when no test recorded an expectation (an older writer)."""
     for view in data.tests():
-        expectation = view.test.get("expectation")
-        if not isinstance(expectation, Mapping) or not expectation.get("expected_unsafe"):
-            continue
-        faults = list(dict.fromkeys(str(f["kind"]) for f in view.test.get("faults") or []))
-        name = view.nodeid.split("::", 1)[-1]
-        facts.known_unsafe.append(KnownUnsafe(
-            name, str(view.test.get("sut") or "—"), ", ".join(faults) or "—", bool(expectation.get("caught")),
-            expectation.get("attempts"), expectation.get("catches"), expectation.get("catch_rate"), "expectation"))
+        for expectation in view.test.get("expectations") or []:
+            if not isinstance(expectation, Mapping) or not expectation.get("expected_unsafe"):
+                continue
+            faults = [str(f["kind"]) for f in view.test.get("faults") or []]
+            facts.known_unsafe.append(KnownUnsafe(
+                view.nodeid.split("::", 1)[-1], str(view.test.get("sut") or "—"),
+                str(expectation.get("fault") or ", ".join(dict.fromkeys(faults)) or "—"),
+                bool(expectation.get("caught")), _int_or_none(expectation.get("attempts")),
+                _int_or_none(expectation.get("catches")), _float_or_none(expectation.get("catch_rate")), "expectation",
+                _int_or_none(expectation.get("lost_acknowledged"))))
     if facts.known_unsafe:
         return
-    for row in facts.known_bad_rows:  # an older writer: only the matrix rows say what was caught
+    for row in facts.known_bad_rows:
         cells = [facts.cell(row, i) for i in facts.invariants]
         cases = max((c.cases for c in cells), default=0)
         caught = sum(c.violations for c in cells)
         facts.known_unsafe.append(KnownUnsafe(row.removeprefix(KNOWN_BAD_PREFIX), "—", row, caught > 0,
                                               cases or None, None, None, "matrix"))
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _float_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _failing_verdicts(view: TestView) -> Sequence[Mapping[str, Any]]:

@@ -6,7 +6,7 @@ What :func:`cross_check` compares, page against file:
 1. every matrix cell (status, cases, proven, violations) of every row expected to hold, with cells the file does
    not count shown as ``not_run``, and no cell on the page that the file lacks;
 2. the headline tiles: fault cases, faults proven (sums of each row's busiest cell), violations and red cells
-   (sums over the cells), known-unsafe caught / total (tests with an ``expectation``);
+   (sums over the cells), known-unsafe caught / total (``expectations`` entries with ``expected_unsafe``);
 3. the verdict box: total violations, and per system under test its violations (``violations_by_sut``);
 4. every percentile in the latency table against the HdrHistogram it came from (decoded with ``hdrh``) in the
    terminal summary's rounding (ms, three decimals), and, for one metric, against the plugin's own terminal line;
@@ -98,14 +98,14 @@ def cross_check(page: str, document: dict[str, Any]) -> list[str]:
                         for i in invariants) for f in rows}
     violations = sum(int(c["violations"]) for c in expected_cells.values())
     red = sum(c["status"] == "fail" for c in expected_cells.values())
-    unsafe = [t for t in document["tests"] if (t.get("expectation") or {}).get("expected_unsafe")]
+    unsafe = [e for t in document["tests"] for e in t.get("expectations") or [] if e.get("expected_unsafe")]
     want_tiles = {
         "fault cases": f"{sum(c for c, _ in row_cases.values()):,}",
         "faults proven": f"{sum(p for _, p in row_cases.values()):,} / {sum(c for c, _ in row_cases.values()):,}",
         "violations (red cells)": f"{violations:,} ({red:,})",
     }
     if unsafe:
-        caught = sum(bool(t["expectation"]["caught"]) for t in unsafe)
+        caught = sum(bool(e["caught"]) for e in unsafe)
         want_tiles["known-unsafe caught"] = f"{caught:,} / {len(unsafe):,}"
     got_tiles = tiles(page, "Chaos: verdict, faults × invariants")
     for label, value in want_tiles.items():

@@ -142,6 +142,7 @@ def _known_unsafe_table(facts: ChaosFacts) -> str:
             "catches / attempts": "—" if item.attempts is None else
             f"{'?' if item.catches is None else f'{item.catches:,}'} / {item.attempts:,}",
             "catch rate": f'<span data-fact="catch-rate">{rate}</span>',
+            "acknowledged writes lost": "—" if item.lost_acknowledged is None else f"{item.lost_acknowledged:,}",
         })
     frame = pd.DataFrame(rows)
     return table(frame, raw_html=tuple(frame.columns), table_id="known-unsafe", scroll=False)
