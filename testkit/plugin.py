@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from testkit.adapters.factory import AdapterSpec
-from testkit.percentiles import LatencyRecorder
+from testkit.percentiles import LatencyRecorder, format_ms
 
 __all__ = ["ChaosCell", "TestkitSession", "TestRecorder", "parse_duration"]
 
@@ -77,6 +77,7 @@ class TestRecorder:
     timelines: list[dict[str, Any]] = field(default_factory=list)
     latencies: dict[str, LatencyRecorder] = field(default_factory=dict)
     expectations: list[dict[str, Any]] = field(default_factory=list)
+    operations: dict[str, Any] | None = None
 
     def metric(
         self,
@@ -126,6 +127,11 @@ class TestRecorder:
     ) -> None:
         self.session.add_chaos(fault_kind, invariant, cases=cases, proven=proven, violations=violations, sut=sut)
 
+    def op_timeline(self, timeline: Any) -> None:
+        """A fault campaign's operations, fault windows and recoveries (an ``OpTimeline`` or its dict): the
+        report draws one picture per campaign from it (see :mod:`testkit.op_timeline`)."""
+        self.operations = timeline.to_dict() if hasattr(timeline, "to_dict") else dict(timeline)
+
     def expectation(self, *, fault: str, expected_unsafe: bool, caught: bool, **evidence: Any) -> None:
         """A configuration's expectation under one fault and whether the run caught a loss (Jepsen's known-unsafe)."""
         self.expectations.append({"fault": fault, "expected_unsafe": expected_unsafe, "caught": caught, **evidence})
@@ -133,8 +139,10 @@ class TestRecorder:
     def skip_mechanism(self, mechanism: str, reason: str) -> None:
         self.session.skipped_mechanisms[mechanism] = reason
 
-    def timeline(self, name: str, rows: list[dict[str, Any]], units: dict[str, str] | None = None) -> None:
-        """Per-second rows such as ``{"t": 0.0, "completed": 980, "p99": 1.2}``."""
+    def timeline(self, name: str, rows: list[dict[str, Any]], units: dict[str, str] | None = None,
+                 shaded: list[tuple[float, float, str]] | None = None) -> None:
+        """Per-second rows such as ``{"t": 0.0, "completed": 980, "p99": 1.2}``; ``shaded`` spans (e.g. a burst)
+        ``(start, end, label)`` on the same clock are shaded in the report."""
         if not rows:
             return
         columns = [k for k in rows[0] if k != "t"]
@@ -144,6 +152,7 @@ class TestRecorder:
                 "t": [float(r["t"]) for r in rows],
                 "series": {c: [None if r.get(c) is None else float(r[c]) for r in rows] for c in columns},
                 "units": dict(units or {}),
+                **({"shaded": [[float(a), float(b), str(label)] for a, b, label in shaded]} if shaded else {}),
             }
         )
 
@@ -231,7 +240,13 @@ class TestkitSession:
                 "proven": cell.proven,
                 "violations": cell.violations,
             }
-        return {"faults": faults, "invariants": invariants, "cells": cells, "counts": counts}
+        by_sut: dict[str, dict[str, int]] = {}
+        for (fault, _), cell in self.chaos_cells.items():
+            row = by_sut.setdefault(fault, {})
+            for sut, found in cell.violations_by_sut.items():
+                row[sut] = row.get(sut, 0) + found
+        return {"faults": faults, "invariants": invariants, "cells": cells, "counts": counts,
+                "violations_by_sut": by_sut}
 
     def results_document(self, exitstatus: int) -> dict[str, Any]:
         if self._run is None:
@@ -360,6 +375,8 @@ class _ReportCollector:
             record["expectations"] = rec.expectations
         if reason:
             record["skipped_reason"] = reason
+        if rec and rec.operations is not None:
+            record["op_timeline"] = rec.operations
         self.tk.records.append(record)
 
 
@@ -433,7 +450,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
 
 def _ms(ns: float) -> str:
-    return f"{ns / 1e6:.3f}ms"
+    return f"{format_ms(ns)}ms"
 
 
 def _write_outputs(tk: TestkitSession, exitstatus: int) -> tuple[list[Path], Any]:

@@ -43,6 +43,6 @@ def run_crash_point_kills(adapter: AdapterSpec, crash_point: str, cycles: int, r
             worker = server.spawn(cycle, spec.replace(adapter=AdapterSpec(adapter.name, adapter.factory, options)))
             died_there = server.join(worker, timeout=60.0) == -signal.SIGKILL
             result.tally.case(died_there)
-            judgement, _, damage = recover_and_judge(spec.adapter, spec.data_dir, spec.journal_dir)
-            result.judged(cycle, judgement, damage)
+            judgement, recovered, damage = recover_and_judge(spec.adapter, spec.data_dir, spec.journal_dir)
+            result.judged(cycle, judgement, damage, recovered, spec.journal_dir)
     return result

@@ -56,6 +56,7 @@ def run_kill_cycles(
                     result.problem(f"cycle {cycle}: the store did not open: {error}", "recovers")
                 time.sleep(rng.uniform(*kill_delay_s))  # the fault's moment: appends in flight
             record = server.kill9(worker)
+            result.timeline.fault(record)
             result.tally.case(record.proven)
             last_of_directory = (cycle + 1) % CYCLES_PER_DIRECTORY == 0 or cycle + 1 == cycles
             if (cycle + 1) % CHECK_EVERY == 0 or last_of_directory:
@@ -93,6 +94,7 @@ def run_power_cuts(
                 frozen = server.freeze(worker)
                 power = disk.cut_power()
                 kill = server.kill9(worker)
+                result.timeline.fault(power, fault_kind)
                 result.tally.case(frozen.proven and power.proven and kill.proven)
                 if not power.proven:
                     result.failures.append(f"cut {cut}: power cut not proven: {power.detail}")
@@ -103,9 +105,9 @@ def run_power_cuts(
     return result
 
 
-def _judge(spec: WorkloadSpec) -> tuple[Judgement, list[dict[str, object]]]:
-    judgement, _, damage = recover_and_judge(spec.adapter, spec.data_dir, spec.journal_dir)
-    return judgement, damage
+def _judge(spec: WorkloadSpec) -> tuple[Judgement, list[dict[str, object]], object, str]:
+    judgement, recovered, damage = recover_and_judge(spec.adapter, spec.data_dir, spec.journal_dir)
+    return judgement, damage, recovered, spec.journal_dir
 
 
 def _fsync_dir(path: Path) -> None:
@@ -146,6 +148,7 @@ def run_posix_crashes(
                 result.failures.append(f"crash {crash}: the store did not open: {server.result(worker)}")
             time.sleep(rng.uniform(*KILL_DELAY_S))  # the fault's moment: appends in flight
             kill = server.kill9(worker)
+            result.timeline.fault(kill, fault_kind)
             complete = trace.wait_for_death(worker.pid, timeout=3.0)
             lines = trace.lines()
             if not complete:

@@ -40,6 +40,8 @@ async def _judge_into(result: CampaignResult, appender: Appender, adapter: Adapt
                       declared_lost=recovered.lost_ranges())
     result.tally.add(judgement)
     result.last = judgement
+    result.timeline.history = appender.history  # in-process: the appender's own history is the picture
+    result.timeline.cycle(judgement, recovered)
     if not judgement.ok:
         result.failures.append(judgement.describe())
 
@@ -73,6 +75,7 @@ def run_disk_full(adapter: AdapterSpec, fs_kind: str, seed: int) -> CampaignResu
                     result.tally.case(ballast.record.proven)
                     result.fault("disk_full", ballast.record.proven, ballast.record.detail,
                                  (ballast.record.t_start, ballast.record.t_end))
+                    result.timeline.fault(ballast.record, "disk_full")
                     full = await appender.until_refused(500)
                     if not full.failed:
                         result.failures.append("500 writes went through on a full disk: the store never noticed")
@@ -108,6 +111,7 @@ def run_inodes_exhausted(adapter: AdapterSpec, fs_kind: str, seed: int, *, creat
                 ballast = exhaust_inodes(fs.path)
                 result.tally.case(ballast.record.proven)
                 result.fault("inodes_exhausted", ballast.record.proven, ballast.record.detail)
+                result.timeline.fault(ballast.record, "inodes_exhausted")
                 try:
                     during = await appender.append(40)
                     if appender.acknowledged_ids() - set(await appender.read_ids()):
@@ -149,6 +153,7 @@ def run_read_only_remount(adapter: AdapterSpec, seed: int) -> CampaignResult:
             with remount_readonly(fs.path) as record:
                 result.tally.case(record.proven)
                 result.fault("read_only", record.proven, record.detail)
+                result.timeline.fault(record, "read_only")
                 reader = adapter.create(data_dir)
                 try:
                     await reader.open()
@@ -193,6 +198,7 @@ def run_open_on_full_disk(adapter: AdapterSpec, seed: int) -> CampaignResult:
             with disk_full(fs.path) as ballast:
                 result.tally.case(ballast.record.proven)
                 result.fault("disk_full", ballast.record.proven, ballast.record.detail)
+                result.timeline.fault(ballast.record, "disk_full")
                 store = adapter.create(data_dir)
                 try:
                     await store.open()

@@ -53,6 +53,7 @@ def run_io_errors(adapter: AdapterSpec, scenario: str, root: Path, seed: int, *,
         result.failures.append("the I/O shim left no record")
         return result
     result.fault(record.kind, record.proven, record.detail, (record.t_start, record.t_end))
+    result.timeline.fault(record)
     result.tally.case(record.proven)
     worker = outcome.value
     if outcome.returncode != 0 or not worker or not worker["opened"]:

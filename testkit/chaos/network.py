@@ -104,6 +104,8 @@ def run_network_fault(target: NetworkTarget, kind: str, appends: int, seed: int,
     result.fault(kind, fault.proven, f"{client.attempts} attempts, {client.transport_errors} transport errors",
                  (started, time.time()))
     result.tally.case(fault.proven)
+    result.timeline.fault(fault, kind)
+    result.timeline.history = history  # the client's own history: the picture of this case
     log = list(target.read_back(aggregate))
     verdict = check_durability(history, log, gapless=False)
     counts = verdict.violation_counts

@@ -49,6 +49,7 @@ def run_resource_pressure(adapter: AdapterSpec, limit: str, root: Path, seed: in
     result.tally.case(bool(proofs) and all(r["proven"] for r in proofs))
     for record in proofs:
         result.fault(record["kind"], record["proven"], record["detail"], (record["t_start"], record["t_end"]))
+        result.timeline.fault(record)
     judge_phased_worker(result, spec, outcome, resume_acks=RESUME_ACKS, what="the limit was lifted")
     result.parameters.update(refused_under_pressure=pressure["errors"], acked_under_pressure=pressure["ok"],
                              harness_errors=pressure["harness_errors"])

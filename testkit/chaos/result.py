@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from testkit.chaos.judging import Judgement, Tally
+from testkit.op_timeline import OpTimelineBuilder
 
 __all__ = ["CampaignResult", "ChaosFailure"]
 
@@ -20,7 +21,11 @@ class ChaosFailure(AssertionError):
 
 @dataclass
 class CampaignResult:
-    """``caught[i]``: attempt ``i`` found a violation not seen before (a new lost event, a failing case)."""
+    """``caught[i]``: attempt ``i`` found a violation not seen before (a new lost event, a failing case).
+
+    ``timeline`` collects the campaign's fault windows and judged recoveries for the report's picture of it
+    (campaigns feed it where they already have the facts; :meth:`record_into` writes it when it saw any).
+    """
 
     tally: Tally
     failures: list[str] = field(default_factory=list)
@@ -30,6 +35,7 @@ class CampaignResult:
     faults: list[dict[str, Any]] = field(default_factory=list)
     parameters: dict[str, Any] = field(default_factory=dict)
     verdicts: list[tuple[str, Any]] = field(default_factory=list)
+    timeline: OpTimelineBuilder = field(default_factory=OpTimelineBuilder)
 
     def fault(self, kind: str, proven: bool, detail: str = "", window: tuple[float, float] | None = None) -> None:
         """A fault's proof, for the results' fault list (the tally counts cases; this says what happened)."""
@@ -43,9 +49,15 @@ class CampaignResult:
         for checker, verdict in self.verdicts:
             recorder.verdict(checker, verdict)
         recorder.parameters.update(self.parameters)
+        if self.timeline.faults or self.timeline.cycles:
+            self.timeline.record(recorder)
 
-    def judged(self, case: int, judgement: Judgement, damage: list[dict[str, object]]) -> None:
-        """Record one check after a crash: the invariants it broke and whether it found losses not seen before."""
+    def judged(self, case: int, judgement: Judgement, damage: list[dict[str, object]], recovered: Any = None,
+               journal_dir: str | None = None) -> None:
+        """Record one check after a crash: the invariants it broke and whether it found losses not seen before.
+
+        ``recovered`` (what recovery read back) and ``journal_dir`` (the journals judged) feed the timeline."""
+        self.timeline.cycle(judgement, recovered, journal_dir)
         self.last = judgement
         self.tally.add(judgement)
         self.tally.judged_ok("recovers")

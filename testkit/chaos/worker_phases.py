@@ -24,7 +24,8 @@ def judge_phased_worker(result: CampaignResult, spec: WorkloadSpec, worker: dict
     result.tally.violated("recovers", 0 if after["ok"] >= resume_acks else 1)
     if after["ok"] < resume_acks:
         result.failures.append(f"writes did not resume after {what}: {after}")
-    judgement, _, damage = recover_and_judge(spec.adapter, spec.data_dir, spec.journal_dir)
+    judgement, recovered, damage = recover_and_judge(spec.adapter, spec.data_dir, spec.journal_dir)
+    result.timeline.cycle(judgement, recovered, spec.journal_dir)
     result.tally.add(judgement)
     result.last = judgement
     if damage:

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     system = system_from_arguments(args.adapter, args.option)  # a ValueError here is a usage error (exit 2)
     report = run_conformance(functools.partial(system.spec.create), seed=args.seed, max_examples=args.max_examples,
-                             steps=args.steps, name=system.name, workdir=args.workdir, shrink=not args.no_shrink)
+                             steps=args.steps, workdir=args.workdir, shrink=not args.no_shrink)
     print(report.describe())
     if args.json is not None:
         args.json.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
