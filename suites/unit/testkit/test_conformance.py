@@ -208,4 +208,4 @@ def test_a_malformed_adapter_reference_is_a_usage_error(capsys: pytest.CaptureFi
     assert cli.main(["conformance", "--adapter", "testkit.adapters.sqlite:NoSuchFactory"]) == cli.EXIT_USAGE
     assert "has no 'NoSuchFactory'" in capsys.readouterr().err
     assert cli.main(["conformance", "--adapter", "testkit.adapters.sqlite:SqliteAdapter", "--option", "x"]) == 2
-    assert "key=value" in capsys.readouterr().err
+    assert "KEY=VALUE" in capsys.readouterr().err
