@@ -24,7 +24,8 @@ class CampaignResult:
     """``caught[i]``: attempt ``i`` found a violation not seen before (a new lost event, a failing case).
 
     ``timeline`` collects the campaign's fault windows and judged recoveries for the report's picture of it
-    (campaigns feed it where they already have the facts; :meth:`record_into` writes it when it saw any).
+    (campaigns feed it where they already have the facts; :meth:`record_into` writes it once it has
+    operations to draw: a judged recovery or an in-process history).
     """
 
     tally: Tally
@@ -49,7 +50,7 @@ class CampaignResult:
         for checker, verdict in self.verdicts:
             recorder.verdict(checker, verdict)
         recorder.parameters.update(self.parameters)
-        if self.timeline.faults or self.timeline.cycles:
+        if self.timeline.cycles or self.timeline.history is not None:  # operations to draw
             self.timeline.record(recorder)
 
     def judged(self, case: int, judgement: Judgement, damage: list[dict[str, object]], recovered: Any = None,

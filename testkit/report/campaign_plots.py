@@ -160,7 +160,8 @@ def _latency_panel(axes: Any, ops: Sequence[Sequence[Any]], bins: Sequence[Seque
     sampled = f"; {len(ops):,} of {total:,} operations drawn" if total > len(ops) else ""
     axes.set_title(f"latency of every operation (p50/p99 per bin over all {total:,}){sampled}", loc="left",
                    fontsize=9.5, fontweight="normal")
-    axes.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=5, fontsize=8, borderaxespad=0.2)
+    if axes.get_legend_handles_labels()[0]:  # a campaign without operations draws no lines
+        axes.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=5, fontsize=8, borderaxespad=0.2)
 
 
 def _rate_panel(axes: Any, bins: Sequence[Sequence[Any]], bin_s: float) -> None:
@@ -178,7 +179,8 @@ def _rate_panel(axes: Any, bins: Sequence[Sequence[Any]], bin_s: float) -> None:
     axes.set_xlabel("seconds since the campaign started")
     axes.set_title(f"throughput and errors ({format_number(bin_s)} s bins)", loc="left", fontsize=9.5,
                    fontweight="normal")
-    axes.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, fontsize=8, borderaxespad=0.2)
+    if axes.get_legend_handles_labels()[0]:  # a campaign without operations draws no lines
+        axes.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, fontsize=8, borderaxespad=0.2)
 
 
 def _recovery_panel(axes: Any, cycles: Sequence[Sequence[float]]) -> None:
