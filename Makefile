@@ -10,7 +10,7 @@ BASELINES ?= reports/baselines
 SOAK ?= 1h
 BASELINE_RUNS ?= 3
 
-.PHONY: test chaos perf load soak soak-http baseline compare-error-rates integration unit bench system-deps venv clean mutants mutation-score
+.PHONY: test chaos perf load soak soak-http baseline compare-error-rates integration unit bench example findings mutants mutation-score system-deps venv clean
 
 venv: $(STAMP)
 
@@ -43,6 +43,11 @@ test: $(STAMP) system-deps
 chaos: $(STAMP) system-deps
 	$(PY) -m pytest suites/chaos --testkit-report $(REPORTS)/chaos $(PYTEST_FLAGS)
 	@echo "chaos report: $(REPORTS)/chaos/index.html"
+
+# Power cuts and SIGKILLs over every shipped store configuration; writes the generated docs/findings.md.
+FINDINGS_FLAGS ?=
+findings: $(STAMP) system-deps
+	$(PY) -m testkit.chaos.findings --out docs/findings.md $(FINDINGS_FLAGS)
 
 # perf and load judge ADR-004's speed lines and compare with this machine's baseline in $(BASELINES)
 # (or say there is none: `make baseline` makes one from $(BASELINE_RUNS) runs).
@@ -85,6 +90,10 @@ mutants: $(STAMP) system-deps
 mutation-score: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[mutation]'
 	$(PY) -m suites.unit.mutation_score
+
+# The kit as a new user meets it: built wheels, a fresh venv, one adapter module, `testkit chaos`.
+example: $(STAMP) system-deps
+	$(PY) -m pytest suites/examples -s $(PYTEST_FLAGS)
 
 bench: $(STAMP)
 	$(PY) -m lighthouse.bench

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from testkit.conformance import command as _conformance
 from testkit.regression import Baseline, Thresholds, compare, load_comparable
 from testkit.results import ResultsSchemaError, load_results, write_json_atomically
 
@@ -132,11 +133,26 @@ def _run_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_chaos(parser: argparse.ArgumentParser) -> None:
+    from testkit.chaos.command import add_arguments
+
+    add_arguments(parser)
+
+
+def _run_chaos(args: argparse.Namespace) -> int:
+    from testkit.chaos.command import run
+
+    return run(args)
+
+
 #: ``(name, help, add_arguments, run)`` for each subcommand.
 SUBCOMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None], _Run], ...] = (
     ("compare", "compare a run with a baseline; exit 1 on a blocking regression", _add_compare, _run_compare),
     ("baseline", "pool results files of repeated runs into a baseline file", _add_baseline, _run_baseline),
     ("report", "render results files as a self-contained HTML report", _add_report, _run_report),
+    ("chaos", "run the shipped chaos suite against one adapter (conformance first)", _add_chaos, _run_chaos),
+    ("conformance", "check that an adapter keeps the protocol's rules (run it before any chaos)",
+     _conformance.add_arguments, _conformance.run),
 )
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "LatencyRecorder",
     "LatencySummary",
     "PercentileError",
+    "format_ms",
 ]
 
 HOUR_NS = 3_600 * 1_000_000_000
@@ -83,6 +84,11 @@ class HistogramSpec:
 
     def new_recorder(self) -> LatencyRecorder:
         return LatencyRecorder(self.lowest_ns, self.highest_ns, self.significant_figures)
+
+
+def format_ms(ns: float) -> str:
+    """A latency in milliseconds as the terminal summary and the report both print it: three decimals."""
+    return f"{ns / 1e6:.3f}"
 
 
 @dataclass(frozen=True)

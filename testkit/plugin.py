@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from testkit.adapters.factory import AdapterSpec, available_adapters
-from testkit.percentiles import LatencyRecorder
+from testkit.adapters.factory import AdapterSpec
+from testkit.percentiles import LatencyRecorder, format_ms
 
 __all__ = ["ChaosCell", "TestkitSession", "TestRecorder", "parse_duration", "session_of"]
 
@@ -76,6 +76,8 @@ class TestRecorder:
     verdicts: list[dict[str, Any]] = field(default_factory=list)
     timelines: list[dict[str, Any]] = field(default_factory=list)
     latencies: dict[str, LatencyRecorder] = field(default_factory=dict)
+    expectations: list[dict[str, Any]] = field(default_factory=list)
+    operations: dict[str, Any] | None = None
 
     def metric(
         self,
@@ -125,11 +127,22 @@ class TestRecorder:
     ) -> None:
         self.session.add_chaos(fault_kind, invariant, cases=cases, proven=proven, violations=violations, sut=sut)
 
+    def op_timeline(self, timeline: Any) -> None:
+        """A fault campaign's operations, fault windows and recoveries (an ``OpTimeline`` or its dict): the
+        report draws one picture per campaign from it (see :mod:`testkit.op_timeline`)."""
+        self.operations = timeline.to_dict() if hasattr(timeline, "to_dict") else dict(timeline)
+
+    def expectation(self, *, fault: str, expected_unsafe: bool, caught: bool, **evidence: Any) -> None:
+        """A configuration's expectation under one fault and whether the run caught a loss (Jepsen's known-unsafe)."""
+        self.expectations.append({"fault": fault, "expected_unsafe": expected_unsafe, "caught": caught, **evidence})
+
     def skip_mechanism(self, mechanism: str, reason: str) -> None:
         self.session.skipped_mechanisms[mechanism] = reason
 
-    def timeline(self, name: str, rows: list[dict[str, Any]], units: dict[str, str] | None = None) -> None:
-        """Per-second rows such as ``{"t": 0.0, "completed": 980, "p99": 1.2}``."""
+    def timeline(self, name: str, rows: list[dict[str, Any]], units: dict[str, str] | None = None,
+                 shaded: list[tuple[float, float, str]] | None = None) -> None:
+        """Per-second rows such as ``{"t": 0.0, "completed": 980, "p99": 1.2}``; ``shaded`` spans (e.g. a burst)
+        ``(start, end, label)`` on the same clock are shaded in the report."""
         if not rows:
             return
         columns = [k for k in rows[0] if k != "t"]
@@ -139,6 +152,7 @@ class TestRecorder:
                 "t": [float(r["t"]) for r in rows],
                 "series": {c: [None if r.get(c) is None else float(r[c]) for r in rows] for c in columns},
                 "units": dict(units or {}),
+                **({"shaded": [[float(a), float(b), str(label)] for a, b, label in shaded]} if shaded else {}),
             }
         )
 
@@ -231,7 +245,13 @@ class TestkitSession:
                 "proven": cell.proven,
                 "violations": cell.violations,
             }
-        return {"faults": faults, "invariants": invariants, "cells": cells, "counts": counts}
+        by_sut: dict[str, dict[str, int]] = {}
+        for (fault, _), cell in self.chaos_cells.items():
+            row = by_sut.setdefault(fault, {})
+            for sut, found in cell.violations_by_sut.items():
+                row[sut] = row.get(sut, 0) + found
+        return {"faults": faults, "invariants": invariants, "cells": cells, "counts": counts,
+                "violations_by_sut": by_sut}
 
     def results_document(self, exitstatus: int) -> dict[str, Any]:
         if self._run is None:
@@ -274,6 +294,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="compare this run with a baseline file, or with this machine's baseline in a directory "
                          "(e.g. reports/baselines); a blocking regression exits 1, a gate matching no metric 2")
     group.addoption("--testkit-save-baseline", default=None, metavar="FILE", help="save this run as a baseline")
+    group.addoption("--testkit-adapter", action="append", default=[], metavar="PKG.MODULE:FACTORY",
+                    help="system under test for store_adapter and the chaos suite (repeatable)")
+    group.addoption("--testkit-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="factory option for --testkit-adapter; expected_loss=FAULT[,FAULT] declares known-unsafe")
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from testkit.chaos import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -372,8 +402,12 @@ class _ReportCollector:
             "faults": [dict(f, window=list(f["window"]) if f["window"] else None) for f in rec.faults] if rec else [],
             "verdicts": rec.verdicts if rec else [],
         }
+        if rec and rec.expectations:
+            record["expectations"] = rec.expectations
         if reason:
             record["skipped_reason"] = reason
+        if rec and rec.operations is not None:
+            record["op_timeline"] = rec.operations
         self.tk.records.append(record)
 
 
@@ -449,7 +483,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
 
 def _ms(ns: float) -> str:
-    return f"{ns / 1e6:.3f}ms"
+    return f"{format_ms(ns)}ms"
 
 
 def _write_outputs(tk: TestkitSession, exitstatus: int) -> tuple[list[Path], Any]:
@@ -592,22 +626,34 @@ def memory_tracker() -> Iterator[Any]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "store_adapter" in metafunc.fixturenames and not any(
-        m.name == "parametrize" and "store_adapter" in str(m.args[0]) for m in metafunc.definition.iter_markers()
+    wants = {"store_adapter", "system_under_test"} & set(metafunc.fixturenames)
+    if wants and not any(
+        m.name == "parametrize" and any(w in str(m.args[0]) for w in (*wants, "adapter_spec"))
+        for m in metafunc.definition.iter_markers()
     ):
-        specs = available_adapters()
-        metafunc.parametrize("adapter_spec", specs, ids=[s.name for s in specs], indirect=True)
+        from testkit.chaos.registry import registered_systems
+
+        systems = registered_systems(metafunc.config)
+        metafunc.parametrize("system_under_test", systems, ids=[s.name for s in systems], indirect=True)
 
 
 @pytest.fixture
-def adapter_spec(request: pytest.FixtureRequest) -> AdapterSpec:
-    return request.param  # type: ignore[no-any-return]
+def system_under_test(request: pytest.FixtureRequest, testkit_record: TestRecorder) -> Any:
+    """The registered system under test (``--testkit-adapter``, entry points, hook); names it in the results."""
+    system = request.param
+    testkit_record.sut = system.name
+    return system
+
+
+@pytest.fixture
+def adapter_spec(system_under_test: Any) -> AdapterSpec:
+    return system_under_test.spec  # type: ignore[no-any-return]
 
 
 @pytest.fixture
 def store_adapter(adapter_spec: AdapterSpec, tmp_path: Path, testkit_record: TestRecorder) -> Any:
     """An adapter (not yet opened: open and close it in your test's event loop) over a fresh
-    data directory, once per available store."""
+    data directory, once per registered store."""
     adapter = adapter_spec.create(tmp_path / "store")
     testkit_record.sut = adapter.name
     return adapter

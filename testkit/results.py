@@ -2,7 +2,7 @@
 
 Every suite writes the same JSON document so that one report renderer and one regression comparer serve all of
 them. The document carries raw samples and encoded HdrHistograms, not only summaries, because a regression gate
-needs distributions to tell a real change from noise. The schema is documented in ``docs/results-schema.md``;
+needs distributions to tell a real change from noise. The schema is documented in ``testkit/docs/results-schema.md``;
 field names are stable, and a breaking change bumps :data:`SCHEMA_VERSION` so that an old reader fails loudly
 instead of misreading a new file.
 """
@@ -31,6 +31,7 @@ __all__ = [
     "FaultRecord",
     "MemoryRecord",
     "Metric",
+    "OpTimeline",
     "ResultsSchemaError",
     "RunInfo",
     "RunResults",
@@ -61,6 +62,8 @@ TARGET_OPS: dict[str, Callable[[float, float], bool]] = {
     "==": lambda value, bound: value == bound,
 }
 MATRIX_STATUSES: frozenset[str] = frozenset({"pass", "fail", "skip", "not_run"})
+#: Operation status codes in an :class:`OpTimeline` (the codes of :mod:`testkit.checkers.history`).
+OP_OK, OP_FAIL, OP_UNKNOWN = 1, 2, 3
 
 
 class ResultsSchemaError(ValueError):
@@ -255,6 +258,8 @@ class Timeline:
     t: list[float]
     series: dict[str, list[float | None]]
     units: dict[str, str] = field(default_factory=dict)
+    #: Spans to shade that are not faults, on the same clock: ``[start, end, label]`` (e.g. a load burst).
+    shaded: list[list[Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for column, values in self.series.items():
@@ -264,8 +269,11 @@ class Timeline:
                 )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "t": list(self.t), "series": {k: list(v) for k, v in self.series.items()},
-                "units": dict(self.units)}
+        document = {"name": self.name, "t": list(self.t), "series": {k: list(v) for k, v in self.series.items()},
+                    "units": dict(self.units)}
+        if self.shaded:
+            document["shaded"] = [list(span) for span in self.shaded]
+        return document
 
     @classmethod
     def from_dict(cls, document: Any, where: str = "timeline") -> Timeline:
@@ -283,9 +291,19 @@ class Timeline:
                 t=_numbers(_field(document, "t", where), f"{where}.t"),
                 series=series,
                 units={k: _string(v, f"{where}.units.{k}") for k, v in units.items()},
+                shaded=[_span(span, f"{where}.shaded[{i}]")
+                        for i, span in enumerate(_list(document.get("shaded", []), f"{where}.shaded"))],
             )
         except ResultsSchemaError as error:
             raise ResultsSchemaError(f"{where}: {error}") from error
+
+
+def _span(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list) or len(value) != 3:
+        raise ResultsSchemaError(f"{where}: expected [start, end, label], got {value!r}")
+    if _number(value[1], f"{where}[1]") < _number(value[0], f"{where}[0]"):
+        raise ResultsSchemaError(f"{where}: ends before it starts: {value!r}")
+    return [value[0], value[1], _string(value[2], f"{where}[2]")]
 
 
 @dataclass(slots=True)
@@ -350,6 +368,65 @@ class VerdictRecord:
 
 
 @dataclass(slots=True)
+class OpTimeline:
+    """A fault campaign's operations on one clock (seconds since the campaign's first operation or fault).
+
+    ``ops``: ``[t_start, latency_s | None, status, worker]`` per operation (status 1 ok, 2 fail, 3 unknown;
+    ``worker`` indexes ``workers``); a long campaign keeps every failed or unknown operation and an even sample
+    of the acknowledged ones, ``total_ops`` says how many there were. ``bins``: ``[t, ok, failed, p50_s, p99_s]``
+    per ``bin_s`` seconds over *every* operation (throughput, errors and latency lines are never drawn from the
+    sample). ``faults``: ``[start, end, label]``. ``cycles``: ``[t, recovery_s, acknowledged, recovered]`` per
+    recovery (acknowledged writes so far and how many of them the recovered log holds). ``marks``: offending
+    operations ``[t_start, t_end, worker, label]`` named by a violation.
+    """
+
+    ops: list[list[Any]]
+    workers: list[str]
+    bins: list[list[Any]] = field(default_factory=list)
+    bin_s: float = 1.0
+    faults: list[list[Any]] = field(default_factory=list)
+    cycles: list[list[float]] = field(default_factory=list)
+    marks: list[list[Any]] = field(default_factory=list)
+    total_ops: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ops": self.ops, "workers": self.workers, "bins": self.bins, "bin_s": self.bin_s,
+                "faults": self.faults, "cycles": self.cycles, "marks": self.marks, "total_ops": self.total_ops}
+
+    @classmethod
+    def from_dict(cls, document: Any, where: str = "op_timeline") -> OpTimeline:
+        workers = [_string(w, f"{where}.workers")
+                   for w in _list(_field(document, "workers", where), f"{where}.workers")]
+        ops = _list(_field(document, "ops", where), f"{where}.ops")
+        for index, op in enumerate(ops):
+            at = f"{where}.ops[{index}]"
+            if not isinstance(op, list) or len(op) != 4:
+                raise ResultsSchemaError(f"{at}: expected [t_start, latency_s, status, worker], got {op!r}")
+            _number(op[0], f"{at}[0]")
+            _optional(op[1], _number, f"{at}[1]")
+            if op[2] not in (OP_OK, OP_FAIL, OP_UNKNOWN):
+                raise ResultsSchemaError(f"{at}[2]: status must be 1 (ok), 2 (fail) or 3 (unknown), got {op[2]!r}")
+            if not isinstance(op[3], int) or not 0 <= op[3] < len(workers):
+                raise ResultsSchemaError(f"{at}[3]: worker must index workers (0..{len(workers) - 1}), got {op[3]!r}")
+        faults = _list(document.get("faults", []), f"{where}.faults")
+        for index, fault in enumerate(faults):
+            if not isinstance(fault, list) or len(fault) != 3 or _number(fault[1], f"{where}.faults[{index}]") < \
+                    _number(fault[0], f"{where}.faults[{index}]"):
+                raise ResultsSchemaError(
+                    f"{where}.faults[{index}]: expected [start, end >= start, label], got {fault!r}")
+        return cls(
+            ops=ops, workers=workers,
+            bins=[list(row) for row in _list(document.get("bins", []), f"{where}.bins")],
+            bin_s=_number(document.get("bin_s", 1.0), f"{where}.bin_s"),
+            faults=faults,
+            cycles=[_numbers(row, f"{where}.cycles[{i}]")
+                    for i, row in enumerate(_list(document.get("cycles", []), f"{where}.cycles"))],
+            marks=_list(document.get("marks", []), f"{where}.marks"),
+            total_ops=_integer(document.get("total_ops", len(ops)), f"{where}.total_ops"),
+        )
+
+
+@dataclass(slots=True)
 class TestRecord:
     """Everything one test recorded about one system under test."""
 
@@ -366,6 +443,9 @@ class TestRecord:
     faults: list[FaultRecord] = field(default_factory=list)
     verdicts: list[VerdictRecord] = field(default_factory=list)
     skipped_reason: str | None = None
+    #: Jepsen-style expectations judged by the test: fault, expected_unsafe, caught, catch evidence.
+    expectations: list[dict[str, Any]] = field(default_factory=list)
+    op_timeline: OpTimeline | None = None
 
     def __post_init__(self) -> None:
         _choice(self.outcome, OUTCOMES, f"test {self.nodeid!r}: outcome")
@@ -385,6 +465,10 @@ class TestRecord:
         }
         if self.skipped_reason is not None:
             document["skipped_reason"] = self.skipped_reason
+        if self.expectations:
+            document["expectations"] = [dict(entry) for entry in self.expectations]
+        if self.op_timeline is not None:
+            document["op_timeline"] = self.op_timeline.to_dict()
         return document
 
     @classmethod
@@ -407,6 +491,9 @@ class TestRecord:
             verdicts=[VerdictRecord.from_dict(item, f"{where}.verdicts[{index}]")
                       for index, item in enumerate(_list(document.get("verdicts", []), f"{where}.verdicts"))],
             skipped_reason=_optional(document.get("skipped_reason"), _string, f"{where}.skipped_reason"),
+            expectations=[_object(item, f"{where}.expectations[{index}]") for index, item
+                          in enumerate(_list(document.get("expectations", []), f"{where}.expectations"))],
+            op_timeline=_optional(document.get("op_timeline"), OpTimeline.from_dict, f"{where}.op_timeline"),
         )
 
 
@@ -415,13 +502,15 @@ class ChaosMatrix:
     """Which invariant held under which fault: ``cells[fault][invariant]`` is pass, fail, skip or not_run.
 
     ``counts[fault][invariant]`` optionally says how much evidence a cell rests on, e.g.
-    ``{"cases": 20, "proven": 20, "violations": 0}``.
+    ``{"cases": 20, "proven": 20, "violations": 0}``. ``violations_by_sut[fault][sut]`` says which system under
+    test the violations of a row belong to (summed over its invariants).
     """
 
     faults: list[str]
     invariants: list[str]
     cells: dict[str, dict[str, str]]
     counts: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    violations_by_sut: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for fault, row in self.cells.items():
@@ -442,6 +531,8 @@ class ChaosMatrix:
         if self.counts:
             document["counts"] = {fault: {invariant: dict(numbers) for invariant, numbers in row.items()}
                                   for fault, row in self.counts.items()}
+        if self.violations_by_sut:
+            document["violations_by_sut"] = {fault: dict(row) for fault, row in self.violations_by_sut.items()}
         return document
 
     @classmethod
@@ -458,6 +549,8 @@ class ChaosMatrix:
             counts={fault: {invariant: _integer_map(numbers, f"{where}.counts.{fault}.{invariant}")
                             for invariant, numbers in _object(row, f"{where}.counts.{fault}").items()}
                     for fault, row in counts.items()},
+            violations_by_sut={fault: _integer_map(row, f"{where}.violations_by_sut.{fault}") for fault, row in
+                               _object(document.get("violations_by_sut", {}), f"{where}.violations_by_sut").items()},
         )
 
 

@@ -3,7 +3,7 @@
 Every case damages a fresh copy of a small pre-built log (a few ms per case): single bit flips, zeroed
 ranges, truncation, a torn tail at every byte of the last frame (cut, and zero-filled), garbage
 appended, a whole frame duplicated. Each is proven (the bytes really changed), then judged by the
-oracle in :mod:`corruption_oracle`: ``lighthouse verify``'s exit code, what ``health()`` reports,
+oracle in :mod:`testkit.chaos.lighthouse_oracle`: ``lighthouse verify``'s exit code, what ``health()`` reports,
 every recovered event equal to what was written, every intact event still there, every loss
 declared, and the store still appending (with a fresh sequence) after recovery.
 """
@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
+from testkit.chaos import SystemUnderTest, run_generic_corruption, settle
+from testkit.chaos.lighthouse_log import PristineLog, build_pristine_log
+from testkit.chaos.lighthouse_oracle import FAULT_KIND, plan_cases, run_cases
 from testkit.faults import CorruptionKind, SmallTmpfs
 from testkit.faults.probe import probe_tmpfs
 
 from . import stores
-from .corruption_oracle import FAULT_KIND, plan_cases, run_cases
-from .judging import Tally
-from .logfiles import PristineLog, build_pristine_log
 
 
 @pytest.fixture(scope="module")
@@ -51,20 +51,42 @@ def test_corruption_is_detected_reported_and_never_served(
     random_cases: int, every_torn_byte: bool, pristine: PristineLog, scratch: Path, testkit_rng: random.Random,
     testkit_record, testkit_seed: int, scaled,
 ) -> None:
-    testkit_record.sut = "lighthouse"
+    system = stores.lighthouse()
+    testkit_record.sut = system.name
     cases = plan_cases(pristine, testkit_rng, scaled(random_cases), every_torn_byte=every_torn_byte)
-    tally = Tally(FAULT_KIND, "lighthouse")
-    failures = run_cases(pristine, cases, scratch / "work", stores.lighthouse(), tally)
-    tally.record(testkit_record)
-    testkit_record.fault(FAULT_KIND, tally.proven > 0, f"{tally.proven}/{tally.cases} cases changed the bytes")
-    testkit_record.metric("chaos.corruption.cases", tally.proven, "cases", direction="higher")
-    assert tally.proven >= 0.95 * tally.cases, f"seed {testkit_seed}: only {tally.proven}/{tally.cases} proven"
-    assert not failures, f"seed {testkit_seed}: {len(failures)} of {tally.proven} cases failed:\n" + "\n".join(failures[:8])
+    result = run_cases(pristine, cases, scratch / "work", system.spec)
+    testkit_record.fault(FAULT_KIND, result.tally.proven > 0,
+                         f"{result.tally.proven}/{result.tally.cases} cases changed the bytes")
+    testkit_record.metric("chaos.corruption.cases", result.tally.proven, "cases", direction="higher")
+    settle(result, testkit_record, fault="corruption", expected_unsafe=False, seed=testkit_seed, min_proven=0.95)
+
+
+@pytest.mark.parametrize(
+    ("system", "cases"),
+    [
+        pytest.param(stores.lighthouse(segment_bytes=8192), 120, id="lighthouse"),
+        # SQLite keeps no page checksums: its adapter declares it known unsafe under corruption, and it is caught.
+        pytest.param(stores.sqlite(), 120, id="sqlite"),
+        pytest.param(stores.lighthouse(segment_bytes=8192), 30, id="lighthouse-smoke", marks=pytest.mark.smoke),
+    ],
+)
+def test_generic_corruption_never_serves_a_wrong_event(
+    system: SystemUnderTest, cases: int, scratch: Path, testkit_rng: random.Random, testkit_record, testkit_seed: int,
+    case_seed: int, scaled,
+) -> None:
+    """The format-blind campaign any store gets: flips, zeroes, truncations, appended bytes in its files."""
+    testkit_record.sut = system.name
+    root = scratch / f"generic-{system.name}-{case_seed}"
+    result = run_generic_corruption(system.spec, root, testkit_rng, case_seed, scaled(cases))
+    settle(result, testkit_record, fault="corruption", expected_unsafe=system.expects_loss("corruption"),
+           seed=testkit_seed, min_proven=0.9)
 
 
 @pytest.mark.smoke
-def test_lighthouse_verify_command_exit_codes(pristine: PristineLog, scratch: Path, testkit_rng: random.Random) -> None:
+def test_lighthouse_verify_command_exit_codes(pristine: PristineLog, scratch: Path, testkit_rng: random.Random,
+                                             testkit_record) -> None:
     """The real ``lighthouse verify`` command, end to end: 0 intact or torn tail, 1 for mid-log damage."""
+    testkit_record.sut = "lighthouse"
 
     def verify(directory: Path) -> int:
         return subprocess.run([sys.executable, "-m", "lighthouse.cli", "verify", str(directory)],

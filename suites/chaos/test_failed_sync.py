@@ -19,9 +19,9 @@ from testkit.adapters.lighthouse import NOT_WRITTEN
 from testkit.checkers.history import OpStatus
 from testkit.faults.probe import probe_strace
 from testkit.faults.workload import load_history
+from testkit.chaos import run_posix_crashes
 
 from . import seeded_bugs, stores
-from .campaigns import run_posix_crashes
 
 FAILED_SYNC_AT = 4  # the Nth fdatasync of each worker's I/O thread fails (a few groups after open)
 
@@ -40,7 +40,7 @@ def test_a_group_whose_fdatasync_failed_is_refused_and_never_reappears(
     tmp_path: Path, testkit_rng: random.Random, testkit_record, testkit_seed: int, case_seed: int, scaled, require,
 ) -> None:
     require("strace", probe_strace())
-    adapter = stores.lighthouse(segment_bytes=64 * 1024, probe_interval=0.02)
+    adapter = stores.lighthouse(segment_bytes=64 * 1024, probe_interval=0.02).spec
     testkit_record.sut = adapter.name
     result = run_posix_crashes(adapter, scaled(8), tmp_path, testkit_rng, case_seed, fault_kind="failed_sync",
                                inject=_inject(FAILED_SYNC_AT))
@@ -57,7 +57,7 @@ def test_acknowledging_after_a_retried_sync_is_caught(
     tmp_path: Path, testkit_rng: random.Random, testkit_record, testkit_seed: int, case_seed: int, scaled, require,
 ) -> None:
     require("strace", probe_strace())
-    adapter = stores.variant(seeded_bugs.RetrySyncAndAck, segment_bytes=64 * 1024)
+    adapter = stores.variant(seeded_bugs.RetrySyncAndAck, segment_bytes=64 * 1024).spec
     testkit_record.sut = adapter.name
     result = run_posix_crashes(adapter, scaled(10), tmp_path, testkit_rng, case_seed, fault_kind="failed_sync",
                                inject=_inject(FAILED_SYNC_AT), until_caught=True)

@@ -20,9 +20,9 @@ from testkit.faults import append_garbage, flip_bit
 from testkit.faults.probe import probe_strace
 from testkit.faults.restart_campaign import RestartCampaignResult, run_restart_cycles
 from testkit.faults.workload import Phase, WorkloadSpec, load_history, recover, run_incarnation
+from testkit.chaos.judging import Tally, is_store_generated
 
 from . import seeded_bugs, stores
-from .judging import Tally, is_store_generated
 
 INVARIANTS = ("no_lost_ack", "no_duplicate", "order", "no_phantom", "prefix_no_holes", "recovers")
 
@@ -67,7 +67,7 @@ def test_retries_across_restarts_and_appends_after_recovery(
     fault: str, crashes: int, tmp_path: Path, testkit_rng: random.Random, testkit_record, testkit_seed: int,
     case_seed: int, scaled, require,
 ) -> None:
-    adapter = stores.lighthouse(segment_bytes=64 * 1024)
+    adapter = stores.lighthouse(segment_bytes=64 * 1024).spec
     testkit_record.sut = adapter.name
     result = _run(adapter, fault, scaled(crashes), tmp_path, testkit_rng, case_seed, require)
     _record(testkit_record, result, f"restart_{fault}", adapter.name)
@@ -85,7 +85,7 @@ def test_retries_across_restarts_and_appends_after_recovery(
 ])
 def test_restart_bugs_are_caught(store_class: type, fault: str, tmp_path: Path, testkit_rng: random.Random,
                                  testkit_record, testkit_seed: int, case_seed: int, scaled, require) -> None:
-    adapter = stores.variant(store_class, segment_bytes=64 * 1024)
+    adapter = stores.variant(store_class, segment_bytes=64 * 1024).spec
     testkit_record.sut = adapter.name
     result = _run(adapter, fault, scaled(16), tmp_path, testkit_rng, case_seed, require, until_caught=True)
     _record(testkit_record, result, f"known-bad:{store_class.__name__}", adapter.name)
@@ -102,7 +102,7 @@ def test_the_stores_own_events_are_held_to_no_duplicates(
     case_seed: int,
 ) -> None:
     """A flipped bit mid-log, then three reopens: the store records the damage once, never once per open."""
-    adapter = stores.lighthouse() if store_class is None else stores.variant(store_class)
+    adapter = (stores.lighthouse() if store_class is None else stores.variant(store_class)).spec
     testkit_record.sut = adapter.name
     spec = WorkloadSpec(adapter, str(tmp_path / "data"), str(tmp_path / "journal"), seed=case_seed, clients=2,
                         phases=(Phase(ops_per_client=30),))

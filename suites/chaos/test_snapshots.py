@@ -16,9 +16,9 @@ import pytest
 from testkit.adapters import AdapterSpec
 from testkit.faults.probe import probe_shutdown_ioctl, probe_strace
 from testkit.faults.snapshot_campaign import SnapshotCampaignResult, run_snapshot_crashes
+from testkit.chaos.judging import Tally
 
 from . import seeded_bugs, stores
-from .judging import Tally
 
 PROBES = {"power_cut": ("power cut (loop ext4 + FS_IOC_SHUTDOWN)", probe_shutdown_ioctl),
           "posix_crash": ("strace", probe_strace)}
@@ -50,7 +50,7 @@ def _record(testkit_record, result: SnapshotCampaignResult, fault_kind: str, sut
 ])
 def test_snapshots_survive_crashes(fault: str, crashes: int, tmp_path: Path, testkit_rng: random.Random,
                                    testkit_record, testkit_seed: int, case_seed: int, scaled, require) -> None:
-    adapter = stores.lighthouse(segment_bytes=64 * 1024)
+    adapter = stores.lighthouse(segment_bytes=64 * 1024).spec
     testkit_record.sut = adapter.name
     result = _run(adapter, fault, scaled(crashes), tmp_path, testkit_rng, case_seed, require)
     _record(testkit_record, result, f"snapshot_{fault}", adapter.name)
@@ -69,7 +69,7 @@ def test_snapshots_survive_crashes(fault: str, crashes: int, tmp_path: Path, tes
 def test_broken_snapshot_writers_are_caught(store_class: type, tmp_path: Path, testkit_rng: random.Random,
                                             testkit_record, testkit_seed: int, case_seed: int, scaled,
                                             require) -> None:
-    adapter = stores.variant(store_class, segment_bytes=64 * 1024)
+    adapter = stores.variant(store_class, segment_bytes=64 * 1024).spec
     testkit_record.sut = adapter.name
     result = _run(adapter, "posix_crash", scaled(6), tmp_path, testkit_rng, case_seed, require, until_caught=True,
                   preload=[seeded_bugs.__name__])

@@ -1,10 +1,9 @@
-"""Test-only subclasses of the lighthouse store: deliberately broken variants and a crash-point store.
+"""Test-only subclasses of the lighthouse store: deliberately broken variants (expected-unsafe configurations).
 
 The broken variants exist to prove the chaos suite can fail: each breaks one durability rule the
 way real stores have broken it, through the hooks the store keeps for this purpose, and a
-sensitivity test passes only when the checker reports the damage. ``CrashPointStore`` is not
-broken: it SIGKILLs itself at the Nth pass through a named point of the write path (RocksDB-style
-whitebox kill points), so crashes land exactly between a write, its fsync and its ack.
+sensitivity test passes only when the checker reports the damage. (The crash-point store, which is
+not broken, ships with the kit: :mod:`testkit.adapters.lighthouse_crash_points`.)
 
 They are reached from child processes through their import path (``AdapterSpec`` options carry the
 class), so this module must stay importable on its own.
@@ -13,18 +12,14 @@ class), so this module must stay importable on its own.
 from __future__ import annotations
 
 import os
-import signal
 from pathlib import Path
-from typing import Any
 
 from lighthouse import EventStore
 from lighthouse.segments import scan_directory
 
 __all__ = [
     "BROKEN_VARIANTS",
-    "CRASH_POINTS",
     "AckBeforeFsync",
-    "CrashPointStore",
     "SkipDirectoryFsync",
     "TruncateAtFirstBadChecksum",
     "TrustUnverifiedFrames",
@@ -129,50 +124,3 @@ BROKEN_VARIANTS: tuple[type[EventStore], ...] = (
     TruncateAtFirstBadChecksum,
     TrustUnverifiedFrames,
 )
-
-#: Named points of the write path where :class:`CrashPointStore` can kill itself.
-CRASH_POINTS: tuple[str, ...] = (
-    "before_write",  # a group is encoded, nothing written yet
-    "before_sync",  # the group's bytes are in the page cache, not yet fsynced
-    "after_sync",  # durable, not yet acknowledged
-    "segment_created",  # a new segment file exists with its header fsynced, directory not yet fsynced
-    "after_directory_sync",  # the new segment is published, nothing written to it yet
-    "torn_tail_truncated",  # recovery cut a torn tail, before the store finished opening
-)
-
-
-class CrashPointStore(EventStore):
-    """The real store, plus ``crash_point``/``crash_at``: SIGKILL this process at the Nth pass there."""
-
-    def __init__(self, path: Any, *, crash_point: str = "", crash_at: int = 1, **options: Any) -> None:
-        if crash_point and crash_point not in CRASH_POINTS:
-            raise ValueError(f"unknown crash point {crash_point!r}; known: {CRASH_POINTS}")
-        if crash_at < 1:
-            raise ValueError("crash_at must be >= 1")
-        super().__init__(path, **options)
-        self._crash_point = crash_point
-        self._crash_left = crash_at
-
-    def _passing(self, point: str) -> None:
-        if point == self._crash_point:
-            self._crash_left -= 1
-            if self._crash_left == 0:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-    def _write_durably(self, offset: int, data: bytes) -> None:
-        self._passing("before_write")
-        super()._write_durably(offset, data)
-
-    def _sync_after_write(self, fd: int) -> None:
-        self._passing("before_sync")
-        super()._sync_after_write(fd)
-        self._passing("after_sync")
-
-    def _sync_directory(self) -> None:
-        self._passing("segment_created")
-        super()._sync_directory()
-        self._passing("after_directory_sync")
-
-    def _truncate_torn_tail(self, path: Path, at: int) -> None:
-        super()._truncate_torn_tail(path, at)
-        self._passing("torn_tail_truncated")

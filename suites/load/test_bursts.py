@@ -67,7 +67,8 @@ def test_ten_fold_bursts_lose_nothing_and_latency_recovers(tmp_path: Path, run: 
         testkit_record.verdict(f"durability[{name}]", verdict)
         testkit_record.latency(f"append[{name}]", result.latency)
         testkit_record.timeline(f"burst [{name}]", [{"t": t, "p99": p99, "completed": n}
-                                                    for t, p99, n in windows.series(99.0)], {"p99": "ms"})
+                                                    for t, p99, n in windows.series(99.0)], {"p99": "ms"},
+                                shaded=[(burst_start, burst_end, f"burst ×{BURST_FACTOR:g}")])
         baseline[name] = windows.percentile(WARM_UP_S, burst_start, 99.0)
         burst_p99[name] = windows.percentile(burst_start, burst_end, 99.0)
         series = windows.series(99.0)

@@ -23,7 +23,9 @@ class AdapterSpec:
 
     def create(self, data_dir: str | os.PathLike[str]) -> EventStoreAdapter:
         module_name, _, attr = self.factory.partition(":")
-        factory = getattr(importlib.import_module(module_name), attr)
+        factory: Any = importlib.import_module(module_name)
+        for part in attr.split("."):  # "module:Class.method" as well as "module:factory"
+            factory = getattr(factory, part)
         return factory(data_dir, **self.options)  # type: ignore[no-any-return]
 
 

@@ -10,8 +10,19 @@ from typing import Any
 from lighthouse import Event, EventFilter, EventStore, LighthouseError
 
 from testkit.adapters.base import AdapterError, StoredEvent
+from testkit.chaos.capabilities import Capabilities
 
-__all__ = ["INTEGRITY_AGGREGATE", "NOT_WRITTEN", "LighthouseAdapter", "to_stored"]
+__all__ = ["CRASH_POINTS", "INTEGRITY_AGGREGATE", "NOT_WRITTEN", "LighthouseAdapter", "to_stored"]
+
+#: Named points of the write path where :mod:`testkit.adapters.lighthouse_crash_points` can kill the store.
+CRASH_POINTS: tuple[str, ...] = (
+    "before_write",  # a group is encoded, nothing written yet
+    "before_sync",  # the group's bytes are in the page cache, not yet fsynced
+    "after_sync",  # durable, not yet acknowledged
+    "segment_created",  # a new segment file exists with its header fsynced, directory not yet fsynced
+    "after_directory_sync",  # the new segment is published, nothing written to it yet
+    "torn_tail_truncated",  # recovery cut a torn tail, before the store finished opening
+)
 
 #: Aggregate of the events the store writes about itself (damage found on open).
 INTEGRITY_AGGREGATE = "store:integrity"
@@ -51,6 +62,13 @@ class LighthouseAdapter:
     """
 
     name = "lighthouse"
+    testkit_capabilities = Capabilities(
+        crash_points=CRASH_POINTS,
+        crash_point_factory="testkit.adapters.lighthouse_crash_points:crash_point_adapter",
+        io_target=".seg",
+        corruption_oracle="testkit.chaos.lighthouse_oracle:run_format_aware_corruption",
+        creates_files=True,
+    )
 
     def __init__(
         self,

@@ -2,7 +2,9 @@
 
 It proves the kit is not tied to lighthouse, and it is the peer every suite measures against.
 ``synchronous="FULL"`` makes each commit durable; ``"OFF"`` is the known-bad configuration the
-chaos suite must catch losing acknowledged events under power cuts.
+chaos suite must catch losing acknowledged events under power cuts. SQLite documents that in WAL
+mode ``NORMAL`` "might roll back" committed transactions "following a power loss or system crash",
+so ``NORMAL`` expects power-cut losses too (never SIGKILL losses).
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from typing import Any
 import msgpack
 
 from testkit.adapters.base import AdapterError, StoredEvent
+from testkit.adapters.validation import stored_copy, validate_batch
+from testkit.chaos.capabilities import Capabilities, declaring
 
-__all__ = ["SqliteAdapter"]
+__all__ = ["SqliteAdapter", "sqlite_full", "sqlite_normal", "sqlite_off"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -80,12 +84,19 @@ def _stored(row: tuple[Any, ...]) -> StoredEvent:
 class SqliteAdapter:
     """Events in one SQLite table; every append is one transaction on one dedicated thread."""
 
+    #: SQLite in WAL mode must create its -shm file to open, so it cannot open on a read-only or full filesystem;
+    #: it keeps no page checksums, so damaged bytes can be served as an event nobody wrote (known unsafe).
+    testkit_capabilities = Capabilities(io_target="events.db", opens_read_only=False,
+                                        expected_loss=frozenset({"corruption"}))
+
     def __init__(self, data_dir: str | os.PathLike[str], *, synchronous: str = "FULL") -> None:
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"unknown synchronous mode {synchronous!r}")
         self.data_dir = Path(data_dir)
         self.synchronous = synchronous.upper()
         self.name = "sqlite" if self.synchronous == "FULL" else f"sqlite[synchronous={self.synchronous}]"
+        durable = self.synchronous in ("FULL", "EXTRA")
+        self.expected_loss: frozenset[str] = frozenset() if durable else frozenset({"power_cut", "posix_crash"})
         self._conn: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
 
@@ -131,21 +142,10 @@ class SqliteAdapter:
         return (await self.append_batch([event]))[0]
 
     async def append_batch(self, events: Sequence[Mapping[str, Any]]) -> list[StoredEvent]:
+        events = validate_batch(events)
         rows = [_row(e) for e in events]
         seqs = await self._run(self._append_rows, rows)
-        return [
-            StoredEvent(
-                event_id=e["event_id"],
-                sequence=seq,
-                event_type=str(e["event_type"]),
-                aggregate_id=e["aggregate_id"],
-                source_agent=e.get("source_agent") or "system",
-                data=dict(e.get("data") or {}),
-                correlation_id=e.get("correlation_id"),
-                causation_id=e.get("causation_id"),
-            )
-            for e, seq in zip(events, seqs)
-        ]
+        return [stored_copy(e, seq) for e, seq in zip(events, seqs, strict=True)]
 
     def _select(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         assert self._conn is not None
@@ -187,3 +187,21 @@ class SqliteAdapter:
             self._conn = None
         self._thread.shutdown(wait=True)
         self._thread = None
+
+
+@declaring(SqliteAdapter.testkit_capabilities)
+def sqlite_full(data_dir: str | os.PathLike[str], **options: Any) -> SqliteAdapter:
+    """WAL, ``synchronous=FULL``: every commit synced."""
+    return SqliteAdapter(data_dir, **{"synchronous": "FULL", **options})
+
+
+@declaring(SqliteAdapter.testkit_capabilities)
+def sqlite_normal(data_dir: str | os.PathLike[str], **options: Any) -> SqliteAdapter:
+    """WAL, ``synchronous=NORMAL``: safe from application crashes, not from power loss."""
+    return SqliteAdapter(data_dir, **{"synchronous": "NORMAL", **options})
+
+
+@declaring(SqliteAdapter.testkit_capabilities)
+def sqlite_off(data_dir: str | os.PathLike[str], **options: Any) -> SqliteAdapter:
+    """WAL, ``synchronous=OFF``: never syncs; power loss may lose (or corrupt) anything recent."""
+    return SqliteAdapter(data_dir, **{"synchronous": "OFF", **options})

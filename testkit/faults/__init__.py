@@ -4,6 +4,12 @@ Every injector either returns a :class:`FaultRecord` or is a context manager exp
 ``record.proven`` is set only from observed evidence (a wait status, an errno, changed bytes, a
 line in an injection log). Everything mounted or spawned is cleaned up on exit, even on failure.
 Probe a mechanism with :mod:`testkit.faults.probe` before relying on it.
+
+:mod:`testkit.faults.workload` is the crash-cycle engine the chaos campaigns (:mod:`testkit.chaos`)
+run on: a :class:`WorkloadSpec` (adapter, data and journal directories, seed, :class:`Phase` steps)
+drives agent traffic in forked workers of a pre-imported :class:`WorkloadServer` (``spawn``,
+``wait_opened``, ``kill9``, ``freeze``, ``join``), every write journalled so it survives the
+worker's death; :func:`load_history` merges the journals and :func:`recover` reopens the store.
 """
 
 from testkit.faults.corruption import (
@@ -56,6 +62,16 @@ from testkit.faults.process import (
 from testkit.faults.records import FaultRecord
 from testkit.faults.rlimits import LimitedRun, Limits, limit_records, pressure, run_limited, start_limited
 from testkit.faults.strace_inject import StraceFault
+from testkit.faults.workload import (
+    Phase,
+    Recovered,
+    WorkloadServer,
+    WorkloadSpec,
+    load_history,
+    recover,
+    recover_async,
+    run_incarnation,
+)
 
 __all__ = [
     "BackgroundFaultProxy",
@@ -90,12 +106,16 @@ __all__ = [
     "MountBusy",
     "MountedFs",
     "OwnedResources",
+    "Phase",
     "ProbeResult",
+    "Recovered",
     "SmallTmpfs",
     "StraceFault",
     "Target",
     "Unavailable",
     "UnsafeTarget",
+    "WorkloadServer",
+    "WorkloadSpec",
     "append_garbage",
     "build_shim",
     "cut_power",
@@ -109,12 +129,16 @@ __all__ = [
     "kill9",
     "kill_at_random",
     "limit_records",
+    "load_history",
     "no_leaks",
     "pause",
     "pressure",
     "process_state",
+    "recover",
+    "recover_async",
     "remount_readonly",
     "run_limited",
+    "run_incarnation",
     "start_limited",
     "torn_tail",
     "truncate_to",

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from testkit.faults._system import mount_point_of, probe_errno, run, unmount
-from testkit.faults.errors import CommandFailed, InvalidFaultSpec, MechanismUnavailable
+from testkit.faults.errors import CommandFailed, InvalidFaultSpec, MechanismUnavailable, MountBusy
 from testkit.faults.mounts import MountedFs, require_owned_mount
 from testkit.faults.records import FaultClock, FaultRecord
 
@@ -83,13 +83,26 @@ class LoopExt4(MountedFs):
         """Shut the filesystem down without flushing; see :func:`cut_power`."""
         return cut_power(self.path)
 
-    def remount(self) -> None:
+    def remount(self, *, busy_timeout_s: float = 15.0) -> None:
         """Unmount and mount the image again, so what is visible is what the disk really holds.
 
-        Raises :class:`~testkit.faults.errors.MountBusy` while files are still open in it: kill
-        or close whatever holds them first (a real reboot would have).
+        Waits up to ``busy_timeout_s`` for files still open in it to be closed: a killed store's
+        helper processes (a database server's backends) die a moment after the process that owned
+        them, and after the cut nothing they do reaches the disk. Then raises
+        :class:`~testkit.faults.errors.MountBusy`: kill or close whatever holds them first (a real
+        reboot would have).
         """
-        unmount(self.path, lazy_if_busy=False)
+        deadline = time.monotonic() + busy_timeout_s
+        pause_s = 0.001
+        while True:
+            try:
+                unmount(self.path, lazy_if_busy=False)
+                break
+            except MountBusy:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(pause_s)  # no event says "the last file in this mount closed": poll
+                pause_s = min(pause_s * 2, 0.1)
         self._mount_image()
 
 

@@ -1,7 +1,7 @@
 """Self-contained HTML reports of testkit runs: chaos matrix, latency, memory, performance and regression.
 
 ``render_report(results, "reports/index.html")`` turns one or more results documents (see
-``docs/results-schema.md``) into a single file with inline images that opens in any browser, offline.
+``testkit/docs/results-schema.md``) into a single file with inline images that opens in any browser, offline.
 """
 
 from testkit.report.builder import DEFAULT_TITLE, render_html, render_report

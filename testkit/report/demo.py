@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from testkit.memory import leak_verdict
+from testkit.op_timeline import latency_bins
 from testkit.percentiles import LatencyRecorder
 from testkit.regression import Baseline, Comparison, compare
 from testkit.results import (
@@ -24,6 +25,7 @@ from testkit.results import (
     FaultRecord,
     MemoryRecord,
     Metric,
+    OpTimeline,
     RunResults,
     Target,
     TestRecord,
@@ -107,7 +109,9 @@ def _chaos_tests(rng: np.random.Generator, failures: bool) -> tuple[list[TestRec
             cases += n
             proven_total += proven
             acknowledged = int(rng.integers(2_000, 9_000))
+            timeline = _op_timeline(rng, kind, min(n, 12)) if case == 0 and kind in ("sigkill", "power_cut") else None
             records.append(TestRecord(
+                op_timeline=timeline,
                 nodeid=f"suites/chaos/test_{kind}.py::test_{kind}_recovers[lighthouse-{case}]",
                 outcome="passed", duration=float(rng.uniform(1.0, 9.0)), sut="lighthouse",
                 parameters={"store": "lighthouse", "case": case}, seed=int(rng.integers(1, 2**31)),
@@ -117,13 +121,21 @@ def _chaos_tests(rng: np.random.Generator, failures: bool) -> tuple[list[TestRec
             ))
         cells[kind] = {invariant: "pass" for invariant in INVARIANTS}
         counts[kind] = {inv: {"cases": cases, "proven": proven_total, "violations": 0} for inv in INVARIANTS}
+    caught_timeline = _op_timeline(rng, "power_cut", 6, lost=7)
+    marks = caught_timeline.marks
     lost = [{"kind": "lost", "event_ids": [f"evt-{i:06d}"], "sequences": [9_000 + i],
-             "detail": "acknowledged, absent after recovery"} for i in range(7)]
+             "detail": "acknowledged, absent after recovery",
+             "events": [{"event_id": f"evt-{i:06d}", "worker": caught_timeline.workers[marks[i][2]],
+                         "invoked_s": marks[i][0], "answer": "acknowledged", "answered_s": marks[i][1],
+                         "read_back": "absent"}]} for i in range(7)]
     records.append(TestRecord(
         nodeid="suites/chaos/test_sensitivity.py::test_power_cut_catches_loss[durability_none]",
-        outcome="passed", duration=4.2, sut="lighthouse", parameters={"durability": "none"}, seed=99,
+        outcome="passed", duration=4.2, sut="lighthouse-durability-none", parameters={"durability": "none"}, seed=99,
         faults=[FaultRecord("power_cut", True, "FS_IOC_SHUTDOWN no-flush", (1.0, 1.1))],
         verdicts=[VerdictRecord("durability", False, {"acknowledged": 500, "lost": 7}, lost)],
+        op_timeline=caught_timeline,
+        expectations=[{"fault": "power_cut", "expected_unsafe": True, "caught": True, "attempts": 6, "catches": 3,
+                       "catch_rate": 0.5, "lost_acknowledged": 7}],
     ))
     if failures:
         duplicates = [{"kind": "no_duplicate", "event_ids": ["evt-004211", "evt-004212"], "sequences": [4211, 4212],
@@ -139,7 +151,49 @@ def _chaos_tests(rng: np.random.Generator, failures: bool) -> tuple[list[TestRec
     records.append(TestRecord(
         nodeid="suites/chaos/test_network.py::test_partition[lighthouse]", outcome="skipped", duration=0.0,
         sut="lighthouse", skipped_reason="network namespaces need CAP_NET_ADMIN"))
-    return records, ChaosMatrix(list(FAULT_KINDS), list(INVARIANTS), cells, counts)
+    by_sut = {kind: {"lighthouse": sum(c["violations"] for c in counts[kind].values())} for kind in FAULT_KINDS}
+    return records, ChaosMatrix(list(FAULT_KINDS), list(INVARIANTS), cells, counts, by_sut)
+
+
+def _op_timeline(rng: np.random.Generator, kind: str, faults: int, *, lost: int = 0) -> OpTimeline:
+    """A campaign's operations: four clients per incarnation appending for a while, one fault ending each
+    incarnation (everything in flight then is unknown), a recovery after it; ``lost`` acknowledged operations
+    just before the last fault are marked as named by a violation."""
+    ops: list[list[Any]] = []
+    workers: list[str] = []
+    fault_windows: list[list[Any]] = []
+    cycles: list[list[float]] = []
+    t = 0.0
+    acknowledged = 0
+    for incarnation in range(faults):
+        life = float(rng.uniform(0.2, 0.6))
+        for client in range(4):
+            workers.append(f"i{incarnation}-c{client}")
+            at = t + float(rng.uniform(0.0, 0.02))
+            while at < t + life:
+                latency = float(rng.lognormal(np.log(0.004), 0.5))
+                done = at + latency
+                status = 1 if done < t + life else 3
+                ops.append([round(at, 4), round(latency, 6) if status == 1 else None, status, len(workers) - 1])
+                acknowledged += status == 1
+                at = done
+        fault_windows.append([round(t + life, 4), round(t + life + 0.01, 4), kind])
+        recovery = float(rng.lognormal(np.log(0.03), 0.3))
+        t += life + 0.01 + recovery
+        cycles.append([round(t, 4), round(recovery, 6), acknowledged, acknowledged])
+    marks: list[list[Any]] = []
+    if lost:
+        last_start = fault_windows[-1][0]
+        acked = [op for op in ops if op[2] == 1 and op[0] + op[1] <= last_start][-lost:]
+        marks = [[op[0], round(op[0] + op[1], 4), op[3], "lost"] for op in acked]
+        cycles[-1][3] = cycles[-1][2] - lost
+    ordered = sorted(ops, key=lambda op: op[0])
+    t_start = np.asarray([op[0] for op in ordered])
+    latency = np.asarray([op[1] if op[1] is not None else 0.0 for op in ordered])
+    status = np.asarray([op[2] for op in ordered], dtype=np.uint8)
+    bins, bin_s = latency_bins(t_start, latency, status, status == 3)
+    return OpTimeline(ops=ordered, workers=workers, bins=bins, bin_s=bin_s, faults=fault_windows, cycles=cycles,
+                      marks=marks, total_ops=len(ordered))
 
 
 def _perf_tests(rng: np.random.Generator, shift: float) -> list[TestRecord]:

@@ -61,11 +61,12 @@ def note(text: str, tone: Tone = "info") -> str:
     return f'<p class="note {tone}">{escape(text)}</p>'
 
 
-def figure(png: bytes, alt: str, caption: str = "") -> str:
+def figure(png: bytes, alt: str, caption: str = "", *, css_class: str = "") -> str:
     """An inline PNG (base64 data URI): the image travels inside the page."""
     encoded = base64.b64encode(png).decode("ascii")
     caption_html = f"<figcaption>{escape(caption)}</figcaption>" if caption else ""
-    return f'<figure><img alt="{escape(alt)}" src="data:image/png;base64,{encoded}">{caption_html}</figure>'
+    attribute = f' class="{escape(css_class)}"' if css_class else ""
+    return f'<figure{attribute}><img alt="{escape(alt)}" src="data:image/png;base64,{encoded}">{caption_html}</figure>'
 
 
 def details(summary: str, body: str, *, open_: bool = False) -> str:
@@ -81,9 +82,11 @@ def table(
     sortable: bool = True,
     css_class: str = "",
     table_id: str | None = None,
+    scroll: bool = True,
 ) -> str:
     """Render ``frame`` with pandas; cells are escaped, ``badges`` columns become verdict pills and
-    ``raw_html`` columns are trusted markup already built by this package."""
+    ``raw_html`` columns are trusted markup already built by this package. ``scroll=False`` shows every row
+    (no scroll box): for tables whose every row is the point, like the chaos matrix."""
     if frame.empty:
         return note("Nothing to show.")
     shown = frame.copy()
@@ -100,7 +103,7 @@ def table(
     if css_class:
         classes.append(css_class)
     rendered = shown.to_html(index=False, escape=False, border=0, classes=classes, na_rep="—", table_id=table_id)
-    return f'<div class="table-wrap">{rendered}</div>'
+    return f'<div class="table-wrap{"" if scroll else " whole"}">{rendered}</div>'
 
 
 def key_values(pairs: Mapping[str, object] | Iterable[tuple[str, object]], *, raw: bool = False) -> str:
@@ -184,7 +187,7 @@ border:1px solid var(--line)}
 nav a:hover{background:var(--bg)}
 nav a.fail{border-color:var(--fail);color:var(--fail)}
 nav a.warn{border-color:#d4a72c;color:var(--warn)}
-main{max-width:1240px;margin:0 auto;padding:1.2rem 1.5rem 2rem}
+main{max-width:1360px;margin:0 auto;padding:1.2rem 1.5rem 2rem}
 .card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:1.1rem 1.4rem 1.3rem;
 margin:0 0 1.2rem;box-shadow:0 1px 2px rgba(16,24,40,.04)}
 h2{margin:.1rem 0 .8rem;font-size:1.3rem;font-weight:650;display:flex;align-items:center;gap:.5rem}
@@ -210,6 +213,11 @@ border-top:4px solid var(--info);border-radius:10px;padding:.7rem .9rem .8rem;bo
 .figure-line b{color:var(--ink);font-size:1.05rem;font-variant-numeric:tabular-nums;margin-right:.15rem}
 .figure-line.fail b{color:var(--fail)}.figure-line.warn b{color:var(--warn)}
 .table-wrap{overflow:auto;max-height:34rem;border:1px solid var(--line);border-radius:8px;margin:.4rem 0 .8rem}
+.table-wrap.whole{max-height:none;overflow-x:auto;overflow-y:visible}
+.verdict-box{border-radius:8px;padding:.7rem 1rem;margin:.2rem 0 1rem;font-size:1rem}
+.verdict-box.pass{background:var(--pass-bg);color:#11522a}.verdict-box.fail{background:var(--fail-bg);color:#8a1c1c}
+.verdict-box ul{margin:.4rem 0 0;padding-left:1.3rem}
+.violation.caught{border-color:#c9d3e0;border-left-color:var(--info);background:#fbfcfe}
 table.data{border-collapse:collapse;width:100%;font-size:.9rem;font-variant-numeric:tabular-nums}
 table.data th{position:sticky;top:0;background:#f0f3f7;text-align:left;font-weight:620;padding:.45rem .7rem;
 border-bottom:1px solid var(--line);white-space:nowrap}
@@ -220,7 +228,8 @@ table.sortable th{cursor:pointer;user-select:none}
 table.sortable th::after{content:" \\2195";color:#9aa5b1;font-size:.8em}
 table.sortable th[aria-sort=ascending]::after{content:" \\2191";color:var(--ink)}
 table.sortable th[aria-sort=descending]::after{content:" \\2193";color:var(--ink)}
-table.matrix td{text-align:center}
+table.matrix td{text-align:center;padding:.3rem .3rem}
+table.matrix th{white-space:normal;padding:.45rem .35rem;font-size:.85rem;vertical-align:bottom}
 table.matrix td:first-child{text-align:left;font-weight:600}
 .cell{display:block;border-radius:6px;padding:.3rem .4rem;line-height:1.3;font-size:.85rem}
 .cell b{font-size:1rem}

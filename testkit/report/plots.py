@@ -31,6 +31,7 @@ __all__ = [
     "percentile_distribution",
     "regression_distributions",
     "timeline",
+    "timelines_side_by_side",
 ]
 
 OURS = "#2457a6"
@@ -38,6 +39,7 @@ PEER_COLOURS = ("#e07b00", "#2e9e5b", "#8e44ad", "#c0392b", "#7f8c8d", "#16a085"
 TONE_COLOURS: dict[str, str] = {"pass": "#2e9e5b", "fail": "#d64545", "warn": "#e0a800", "skip": "#9aa5b1",
                                 "info": "#2457a6"}
 FAULT_SHADE = "#d64545"
+BURST_SHADE = "#e0a800"
 
 #: Percentile ticks on the 1/(1-p) axis, as HdrHistogram's plotter labels them.
 PERCENTILE_TICKS: tuple[tuple[float, str], ...] = (
@@ -87,6 +89,7 @@ class FaultWindow:
     kind: str
     start: float
     end: float
+    tone: str = "fault"  # "fault" (red) or another word for a shaded span that is not a fault, e.g. "burst"
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,49 +179,75 @@ def percentile_distribution(curves: Sequence[PercentileCurve], unit: str, title:
 
 def timeline(series: TimelineSeries) -> bytes:
     """Throughput (top) and latency (bottom) per second of one load run, fault windows shaded on both."""
+    return timelines_side_by_side([series])
+
+
+def timelines_side_by_side(columns: Sequence[TimelineSeries]) -> bytes:
+    """One column per run (e.g. lighthouse and its peer under the same load), throughput above latency, the
+    rows sharing their y axes so the columns compare at a glance; shaded windows on every panel."""
     with matplotlib.rc_context(_STYLE):
         figure = Figure(figsize=(11.2, 4.6), dpi=_DPI)
-        rate_axes, latency_axes = figure.subplots(2, 1, sharex=True, gridspec_kw={"hspace": 0.12})
-        t = np.asarray(series.t, dtype=float)
-        if _has(series.offered):
-            rate_axes.plot(t, _floats(series.offered), "--", color="#9aa5b1", linewidth=1.3, label="offered/s")
-        if _has(series.completed):
-            rate_axes.plot(t, _floats(series.completed), color=OURS, linewidth=1.8, label="completed/s")
-        if _has(series.errors):
-            errors = _floats(series.errors)
-            if np.nansum(errors) > 0:
-                rate_axes.bar(t, errors, width=0.9, color=TONE_COLOURS["fail"], alpha=0.8, label="errors/s")
-        rate_axes.set_ylabel("ops/s")
-        rates = [v for v in (*_floats(series.offered), *_floats(series.completed)) if v == v]
-        rate_axes.set_ylim(0, 1.15 * max(rates, default=1.0) or 1.0)  # headroom for the fault labels
-        rate_axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_number(v)))
-        latencies = [v for v in (*_floats(series.p50), *_floats(series.p99)) if v == v]
-        shown_unit, divisor = scale_for(max(latencies, default=1.0), series.latency_unit)
-        if _has(series.p50):
-            latency_axes.plot(t, _floats(series.p50) / divisor, color=OURS, linewidth=1.6, label="p50")
-        if _has(series.p99):
-            latency_axes.plot(t, _floats(series.p99) / divisor, color="#e07b00", linewidth=1.6, label="p99")
-        positive = [v for v in latencies if v > 0]
-        if positive and max(positive) / min(positive) > 50:
-            latency_axes.set_yscale("log")
-            latency_axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_number(v)))
-            latency_axes.yaxis.set_minor_locator(NullLocator())
-        if positive:
-            low, high = min(positive) / divisor, max(positive) / divisor
-            log = latency_axes.get_yscale() == "log"
-            latency_axes.set_ylim(low / 1.5 if log else 0, high * 4 if log else high * 1.3)
-        latency_axes.set_ylabel(f"latency ({shown_unit})")
-        latency_axes.set_xlabel("seconds since start")
-        for index, window in enumerate(series.faults):
-            for axes in (rate_axes, latency_axes):
-                axes.axvspan(window.start, max(window.end, window.start + 0.05), color=FAULT_SHADE,
-                             alpha=0.13, linewidth=0, label="fault" if index == 0 and axes is rate_axes else None)
-            rate_axes.annotate(window.kind, xy=(window.start, 1.0), xycoords=("data", "axes fraction"),
-                               xytext=(2, -11), textcoords="offset points", fontsize=7.5, color="#a02020")
-        figure.suptitle(series.title, x=0.125, ha="left", fontsize=11, fontweight="bold")
-        rate_axes.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=4)  # above the plot, beside the title
-        latency_axes.legend(loc="upper right", ncol=2)
+        grid = figure.subplots(2, len(columns), sharex="col", sharey="row", squeeze=False,
+                               gridspec_kw={"hspace": 0.12, "wspace": 0.06})
+        for index, series in enumerate(columns):
+            _draw_timeline(grid[0][index], grid[1][index], series, first=index == 0, solo=len(columns) == 1)
+        if len(columns) == 1:
+            figure.suptitle(columns[0].title, x=0.125, ha="left", fontsize=11, fontweight="bold")
         return _png(figure)
+
+
+def _draw_timeline(rate_axes: Any, latency_axes: Any, series: TimelineSeries, *, first: bool, solo: bool) -> None:
+    t = np.asarray(series.t, dtype=float)
+    if _has(series.offered):
+        rate_axes.plot(t, _floats(series.offered), "--", color="#9aa5b1", linewidth=1.3, label="offered/s")
+    if _has(series.completed):
+        rate_axes.plot(t, _floats(series.completed), color=OURS, linewidth=1.8, label="completed/s")
+    if _has(series.errors):
+        errors = _floats(series.errors)
+        if np.nansum(errors) > 0:
+            rate_axes.bar(t, errors, width=0.9, color=TONE_COLOURS["fail"], alpha=0.8, label="errors/s")
+    rates = [v for v in (*_floats(series.offered), *_floats(series.completed)) if v == v]
+    top = 1.15 * max(rates, default=1.0) or 1.0  # headroom for the window labels
+    rate_axes.set_ylim(0, max(top, rate_axes.get_ylim()[1]) if not first else top)
+    rate_axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_number(v)))
+    latencies = [v for v in (*_floats(series.p50), *_floats(series.p99)) if v == v]
+    shown_unit, divisor = scale_for(max(latencies, default=1.0), series.latency_unit)
+    if _has(series.p50):
+        latency_axes.plot(t, _floats(series.p50) / divisor, color=OURS, linewidth=1.6, label="p50")
+    if _has(series.p99):
+        latency_axes.plot(t, _floats(series.p99) / divisor, color="#e07b00", linewidth=1.6, label="p99")
+    positive = [v for v in latencies if v > 0]
+    if positive and max(positive) / min(positive) > 50:
+        latency_axes.set_yscale("log")
+        latency_axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_number(v)))
+        latency_axes.yaxis.set_minor_locator(NullLocator())
+    if positive:
+        low, high = min(positive) / divisor, max(positive) / divisor
+        log = latency_axes.get_yscale() == "log"
+        low, high = (low / 1.5 if log else 0), (high * 4 if log else high * 1.3)
+        if not first:  # the row shares its y axis: widen it, never cut another column's line
+            low, high = min(low, latency_axes.get_ylim()[0]), max(high, latency_axes.get_ylim()[1])
+        latency_axes.set_ylim(low, high)
+    if first:
+        rate_axes.set_ylabel("ops/s")
+        latency_axes.set_ylabel(f"latency ({shown_unit})")
+    latency_axes.set_xlabel("seconds since start")
+    for index, window in enumerate(series.faults):
+        colour = FAULT_SHADE if window.tone == "fault" else BURST_SHADE
+        for axes in (rate_axes, latency_axes):
+            axes.axvspan(window.start, max(window.end, window.start + 0.05), color=colour,
+                         alpha=0.13, linewidth=0, label=window.tone if index == 0 and axes is rate_axes else None)
+        rate_axes.annotate(window.kind, xy=(window.start, 1.0), xycoords=("data", "axes fraction"),
+                           xytext=(2, -11), textcoords="offset points", fontsize=7.5,
+                           color="#a02020" if window.tone == "fault" else "#8a5a00")
+    if solo:
+        rate_axes.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=4)  # above the plot, beside the title
+    else:
+        rate_axes.set_title(series.title, loc="left", fontsize=9.5)
+        if first:
+            rate_axes.legend(loc="lower left", ncol=4, fontsize=7.5)
+    if first:
+        latency_axes.legend(loc="upper right", ncol=2)
 
 
 def memory_over_time(

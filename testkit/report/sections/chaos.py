@@ -1,21 +1,23 @@
-"""Chaos: which invariant held under which fault, how many cases ran and were proven, and every violation with
-the events it names and the seed that replays it.
+"""Chaos: the verdict first (which system lost what under which fault), then the whole fault x invariant matrix,
+the known-unsafe configurations and whether each was caught, and every violation with its offending events and
+the history around it.
 
-Violations found by tests that *passed* are the suite's sensitivity checks (a known-bad configuration that the
-checker must catch); they are listed apart so that a deliberate catch never reads as a broken store.
+Every figure comes from :func:`testkit.report.facts.chaos_facts`; cells and headline numbers carry their raw
+value in ``data-*`` attributes so that the page can be checked against the results file.
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
+from testkit.report.campaign_plots import history_figure
+from testkit.report.facts import ChaosFacts, chaos_facts
 from testkit.report.formatting import Tone
-from testkit.report.html import Section, Tile, badge, code, details, escape, key_values, note, table
+from testkit.report.html import Section, Tile, badge, code, details, escape, figure, key_values, note, table
 from testkit.report.inputs import ReportInput, TestView
 from testkit.report.reproduce import single_test_command
 
@@ -25,200 +27,160 @@ __all__ = ["render_chaos"]
 MAX_VIOLATION_BLOCKS = 30
 #: Offending events listed per verdict.
 MAX_EVENTS = 20
-_STATUS_RANK = {"fail": 3, "pass": 2, "skip": 1, "not_run": 0}
-_PASSING_OUTCOMES = ("passed", "xfailed")
-
-
-@dataclass(slots=True)
-class _Matrix:
-    faults: list[str] = field(default_factory=list)
-    invariants: list[str] = field(default_factory=list)
-    status: dict[tuple[str, str], str] = field(default_factory=dict)
-    #: (cases, faults proven, violations) per cell, when the writer counted them (the testkit plugin does).
-    counts: dict[tuple[str, str], tuple[int, int, int]] = field(default_factory=dict)
-
-    def merge(self, document: Mapping[str, Any]) -> None:
-        for fault in document.get("faults", []):
-            if fault not in self.faults:
-                self.faults.append(fault)
-        for invariant in document.get("invariants", []):
-            if invariant not in self.invariants:
-                self.invariants.append(invariant)
-        for fault, row in (document.get("cells") or {}).items():
-            for invariant, cell in row.items():
-                status = cell.get("status", "not_run") if isinstance(cell, Mapping) else str(cell)
-                key = (fault, invariant)
-                if _STATUS_RANK.get(status, 0) >= _STATUS_RANK.get(self.status.get(key, "not_run"), 0):
-                    self.status[key] = status
-        for fault, row in (document.get("counts") or {}).items():
-            for invariant, cell in (row or {}).items():
-                if isinstance(cell, Mapping):
-                    before = self.counts.get((fault, invariant), (0, 0, 0))
-                    self.counts[(fault, invariant)] = (
-                        before[0] + int(cell.get("cases", 0)),
-                        before[1] + int(cell.get("proven", cell.get("faults_proven", 0))),
-                        before[2] + int(cell.get("violations", 0)),
-                    )
-
-
-@dataclass(slots=True)
-class _Tally:
-    """What the tests say about one fault kind."""
-
-    tests: int = 0
-    injected: int = 0
-    proven: int = 0
-    violations: Counter[str] = field(default_factory=Counter)  # in tests that failed: real findings
-    caught: Counter[str] = field(default_factory=Counter)  # in tests that passed: sensitivity catches
+#: History views drawn: for real violations, and for the first caught known-unsafe configurations.
+MAX_HISTORY_FIGURES = 10
+MAX_CAUGHT_HISTORY_FIGURES = 2
 
 
 def render_chaos(data: ReportInput) -> Section | None:
-    matrix = _Matrix()
-    for _, document in data.extra("chaos_matrix"):
-        matrix.merge(document)
-    # Tests that injected a fault and had a checker judge it; a load test that merely shades fault windows
-    # on its timeline, or a perf test that checks durability without a fault, is not chaos.
-    chaos_tests = [t for t in data.tests() if t.test.get("verdicts") and t.test.get("faults")]
+    facts = chaos_facts(data)
     skipped = _skipped_mechanisms(data)
-    if not matrix.faults and not chaos_tests and not skipped:
+    if not facts.faults and not facts.known_bad_rows and not facts.chaos_tests and not skipped:
         return None
-    if not matrix.invariants:
-        matrix.invariants = sorted({str(v["checker"]) for t in chaos_tests for v in t.test.get("verdicts", [])})
-    tallies = _tally(chaos_tests, matrix.invariants)
-    if not matrix.faults:  # no matrix written: build its rows from the tests that injected faults and judged them
-        matrix.faults = list(tallies)
-
-    real = [t for t in chaos_tests if _failing_verdicts(t) and t.test["outcome"] not in _PASSING_OUTCOMES]
-    caught = [t for t in chaos_tests if _failing_verdicts(t) and t.test["outcome"] in _PASSING_OUTCOMES]
-    injected, proven, violation_total = _totals(matrix, tallies)
-    matrix_failed = any(status == "fail" for status in matrix.status.values())
-    tone: Tone = "fail" if real or violation_total or matrix_failed else ("warn" if proven < injected else "pass")
+    caught = sum(k.caught for k in facts.known_unsafe)
+    lost_anything = bool(facts.violations or facts.losses)
+    tone: Tone = "fail" if lost_anything or facts.real_violations else (
+        "warn" if facts.proven < facts.cases or caught < len(facts.known_unsafe) else "pass")
     tiles = [
-        Tile("fault cases", f"{injected:,}"),
-        Tile("faults proven", f"{proven:,} / {injected:,}", "pass" if proven == injected else "warn"),
-        Tile("tests with violations", f"{len(real):,}", "fail" if real else "pass"),
+        Tile("fault cases", f"{facts.cases:,}"),
+        Tile("faults proven", f"{facts.proven:,} / {facts.cases:,}", "pass" if facts.proven == facts.cases else "warn"),
+        Tile("violations (red cells)", f"{facts.violations:,} ({facts.red_cells:,})", "fail" if facts.violations
+             else "pass"),
     ]
-    if caught:
-        tiles.append(Tile("known-bad configs caught", f"{len(caught):,}", "pass"))
-
-    parts = []
-    if matrix.faults:
+    if facts.known_unsafe:
+        tiles.append(Tile("known-unsafe caught", f"{caught:,} / {len(facts.known_unsafe):,}",
+                          "pass" if caught == len(facts.known_unsafe) else "fail"))
+    parts = [_verdict(facts)]
+    if facts.faults:
+        parts.append("<h3>Fault × invariant matrix</h3>")
         parts.append(
-            '<p class="note">Rows are fault kinds, columns the invariants the history checker verifies. Each cell: '
-            "violations found, cases run, and how many injected faults were proven to have taken effect. Green: "
-            "held; amber: held but not every fault proven; red: violated; grey: skipped or not run.</p>")
-        parts.append(_matrix_table(matrix, tallies))
-    if real:
-        parts.append(f"<h3>Violations ({len(real):,} test{'s' if len(real) != 1 else ''})</h3>")
-        parts.extend(_violation_block(t) for t in real[:MAX_VIOLATION_BLOCKS])
-        if len(real) > MAX_VIOLATION_BLOCKS:
-            parts.append(note(f"{len(real) - MAX_VIOLATION_BLOCKS:,} more tests with violations:", "fail"))
-            parts.append(_violation_summary(real[MAX_VIOLATION_BLOCKS:]))
-    elif chaos_tests:
-        parts.append(note("No violation in any test that was expected to hold.", "pass"))
-    if caught:
-        parts.append(f"<h3>Sensitivity: known-bad configurations caught ({len(caught):,})</h3>")
-        parts.append(note("These tests pass because the checker reported the loss it had to find; they prove "
-                          "the suite can fail."))
-        parts.append(details("Show what each caught", _violation_summary(caught), open_=len(caught) <= 10))
+            '<p class="note">Rows are fault kinds expected to hold, columns the invariants checked. Each cell: '
+            "violations (bold), cases run, injected faults proven to have happened. Green: held; amber: held but "
+            "not every fault proven; red: violated; grey: not run (this invariant was never checked under this fault).</p>")
+        parts.append(_matrix_table(facts))
+    if facts.known_unsafe:
+        parts.append(f"<h3>Known-unsafe configurations ({len(facts.known_unsafe):,})</h3>")
+        parts.append(note("Each of these loses writes on purpose; the suite must catch it, which proves it can fail. "
+                          "Catch rate: the share of faults (cuts, crashes, cases) after which the checker saw a new "
+                          "loss."))
+        parts.append(_known_unsafe_table(facts))
+    parts.append(_violations(facts))
     if skipped:
         parts.append("<h3>Skipped mechanisms</h3>")
         parts.append(table(pd.DataFrame(skipped, columns=["mechanism", "reason"])))
-    return Section("chaos", "Chaos: faults × invariants", "".join(parts), tone, tuple(tiles))
+    return Section("chaos", "Chaos: verdict, faults × invariants", "".join(parts), tone, tuple(tiles))
 
 
-def _totals(matrix: _Matrix, tallies: Mapping[str, _Tally]) -> tuple[int, int, int]:
-    """(cases, proven, violations) of the whole run. With the writer's per-cell counts, a fault kind's cases are
-    those of its busiest cell (every case is checked against each invariant); otherwise the tests' own records."""
-    if matrix.counts:
-        per_fault: dict[str, tuple[int, int]] = {}
-        for (fault, _), (cases, fault_proven, _) in matrix.counts.items():
-            per_fault[fault] = max(per_fault.get(fault, (0, 0)), (cases, fault_proven))
-        return (sum(c for c, _ in per_fault.values()), sum(p for _, p in per_fault.values()),
-                sum(v for _, _, v in matrix.counts.values()))
-    return (sum(t.injected for t in tallies.values()), sum(t.proven for t in tallies.values()),
-            sum(sum(t.violations.values()) for t in tallies.values()))
-
-
-def _tally(tests: Iterable[TestView], invariants: Sequence[str]) -> dict[str, _Tally]:
-    tallies: dict[str, _Tally] = defaultdict(_Tally)
-    for view in tests:
-        faults = view.test.get("faults") or []
-        kinds = {str(f["kind"]) for f in faults}
+def _verdict(facts: ChaosFacts) -> str:
+    """One line per system under test that lost anything: under which fault, how many violations and writes."""
+    if not facts.losses:
+        checked = f"{facts.cases:,} fault cases" if facts.cases else "the chaos tests"
+        return (f'<div class="verdict-box pass" data-fact="verdict" data-violations="0">'
+                f"<b>No system under test violated an invariant</b> in {escape(checked)} "
+                f"({facts.proven:,} faults proven).</div>")
+    lines = []
+    for sut, loss in sorted(facts.losses.items()):
+        faults = sorted(set(loss.violations) | set(loss.lost_writes))
+        pieces = []
         for fault in faults:
-            tally = tallies[str(fault["kind"])]
-            tally.injected += 1
-            tally.proven += bool(fault.get("proven"))
-        passing = view.test["outcome"] in _PASSING_OUTCOMES
-        found = _violations_by_invariant(view, invariants)
-        for kind in kinds:
-            tally = tallies[kind]
-            tally.tests += 1
-            (tally.caught if passing else tally.violations).update(found)
-    return dict(tallies)
+            text = f"{escape(fault)}: {loss.violations.get(fault, 0):,} violation" + (
+                "s" if loss.violations.get(fault, 0) != 1 else "")
+            if fault in loss.lost_writes:
+                text += f", {loss.lost_writes[fault]:,} acknowledged writes lost"
+            pieces.append(text)
+        total = sum(loss.violations.values())
+        lines.append(f'<li data-sut="{escape(sut)}" data-violations="{total}"><b>{escape(sut)}</b> — '
+                     + "; ".join(pieces) + "</li>")
+    return (f'<div class="verdict-box fail" data-fact="verdict" data-violations="{facts.violations}">'
+            f"<b>{len(facts.losses)} system{'s' if len(facts.losses) != 1 else ''} under test violated an invariant"
+            f"</b> ({facts.violations:,} violations in {facts.red_cells:,} cells):<ul>{''.join(lines)}</ul></div>")
 
 
-def _violations_by_invariant(view: TestView, invariants: Sequence[str]) -> Counter[str]:
-    """Violations per invariant: the checker's true count when it kept one, else the examples it listed."""
-    found: Counter[str] = Counter()
-    for verdict in view.test.get("verdicts") or []:
-        examples = Counter(str(v.get("kind")) for v in verdict.get("violations") or [] if isinstance(v, Mapping))
-        counts = verdict.get("counts") or {}
-        for invariant in invariants:
-            n = max(examples.get(invariant, 0), int(counts.get(invariant, 0) or 0))
-            if n == 0 and verdict.get("checker") == invariant and not verdict.get("ok", True):
-                n = max(1, len(verdict.get("violations") or []))
-            found[invariant] += n
-    return +found
-
-
-def _matrix_table(matrix: _Matrix, tallies: Mapping[str, _Tally]) -> str:
+def _matrix_table(facts: ChaosFacts) -> str:
     rows = []
-    for fault in matrix.faults:
-        tally = tallies.get(fault, _Tally())
-        row: dict[str, str] = {"fault": escape(fault), "tests": f"{tally.tests:,}" if tally.tests else "—"}
-        for invariant in matrix.invariants:
-            row[escape(invariant)] = _cell(matrix, fault, invariant, tally)
+    for fault in facts.faults:
+        cases, proven = facts.row_cases(fault)
+        row: dict[str, str] = {"fault": escape(fault), "cases": f"{cases:,}"}
+        for invariant in facts.invariants:
+            row[_breakable(invariant)] = _cell(facts, fault, invariant)
         rows.append(row)
     frame = pd.DataFrame(rows)
-    return table(frame, raw_html=tuple(frame.columns), sortable=False, css_class="matrix")
+    return table(frame, raw_html=tuple(frame.columns), css_class="matrix", table_id="chaos-matrix", scroll=False)
 
 
-def _cell(matrix: _Matrix, fault: str, invariant: str, tally: _Tally) -> str:
-    """Status colour, violations in bold, then cases and how many of their faults were proven."""
-    counted = matrix.counts.get((fault, invariant))
-    if counted is not None:
-        cases, proven, found = counted
-    else:
-        cases, proven, found = tally.injected, tally.proven, tally.violations.get(invariant, 0)
-    caught = tally.caught.get(invariant, 0)
-    status = matrix.status.get((fault, invariant))
-    if status is None:
-        status = "fail" if found else ("pass" if cases or tally.tests else "not_run")
-    tone = {"pass": "pass", "fail": "fail", "skip": "skip", "not_run": "skip"}.get(status, "info")
-    if status == "pass" and cases and proven < cases:
+def _breakable(name: str) -> str:
+    """A column name that may wrap after its underscores: eight invariants fit a laptop screen."""
+    return escape(name).replace("_", "_<wbr>")
+
+
+def _cell(facts: ChaosFacts, fault: str, invariant: str) -> str:
+    cell = facts.cell(fault, invariant)
+    tone = {"pass": "pass", "fail": "fail", "skip": "skip", "not_run": "skip"}.get(cell.status, "info")
+    if cell.status == "pass" and cell.cases and cell.proven < cell.cases:
         tone = "warn"  # held, but not every fault was shown to have happened
-    if status in ("skip", "not_run") and not cases:
-        text = "skipped" if status == "skip" else "not run"
+    if cell.status in ("skip", "not_run") and not cell.cases:
+        text = "skipped" if cell.status == "skip" else "not run"
     else:
-        text = f"<b>{found:,}</b> violation{'s' if found != 1 else ''}"
-        if cases:
-            text += f"<br><small>{cases:,} cases · {proven:,} proven</small>"
-    if caught:
-        text += f"<br><small>{caught:,} caught in known-bad</small>"
-    return f'<span class="cell {tone}" title="{escape(status)}">{text}</span>'
+        text = f"<b>{cell.violations:,}</b>"
+        if cell.cases:
+            text += f"<br><small>{cell.cases:,} cases<br>{cell.proven:,} proven</small>"
+    attributes = (f'data-fault="{escape(fault)}" data-invariant="{escape(invariant)}" data-status="{cell.status}" '
+                  f'data-cases="{cell.cases}" data-proven="{cell.proven}" data-violations="{cell.violations}"')
+    return (f'<span class="cell {tone}" data-sort="{cell.violations}" title="{escape(cell.status)}" {attributes}>'
+            f"{text}</span>")
 
 
-def _failing_verdicts(view: TestView) -> list[Mapping[str, Any]]:
-    return [v for v in view.test.get("verdicts") or [] if not v.get("ok", True)]
+def _known_unsafe_table(facts: ChaosFacts) -> str:
+    rows = []
+    for item in facts.known_unsafe:
+        rate = "—" if item.catch_rate is None else f"{item.catch_rate:.0%}"
+        rows.append({
+            "configuration": escape(item.name),
+            "system under test": escape(item.sut),
+            "fault": escape(item.fault),
+            "caught": badge("pass" if item.caught else "fail", "caught" if item.caught else "NOT caught"),
+            "catches / attempts": "—" if item.attempts is None else
+            f"{'?' if item.catches is None else f'{item.catches:,}'} / {item.attempts:,}",
+            "catch rate": f'<span data-fact="catch-rate">{rate}</span>',
+            "acknowledged writes lost": "—" if item.lost_acknowledged is None else f"{item.lost_acknowledged:,}",
+        })
+    frame = pd.DataFrame(rows)
+    return table(frame, raw_html=tuple(frame.columns), table_id="known-unsafe", scroll=False)
 
 
-def _violation_block(view: TestView) -> str:
+def _violations(facts: ChaosFacts) -> str:
+    parts = []
+    timelines = {c.view.nodeid: c.timeline for c in facts.campaigns}
+    real = facts.real_violations
+    if real:
+        parts.append(f"<h3>Violations ({len(real):,} test{'s' if len(real) != 1 else ''})</h3>")
+        for index, view in enumerate(real[:MAX_VIOLATION_BLOCKS]):
+            parts.append(_violation_block(view, timelines.get(view.nodeid), draw=index < MAX_HISTORY_FIGURES))
+        if len(real) > MAX_VIOLATION_BLOCKS:
+            parts.append(note(f"{len(real) - MAX_VIOLATION_BLOCKS:,} more tests with violations:", "fail"))
+            parts.append(_violation_summary(real[MAX_VIOLATION_BLOCKS:]))
+    elif facts.violations:
+        parts.append(note(f"The matrix counts {facts.violations:,} violations but no test kept the offending events "
+                          "(its checker did not record a verdict); rerun the red rows to see them.", "fail"))
+    elif facts.chaos_tests:
+        parts.append(note("No violation in any test that was expected to hold.", "pass"))
+    if facts.caught:
+        parts.append(f"<h3>What the known-unsafe configurations lost ({len(facts.caught):,})</h3>")
+        parts.append(note("These tests pass because the checker reported the loss it had to find. The first ones "
+                          "are explained in full, as a real violation would be."))
+        blocks = [_violation_block(view, timelines.get(view.nodeid), draw=index < MAX_CAUGHT_HISTORY_FIGURES,
+                                   caught=True) for index, view in enumerate(facts.caught[:MAX_VIOLATION_BLOCKS])]
+        parts.append(details(f"Show the offending events of {len(facts.caught):,} caught configurations",
+                             "".join(blocks), open_=True))
+    return "".join(parts)
+
+
+def _violation_block(view: TestView, timeline: Mapping[str, Any] | None, *, draw: bool, caught: bool = False) -> str:
     test = view.test
     faults = Counter((str(f["kind"]), bool(f.get("proven"))) for f in test.get("faults") or [])
     fault_text = ", ".join(f"{kind} ×{n}{'' if proven else ' (NOT proven)'}" for (kind, proven), n in faults.items())
     parts = [
-        f'<div class="violation"><h4>{escape(view.nodeid)} {badge(test["outcome"])}</h4>',
+        f'<div class="violation{" caught" if caught else ""}"><h4>{escape(view.nodeid)} {badge(test["outcome"])}</h4>',
         key_values([
             ("system under test", escape(test.get("sut") or "—")),
             ("seed", escape(_seeds(view))),
@@ -229,9 +191,29 @@ def _violation_block(view: TestView) -> str:
     for verdict in _failing_verdicts(view):
         counts = ", ".join(f"{k}={v:,}" for k, v in (verdict.get("counts") or {}).items())
         parts.append(f"<p><b>{escape(verdict.get('checker'))}</b>: {escape(counts)}</p>")
-        parts.append(_offending_events(verdict.get("violations") or []))
+        violations = verdict.get("violations") or []
+        if violations or "lost_acknowledged" not in (verdict.get("counts") or {}):  # not the campaign's totals
+            parts.append(_offending_events(violations))
+    if draw and timeline is not None and timeline.get("marks"):
+        parts.append(_history_view(view, timeline))
     parts.append("</div>")
     return "".join(parts)
+
+
+def _history_view(view: TestView, timeline: Mapping[str, Any]) -> str:
+    marks = timeline["marks"]
+    first, last = min(m[0] for m in marks), max(m[1] for m in marks)
+    faults_before = [f for f in timeline.get("faults") or [] if f[0] <= last]
+    anchor = max((f[1] for f in faults_before), default=last)  # the fault that ended the offending writes' life
+    span = max(0.3, 6 * float(timeline.get("bin_s") or 0.05))
+    window = (max(0.0, first - span), max(last, anchor) + span)
+    png = history_figure(timeline, window, f"history around the violation · {view.nodeid.split('::', 1)[-1]}")
+    total, drawn = int(timeline.get("total_ops") or 0), len(timeline.get("ops") or [])
+    sampled = f" Acknowledged operations are a sample ({drawn:,} of {total:,})." if total > drawn else ""
+    return figure(png, f"history around the violation in {view.nodeid}",
+                  "Each bar is one operation, from invocation to answer, on its worker's lane; red bands are faults; "
+                  f"outlined bars are the operations whose events the checker named.{sampled}",
+                  css_class="history-figure")
 
 
 def _offending_events(violations: Sequence[Any]) -> str:
@@ -239,18 +221,29 @@ def _offending_events(violations: Sequence[Any]) -> str:
         return note("The checker kept no examples.")
     rows = []
     for violation in violations[:MAX_EVENTS]:
-        if isinstance(violation, Mapping):
+        if not isinstance(violation, Mapping):
+            rows.append({"invariant": "—", "event": "", "sequences": "", "written by": "", "invoked": "",
+                         "answer": "", "read back": "", "detail": str(violation)})
+            continue
+        events = violation.get("events") or [{"event_id": e} for e in violation.get("event_ids") or []] or [{}]
+        for event in events[:5]:
             rows.append({
                 "invariant": violation.get("kind", "—"),
-                "event ids": _short_list(violation.get("event_ids")),
+                "event": event.get("event_id", ""),
                 "sequences": _short_list(violation.get("sequences")),
+                "written by": event.get("worker", "—"),
+                "invoked": _at(event.get("invoked_s")),
+                "answer": f"{event['answer']} {_at(event.get('answered_s'))}" if event.get("answer") else "—",
+                "read back": event.get("read_back", "—"),
                 "detail": violation.get("detail", ""),
             })
-        else:
-            rows.append({"invariant": "—", "event ids": "", "sequences": "", "detail": str(violation)})
     more = "" if len(violations) <= MAX_EVENTS else note(
         f"First {MAX_EVENTS} of {len(violations):,} examples kept by the checker.")
     return table(pd.DataFrame(rows), sortable=False) + more
+
+
+def _at(seconds: Any) -> str:
+    return "—" if seconds is None else f"at {float(seconds):.3f} s"
 
 
 def _violation_summary(views: Sequence[TestView]) -> str:
@@ -269,6 +262,10 @@ def _violation_summary(views: Sequence[TestView]) -> str:
             "seed": "—" if view.seed is None else str(view.seed),
         })
     return table(pd.DataFrame(rows), badges=("outcome",))
+
+
+def _failing_verdicts(view: TestView) -> list[Mapping[str, Any]]:
+    return [v for v in view.test.get("verdicts") or [] if not v.get("ok", True)]
 
 
 def _skipped_mechanisms(data: ReportInput) -> list[tuple[str, str]]:

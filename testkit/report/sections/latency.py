@@ -7,6 +7,7 @@ and a capped number of timelines chosen for interest (faults first, then failure
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,20 +15,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from testkit.percentiles import LatencyRecorder, PercentileError
+from testkit.percentiles import LatencyRecorder, PercentileError, format_ms
 from testkit.report import plots
-from testkit.report.formatting import format_quantity
 from testkit.report.html import Section, Tile, details, escape, figure, note, table
 from testkit.report.inputs import ReportInput, TestView
 
-__all__ = ["TIME_UNITS", "Curve", "histogram_unit", "latency_curve", "render_latency"]
+__all__ = ["TIME_UNITS", "Curve", "histogram_unit", "latency_curve", "percentile_figures", "render_latency"]
 
 TIME_UNITS = frozenset({"ns", "us", "µs", "ms", "s"})
 _NS_PER: dict[str, float] = {"ns": 1.0, "us": 1e3, "µs": 1e3, "ms": 1e6, "s": 1e9}
 #: Distribution plots drawn at most (one per measured quantity); the rest are named in a note.
 MAX_DISTRIBUTIONS = 8
-#: Timelines drawn at most.
+#: Timelines drawn at most (a group of stores side by side counts once).
 MAX_TIMELINES = 6
+#: Stores side by side in one timeline figure at most.
+MAX_SIDE_BY_SIDE = 3
+#: ``"burst [sqlite]"``: a timeline of the named store.
+_PER_STORE = re.compile(r"\s*\[[^\[\]]+\]$")
 #: Rows of the percentile table at most.
 MAX_TABLE_ROWS = 500
 #: Percentiles in the table.
@@ -84,9 +88,10 @@ def render_latency(data: ReportInput) -> Section | None:
         tiles.append(Tile("latency distributions", f"{len(groups):,}"))
     if timelines:
         parts.append("<h3>Over time</h3>")
-        parts.append('<p class="note">Throughput and latency per second; red bands are fault windows.</p>')
-        for view, timeline in timelines:
-            parts.append(_timeline_figure(view, timeline))
+        parts.append('<p class="note">Throughput and latency per second; red bands are fault windows, amber bands '
+                     'load bursts; the same load on several stores is drawn side by side.</p>')
+        for group in timelines:
+            parts.append(_timeline_figure(group))
     return Section("latency", "Latency and throughput", "".join(parts), "info", tuple(tiles))
 
 
@@ -182,35 +187,64 @@ def _distribution_figure(group: Sequence[_Measured], primary: str | None) -> str
     return figure(png, f"percentile distribution of {name}", f"{name} in {function}")
 
 
+def percentile_figures(metric: Mapping[str, Any]) -> dict[str, float] | None:
+    """Count, percentiles and max of a latency metric in ns, computed exactly as the terminal summary does
+    (:meth:`LatencyRecorder.summary` of the decoded histogram; raw samples: the inverted-CDF percentile)."""
+    blob = metric.get("histogram")
+    if blob:
+        try:
+            recorder = LatencyRecorder.decode(blob)
+        except PercentileError:
+            recorder = None
+        if recorder is not None and recorder.count:
+            per_ns = _NS_PER.get(_histogram_unit(metric, recorder), 1.0)
+            summary = recorder.summary()
+            return {"count": float(summary.count), "p50": summary.p50_ns * per_ns, "p90": summary.p90_ns * per_ns,
+                    "p99": summary.p99_ns * per_ns, "p99.9": summary.p999_ns * per_ns,
+                    "p99.99": summary.p9999_ns * per_ns, "max": summary.max_ns * per_ns}
+    samples = np.asarray(metric.get("samples") or [], dtype=float)
+    if not len(samples):
+        return None
+    per_ns = _NS_PER.get(str(metric.get("unit", "")), 1.0)
+    values = np.percentile(samples, list(TABLE_PERCENTILES), method="inverted_cdf") * per_ns
+    figures = {"count": float(len(samples))}
+    figures.update({f"p{p:g}": float(v) for p, v in zip(TABLE_PERCENTILES, values, strict=True)})
+    figures["max"] = float(samples.max()) * per_ns
+    return figures
+
+
 def _percentile_table(measured: Sequence[_Measured]) -> str:
+    """Milliseconds with three decimals, as the terminal prints them: the two can be read side by side."""
     rows = []
     for m in measured:
-        curve = latency_curve(m.metric)
-        if not curve.values:
+        figures = percentile_figures(m.metric)
+        if figures is None:
             continue
-        row: dict[str, Any] = {"metric": m.name, "test": m.view.nodeid, "sut": m.view.test.get("sut") or "—",
-                               "count": f"{curve.count:,}" if curve.count else "—"}
-        levels = np.asarray(curve.percentiles, dtype=float)
-        values = np.asarray(curve.values, dtype=float)
-        for p in TABLE_PERCENTILES:
-            at = int(np.searchsorted(levels, p, side="left"))
-            row[f"p{p:g}"] = "—" if at >= len(levels) else format_quantity(float(values[at]), curve.unit)
-        row["max"] = format_quantity(curve.max_value, curve.unit)
+        row: dict[str, Any] = {"metric": escape(m.name), "test": escape(m.view.nodeid),
+                               "sut": escape(m.view.test.get("sut") or "—"), "count": f"{int(figures['count']):,}"}
+        for key in (*(f"p{p:g}" for p in TABLE_PERCENTILES), "max"):
+            row[key] = f'<span data-percentile="{key}" data-ns="{figures[key]:.0f}">{format_ms(figures[key])} ms</span>'
         rows.append(row)
-    return table(pd.DataFrame(rows), table_id="latency-percentiles")
+    frame = pd.DataFrame(rows)
+    return table(frame, table_id="latency-percentiles", raw_html=tuple(frame.columns))
 
 
-def _pick_timelines(data: ReportInput) -> list[tuple[TestView, Mapping[str, Any]]]:
-    candidates = []
+def _pick_timelines(data: ReportInput) -> list[list[tuple[TestView, Mapping[str, Any]]]]:
+    """Timelines to draw, grouped so that the same load on several stores ("burst [lighthouse]", "burst
+    [sqlite]", or one test per store) is drawn side by side; faults first, then failures."""
+    groups: dict[tuple[Any, str], list[tuple[TestView, Mapping[str, Any]]]] = {}
+    rank: dict[tuple[Any, str], tuple[bool, bool, str]] = {}
     for view in data.tests():
         for timeline in view.test.get("timelines") or []:
             columns = _columns(timeline)
             if any(key in columns for key in ("completed", "offered", "p50", "p99")):
+                key = (view.family, _PER_STORE.sub("", str(timeline.get("name", ""))))
+                groups.setdefault(key, []).append((view, timeline))
                 has_faults = any(f.get("window") for f in view.test.get("faults") or [])
                 failed = view.test["outcome"] in ("failed", "error")
-                candidates.append(((not has_faults, not failed, view.nodeid), view, timeline))
-    candidates.sort(key=lambda item: item[0])
-    return [(view, timeline) for _, view, timeline in candidates[:MAX_TIMELINES]]
+                rank[key] = min(rank.get(key, (True, True, "")), (not has_faults, not failed, view.nodeid))
+    ordered = sorted(groups, key=lambda key: rank[key])
+    return [groups[key][:MAX_SIDE_BY_SIDE] for key in ordered[:MAX_TIMELINES]]
 
 
 def _columns(timeline: Mapping[str, Any]) -> dict[str, str]:
@@ -224,7 +258,27 @@ def _columns(timeline: Mapping[str, Any]) -> dict[str, str]:
     return found
 
 
-def _timeline_figure(view: TestView, timeline: Mapping[str, Any]) -> str:
+def _timeline_figure(group: Sequence[tuple[TestView, Mapping[str, Any]]]) -> str:
+    columns_drawn, shaded, outside = [], 0, 0
+    for view, timeline in group:
+        series, windows, skipped = _timeline_series(view, timeline, titled=len(group) > 1)
+        columns_drawn.append(series)
+        shaded += len(windows)
+        outside += skipped
+    png = plots.timelines_side_by_side(columns_drawn)
+    view = group[0][0]
+    if len(group) == 1:
+        caption = f"{view.nodeid} — {shaded} fault window{'s' if shaded != 1 else ''} shaded"
+    else:
+        caption = (f"{view.nodeid.split('[', 1)[0]} — the same load on {len(group)} stores side by side; "
+                   f"{shaded} window{'s' if shaded != 1 else ''} shaded")
+    if outside:
+        caption += f"; {outside} fault window(s) lie outside the timeline's clock and are not shown"
+    return figure(png, f"timeline of {view.nodeid}", caption)
+
+
+def _timeline_series(view: TestView, timeline: Mapping[str, Any], *,
+                     titled: bool) -> tuple[plots.TimelineSeries, list[plots.FaultWindow], int]:
     columns = _columns(timeline)
     series = timeline.get("series") or {}
     units = timeline.get("units") or {}
@@ -241,10 +295,13 @@ def _timeline_figure(view: TestView, timeline: Mapping[str, Any]) -> str:
             outside += 1  # another clock (e.g. epoch seconds): shading it would mislead
             continue
         windows.append(plots.FaultWindow(str(fault["kind"]), float(window[0]), float(window[1])))
-    title = f"{view.nodeid.split('::', 1)[-1]} · {timeline.get('name', '')}"
-    if view.test.get("sut"):
+    for begin, finish, label in timeline.get("shaded") or []:
+        windows.append(plots.FaultWindow(str(label), float(begin), float(finish), tone=str(label).split()[0]))
+    name = str(timeline.get("name", ""))
+    title = name if titled else f"{view.nodeid.split('::', 1)[-1]} · {name}"
+    if view.test.get("sut") and not _PER_STORE.search(str(timeline.get("name", ""))):
         title += f" · {view.test['sut']}"
-    png = plots.timeline(plots.TimelineSeries(
+    return plots.TimelineSeries(
         title=title, t=t,
         offered=series.get(columns.get("offered", ""), []),
         completed=series.get(columns.get("completed", ""), []),
@@ -252,11 +309,7 @@ def _timeline_figure(view: TestView, timeline: Mapping[str, Any]) -> str:
         p50=series.get(columns.get("p50", ""), []),
         p99=series.get(columns.get("p99", ""), []),
         latency_unit=unit, faults=windows,
-    ))
-    caption = f"{view.nodeid} — {len(windows)} fault window{'s' if len(windows) != 1 else ''} shaded"
-    if outside:
-        caption += f"; {outside} fault window(s) lie outside the timeline's clock and are not shown"
-    return figure(png, f"timeline of {view.nodeid}", caption)
+    ), windows, outside
 
 
 def _unit_from_name(name: str) -> str:

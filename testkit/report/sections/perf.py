@@ -38,7 +38,10 @@ def render_perf(data: ReportInput) -> Section | None:
     primary = data.primary_sut
     groups: dict[tuple[Any, str], list[tuple[TestView, Mapping[str, Any], str | None]]] = {}
     for view in data.tests():
+        injected = bool(view.test.get("faults"))
         for name, metric in (view.test.get("metrics") or {}).items():
+            if injected and not metric.get("target"):
+                continue  # a fault test's own figures (seconds per kill cycle) are no performance claim vs a peer
             base, sut = _split(name, view)
             groups.setdefault((view.family, base), []).append((view, metric, sut))
     if primary is not None and "+" in primary:  # one test measured several stores: ours is the preferred one

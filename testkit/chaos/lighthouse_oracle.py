@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lighthouse.maintenance import verify_directory
 from testkit.adapters import AdapterSpec, StoredEvent
-from testkit.faults import CorruptionCase, CorruptionKind, CorruptionPlan
+from testkit.chaos.judging import Tally, is_store_generated
+from testkit.chaos.lighthouse_log import SEGMENT_HEADER_BYTES, PristineLog, build_pristine_log
+from testkit.chaos.result import CampaignResult
+from testkit.faults.corruption import CorruptionCase, CorruptionKind, CorruptionPlan
 
-from .judging import Tally, is_store_generated
-from .logfiles import SEGMENT_HEADER_BYTES, PristineLog
-
-__all__ = ["FAULT_KIND", "CaseOutcome", "Expectation", "expect", "judge_case", "plan_cases", "run_cases"]
+__all__ = ["FAULT_KIND", "CaseOutcome", "Expectation", "expect", "judge_case", "plan_cases", "run_cases",
+           "run_format_aware_corruption"]
 
 FAULT_KIND = "corruption"
 ORACLE_INVARIANTS = ("no_lost_ack", "no_duplicate", "order", "no_phantom", "prefix_no_holes",
@@ -84,7 +84,10 @@ def verify_exit_code(directory: Path) -> int:
     """The exit code ``lighthouse verify DIR`` gives (0 intact, 1 damaged), from the function it runs.
 
     In-process: a subprocess per case would cost 0.3 s; one test runs the real command end to end.
+    The one place the kit reads lighthouse's own code, imported here so the kit installs without it.
     """
+    from lighthouse.maintenance import verify_directory
+
     return 0 if verify_directory(directory).intact else 1
 
 
@@ -209,16 +212,25 @@ def plan_cases(log: PristineLog, rng: random.Random, random_cases: int, *, every
 
 
 def run_cases(log: PristineLog, cases: list[tuple[int, CorruptionCase]], workdir: Path, adapter: AdapterSpec,
-              tally: Tally) -> list[str]:
-    failures = []
+              fault_kind: str = FAULT_KIND) -> CampaignResult:
+    """Judge every case; ``caught[i]`` says whether proven case ``i`` broke an invariant."""
+    result = CampaignResult(Tally(fault_kind, adapter.name))
     for segment, case in cases:
         proven, outcome = judge_case(log, segment, case, workdir, adapter)
-        tally.case(proven)
+        result.tally.case(proven)
         if not proven:
             continue
-        tally.judged_ok(*ORACLE_INVARIANTS)
+        result.tally.judged_ok(*ORACLE_INVARIANTS)
         for invariant in outcome.broken:
-            tally.violated(invariant)
+            result.tally.violated(invariant)
+        result.caught.append(not outcome.ok)
         if not outcome.ok:
-            failures.append(f"{log.segments[segment].name} {case}: {'; '.join(outcome.problems[:3])}")
-    return failures
+            result.failures.append(f"{log.segments[segment].name} {case}: {'; '.join(outcome.problems[:3])}")
+    return result
+
+
+def run_format_aware_corruption(adapter: AdapterSpec, root: Path, rng: random.Random, seed: int, cases: int, *,
+                                every_torn_byte: bool = True) -> CampaignResult:
+    """Lighthouse's oracle over a small pre-built log: torn tails at every byte of the last frame, then random cases."""
+    log = build_pristine_log(root / "pristine", seed=seed)
+    return run_cases(log, plan_cases(log, rng, cases, every_torn_byte=every_torn_byte), root / "work", adapter)

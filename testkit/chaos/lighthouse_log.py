@@ -1,4 +1,4 @@
-"""Lighthouse segment files read with the suite's own parser, and a small pre-built log to damage.
+"""Lighthouse segment files read with the kit's own parser, and a small pre-built log to damage.
 
 The corruption oracle must not trust the store's framing code (a bug there would hide the damage a
 test thinks it makes), so segments are parsed here from the layout documented in
@@ -14,17 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from testkit.adapters import StoredEvent
+from testkit.adapters import AdapterSpec, StoredEvent
 from testkit.checkers import History, OpKind
 from testkit.data import AgentSessionGenerator, PayloadSizes
-
-from . import stores
 
 __all__ = ["Frame", "PristineLog", "Segment", "build_pristine_log", "read_segments"]
 
 SEGMENT_HEADER_BYTES = 32
 FRAME_HEADER = struct.Struct("<4sIIQIHH")
 FRAME_MAGIC = b"LHF1"
+LIGHTHOUSE_FACTORY = "testkit.adapters.lighthouse:LighthouseAdapter"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +83,7 @@ class PristineLog:
 async def _write(
     directory: Path, seed: int, operations: int, segment_bytes: int
 ) -> tuple[History, dict[int, StoredEvent], dict[str, Any]]:
-    adapter = stores.lighthouse(segment_bytes=segment_bytes).create(directory)
+    adapter = AdapterSpec("lighthouse", LIGHTHOUSE_FACTORY, {"segment_bytes": segment_bytes}).create(directory)
     history = History()
     sizes = PayloadSizes(max_bytes=1024, tail_start_bytes=1024)
     stream = AgentSessionGenerator(seed, agents=3, payload_sizes=sizes).events()

@@ -1,8 +1,10 @@
-"""Fault campaigns: loops that inject one kind of fault many times into a running workload and judge each run.
+"""Crash campaigns: SIGKILL cycles, power cuts on loop ext4, and the POSIX crash model, against any adapter.
 
-A campaign returns what a test asserts on: the tally for the chaos matrix, one description per failing
-check, and for each case whether it produced a *new* loss (an acknowledged event missing that was
-present before), which is how the sensitivity tests measure their catch rate.
+Each injects one kind of crash many times into a running workload (:mod:`testkit.faults.workload`:
+agent traffic in forked children, every write journalled), recovers the store and judges it against
+the journals. It returns a :class:`~testkit.chaos.result.CampaignResult`: the tally for the chaos
+matrix, one description per failing check, and per attempt whether it caught a *new* loss (which is
+how an expected-unsafe configuration's catch rate is measured).
 """
 
 from __future__ import annotations
@@ -10,17 +12,16 @@ from __future__ import annotations
 import os
 import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from testkit.adapters import AdapterSpec
-from testkit.faults import LoopExt4
+from testkit.chaos.judging import Judgement, Tally, recover_and_judge
+from testkit.chaos.preload import modules_of
+from testkit.chaos.result import CampaignResult
+from testkit.faults.powerloss import LoopExt4
 from testkit.faults.workload import Phase, WorkloadServer, WorkloadSpec
 
-from . import variants
-from .judging import Judgement, Tally, recover_and_judge
-
-__all__ = ["CampaignResult", "run_kill_cycles", "run_posix_crashes", "run_power_cuts"]
+__all__ = ["run_kill_cycles", "run_posix_crashes", "run_power_cuts"]
 
 CYCLES_PER_DIRECTORY = 50
 CHECK_EVERY = 10
@@ -29,39 +30,17 @@ KILL_DELAY_S = (0.0, 0.12)
 CUT_DELAY_S = (0.005, 0.08)
 
 
-@dataclass
-class CampaignResult:
-    tally: Tally
-    failures: list[str] = field(default_factory=list)
-    new_loss: list[bool] = field(default_factory=list)
-    last: Judgement | None = None
-    lost_ids: set[str] = field(default_factory=set)
-    injected: int = 0  # calls strace failed on purpose (``inject``), as the trace shows them
+def run_kill_cycles(
+    adapter: AdapterSpec, cycles: int, root: Path, rng: random.Random, seed: int, *,
+    kill_delay_s: tuple[float, float] = KILL_DELAY_S,
+) -> CampaignResult:
+    """SIGKILL a worker ``cycles`` times at random moments (10% inside recovery), judging every few cycles.
 
-    def judged(self, case: int, judgement: Judgement, damage: list[dict[str, object]]) -> None:
-        """Record one check: the invariants it broke and whether it found losses not seen before."""
-        self.last = judgement
-        self.tally.add(judgement)
-        self.tally.judged_ok("recovers")
-        lost = set(judgement.lost_event_ids())
-        self.new_loss.append(bool(lost - self.lost_ids))
-        self.lost_ids |= lost
-        if damage:
-            self.tally.violated("recovers")
-            self.failures.append(f"case {case}: recovery reported damage after a crash: {damage[:3]}")
-        if not judgement.ok:
-            self.failures.append(f"case {case}: {judgement.describe()}")
-
-    @property
-    def catches(self) -> int:
-        return sum(self.new_loss)
-
-
-def run_kill_cycles(adapter: AdapterSpec, cycles: int, root: Path, rng: random.Random, seed: int) -> CampaignResult:
-    """SIGKILL a worker ``cycles`` times at random moments (10% inside recovery), judging every few cycles."""
+    ``kill_delay_s``: the kill lands this long after the store opened (slower stores need longer to have
+    writes in flight)."""
     result = CampaignResult(Tally("sigkill", adapter.name))
     base = WorkloadSpec(adapter, str(root / "d0"), str(root / "j0"), seed=seed)
-    with WorkloadServer(base, preload=[variants.__name__]) as server:
+    with WorkloadServer(base, preload=modules_of(adapter)) as server:
         spec = base
         for cycle in range(cycles):
             if cycle % CYCLES_PER_DIRECTORY == 0:  # bound the log (and recovery time) per directory
@@ -73,11 +52,11 @@ def run_kill_cycles(adapter: AdapterSpec, cycles: int, root: Path, rng: random.R
                 time.sleep(rng.uniform(0.0, 0.03))  # the fault's moment: possibly inside recovery
             else:
                 if server.wait_opened(worker) is None:
-                    result.tally.violated("recovers")
                     error = (server.result(worker) or {}).get("open_error")
-                    result.failures.append(f"cycle {cycle}: the store did not open: {error}")
-                time.sleep(rng.uniform(*KILL_DELAY_S))  # the fault's moment: appends in flight
+                    result.problem(f"cycle {cycle}: the store did not open: {error}", "recovers")
+                time.sleep(rng.uniform(*kill_delay_s))  # the fault's moment: appends in flight
             record = server.kill9(worker)
+            result.timeline.fault(record)
             result.tally.case(record.proven)
             last_of_directory = (cycle + 1) % CYCLES_PER_DIRECTORY == 0 or cycle + 1 == cycles
             if (cycle + 1) % CHECK_EVERY == 0 or last_of_directory:
@@ -88,10 +67,12 @@ def run_kill_cycles(adapter: AdapterSpec, cycles: int, root: Path, rng: random.R
 def run_power_cuts(
     adapter: AdapterSpec, cuts: int, root: Path, rng: random.Random, seed: int, *,
     fault_kind: str = "power_cut", size_mb: int = 64, until_caught: bool = False,
+    cut_delay_s: tuple[float, float] = CUT_DELAY_S,
 ) -> CampaignResult:
     """Cut power to a loop-mounted ext4 under a running worker ``cuts`` times; remount, recover, judge each.
 
     ``until_caught`` stops at the first cut that lost an acknowledged event (quick sensitivity checks).
+    ``cut_delay_s``: the cut lands this long after the store opened.
     """
     result = CampaignResult(Tally(fault_kind, adapter.name))
     journal_dir = root / "journal"
@@ -101,18 +82,19 @@ def run_power_cuts(
         data_dir.mkdir()
         _fsync_dir(disk.path)  # the data directory itself is durable before anything else happens
         spec = WorkloadSpec(adapter, str(data_dir), str(journal_dir), seed=seed)
-        with WorkloadServer(spec, preload=[variants.__name__]) as server:
+        with WorkloadServer(spec, preload=modules_of(adapter)) as server:
             for cut in range(cuts):
                 worker = server.spawn(cut)
                 if server.wait_opened(worker) is None:
                     result.tally.violated("recovers")
                     error = (server.result(worker) or {}).get("open_error")
                     result.failures.append(f"cut {cut}: the store did not open: {error}")
-                time.sleep(rng.uniform(*CUT_DELAY_S))  # the fault's moment: appends in flight
+                time.sleep(rng.uniform(*cut_delay_s))  # the fault's moment: appends in flight
                 # Freeze first: like a real cut, nothing the worker does after this instant is seen.
                 frozen = server.freeze(worker)
                 power = disk.cut_power()
                 kill = server.kill9(worker)
+                result.timeline.fault(power, fault_kind)
                 result.tally.case(frozen.proven and power.proven and kill.proven)
                 if not power.proven:
                     result.failures.append(f"cut {cut}: power cut not proven: {power.detail}")
@@ -123,9 +105,9 @@ def run_power_cuts(
     return result
 
 
-def _judge(spec: WorkloadSpec) -> tuple[Judgement, list[dict[str, object]]]:
-    judgement, _, damage = recover_and_judge(spec.adapter, spec.data_dir, spec.journal_dir)
-    return judgement, damage
+def _judge(spec: WorkloadSpec) -> tuple[Judgement, list[dict[str, object]], object, str]:
+    judgement, recovered, damage = recover_and_judge(spec.adapter, spec.data_dir, spec.journal_dir)
+    return judgement, damage, recovered, spec.journal_dir
 
 
 def _fsync_dir(path: Path) -> None:
@@ -154,7 +136,8 @@ def run_posix_crashes(
     data_dir.mkdir(parents=True)
     journal_dir.mkdir()
     spec = WorkloadSpec(adapter, str(data_dir), str(journal_dir), seed=seed)
-    with SyscallTrace(inject=inject) as trace, WorkloadServer(spec, preload=[variants.__name__], wrapper=trace.wrapper) as server:
+    with SyscallTrace(inject=inject) as trace, WorkloadServer(spec, preload=modules_of(adapter),
+                                                               wrapper=trace.wrapper) as server:
         # A store that exists before the trace starts: creating one is not what this model judges.
         server.join(server.spawn(crashes, spec.replace(phases=(Phase(ops_per_client=2),))))
         crash = 0
@@ -167,6 +150,7 @@ def run_posix_crashes(
                 result.failures.append(f"crash {crash}: the store did not open: {server.result(worker)}")
             time.sleep(rng.uniform(*KILL_DELAY_S))  # the fault's moment: appends in flight
             kill = server.kill9(worker)
+            result.timeline.fault(kill, fault_kind)
             complete = trace.wait_for_death(worker.pid, timeout=3.0)
             lines = trace.lines()
             if not complete:

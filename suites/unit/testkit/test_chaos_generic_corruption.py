@@ -1,0 +1,35 @@
+"""The format-blind corruption campaign: proven damage, and a store that serves damaged rows is caught."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from testkit.adapters import AdapterSpec
+from testkit.chaos.corruption import build_acknowledged_store, plan_file_damage, run_generic_corruption
+
+LIGHTHOUSE = AdapterSpec("lighthouse", "testkit.adapters.lighthouse:LighthouseAdapter", {"segment_bytes": 8192})
+SQLITE = AdapterSpec("sqlite", "testkit.adapters.sqlite:SqliteAdapter")
+
+
+def test_damage_plans_are_seeded_and_every_case_changes_bytes(tmp_path: Path) -> None:
+    store = build_acknowledged_store(SQLITE, tmp_path / "s", seed=3, operations=20)
+    assert len(store.acknowledged) >= 20
+    first = plan_file_damage(store.directory, random.Random(9), 12)
+    assert first == plan_file_damage(store.directory, random.Random(9), 12)
+    assert {d.kind for d in first} <= {"bit_flip", "zero_range", "truncate", "append"}
+
+
+def test_a_checksummed_store_never_serves_a_wrong_event(tmp_path: Path) -> None:
+    result = run_generic_corruption(LIGHTHOUSE, tmp_path, random.Random(5), 5, 40)
+    assert result.tally.proven >= 36, result.tally
+    assert not result.failures, result.failures[:3]
+    assert result.catches == 0
+
+
+def test_sqlite_without_page_checksums_is_caught_serving_damaged_rows(tmp_path: Path) -> None:
+    """SQLite keeps no page checksums: zeroed or flipped row bytes are served as events nobody wrote."""
+    result = run_generic_corruption(SQLITE, tmp_path, random.Random(11), 11, 120)
+    assert result.tally.proven >= 100
+    assert result.catches >= 1, result.parameters
+    assert any("never acknowledged so" in f or "untyped" in f for f in result.failures)

@@ -1,0 +1,45 @@
+"""The chaos kit: every fault campaign of the shipped chaos suite as a public function, for any store.
+
+The Jepsen split: a *test* is a system under test (:class:`SystemUnderTest`: an adapter spec, what it
+offers, what it is expected to lose) + a workload (agent traffic, every write journalled:
+:mod:`testkit.faults.workload`) + a nemesis (one campaign below) + a checker (:func:`judge`, the
+history verdict mapped onto the fault x invariant matrix). Each campaign returns a
+:class:`CampaignResult`; :func:`settle` records it and passes or fails it against the expectation.
+
+Campaigns: :func:`run_kill_cycles` (SIGKILL, also during open), :func:`run_crash_point_kills` (named
+crash points), :func:`run_power_cuts` (loop ext4 + FS_IOC_SHUTDOWN), :func:`run_posix_crashes` (the
+POSIX crash model over traced syscalls), :func:`run_disk_full`, :func:`run_inodes_exhausted`,
+:func:`run_read_only_remount`, :func:`run_open_on_full_disk`, :func:`run_resource_pressure`
+(RLIMIT_NOFILE/AS/FSIZE), :func:`run_io_errors` (LD_PRELOAD errors and short writes),
+:func:`run_network_fault` (TCP fault proxy), :func:`run_generic_corruption` (any format). The shipped
+suite is ``pytest --pyargs testkit.chaos.suite --testkit-adapter PKG.MODULE:FACTORY``, or
+``testkit chaos --adapter PKG.MODULE:FACTORY``. Submodules import lazily, so the kit imports fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = [
+    "CampaignResult", "Capabilities", "ChaosFailure", "Judgement", "SystemUnderTest", "Tally", "judge",
+    "recover_and_judge", "run_crash_point_kills", "run_disk_full", "run_generic_corruption", "run_inodes_exhausted",
+    "run_io_errors", "run_kill_cycles", "run_network_fault", "run_open_on_full_disk", "run_posix_crashes",
+    "run_power_cuts", "run_read_only_remount", "run_resource_pressure", "settle",
+]
+
+_HOME = {
+    "CampaignResult": "result", "ChaosFailure": "result", "Capabilities": "capabilities", "Judgement": "judging",
+    "Tally": "judging", "judge": "judging", "recover_and_judge": "judging", "SystemUnderTest": "sut",
+    "run_kill_cycles": "crashes", "run_power_cuts": "crashes", "run_posix_crashes": "crashes",
+    "run_crash_point_kills": "crash_points", "run_disk_full": "disk", "run_inodes_exhausted": "disk",
+    "run_read_only_remount": "disk", "run_open_on_full_disk": "disk", "run_io_errors": "io_errors",
+    "run_resource_pressure": "resources", "run_network_fault": "network",
+    "run_generic_corruption": "corruption", "settle": "expectations",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'testkit.chaos' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"testkit.chaos.{_HOME[name]}"), name)

@@ -1,0 +1,166 @@
+"""Corruption without knowing the format: damage the files of any store's data directory, then read it back.
+
+A store is filled with acknowledged agent traffic and closed cleanly; each case damages a fresh copy of
+its data directory with one seeded change to one of its files (a bit flip, a zeroed range, a
+truncation, appended bytes), proven by the changed bytes. The invariant is *no silently wrong read*:
+every event the store serves afterwards is exactly one it acknowledged (same id, same sequence, same
+content), or the store refuses with a typed error, or it reports the damage (``health()``). Events that
+merely go missing without a report are counted (``silent_drops``) and, with ``strict_loss``, fail:
+a store without checksums cannot know, one with them should say. Lighthouse adds its format-aware
+oracle (:mod:`testkit.chaos.lighthouse_oracle`) on top.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from testkit.adapters import AdapterError, AdapterSpec, StoredEvent
+from testkit.chaos.appender import Appender
+from testkit.chaos.judging import Tally
+from testkit.chaos.result import CampaignResult
+from testkit.faults.corruption import append_garbage, flip_bit, truncate_to, zero_range
+from testkit.faults.records import FaultRecord
+
+__all__ = ["FAULT_KIND", "DAMAGE_KINDS", "AcknowledgedStore", "FileDamage", "build_acknowledged_store",
+           "plan_file_damage", "run_generic_corruption"]
+
+FAULT_KIND = "corruption[generic]"
+DAMAGE_KINDS = ("bit_flip", "zero_range", "truncate", "append")
+INVARIANTS = ("no_phantom", "typed_errors", "no_lost_ack")
+
+
+@dataclass(frozen=True)
+class AcknowledgedStore:
+    """A cleanly closed data directory and every event the store acknowledged into it, by id."""
+
+    directory: Path
+    acknowledged: dict[str, StoredEvent]
+
+
+@dataclass(frozen=True)
+class FileDamage:
+    """One seeded change to one file (``path`` relative to the data directory)."""
+
+    kind: str
+    path: str
+    offset: int
+    length: int
+    seed: int
+
+    def apply(self, directory: Path) -> FaultRecord:
+        target = directory / self.path
+        if self.kind == "bit_flip":
+            return flip_bit(target, self.offset, self.seed % 8)
+        if self.kind == "zero_range":
+            return zero_range(target, self.offset, self.length)
+        if self.kind == "truncate":
+            return truncate_to(target, self.offset)
+        return append_garbage(target, self.length, random.Random(self.seed))
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.path}@{self.offset}+{self.length}"
+
+
+async def _fill(adapter: AdapterSpec, directory: Path, seed: int, operations: int) -> dict[str, StoredEvent]:
+    store = adapter.create(directory)
+    await store.open()
+    try:
+        appender = Appender(store, seed=seed, payload_max_bytes=1024)
+        await appender.append(operations)
+        acknowledged = appender.acknowledged_ids()
+        return {e.event_id: e for e in await appender.read_all() if e.event_id in acknowledged}
+    finally:
+        await store.close()
+
+
+def build_acknowledged_store(adapter: AdapterSpec, directory: Path, *, seed: int, operations: int = 60
+                             ) -> AcknowledgedStore:
+    """Append ``operations`` writes (singles and batches), close, and keep what was acknowledged and read back."""
+    return AcknowledgedStore(directory, asyncio.run(_fill(adapter, directory, seed, operations)))
+
+
+def plan_file_damage(directory: Path, rng: random.Random, cases: int) -> list[FileDamage]:
+    """``cases`` seeded damages spread over the non-empty files of ``directory`` (weighted by nothing: any file)."""
+    files = sorted((p.relative_to(directory).as_posix(), p.stat().st_size)
+                   for p in directory.rglob("*") if p.is_file() and p.stat().st_size > 0)
+    if not files:
+        raise ValueError(f"{directory} holds no non-empty file to damage")
+    plan = []
+    for _ in range(cases):
+        path, size = rng.choice(files)
+        kind = rng.choice(DAMAGE_KINDS)
+        offset = rng.randrange(size)
+        length = min(rng.randint(1, 64), size - offset)
+        plan.append(FileDamage(kind, path, offset, length if kind != "append" else rng.randint(1, 256),
+                               rng.getrandbits(32)))
+    return plan
+
+
+def _same(a: StoredEvent, b: StoredEvent) -> bool:
+    return (a.sequence, a.digest(), a.source_agent, a.correlation_id, a.causation_id) == (
+        b.sequence, b.digest(), b.source_agent, b.correlation_id, b.causation_id)
+
+
+async def _read_back(adapter: AdapterSpec, directory: Path) -> tuple[list[StoredEvent], dict[str, Any] | None]:
+    store = adapter.create(directory)
+    await store.open()
+    try:
+        events = [event async for event in store.read_all()]
+        health = getattr(store, "health", None)
+        return events, (health() if callable(health) else None)
+    finally:
+        await store.close()
+
+
+def _declared(health: dict[str, Any] | None) -> bool:
+    return bool(health and (health.get("lost_sequences") or health.get("damage")))
+
+
+def run_generic_corruption(adapter: AdapterSpec, root: Path, rng: random.Random, seed: int, cases: int, *,
+                           strict_loss: bool = False, operations: int = 60) -> CampaignResult:
+    """Damage copies of a filled store's directory ``cases`` times; judge every read-back (see the module doc)."""
+    result = CampaignResult(Tally(FAULT_KIND, adapter.name))
+    pristine = build_acknowledged_store(adapter, root / "pristine", seed=seed, operations=operations)
+    counts = {"refused": 0, "reported": 0, "intact": 0, "silent_drops": 0}
+    for number, damage in enumerate(plan_file_damage(pristine.directory, rng, cases)):
+        copy = root / "case"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(pristine.directory, copy)
+        record = damage.apply(copy)
+        result.tally.case(record.proven)
+        if not record.proven:
+            continue
+        result.tally.judged_ok(*INVARIANTS)
+        try:
+            events, health = asyncio.run(_read_back(adapter, copy))
+        except AdapterError:
+            counts["refused"] += 1
+            result.caught.append(False)
+            continue
+        except Exception as exc:  # a refusal, but not a typed one: the store's error handling leaked
+            result.problem(f"case {number} ({damage}): untyped {type(exc).__name__}: {str(exc)[:160]}", "typed_errors")
+            result.caught.append(True)
+            continue
+        wrong = [e.event_id for e in events
+                 if e.event_id not in pristine.acknowledged or not _same(e, pristine.acknowledged[e.event_id])]
+        missing = set(pristine.acknowledged) - {e.event_id for e in events}
+        broke = False
+        if wrong:
+            result.problem(f"case {number} ({damage}): served {len(wrong)} events never acknowledged so, "
+                           f"e.g. {wrong[:3]}", "no_phantom")
+            broke = True
+        if missing and not _declared(health):
+            counts["silent_drops"] += 1
+            if strict_loss:
+                result.problem(f"case {number} ({damage}): {len(missing)} acknowledged events gone, "
+                               "no damage reported", "no_lost_ack")
+                broke = True
+        counts["reported" if _declared(health) else "intact"] += 1
+        result.caught.append(broke)
+    result.parameters.update(generic_corruption=counts)
+    return result

@@ -1,0 +1,75 @@
+"""Targeted I/O errors: an LD_PRELOAD shim fails write/fsync/fdatasync of the store's own files, or makes writes short.
+
+The worker runs agent traffic in a child under the shim; the shim logs each injection, which proves the
+store really met the error. The store must answer with typed errors, lose nothing it acknowledged,
+write nothing it refused, and take writes again once the injections stop. The log is recovered in the
+caller's process, without the shim.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from testkit.adapters import AdapterSpec
+from testkit.chaos.judging import Tally
+from testkit.chaos.result import CampaignResult
+from testkit.chaos.worker_phases import judge_phased_worker
+from testkit.faults.ioshim import IoFault
+from testkit.faults.process import ChildProcess
+from testkit.faults.workload import Phase, WorkloadSpec, run_incarnation
+
+__all__ = ["IO_SCENARIOS", "LIGHTHOUSE_ONLY", "RESUME_ACKS", "run_io_errors"]
+
+IO_SCENARIOS: dict[str, dict[str, Any]] = {
+    # A group's fdatasync fails once (fsync of a new segment is counted apart and never hit): the group
+    # must not be acknowledged; the next ones may be.
+    "fdatasync_eio_once": {"op": "fdatasync", "errno": "EIO", "after_calls": 15, "times": 1},
+    # The fsync of a new segment (header written, before the directory fsync) fails once: rotation is refused.
+    "segment_fsync_eio_once": {"op": "fsync", "errno": "EIO", "after_calls": 1, "times": 1},
+    # fsync keeps failing for a while: read-only, then back by itself.
+    "fsync_eio_burst": {"op": ("fsync", "fdatasync"), "errno": "EIO", "after_calls": 10, "times": 6},
+    "write_eio": {"op": ("write", "pwrite", "writev"), "errno": "EIO", "after_calls": 40, "times": 3},
+    # Like a disk filling up: the write crossing the boundary is cut short, the next ones fail.
+    "write_enospc_after_bytes": {"op": ("write", "pwrite", "writev"), "errno": "ENOSPC", "after_bytes": 48 * 1024,
+                                 "times": 5},
+    # Short writes, no error at all: a store must finish each write (or refuse it), never leave half a frame.
+    "short_writes": {"op": ("write", "pwrite", "writev"), "mode": "short", "after_calls": 5},
+}
+#: Scenarios aimed at a call only a segment-file store makes (fsync of a freshly created segment file).
+LIGHTHOUSE_ONLY = frozenset({"segment_fsync_eio_once"})
+RESUME_ACKS = 10
+
+
+def run_io_errors(adapter: AdapterSpec, scenario: str, root: Path, seed: int, *, target: str | None = None
+                  ) -> CampaignResult:
+    """One :data:`IO_SCENARIOS` entry against files whose path contains ``target`` (default: the data directory)."""
+    result = CampaignResult(Tally(f"io_{scenario}"[:24], adapter.name))
+    data_dir = root / "data"
+    spec = WorkloadSpec(adapter, str(data_dir), str(root / "journal"), seed=seed, clients=3,
+                        phases=(Phase(name="faulty", ops_per_client=60),
+                                Phase(name="after", seconds=20.0, until_acks=RESUME_ACKS)))
+    Path(spec.journal_dir).mkdir(parents=True, exist_ok=True)
+    with IoFault(target or str(data_dir), **IO_SCENARIOS[scenario]) as fault:
+        with ChildProcess.python(run_incarnation, (spec, 0), env=fault.child_env()) as child:
+            outcome = child.outcome(timeout=120.0)
+    record = fault.record
+    if record is None:
+        result.failures.append("the I/O shim left no record")
+        return result
+    result.fault(record.kind, record.proven, record.detail, (record.t_start, record.t_end))
+    result.timeline.fault(record)
+    result.tally.case(record.proven)
+    worker = outcome.value
+    if outcome.returncode != 0 or not worker or not worker["opened"]:
+        result.problem(f"worker failed ({outcome.returncode}): {outcome.error or worker}", "recovers")
+        return result
+    judge_phased_worker(result, spec, worker, resume_acks=RESUME_ACKS, what="the injections stopped",
+                        require_voids=True)
+    op = IO_SCENARIOS[scenario]["op"]
+    aimed = set(op) if isinstance(op, tuple) else {op}
+    hit = set(record.evidence.get("by_op", {}))
+    if not hit <= aimed:
+        result.problem(f"aimed at {sorted(aimed)}, the shim hit {sorted(hit)}")
+    result.parameters.update(injections=record.evidence.get("injections"), refused=worker["phases"][0]["errors"])
+    return result
