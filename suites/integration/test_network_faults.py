@@ -232,12 +232,18 @@ class _Echo:
 
 
 def _exchange(address: str, payload: bytes, timeout: float = 5.0) -> bytes:
+    import errno
     import socket
 
     host, port = address.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=timeout) as sock:
         sock.sendall(payload)
-        sock.shutdown(socket.SHUT_WR)
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:  # the proxy already reset the connection (a busy machine lets it win the race)
+            if exc.errno != errno.ENOTCONN:
+                raise
+            raise ConnectionResetError(errno.ECONNRESET, "the peer reset the connection") from exc
         chunks = []
         while chunk := sock.recv(65536):
             chunks.append(chunk)
