@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 
 from lighthouse.server.routes.stream import CLOSE_SLOW_CONSUMER
 
-from .support import RunningServer, read_all, start_server
+from .support import RunningServer, poll_until, read_all, start_server
 
 #: How long to wait for a frame the server owes: generous enough for a load average of 8 on 2 cores.
 WAIT_S = 60.0
@@ -167,17 +167,34 @@ def _small_window_socket(server: RunningServer) -> socket.socket:
     return sock
 
 
+def _slow_consumer_closes(client: httpx.Client) -> float:
+    """Subscribers the server closed for being slow (overflow or send timeout), from its /metrics."""
+    closes = 0.0
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("lighthouse_stream_closed_total{") and (
+                'reason="slow_consumer"' in line or 'reason="send_timeout"' in line):
+            closes += float(line.rsplit(" ", 1)[1])
+    return closes
+
+
 def test_a_slow_client_is_closed_with_4408_and_can_resume(server: RunningServer) -> None:
     writer = server.client("writer")
     aggregate = f"stream:{uuid.uuid4()}"
     start = append(writer, events(1, aggregate))[0]
+    closes_before = _slow_consumer_closes(writer)
     with websockets.sync.client.connect(
         f"{server.ws_url}/stream?from_sequence={start}&aggregate_ids={aggregate}", sock=_small_window_socket(server),
         additional_headers=server.headers("slow"), open_timeout=30, max_queue=1, max_size=None,
     ) as ws:
         total = [start]
-        for _ in range(15):  # ~6 MB the client does not read: more than its 64 KB window, the server's send buffer
-            total += append(writer, events(100, aggregate, size=4000))  # (4 MB at most) and its 200 events
+        # ~12 MB the client does not read: well over its 64 KB window, the server's send buffer (4 MB at most),
+        # its 200 buffered events and what the protocol layers hold (with 6 MB a slow machine fitted it all in).
+        for _ in range(30):
+            total += append(writer, events(100, aggregate, size=4000))
+        # The client has read nothing yet: wait, on the server's own counter, until the server gave up on it, so
+        # that on a busy machine the client cannot drain the backlog before the server notices it is slow.
+        poll_until(lambda: _slow_consumer_closes(writer) > closes_before, timeout=SLOW_CLIENT_DEADLINE_S,
+                   interval=0.2, what="the server closing the subscriber that does not read")
         received = []
         with pytest.raises(ConnectionClosed) as closed:
             while True:
