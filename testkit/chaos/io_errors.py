@@ -22,9 +22,10 @@ from testkit.faults.workload import Phase, WorkloadSpec, run_incarnation
 __all__ = ["IO_SCENARIOS", "LIGHTHOUSE_ONLY", "RESUME_ACKS", "run_io_errors"]
 
 IO_SCENARIOS: dict[str, dict[str, Any]] = {
-    # A group's fdatasync fails once (fsync of a new segment is counted apart and never hit): the group
-    # must not be acknowledged; the next ones may be.
-    "fdatasync_eio_once": {"op": "fdatasync", "errno": "EIO", "after_calls": 15, "times": 1},
+    # A sync fails once: the group it belonged to must not be acknowledged; the next ones may be.
+    "fdatasync_eio_once": {"op": ("fsync", "fdatasync"), "errno": "EIO", "after_calls": 15, "times": 1},
+    # Aimed at a group's fdatasync alone (fsync of a new segment is counted apart and never hit).
+    "group_fdatasync_eio_once": {"op": "fdatasync", "errno": "EIO", "after_calls": 15, "times": 1},
     # The fsync of a new segment (header written, before the directory fsync) fails once: rotation is refused.
     "segment_fsync_eio_once": {"op": "fsync", "errno": "EIO", "after_calls": 1, "times": 1},
     # fsync keeps failing for a while: read-only, then back by itself.
@@ -36,8 +37,8 @@ IO_SCENARIOS: dict[str, dict[str, Any]] = {
     # Short writes, no error at all: a store must finish each write (or refuse it), never leave half a frame.
     "short_writes": {"op": ("write", "pwrite", "writev"), "mode": "short", "after_calls": 5},
 }
-#: Scenarios aimed at a call only a segment-file store makes (fsync of a freshly created segment file).
-LIGHTHOUSE_ONLY = frozenset({"segment_fsync_eio_once"})
+#: Scenarios aimed at calls only lighthouse is known to make (a group's fdatasync; fsync of a new segment file).
+LIGHTHOUSE_ONLY = frozenset({"group_fdatasync_eio_once", "segment_fsync_eio_once"})
 RESUME_ACKS = 10
 
 

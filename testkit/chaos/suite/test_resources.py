@@ -18,7 +18,7 @@ from testkit.chaos import (
     run_resource_pressure,
     settle,
 )
-from testkit.chaos.io_errors import IO_SCENARIOS
+from testkit.chaos.io_errors import IO_SCENARIOS, LIGHTHOUSE_ONLY
 from testkit.chaos.resources import PRESSURE
 from testkit.faults.probe import probe_gcc, probe_loop_mount, probe_tmpfs
 
@@ -74,7 +74,7 @@ def test_resource_limits(system_under_test: SystemUnderTest, limit: str, tmp_pat
             "rlimit", testkit_record, testkit_seed)
 
 
-@pytest.mark.parametrize("scenario", list(IO_SCENARIOS))
+@pytest.mark.parametrize("scenario", [name for name in IO_SCENARIOS if name not in LIGHTHOUSE_ONLY])
 def test_io_errors(file_based: SystemUnderTest, scenario: str, tmp_path: Path, testkit_record, testkit_seed: int,
                    case_seed: int, require) -> None:
     """LD_PRELOAD shim: EIO/ENOSPC from write and fsync, short writes, on the store's own files."""
