@@ -42,7 +42,8 @@ test: $(STAMP) system-deps
 # The main job: the whole chaos suite, then the HTML report.
 chaos: $(STAMP) system-deps
 	$(PY) -m pytest suites/chaos --testkit-report $(REPORTS)/chaos $(PYTEST_FLAGS)
-	@echo "chaos report: $(REPORTS)/chaos/index.html"
+	$(PY) -m testkit.report.browser $(REPORTS)/chaos/index.html --screenshot $(REPORTS)/chaos/screenshot.png
+	@echo "chaos report: $(REPORTS)/chaos/index.html (full-page screenshot: $(REPORTS)/chaos/screenshot.png)"
 
 # Power cuts and SIGKILLs over every shipped store configuration; writes the generated docs/findings.md.
 FINDINGS_FLAGS ?=
