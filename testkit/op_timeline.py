@@ -55,6 +55,8 @@ class OpTimelineBuilder:
     failed_checks: int = 0
     #: An in-process campaign's own history (no journals): drawn instead of loading ``journal_dirs``.
     history: History | None = None
+    #: ``read_back`` once :meth:`read_back` fed a cycle (see :attr:`~testkit.results.OpTimeline.cycle_kind`).
+    cycle_kind: str = "recovery"
 
     def fault(self, record: Any, label: str | None = None) -> None:
         """A fault as injected (a :class:`~testkit.faults.records.FaultRecord` or its dict): its monotonic window."""
@@ -84,6 +86,13 @@ class OpTimelineBuilder:
             self.checks.append(_Check(now, f"check {len(self.cycles)}", violations,
                                       {**counts, **{k: int(n) for k, n in judgement.broken.items() if n}},
                                       frozenset(judgement.missing_acked)))
+
+    def read_back(self, started: float, seconds: float, acknowledged: int, intact: int) -> None:
+        """One read-back judged without a history (a damaged copy opened and read whole, as the corruption
+        campaigns do): when it started (monotonic), how long it took, and how many of the ``acknowledged``
+        events came back exactly as acknowledged."""
+        self.cycles.append((started, seconds, acknowledged, intact))
+        self.cycle_kind = "read_back"
 
     def build(self) -> tuple[OpTimeline, list[dict[str, Any]]]:
         """The timeline and one verdict document per explained check (the events named, when each was
@@ -125,7 +134,7 @@ class OpTimelineBuilder:
             ops=ops, workers=workers, bins=bins, bin_s=bin_s,
             faults=[[round(s - origin, 4), round(max(e, s) - origin, 4), label] for s, e, label in self.faults],
             cycles=[[round(t - origin, 4), round(r, 6), a, p] for t, r, a, p in self.cycles],
-            marks=marks[: MAX_EXPLAINED * MAX_NAMED], total_ops=len(status),
+            marks=marks[: MAX_EXPLAINED * MAX_NAMED], total_ops=len(status), cycle_kind=self.cycle_kind,
         )
         return timeline, verdicts
 

@@ -25,6 +25,7 @@ from hdrh.histogram import HdrHistogram
 from testkit.environment import FingerprintError, MachineFingerprint, machine_fingerprint
 
 __all__ = [
+    "CYCLE_KINDS",
     "RESULTS_KIND",
     "SCHEMA_VERSION",
     "ChaosMatrix",
@@ -367,6 +368,10 @@ class VerdictRecord:
         )
 
 
+#: The kinds of cycle an :class:`OpTimeline` draws (see its ``cycle_kind``).
+CYCLE_KINDS = ("recovery", "read_back")
+
+
 @dataclass(slots=True)
 class OpTimeline:
     """A fault campaign's operations on one clock (seconds since the campaign's first operation or fault).
@@ -388,10 +393,14 @@ class OpTimeline:
     cycles: list[list[float]] = field(default_factory=list)
     marks: list[list[Any]] = field(default_factory=list)
     total_ops: int = 0
+    #: What a cycle is: ``recovery`` (a recovery after a crash, judged against the history) or ``read_back``
+    #: (a damaged copy of the data read back: events the damage destroyed may be missing by design).
+    cycle_kind: str = "recovery"
 
     def to_dict(self) -> dict[str, Any]:
         return {"ops": self.ops, "workers": self.workers, "bins": self.bins, "bin_s": self.bin_s,
-                "faults": self.faults, "cycles": self.cycles, "marks": self.marks, "total_ops": self.total_ops}
+                "faults": self.faults, "cycles": self.cycles, "marks": self.marks, "total_ops": self.total_ops,
+                "cycle_kind": self.cycle_kind}
 
     @classmethod
     def from_dict(cls, document: Any, where: str = "op_timeline") -> OpTimeline:
@@ -423,7 +432,14 @@ class OpTimeline:
                     for i, row in enumerate(_list(document.get("cycles", []), f"{where}.cycles"))],
             marks=_list(document.get("marks", []), f"{where}.marks"),
             total_ops=_integer(document.get("total_ops", len(ops)), f"{where}.total_ops"),
+            cycle_kind=_cycle_kind(document.get("cycle_kind", "recovery"), f"{where}.cycle_kind"),
         )
+
+
+def _cycle_kind(value: Any, where: str) -> str:
+    if value not in CYCLE_KINDS:
+        raise ResultsSchemaError(f"{where}: expected one of {', '.join(CYCLE_KINDS)}, got {value!r}")
+    return str(value)
 
 
 @dataclass(slots=True)

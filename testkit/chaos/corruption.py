@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from testkit.adapters import AdapterError, AdapterSpec, StoredEvent
 from testkit.chaos.appender import Appender
 from testkit.chaos.judging import Tally
 from testkit.chaos.result import CampaignResult
+from testkit.checkers.history import History
 from testkit.faults.corruption import append_garbage, flip_bit, truncate_to, zero_range
 from testkit.faults.records import FaultRecord
 
@@ -40,6 +42,8 @@ class AcknowledgedStore:
 
     directory: Path
     acknowledged: dict[str, StoredEvent]
+    #: The writes that filled it, for the campaign's picture.
+    history: History | None = None
 
 
 @dataclass(frozen=True)
@@ -66,14 +70,15 @@ class FileDamage:
         return f"{self.kind} {self.path}@{self.offset}+{self.length}"
 
 
-async def _fill(adapter: AdapterSpec, directory: Path, seed: int, operations: int) -> dict[str, StoredEvent]:
+async def _fill(adapter: AdapterSpec, directory: Path, seed: int, operations: int) -> AcknowledgedStore:
     store = adapter.create(directory)
     await store.open()
     try:
         appender = Appender(store, seed=seed, payload_max_bytes=1024)
         await appender.append(operations)
         acknowledged = appender.acknowledged_ids()
-        return {e.event_id: e for e in await appender.read_all() if e.event_id in acknowledged}
+        events = {e.event_id: e for e in await appender.read_all() if e.event_id in acknowledged}
+        return AcknowledgedStore(directory, events, appender.history)
     finally:
         await store.close()
 
@@ -81,7 +86,7 @@ async def _fill(adapter: AdapterSpec, directory: Path, seed: int, operations: in
 def build_acknowledged_store(adapter: AdapterSpec, directory: Path, *, seed: int, operations: int = 60
                              ) -> AcknowledgedStore:
     """Append ``operations`` writes (singles and batches), close, and keep what was acknowledged and read back."""
-    return AcknowledgedStore(directory, asyncio.run(_fill(adapter, directory, seed, operations)))
+    return asyncio.run(_fill(adapter, directory, seed, operations))
 
 
 def plan_file_damage(directory: Path, rng: random.Random, cases: int) -> list[FileDamage]:
@@ -126,6 +131,7 @@ def run_generic_corruption(adapter: AdapterSpec, root: Path, rng: random.Random,
     """Damage copies of a filled store's directory ``cases`` times; judge every read-back (see the module doc)."""
     result = CampaignResult(Tally(FAULT_KIND, adapter.name))
     pristine = build_acknowledged_store(adapter, root / "pristine", seed=seed, operations=operations)
+    result.timeline.history = pristine.history  # the picture: the writes, then every damaged copy read back
     counts = {"refused": 0, "reported": 0, "intact": 0, "silent_drops": 0}
     for number, damage in enumerate(plan_file_damage(pristine.directory, rng, cases)):
         copy = root / "case"
@@ -136,6 +142,8 @@ def run_generic_corruption(adapter: AdapterSpec, root: Path, rng: random.Random,
         if not record.proven:
             continue
         result.tally.judged_ok(*INVARIANTS)
+        result.timeline.fault(record, damage.kind)
+        started = time.monotonic()
         try:
             events, health = asyncio.run(_read_back(adapter, copy))
         except AdapterError:
@@ -149,6 +157,8 @@ def run_generic_corruption(adapter: AdapterSpec, root: Path, rng: random.Random,
         wrong = [e.event_id for e in events
                  if e.event_id not in pristine.acknowledged or not _same(e, pristine.acknowledged[e.event_id])]
         missing = set(pristine.acknowledged) - {e.event_id for e in events}
+        intact = len({e.event_id for e in events}.difference(wrong))  # served exactly as acknowledged
+        result.timeline.read_back(started, time.monotonic() - started, len(pristine.acknowledged), intact)
         broke = False
         if wrong:
             result.problem(f"case {number} ({damage}): served {len(wrong)} events never acknowledged so, "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from testkit.chaos.judging import Tally, is_store_generated
 from testkit.chaos.lighthouse_log import SEGMENT_HEADER_BYTES, PristineLog, build_pristine_log
 from testkit.chaos.result import CampaignResult
 from testkit.faults.corruption import CorruptionCase, CorruptionKind, CorruptionPlan
+from testkit.faults.records import FaultRecord
 
 __all__ = ["FAULT_KIND", "CaseOutcome", "Expectation", "expect", "judge_case", "plan_cases", "run_cases",
            "run_format_aware_corruption"]
@@ -70,6 +72,10 @@ def expect(log: PristineLog, segment_index: int, case: CorruptionCase) -> Expect
 class CaseOutcome:
     broken: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    #: The damage as injected, and the recovery that followed (monotonic start, seconds, events intact), for
+    #: the campaign's picture.
+    record: FaultRecord | None = None
+    read_back: tuple[float, float, int] | None = None
 
     def violate(self, invariant: str, problem: str) -> None:
         self.broken[invariant] = self.broken.get(invariant, 0) + 1
@@ -122,7 +128,7 @@ def judge_case(log: PristineLog, segment_index: int, case: CorruptionCase, workd
     shutil.rmtree(directory, ignore_errors=True)
     shutil.copytree(log.directory, directory)
     record = case.apply(directory / log.segments[segment_index].name)
-    outcome = CaseOutcome()
+    outcome = CaseOutcome(record=record)
     if not record.proven:
         return False, outcome
     expectation = expect(log, segment_index, case)
@@ -131,11 +137,14 @@ def judge_case(log: PristineLog, segment_index: int, case: CorruptionCase, workd
         wanted = 1 if expectation.report_mid_log else 0
         if code != wanted:
             outcome.violate("corruption_detected", f"`lighthouse verify` exited {code}, expected {wanted}")
+    started = time.monotonic()
     try:
         recovered, health, appended, reopened = asyncio.run(_recover_and_append(adapter, directory, log.spare))
     except Exception as exc:
         outcome.violate("recovers", f"the store did not recover: {type(exc).__name__}: {exc}")
         return True, outcome
+    intact = sum(1 for e in recovered if e.sequence in log.events and _same(e, log.events[e.sequence]))
+    outcome.read_back = (started, time.monotonic() - started, intact)
     _judge_recovered(log, expectation, recovered, health, outcome)
     _judge_resumed(log, recovered, health, appended, reopened, outcome)
     return True, outcome
@@ -215,11 +224,16 @@ def run_cases(log: PristineLog, cases: list[tuple[int, CorruptionCase]], workdir
               fault_kind: str = FAULT_KIND) -> CampaignResult:
     """Judge every case; ``caught[i]`` says whether proven case ``i`` broke an invariant."""
     result = CampaignResult(Tally(fault_kind, adapter.name))
+    result.timeline.history = log.history  # the picture: the writes, then every damaged copy recovered
     for segment, case in cases:
         proven, outcome = judge_case(log, segment, case, workdir, adapter)
         result.tally.case(proven)
         if not proven:
             continue
+        if outcome.record is not None:
+            result.timeline.fault(outcome.record, case.kind.value)
+        if outcome.read_back is not None:
+            result.timeline.read_back(*outcome.read_back[:2], len(log.events), outcome.read_back[2])
         result.tally.judged_ok(*ORACLE_INVARIANTS)
         for invariant in outcome.broken:
             result.tally.violated(invariant)

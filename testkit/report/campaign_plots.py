@@ -54,8 +54,9 @@ def campaign_figure(timeline: Mapping[str, Any], title: str) -> bytes:
         for axes in (latency_axes, rate_axes):
             _shade(axes, faults, label=axes is latency_axes, count=axes is latency_axes)
         latency_axes.tick_params(labelbottom=False)
-        _recovery_panel(recovery_axes, cycles)
-        _acked_panel(acked_axes, cycles)
+        read_back = timeline.get("cycle_kind") == "read_back"
+        _recovery_panel(recovery_axes, cycles, read_back=read_back)
+        _acked_panel(acked_axes, cycles, read_back=read_back)
         figure.suptitle(title, x=0.07, y=0.99, ha="left", fontsize=11, fontweight="bold")
         return _fixed_png(figure)
 
@@ -183,7 +184,7 @@ def _rate_panel(axes: Any, bins: Sequence[Sequence[Any]], bin_s: float) -> None:
         axes.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, fontsize=8, borderaxespad=0.2)
 
 
-def _recovery_panel(axes: Any, cycles: Sequence[Sequence[float]]) -> None:
+def _recovery_panel(axes: Any, cycles: Sequence[Sequence[float]], *, read_back: bool = False) -> None:
     seconds = np.asarray([c[1] for c in cycles], dtype=float)
     if len(seconds):
         shown_unit, divisor = scale_for(float(seconds.max()) or 1e-3, "s")
@@ -192,27 +193,33 @@ def _recovery_panel(axes: Any, cycles: Sequence[Sequence[float]]) -> None:
         p50, p99 = np.percentile(values, [50, 99], method="inverted_cdf")
         axes.axvline(p50, color="#1f2933", linewidth=1.2, label=f"p50 {format_number(float(p50))} {shown_unit}")
         axes.axvline(p99, color="#e07b00", linewidth=1.2, label=f"p99 {format_number(float(p99))} {shown_unit}")
-        axes.set_xlabel(f"recovery time per cycle ({shown_unit})")
+        axes.set_xlabel(f"open and read back per damaged copy ({shown_unit})" if read_back
+                        else f"recovery time per cycle ({shown_unit})")
         axes.legend(loc="upper right", fontsize=8)
     else:
         axes.text(0.5, 0.5, "no recovery was judged", ha="center", va="center", transform=axes.transAxes)
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel("cycles")
-    axes.set_title(f"recovery time ({len(seconds):,} recoveries)", loc="left", fontsize=9.5, fontweight="normal")
+    axes.set_title(f"open and read back ({len(seconds):,} damaged copies)" if read_back
+                   else f"recovery time ({len(seconds):,} recoveries)", loc="left", fontsize=9.5, fontweight="normal")
 
 
-def _acked_panel(axes: Any, cycles: Sequence[Sequence[float]]) -> None:
+def _acked_panel(axes: Any, cycles: Sequence[Sequence[float]], *, read_back: bool = False) -> None:
+    """Acknowledged vs recovered per check. For read-backs of damaged copies, events missing are the ones the
+    damage destroyed (the campaign judges whether the store said so), so they are not drawn as losses."""
     if cycles:
         index = np.arange(1, len(cycles) + 1)
         acked = np.asarray([c[2] for c in cycles], dtype=float)
         present = np.asarray([c[3] for c in cycles], dtype=float)
         axes.plot(index, acked, "o-", color="#9aa5b1", markersize=5, linewidth=1.4, label="acknowledged")
-        axes.plot(index, present, "o--", color=OURS, markersize=4, linewidth=1.2, label="recovered")
+        axes.plot(index, present, "o--", color=OURS, markersize=4, linewidth=1.2,
+                  label="served intact" if read_back else "recovered")
         lost = acked - present
         if lost.any():
             where = lost > 0
-            axes.scatter(index[where], present[where], color=TONE_COLOURS["fail"], zorder=4, s=22,
-                         label=f"lost ({int(lost.max()):,} at worst)")
+            axes.scatter(index[where], present[where], color=TONE_COLOURS["warn" if read_back else "fail"], zorder=4,
+                         s=22, label=(f"not served after the damage ({int(lost.max()):,} at worst)" if read_back
+                                      else f"lost ({int(lost.max()):,} at worst)"))
         axes.set_xlim(0.5, len(cycles) + 0.5)
         axes.set_ylim(bottom=0)
         axes.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
@@ -220,23 +227,48 @@ def _acked_panel(axes: Any, cycles: Sequence[Sequence[float]]) -> None:
         axes.legend(loc="upper left", fontsize=8)
     else:
         axes.text(0.5, 0.5, "no recovery was judged", ha="center", va="center", transform=axes.transAxes)
-    axes.set_xlabel("check (recovery judged)")
+    axes.set_xlabel("damaged copy read back" if read_back else "check (recovery judged)")
     axes.set_ylabel("events")
-    axes.set_title("acknowledged vs recovered per check", loc="left", fontsize=9.5, fontweight="normal")
+    axes.set_title("acknowledged vs served intact per damaged copy" if read_back
+                   else "acknowledged vs recovered per check", loc="left", fontsize=9.5, fontweight="normal")
 
 
 def _shade(axes: Any, faults: Sequence[Sequence[Any]], *, label: bool, count: bool = False) -> None:
-    """Each fault window shaded; the first few named at the top of the axes, the count in the legend."""
-    minimum = 0.0
-    if faults:
-        left, right = axes.get_xlim()
-        minimum = (right - left) / 600  # an instant (a SIGKILL) still shows as a line
-    for index, (start, end, name) in enumerate(faults):
-        axes.axvspan(start, max(end, start + minimum), color=FAULT_SHADE, alpha=0.22, linewidth=0)
-        if label and index < MAX_FAULT_LABELS:
-            axes.annotate(str(name), xy=(start, 1.0), xycoords=("data", "axes fraction"), xytext=(1, -9),
-                          textcoords="offset points", fontsize=7, color="#a02020", rotation=0)
-    if count and faults:
-        more = f", first {MAX_FAULT_LABELS} named" if len(faults) > MAX_FAULT_LABELS else ""
+    """Each fault window shaded; the first few named at the top of the axes (a name only where it does not
+    run into the previous one), the count under the axes."""
+    if not faults:
+        return
+    axes.autoscale_view()
+    left, right = axes.get_xlim()
+    left = min(left, min(float(f[0]) for f in faults))
+    right = max(right, max(float(f[1]) for f in faults))
+    minimum = (right - left) / 600  # an instant (a SIGKILL) still shows as a line
+    for start, end in _coalesced(faults, minimum):
+        axes.axvspan(start, end, color=FAULT_SHADE, alpha=0.22, linewidth=0)
+    named = 0
+    last_named = -float("inf")
+    for start, _end, name in faults:
+        if not label or named >= MAX_FAULT_LABELS:
+            break
+        if float(start) - last_named < (right - left) / 12:
+            continue
+        axes.annotate(str(name), xy=(start, 1.0), xycoords=("data", "axes fraction"), xytext=(1, -9),
+                      textcoords="offset points", fontsize=7, color="#a02020", rotation=0)
+        named += 1
+        last_named = float(start)
+    if count:
+        more = f", {named} named" if named < len(faults) else ""
         axes.text(0.0, -0.02, f"{len(faults):,} fault window{'s' if len(faults) != 1 else ''} shaded{more}",
                   transform=axes.transAxes, fontsize=7.5, color="#a02020", va="top", ha="left")
+
+
+def _coalesced(faults: Sequence[Sequence[Any]], minimum: float) -> list[tuple[float, float]]:
+    """Fault windows widened to ``minimum`` and merged where they touch: a thousand back-to-back corruption
+    cases draw as the few bands they look like, not as a thousand overlapping patches."""
+    spans: list[tuple[float, float]] = []
+    for start, end in sorted((float(f[0]), max(float(f[1]), float(f[0]) + minimum)) for f in faults):
+        if spans and start <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+        else:
+            spans.append((start, end))
+    return spans

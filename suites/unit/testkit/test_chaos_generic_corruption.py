@@ -25,6 +25,13 @@ def test_a_checksummed_store_never_serves_a_wrong_event(tmp_path: Path) -> None:
     assert result.tally.proven >= 36, result.tally
     assert not result.failures, result.failures[:3]
     assert result.catches == 0
+    # The campaign's picture: the filling writes, every damage as a fault, every read-back as a cycle.
+    timeline, _ = result.timeline.build()
+    counts = result.parameters["generic_corruption"]
+    assert len(timeline.faults) == result.tally.proven
+    assert len(timeline.cycles) == counts["reported"] + counts["intact"] > 0
+    assert all(intact <= acknowledged for _, _, acknowledged, intact in timeline.cycles)
+    assert timeline.total_ops >= 40
 
 
 def test_sqlite_without_page_checksums_is_caught_serving_damaged_rows(tmp_path: Path) -> None:
