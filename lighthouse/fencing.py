@@ -16,6 +16,7 @@ at the top of the write, rotation and probe paths and again after the sync.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from lighthouse.errors import LighthouseError
+from lighthouse.errors import LighthouseError, StoreReadOnly
 
 __all__ = ["OWNER_FILE", "WriterFence", "WriterFenced"]
 
@@ -55,6 +56,7 @@ class WriterFence:
         self._identity: tuple[int, int] | None = None
         self._on_fenced = on_fenced
         self._fenced: str | None = None
+        self._deferred: str | None = None  # why the claim could not be written yet (a full disk at open)
 
     def _previous_epoch(self) -> int:
         try:
@@ -68,21 +70,41 @@ class WriterFence:
         self.epoch = self._previous_epoch() + 1
         record = {"epoch": self.epoch, "pid": os.getpid(), "token": secrets.token_hex(8)}
         tmp = self.directory / f"{OWNER_FILE}.{os.getpid()}.{record['token']}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            os.write(fd, json.dumps(record).encode())
-            os.fsync(fd)
-            stat = os.fstat(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                if os.write(fd, payload := json.dumps(record).encode()) != len(payload):
+                    raise OSError(28, "short write of the OWNER record")  # ENOSPC, as the kernel would say
+                os.fsync(fd)
+                stat = os.fstat(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         _fsync_directory(self.directory)
         self._identity = (stat.st_dev, stat.st_ino)
         self._fenced = None
+        self._deferred = None
         return self.epoch
 
+    def defer(self, reason: str) -> None:
+        """The claim could not be written (ENOSPC at a restart on a full disk): refuse every write until a
+        later :meth:`claim` succeeds, so a store never writes into a directory it has not claimed."""
+        self._deferred = reason
+
+    @property
+    def deferred(self) -> bool:
+        return self._deferred is not None
+
     def check(self) -> None:
-        """``WriterFenced`` unless ``OWNER`` is still the file this writer created."""
+        """``WriterFenced`` unless ``OWNER`` is still the file this writer created (``StoreReadOnly`` while the
+        claim is deferred)."""
+        if self._deferred is not None:
+            raise StoreReadOnly(f"{self.directory} is not claimed for writing yet: {self._deferred}",
+                                reason=self._deferred)
         if self._identity is None:
             return  # never claimed (a read-only filesystem): this store does not write
         if self._fenced is None:

@@ -149,7 +149,7 @@ class EventStore(WritePath, RecoveryPath, ReadPath, HealthPath):
             fsync_directory(self.path.parent)  # the new directory's name is durable before anything in it
         self._acquire_lock()
         try:
-            self._claim_directory()  # supersede any other writer before reading or writing anything
+            unclaimed = self._claim_directory()  # supersede any other writer before reading or writing anything
             self._recover()
         except BaseException:
             self._release_lock()
@@ -162,6 +162,8 @@ class EventStore(WritePath, RecoveryPath, ReadPath, HealthPath):
         if self.durability == "batch":
             self._flusher_task = loop.create_task(self._flusher_loop())
         self._opened = True
+        if unclaimed is not None:
+            self._enter_read_only(unclaimed, "claiming the directory")  # the probe claims it once it can
         self._open_seconds = time.perf_counter() - started
         await self._record_damage_events()
 
@@ -181,12 +183,22 @@ class EventStore(WritePath, RecoveryPath, ReadPath, HealthPath):
             raise StoreLocked(f"{self.path} is in use by another process or store", path=str(self.path)) from None
         self._lock_fd = fd
 
-    def _claim_directory(self) -> None:
-        """The lock is not enough (a deleted LOCK file, a filesystem ignoring flock): see fencing.py."""
+    def _claim_directory(self) -> OSError | None:
+        """The lock is not enough (a deleted LOCK file, a filesystem ignoring flock): see fencing.py.
+
+        A claim that cannot be written (a restart on a full disk) does not stop the store from serving what it
+        holds: it opens read-only and its probe claims the directory before any write. Returns that error."""
         self._fence = WriterFence(self.path, on_fenced=lambda reason: self._health.raise_condition(
             "writer_fenced", HealthState.FAILED, reason))
-        if not self._read_only_fs:
+        if self._read_only_fs:
+            return None
+        try:
             self._fence.claim()
+        except OSError as exc:
+            self._fence.defer(f"{errno.errorcode.get(exc.errno or 0, 'EIO')} while claiming the directory: "
+                              f"{exc.strerror or exc}")
+            return exc
+        return None
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:

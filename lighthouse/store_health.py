@@ -89,6 +89,11 @@ class HealthPath(StoreState):
 
     def _probe_write(self) -> bool:
         fd = self._write_fd
+        if self._fence.deferred:  # opened on a full disk: claim the directory before anything is written
+            try:
+                self._fence.claim()
+            except OSError:
+                return False
         if fd is None or self._fence_lost():  # a probe truncates: never on another writer's file
             return False
         size = self._segments[-1].size
