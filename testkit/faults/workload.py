@@ -49,6 +49,7 @@ from testkit.faults.records import FaultClock, FaultRecord
 from testkit.faults.rlimits import Limits, pressure
 
 __all__ = [
+    "JOURNAL_NAME",
     "ForkedWorker",
     "Phase",
     "Recovered",
@@ -62,7 +63,7 @@ __all__ = [
     "run_incarnation",
 ]
 
-_JOURNAL = "journal-{:05d}.jsonl"
+JOURNAL_NAME = _JOURNAL = "journal-{:05d}.jsonl"  # one per incarnation
 _OPENED = "opened-{:05d}.json"
 _RESULT = "result-{:05d}.json"
 _CONNECT_TIMEOUT_S = 60.0
