@@ -50,6 +50,7 @@ from testkit.results import (
 )
 
 __all__ = [
+    "BACK_TO_BACK_S",
     "BASELINE_KIND",
     "MIN_RUNS_FOR_SPREAD",
     "VERDICTS",
@@ -73,6 +74,9 @@ VERDICTS: tuple[str, ...] = ("ok", "improved", "insufficient_data", "inconclusiv
 _KEY_SEPARATOR = "::"
 #: A baseline of at least this many runs is judged by its run-to-run spread, not by within-run sampling error.
 MIN_RUNS_FOR_SPREAD = 3
+#: Baseline runs that all started within this many seconds were taken back to back: their spread cannot show how
+#: a shared machine drifts over longer times (measured here: such a baseline gave 2 of 30 A/A false alarms).
+BACK_TO_BACK_S = 300.0
 
 
 class BaselineError(ResultsSchemaError):
@@ -139,6 +143,15 @@ class Baseline:
     metrics: dict[str, MetricSeries]
     created: str
     source_runs: int
+    run_started: list[str] = field(default_factory=list)
+
+    @property
+    def span_s(self) -> float | None:
+        """Seconds between the first and the last run's start (``None`` when the runs' times are unknown)."""
+        if len(self.run_started) < 2:
+            return None
+        times = [datetime.fromisoformat(text).timestamp() for text in self.run_started]
+        return max(times) - min(times)
 
     @classmethod
     def from_results(cls, *runs: RunResults) -> Baseline:
@@ -163,7 +176,8 @@ class Baseline:
                     if mine != theirs:
                         raise BaselineError(f"{key}: unit or direction changed between runs ({mine} vs {theirs})")
                     series.runs.append(MetricRun(metric.value, metric.samples, metric.histogram))
-        return cls(fingerprint, metrics, datetime.now(UTC).isoformat(timespec="seconds"), len(runs))
+        return cls(fingerprint, metrics, datetime.now(UTC).isoformat(timespec="seconds"), len(runs),
+                   [run.run.started for run in runs])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -171,6 +185,7 @@ class Baseline:
             "schema_version": SCHEMA_VERSION,
             "created": self.created,
             "source_runs": self.source_runs,
+            "run_started": list(self.run_started),
             "fingerprint": self.fingerprint.to_dict(),
             "metrics": {key: series.to_dict() for key, series in sorted(self.metrics.items())},
         }
@@ -191,7 +206,10 @@ class Baseline:
         created, source_runs = document.get("created"), document.get("source_runs")
         if not isinstance(created, str) or not isinstance(source_runs, int):
             raise BaselineError("baseline: 'created' must be a string and 'source_runs' an integer")
-        return cls(fingerprint, metrics, created, source_runs)
+        run_started = document.get("run_started", [])
+        if not isinstance(run_started, list) or not all(_iso_time(item) for item in run_started):
+            raise BaselineError("baseline.run_started: expected a list of ISO 8601 timestamps")
+        return cls(fingerprint, metrics, created, source_runs, run_started)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         return write_json_atomically(self.to_dict(), path)
@@ -222,6 +240,13 @@ def _series_from_dict(document: Any, where: str) -> MetricSeries:
             raise BaselineError(f"{where}.runs[{index}].histogram: expected an encoded HdrHistogram string")
         parsed.append(MetricRun(value, samples, histogram))
     return MetricSeries(unit, direction, parsed, histogram_unit)
+
+
+def _iso_time(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and datetime.fromisoformat(value) is not None
+    except ValueError:
+        return False
 
 
 def _finite(value: Any) -> TypeGuard[float]:
@@ -302,6 +327,8 @@ class Comparison:
     thresholds: Thresholds
     only_in_baseline: list[str] = field(default_factory=list)
     only_in_current: list[str] = field(default_factory=list)
+    baseline_runs: int = 0
+    baseline_span_s: float | None = None
 
     @property
     def fingerprint_mismatch(self) -> bool:
@@ -331,6 +358,12 @@ class Comparison:
                 f"machine fingerprints differ (baseline {self.baseline_fingerprint.key}, current "
                 f"{self.current_fingerprint.key}): {_describe_differences(self.fingerprint_differences)}; "
                 "deltas may reflect the machine, not the code")
+        span = self.baseline_span_s
+        if self.baseline_runs >= MIN_RUNS_FOR_SPREAD and span is not None and span < BACK_TO_BACK_S:
+            messages.append(
+                f"the baseline's {self.baseline_runs} runs started within {span:.0f} s of each other: their spread "
+                "cannot show how this machine drifts over longer times, so noise bands may be too narrow; "
+                "make baseline runs at different times")
         if self.only_in_baseline:
             messages.append(f"{len(self.only_in_baseline)} baseline metric(s) missing from the current run: "
                             + ", ".join(self.only_in_baseline[:5]) + (" ..." if len(self.only_in_baseline) > 5 else ""))
@@ -369,6 +402,7 @@ class Comparison:
             "baseline_fingerprint": self.baseline_fingerprint.key, "current_fingerprint": self.current_fingerprint.key,
             "only_in_baseline": list(self.only_in_baseline), "only_in_current": list(self.only_in_current),
             "rows": [row.to_dict() for row in self.rows],
+            "baseline_runs": self.baseline_runs, "baseline_span_s": self.baseline_span_s,
         }
 
     def to_html(self, title: str = "testkit regression comparison") -> str:
@@ -468,6 +502,8 @@ def compare(base: Baseline | RunResults, new: Baseline | RunResults, *, warn: fl
         thresholds=default,
         only_in_baseline=sorted(baseline.metrics.keys() - current.metrics.keys()),
         only_in_current=sorted(current.metrics.keys() - baseline.metrics.keys()),
+        baseline_runs=baseline.source_runs,
+        baseline_span_s=baseline.span_s,
     )
 
 

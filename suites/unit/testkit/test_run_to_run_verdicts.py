@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from testkit.regression import Baseline, ComparisonRow, RunToRunTest, compare
+from testkit.regression import BACK_TO_BACK_S, Baseline, ComparisonRow, RunToRunTest, compare
 from testkit.results import Metric, RunResults, TestRecord
 
 NODEID = "suites/perf/test_workload.py::test_append"
@@ -132,3 +133,24 @@ def test_no_test_without_a_spread_or_with_non_positive_statistics() -> None:
     assert RunToRunTest.of([0.0, 1.0, 2.0], [1.0], alpha=0.01) is None
     identical = RunToRunTest.of([2.0, 2.0, 2.0], [2.2], alpha=0.01)
     assert identical is not None and identical.band == 0.0 and identical.p_value == 0.0
+
+
+def _started_at(results: RunResults, when: str) -> RunResults:
+    results.run.started = when
+    return results
+
+
+def test_a_baseline_of_back_to_back_runs_is_flagged_and_runs_spread_over_time_are_not(tmp_path: Path) -> None:
+    """Runs taken within minutes cannot show a shared machine's drift (measured: 2 of 30 A/A false alarms)."""
+    back_to_back = Baseline.from_results(*(_started_at(_run(factor, 1000.0 / factor), f"2026-01-01T10:00:{10 * i:02d}")
+                                           for i, factor in enumerate(STEADY[:5])))
+    spread = Baseline.from_results(*(_started_at(_run(factor, 1000.0 / factor), f"2026-01-0{i + 1}T10:00:00")
+                                     for i, factor in enumerate(STEADY[:5])))
+    reloaded = Baseline.load(back_to_back.save(tmp_path / "baseline.json"))
+
+    assert back_to_back.span_s == 40.0 and reloaded.span_s == 40.0 and spread.span_s == 4 * 86_400.0
+    flagged, calm = compare(reloaded, _run(1.0, 1000.0)), compare(spread, _run(1.0, 1000.0))
+    assert any("5 runs started within 40 s" in message for message in flagged.warnings())
+    assert flagged.format_table().startswith("WARNING: the baseline's 5 runs")
+    assert not calm.warnings() and flagged.to_dict()["baseline_span_s"] == 40.0
+    assert BACK_TO_BACK_S > 40.0
