@@ -1,8 +1,8 @@
 """The ``testkit`` command: compare runs against baselines, pool runs into baselines, render reports.
 
-Exit codes are part of the interface, for CI: 0 when nothing blocks (ok, warn, improved, insufficient data),
-1 when a metric regressed beyond its fail threshold and the statistics say it is real, 2 for a usage error or
-a file that is unreadable or does not follow the results schema.
+Exit codes are part of the interface, for CI: 0 when nothing blocks (ok, warn, improved, inconclusive,
+insufficient data), 1 when a metric regressed beyond its fail threshold and the statistics say it is real, 2 for
+a usage error or a file that is unreadable or does not follow the results schema.
 
 Each subcommand is one ``(name, add_arguments, run)`` entry in :data:`SUBCOMMANDS`; add a command by adding
 an entry. Commands whose code is heavy (``report`` pulls in pandas and matplotlib) import it inside ``run``.

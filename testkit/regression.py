@@ -13,6 +13,12 @@ rate), and the new run's statistic is judged against the spread of the baseline'
 the statistic with the baseline's run-to-run variance (a prediction interval for one new run, Welch's test for
 several). The within-run tests remain only for baselines of one or two runs, which say so in the row's note.
 The spread of the per-run statistics is also a *noise floor* that a blocking change must exceed.
+
+Like ``asv compare`` (a change must exceed a factor *and* be statistically different) and ``pyperf compare_to``
+("Not significant" when a t-test cannot tell), a change is flagged only when both agree. Each run-to-run row also
+carries its *noise band*: the half-width of the interval the change would need to leave to be real. When the
+change is inside a band wider than the warn threshold the verdict is ``inconclusive`` ("noise ±X %"), never
+"ok" (the data could hide a blocking slowdown) and never "regression".
 ``python -m benchmarks.compare_error_rates`` measures how often this cries wolf and how often it catches a
 planted slowdown.
 """
@@ -44,6 +50,7 @@ from testkit.results import (
 )
 
 __all__ = [
+    "BACK_TO_BACK_S",
     "BASELINE_KIND",
     "MIN_RUNS_FOR_SPREAD",
     "VERDICTS",
@@ -53,6 +60,7 @@ __all__ = [
     "ComparisonRow",
     "MetricRun",
     "MetricSeries",
+    "RunToRunTest",
     "Thresholds",
     "baseline_path",
     "compare",
@@ -60,12 +68,15 @@ __all__ = [
 ]
 
 BASELINE_KIND = "testkit-baseline"
-Verdict = Literal["ok", "improved", "warn", "regression", "insufficient_data"]
+Verdict = Literal["ok", "improved", "warn", "regression", "insufficient_data", "inconclusive"]
 #: Verdicts from least to most alarming.
-VERDICTS: tuple[str, ...] = ("ok", "improved", "insufficient_data", "warn", "regression")
+VERDICTS: tuple[str, ...] = ("ok", "improved", "insufficient_data", "inconclusive", "warn", "regression")
 _KEY_SEPARATOR = "::"
 #: A baseline of at least this many runs is judged by its run-to-run spread, not by within-run sampling error.
 MIN_RUNS_FOR_SPREAD = 3
+#: Baseline runs that all started within this many seconds were taken back to back: their spread cannot show how
+#: a shared machine drifts over longer times (measured here: such a baseline gave 2 of 30 A/A false alarms).
+BACK_TO_BACK_S = 300.0
 
 
 class BaselineError(ResultsSchemaError):
@@ -132,6 +143,15 @@ class Baseline:
     metrics: dict[str, MetricSeries]
     created: str
     source_runs: int
+    run_started: list[str] = field(default_factory=list)
+
+    @property
+    def span_s(self) -> float | None:
+        """Seconds between the first and the last run's start (``None`` when the runs' times are unknown)."""
+        if len(self.run_started) < 2:
+            return None
+        times = [datetime.fromisoformat(text).timestamp() for text in self.run_started]
+        return max(times) - min(times)
 
     @classmethod
     def from_results(cls, *runs: RunResults) -> Baseline:
@@ -156,7 +176,8 @@ class Baseline:
                     if mine != theirs:
                         raise BaselineError(f"{key}: unit or direction changed between runs ({mine} vs {theirs})")
                     series.runs.append(MetricRun(metric.value, metric.samples, metric.histogram))
-        return cls(fingerprint, metrics, datetime.now(UTC).isoformat(timespec="seconds"), len(runs))
+        return cls(fingerprint, metrics, datetime.now(UTC).isoformat(timespec="seconds"), len(runs),
+                   [run.run.started for run in runs])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -164,6 +185,7 @@ class Baseline:
             "schema_version": SCHEMA_VERSION,
             "created": self.created,
             "source_runs": self.source_runs,
+            "run_started": list(self.run_started),
             "fingerprint": self.fingerprint.to_dict(),
             "metrics": {key: series.to_dict() for key, series in sorted(self.metrics.items())},
         }
@@ -184,7 +206,10 @@ class Baseline:
         created, source_runs = document.get("created"), document.get("source_runs")
         if not isinstance(created, str) or not isinstance(source_runs, int):
             raise BaselineError("baseline: 'created' must be a string and 'source_runs' an integer")
-        return cls(fingerprint, metrics, created, source_runs)
+        run_started = document.get("run_started", [])
+        if not isinstance(run_started, list) or not all(_iso_time(item) for item in run_started):
+            raise BaselineError("baseline.run_started: expected a list of ISO 8601 timestamps")
+        return cls(fingerprint, metrics, created, source_runs, run_started)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         return write_json_atomically(self.to_dict(), path)
@@ -215,6 +240,13 @@ def _series_from_dict(document: Any, where: str) -> MetricSeries:
             raise BaselineError(f"{where}.runs[{index}].histogram: expected an encoded HdrHistogram string")
         parsed.append(MetricRun(value, samples, histogram))
     return MetricSeries(unit, direction, parsed, histogram_unit)
+
+
+def _iso_time(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and datetime.fromisoformat(value) is not None
+    except ValueError:
+        return False
 
 
 def _finite(value: Any) -> TypeGuard[float]:
@@ -271,6 +303,7 @@ class ComparisonRow:
     noise_floor: float
     thresholds: Thresholds
     note: str = ""
+    noise_band: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -278,6 +311,7 @@ class ComparisonRow:
             "baseline": self.baseline, "current": self.current, "delta_relative": self.delta_relative,
             "p_value": self.p_value, "verdict": self.verdict, "method": self.method,
             "n_baseline": self.n_baseline, "n_current": self.n_current, "noise_floor": self.noise_floor,
+            "noise_band": self.noise_band,
             "warn": self.thresholds.warn, "fail": self.thresholds.fail, "note": self.note,
         }
 
@@ -293,6 +327,8 @@ class Comparison:
     thresholds: Thresholds
     only_in_baseline: list[str] = field(default_factory=list)
     only_in_current: list[str] = field(default_factory=list)
+    baseline_runs: int = 0
+    baseline_span_s: float | None = None
 
     @property
     def fingerprint_mismatch(self) -> bool:
@@ -322,6 +358,12 @@ class Comparison:
                 f"machine fingerprints differ (baseline {self.baseline_fingerprint.key}, current "
                 f"{self.current_fingerprint.key}): {_describe_differences(self.fingerprint_differences)}; "
                 "deltas may reflect the machine, not the code")
+        span = self.baseline_span_s
+        if self.baseline_runs >= MIN_RUNS_FOR_SPREAD and span is not None and span < BACK_TO_BACK_S:
+            messages.append(
+                f"the baseline's {self.baseline_runs} runs started within {span:.0f} s of each other: their spread "
+                "cannot show how this machine drifts over longer times, so noise bands may be too narrow; "
+                "make baseline runs at different times")
         if self.only_in_baseline:
             messages.append(f"{len(self.only_in_baseline)} baseline metric(s) missing from the current run: "
                             + ", ".join(self.only_in_baseline[:5]) + (" ..." if len(self.only_in_baseline) > 5 else ""))
@@ -335,11 +377,11 @@ class Comparison:
 
     def format_table(self) -> str:
         """A plain-text table for a terminal or a CI log."""
-        header = ("metric", "stat", "unit", "baseline", "current", "delta", "p-value", "verdict")
+        header = ("metric", "stat", "unit", "baseline", "current", "delta", "noise", "p-value", "verdict")
         lines = [tuple(_table_cells(row)) for row in self.rows]
         widths = [max(len(header[i]), *(len(line[i]) for line in lines)) if lines else len(header[i])
                   for i in range(len(header))]
-        numeric = {3, 4, 5, 6}
+        numeric = {3, 4, 5, 6, 7}
 
         def render(cells: Sequence[str]) -> str:
             return "  ".join(cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i])
@@ -360,11 +402,12 @@ class Comparison:
             "baseline_fingerprint": self.baseline_fingerprint.key, "current_fingerprint": self.current_fingerprint.key,
             "only_in_baseline": list(self.only_in_baseline), "only_in_current": list(self.only_in_current),
             "rows": [row.to_dict() for row in self.rows],
+            "baseline_runs": self.baseline_runs, "baseline_span_s": self.baseline_span_s,
         }
 
     def to_html(self, title: str = "testkit regression comparison") -> str:
         """A small self-contained HTML page (no scripts, no external files)."""
-        header = ("metric", "stat", "unit", "baseline", "current", "delta", "p-value", "verdict", "note")
+        header = ("metric", "stat", "unit", "baseline", "current", "delta", "noise", "p-value", "verdict", "note")
         body = "\n".join(
             f'<tr class="{row.verdict}">' + "".join(f"<td>{html.escape(cell)}</td>" for cell in _table_cells(row))
             + f"<td>{html.escape(row.note)}</td></tr>" for row in self.rows)
@@ -378,7 +421,7 @@ th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }}
 td:first-child, td:nth-child(2), td:nth-child(3), td:last-child {{ text-align: left; }}
 th {{ background: #eee; }}
 tr.regression td {{ background: #f8d0d0; }} tr.warn td {{ background: #fbefc4; }}
-tr.improved td {{ background: #d4f0d4; }} tr.insufficient_data td {{ color: #777; }}
+tr.improved td {{ background: #d4f0d4; }} tr.insufficient_data td, tr.inconclusive td {{ color: #777; }}
 .warning {{ color: #a00; font-weight: bold; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
@@ -388,15 +431,18 @@ tr.improved td {{ background: #d4f0d4; }} tr.insufficient_data td {{ color: #777
 {body}
 </tbody></table>
 <p>A metric is a regression only if its change exceeds the fail threshold (and the baseline's between-run noise
-floor) and the statistical test gives p &lt; {self.alpha:g}.</p>
+floor) and the statistical test gives p &lt; {self.alpha:g}. "noise" is the half-width of the
+{1 - self.alpha:.0%} interval of the change from the runs' spread; a change inside a band wider than the warn
+threshold is <em>inconclusive</em>, neither "no change" nor a regression.</p>
 </body></html>
 """
 
 
 def _table_cells(row: ComparisonRow) -> list[str]:
     delta = "n/a" if row.delta_relative is None else f"{row.delta_relative:+.1%}"
+    band = "-" if row.noise_band is None else f"±{row.noise_band:.1%}"
     p_value = "-" if row.p_value is None else f"{row.p_value:.2g}"
-    return [row.metric, row.statistic, row.unit, _number(row.baseline), _number(row.current), delta, p_value,
+    return [row.metric, row.statistic, row.unit, _number(row.baseline), _number(row.current), delta, band, p_value,
             row.verdict.upper() if row.verdict == "regression" else row.verdict]
 
 
@@ -456,6 +502,8 @@ def compare(base: Baseline | RunResults, new: Baseline | RunResults, *, warn: fl
         thresholds=default,
         only_in_baseline=sorted(baseline.metrics.keys() - current.metrics.keys()),
         only_in_current=sorted(current.metrics.keys() - baseline.metrics.keys()),
+        baseline_runs=baseline.source_runs,
+        baseline_span_s=baseline.span_s,
     )
 
 
@@ -617,27 +665,61 @@ def _per_run_statistics(series: MetricSeries, kind: str, quantile: float | None)
     return [float(run.value) for run in series.runs]
 
 
-def _run_to_run_p_value(before: Sequence[float], after: Sequence[float]) -> float | None:
-    """Two-sided p of "the new runs come from the baseline runs' distribution", on log statistics.
+@dataclass(frozen=True, slots=True)
+class RunToRunTest:
+    """Is the new runs' statistic outside the baseline runs' spread? On log statistics, so changes are ratios.
 
-    One new run: a prediction interval, ``t = (x - mean) / (s * sqrt(1 + 1/k))`` with ``k - 1`` degrees of
-    freedom. Several: Welch's t-test. ``None`` when a statistic is not positive (no log).
+    ``change`` is ``new / baseline - 1`` of the geometric means; ``band`` is the half-width of the
+    ``1 - alpha`` interval of that change, as a ratio (``exp(t_crit * se) - 1``): a change inside it cannot be
+    told from run-to-run noise. One new run: a prediction interval, ``se = s * sqrt(1 + 1/k)`` with ``k - 1``
+    degrees of freedom (asv's and pyperf's question "does this run fall among the reference runs?"). Several:
+    Welch's standard error and degrees of freedom.
     """
-    from scipy import stats  # imported here: it costs 0.5 s that every `testkit` command start would pay
 
-    if min(min(before), min(after)) <= 0:
-        return None
-    base, new = np.log(np.asarray(before)), np.log(np.asarray(after))
-    if len(new) >= 2:
-        if np.ptp(np.concatenate([base, new])) == 0:
-            return 1.0
-        return float(stats.ttest_ind(new, base, equal_var=False).pvalue)
-    spread = float(np.std(base, ddof=1))
-    gap = float(new[0] - np.mean(base))
-    if spread == 0:
-        return 1.0 if gap == 0 else 0.0
-    t = gap / (spread * math.sqrt(1 + 1 / len(base)))
-    return float(2 * stats.t.sf(abs(t), len(base) - 1))
+    change: float
+    band: float
+    p_value: float
+
+    @classmethod
+    def of(cls, before: Sequence[float], after: Sequence[float], alpha: float) -> RunToRunTest | None:
+        """``None`` when a statistic is not positive (no log) or the baseline has fewer than two runs."""
+        from scipy import stats  # imported here: it costs 0.5 s that every `testkit` command start would pay
+
+        if len(before) < 2 or min(min(before), min(after)) <= 0:
+            return None
+        base, new = np.log(np.asarray(before, dtype=float)), np.log(np.asarray(after, dtype=float))
+        gap = float(np.mean(new) - np.mean(base))
+        base_variance = float(np.var(base, ddof=1))
+        if len(new) >= 2:
+            new_variance = float(np.var(new, ddof=1))
+            parts = (base_variance / len(base), new_variance / len(new))
+            se = math.sqrt(sum(parts))
+            denominator = parts[0] ** 2 / (len(base) - 1) + parts[1] ** 2 / (len(new) - 1)
+            freedom = sum(parts) ** 2 / denominator if denominator > 0 else float(len(base) + len(new) - 2)
+        else:
+            se = math.sqrt(base_variance * (1 + 1 / len(base)))
+            freedom = float(len(base) - 1)
+        if se == 0:
+            return cls(math.expm1(gap), 0.0, 1.0 if gap == 0 else 0.0)
+        critical = float(stats.t.ppf(1 - alpha / 2, freedom))
+        p_value = float(2 * stats.t.sf(abs(gap) / se, freedom))
+        return cls(math.expm1(gap), math.expm1(critical * se), p_value)
+
+
+def _judge_against_noise(test: RunToRunTest, direction: str, limits: Thresholds, alpha: float,
+                         noise_floor: float) -> tuple[Verdict, str]:
+    """asv's rule (a change must exceed a factor AND be significant), plus an honest third answer.
+
+    A change that the runs' spread cannot resolve is *inconclusive* when the band is wider than the warn
+    threshold: the data cannot say "no change" (a blocking slowdown would look the same) nor "regression".
+    Only a band narrower than the warn threshold lets a non-significant change be "ok".
+    """
+    if test.p_value >= alpha:
+        if test.band > limits.warn:
+            return "inconclusive", (f"inconclusive: noise ±{test.band:.1%} is wider than the change "
+                                    f"({test.change:+.1%}); more or steadier runs needed")
+        return "ok", ""
+    return _judge(test.change, test.p_value, direction, limits, alpha, noise_floor)
 
 
 def _compare_across_runs(key: str, before: MetricSeries, after: MetricSeries, quantiles: Sequence[float],
@@ -656,14 +738,19 @@ def _compare_across_runs(key: str, before: MetricSeries, after: MetricSeries, qu
         base_center = float(np.exp(np.mean(np.log(base_runs)))) if positive else float(np.mean(base_runs))
         new_center = float(np.exp(np.mean(np.log(new_runs)))) if positive else float(np.mean(new_runs))
         floor = _noise_floor(base_runs, base_center)
-        p_value = _run_to_run_p_value(base_runs, new_runs)
+        test = RunToRunTest.of(base_runs, new_runs, alpha)
         delta = _relative(base_center, new_center)
-        verdict, note = _judge(delta, p_value, before.direction, limits, alpha, floor)
+        if test is None:
+            verdict, note = _judge(delta, None, before.direction, limits, alpha, floor)
+        else:
+            verdict, note = _judge_against_noise(test, before.direction, limits, alpha, floor)
         statistic = f"p{quantile:g}" if quantile is not None else ("median" if kind == "samples" else "value")
-        rows.append(ComparisonRow(key, unit, before.direction, statistic, base_center, new_center, delta, p_value,
+        rows.append(ComparisonRow(key, unit, before.direction, statistic, base_center, new_center, delta,
+                                  None if test is None else test.p_value,
                                   verdict, f"run-to-run t ({len(base_runs)} vs {len(new_runs)} runs)",
                                   len(base_runs), len(new_runs), floor, limits,
-                                  "; ".join(filter(None, [note, unit_note]))))
+                                  "; ".join(filter(None, [note, unit_note])),
+                                  None if test is None else test.band))
     return rows
 
 

@@ -100,8 +100,9 @@ class AckLedger:
         self._ids.append(hash(stored.event_id))
 
     def add_all(self, stored: Any) -> None:
-        for event in stored:
-            self.add(event)
+        events = stored if isinstance(stored, list) else list(stored)
+        self._sequences.extend(event.sequence for event in events)
+        self._ids.extend(hash(event.event_id) for event in events)
 
     async def missing_from(self, adapter: EventStoreAdapter) -> list[int]:
         """Sequences acknowledged but absent (or holding another event) in a full read of the store."""

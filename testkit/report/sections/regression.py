@@ -21,7 +21,7 @@ __all__ = ["render_regression"]
 #: Metrics whose distributions are drawn at most (most alarming first).
 MAX_PANELS = 12
 _SEPARATOR = "::"
-_ALARM = {"regression": 0, "warn": 1, "improved": 2, "insufficient_data": 3, "ok": 4}
+_ALARM = {"regression": 0, "warn": 1, "inconclusive": 2, "improved": 3, "insufficient_data": 4, "ok": 5}
 
 
 def render_regression(data: ReportInput) -> Section | None:
@@ -83,6 +83,7 @@ def _table_row(row: Mapping[str, Any], histogram_units: Mapping[str, str]) -> di
         "baseline": format_quantity(row.get("baseline"), unit),
         "current": format_quantity(row.get("current"), unit),
         "delta": "—" if delta is None else f"{100 * float(delta):+.1f}\u00a0%",
+        "noise": "—" if row.get("noise_band") is None else f"±{100 * float(row['noise_band']):.1f}\u00a0%",
         "p-value": "—" if p_value is None else ("< 0.0001" if p_value < 1e-4 else f"{p_value:.4f}"),
         "samples": f"{_count(row.get('n_baseline'))}\u00a0/\u00a0{_count(row.get('n_current'))}",
         "verdict": row.get("verdict"),
