@@ -280,6 +280,7 @@ class AlertEvaluator:
         self._buckets: list[_Bucket] = []
         now = clock()
         self._status = {name: _RuleStatus(since=now) for name in _RULE_NAMES}
+        self._state = HealthState.HEALTHY  # read on every request: worked out only when a level or rule changes
         self.evaluations = 0
 
     @property
@@ -289,6 +290,7 @@ class AlertEvaluator:
     def reconfigure(self, config: AlertConfig) -> None:
         """New thresholds take effect at the next evaluation; the window keeps its samples."""
         self._config = config
+        self._state = self._worst_state()
 
     def _bucket(self, now: float) -> _Bucket:
         width = self._config.window_seconds / self._config.window_buckets
@@ -364,11 +366,15 @@ class AlertEvaluator:
                 changes.append(AlertChange(name, status.level, target, value, rule.state_for(target), now))
                 status.level, status.since = target, now
                 status.changes += 1
+        self._state = self._worst_state()
         return changes
 
     @property
     def state(self) -> HealthState:
         """The worst state any trigger asks for."""
+        return self._state
+
+    def _worst_state(self) -> HealthState:
         worst = HealthState.HEALTHY
         for name, rule in self._config.rules.items():
             state = rule.state_for(self._status[name].level)

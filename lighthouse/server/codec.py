@@ -12,6 +12,7 @@ import base64
 import json
 import math
 from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import msgpack
@@ -20,7 +21,10 @@ from starlette.responses import Response
 
 from lighthouse.server.problems import ApiError
 
-__all__ = ["JSON", "MSGPACK", "Codec", "decode_body", "integral", "read_body", "response_codec"]
+__all__ = [
+    "JSON", "MSGPACK", "Codec", "check_declared_length", "codec_for", "decode_body", "integral", "read_body", "receive_body",
+    "response_codec",
+]
 
 JSON_TYPE: Final[str] = "application/json"
 MSGPACK_TYPES: Final[frozenset[str]] = frozenset({"application/msgpack", "application/x-msgpack", "application/vnd.msgpack"})
@@ -89,28 +93,26 @@ def response_codec(request: Any) -> Codec:
 
     Unsupported ``Accept`` values get JSON rather than a 406: every client can read an error in JSON.
     """
-    accept = request.headers.get("accept", "")
-    kinds = [_media_type(part) for part in accept.split(",") if part.strip()]
-    for kind in kinds:
-        if kind in MSGPACK_TYPES:
-            return MSGPACK
-        if kind == JSON_TYPE:
-            return JSON
-    if _media_type(request.headers.get("content-type")) in MSGPACK_TYPES:
+    return codec_for(request.headers.get("accept"), request.headers.get("content-type"))
+
+
+def codec_for(accept: str | None, content_type: str | None) -> Codec:
+    """``response_codec`` from the two header values it looks at."""
+    if accept:
+        for part in accept.split(","):
+            kind = _media_type(part)
+            if kind in MSGPACK_TYPES:
+                return MSGPACK
+            if kind == JSON_TYPE:
+                return JSON
+    if content_type and _media_type(content_type) in MSGPACK_TYPES:
         return MSGPACK
     return JSON
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw body, refusing (413) anything over ``limit`` bytes before buffering it."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            raise ApiError(400, "malformed_body", "Content-Length is not an integer") from None
-        if size > limit:
-            raise ApiError(413, "body_too_large", f"the body is {size} bytes; the limit is {limit}", limit=limit)
+    check_declared_length(request.headers.get("content-length"), limit)
     chunks: list[bytes] = []
     received = 0
     try:
@@ -122,6 +124,36 @@ async def read_body(request: Request, limit: int) -> bytes:
     except ClientDisconnect:
         raise ApiError(400, "client_disconnected", "the client went away before sending the whole body") from None
     return b"".join(chunks)
+
+
+async def receive_body(receive: Callable[[], Awaitable[dict[str, Any]]], content_length: str | None,
+                       limit: int) -> bytes:
+    """``read_body`` straight from an ASGI ``receive``, for handlers that run without a Starlette request."""
+    check_declared_length(content_length, limit)
+    chunks: list[bytes] = []
+    received = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(400, "client_disconnected", "the client went away before sending the whole body")
+        chunk = message.get("body", b"")
+        received += len(chunk)
+        if received > limit:
+            raise ApiError(413, "body_too_large", f"the body exceeds the limit of {limit} bytes", limit=limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def check_declared_length(declared: str | None, limit: int) -> None:
+    """Refuse a body whose ``Content-Length`` is not an integer (400) or over ``limit`` (413) before reading it."""
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise ApiError(400, "malformed_body", "Content-Length is not an integer") from None
+        if size > limit:
+            raise ApiError(413, "body_too_large", f"the body is {size} bytes; the limit is {limit}", limit=limit)
 
 
 def decode_body(raw: bytes, content_type: str | None) -> Any:

@@ -35,7 +35,10 @@ from lighthouse.server.params import QueryReader
 from lighthouse.server.problems import ApiError
 from lighthouse.server.reserved import SERVER_EVENT_TYPES, check_client_event_id
 
-__all__ = ["append_batch", "append_event", "event_from_body", "get_event", "query_events", "stored_is_new"]
+__all__ = [
+    "append_batch", "append_event", "append_many", "append_one", "event_from_body", "get_event", "query_events",
+    "stored_is_new",
+]
 
 _STORE_ASSIGNED: Final[frozenset[str]] = frozenset({"sequence", "recorded_at", "aggregate_version"})
 _CLIENT_FIELDS: Final[frozenset[str]] = frozenset(EVENT_FIELDS) - _STORE_ASSIGNED
@@ -124,14 +127,9 @@ def _expected_version(reader: QueryReader) -> int | None:
     return reader.integer("expected_version", minimum=0)
 
 
-@endpoint("/events")
-async def append_event(request: Request) -> Response:
-    ctx = context_of(request)
-    principal = ctx.principal(request)
-    # Most appends carry no query string: parsing and validating an empty one is skipped.
-    expected = (_expected_version(QueryReader(request.query_params, scalars=("expected_version",)))
-                if request.scope.get("query_string") else None)
-    body = decode_body(await read_body(request, ctx.settings.max_event_body_bytes), request.headers.get("content-type"))
+async def append_one(ctx: ServerContext, principal: Principal, body: Any,
+                     expected: int | None) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Append one decoded event body: (response value, status, headers). Shared by the route and the lean front."""
     event = event_from_body(body, principal)
     assert ctx.store is not None
     store = ctx.store
@@ -140,9 +138,19 @@ async def append_event(request: Request) -> Response:
         return [await store.append(event, expected_version=expected)]
 
     (stored,), (new,) = await _perform(ctx, "single", append)
-    return response_codec(request).response(
-        stored.to_dict(), status=201 if new else 200, headers={"Location": f"/events/{quote(stored.event_id, safe='')}"}
-    )
+    return stored.to_dict(), 201 if new else 200, {"Location": f"/events/{quote(stored.event_id, safe='')}"}
+
+
+@endpoint("/events")
+async def append_event(request: Request) -> Response:
+    ctx = context_of(request)
+    principal = ctx.principal(request)
+    # Most appends carry no query string: parsing and validating an empty one is skipped.
+    expected = (_expected_version(QueryReader(request.query_params, scalars=("expected_version",)))
+                if request.scope.get("query_string") else None)
+    body = decode_body(await read_body(request, ctx.settings.max_event_body_bytes), request.headers.get("content-type"))
+    value, status, headers = await append_one(ctx, principal, body, expected)
+    return response_codec(request).response(value, status=status, headers=headers)
 
 
 def _expected_versions(raw: Any) -> dict[str, int] | None:
@@ -159,13 +167,8 @@ def _expected_versions(raw: Any) -> dict[str, int] | None:
     return out
 
 
-@endpoint("/events/batch")
-async def append_batch(request: Request) -> Response:
-    ctx = context_of(request)
-    principal = ctx.principal(request)
-    if request.scope.get("query_string"):
-        QueryReader(request.query_params)  # refuses unknown parameters
-    body = decode_body(await read_body(request, ctx.settings.max_batch_body_bytes), request.headers.get("content-type"))
+async def append_many(ctx: ServerContext, principal: Principal, body: Any) -> tuple[dict[str, Any], int]:
+    """Append a decoded batch body atomically: (response value, status). Shared by the route and the lean front."""
     if not isinstance(body, Mapping):
         raise InvalidEvent('the body must be an object {"events": [...], "expected_versions": {...}}')
     unknown = sorted(set(body) - {"events", "expected_versions"})
@@ -187,9 +190,18 @@ async def append_batch(request: Request) -> Response:
         return await store.append_batch(events, expected_versions=expected)
 
     stored, fresh = await _perform(ctx, "batch", append)
-    return response_codec(request).response(
-        {"events": [e.to_dict() for e in stored]}, status=201 if any(fresh) else 200
-    )
+    return {"events": [e.to_dict() for e in stored]}, 201 if any(fresh) else 200
+
+
+@endpoint("/events/batch")
+async def append_batch(request: Request) -> Response:
+    ctx = context_of(request)
+    principal = ctx.principal(request)
+    if request.scope.get("query_string"):
+        QueryReader(request.query_params)  # refuses unknown parameters
+    body = decode_body(await read_body(request, ctx.settings.max_batch_body_bytes), request.headers.get("content-type"))
+    value, status = await append_many(ctx, principal, body)
+    return response_codec(request).response(value, status=status)
 
 
 @endpoint("/events")
