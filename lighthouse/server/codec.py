@@ -203,17 +203,42 @@ def _decode_msgpack(raw: bytes) -> Any:
 
 
 def _check_depth(value: Any) -> None:
-    """Refuse binary values, non-finite floats and absurd nesting (iteratively: no recursion limit games)."""
+    """Refuse binary values, non-finite floats and absurd nesting (iteratively: no recursion limit games).
+
+    Every request body goes through here, so strings and integers (most of any event) are passed over
+    without a stack entry; a container at the depth limit with any child at all is already too deep.
+    """
     stack: list[tuple[Any, int]] = [(value, 0)]
+    push, pop = stack.append, stack.pop
     while stack:
-        item, depth = stack.pop()
+        item, depth = pop()
         if depth > _MAX_DEPTH:
-            raise ApiError(400, "malformed_body", f"the body is nested deeper than {_MAX_DEPTH} levels")
+            raise _too_deep()
         if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
+            children: Any = item.values()
         elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-        elif isinstance(item, (bytes, bytearray)):
-            raise ApiError(400, "malformed_body", "binary values are not supported; encode them as base64 strings")
-        elif isinstance(item, float) and not math.isfinite(item):
-            raise ApiError(400, "malformed_body", "NaN and infinite numbers are not supported")
+            children = item
+        else:
+            _check_scalar(item)
+            continue
+        if children and depth >= _MAX_DEPTH:
+            raise _too_deep()
+        for child in children:
+            kind = type(child)
+            if kind is str or kind is int:
+                continue
+            if kind is float:
+                _check_scalar(child)
+            else:
+                push((child, depth + 1))
+
+
+def _too_deep() -> ApiError:
+    return ApiError(400, "malformed_body", f"the body is nested deeper than {_MAX_DEPTH} levels")
+
+
+def _check_scalar(item: Any) -> None:
+    if isinstance(item, (bytes, bytearray)):
+        raise ApiError(400, "malformed_body", "binary values are not supported; encode them as base64 strings")
+    if isinstance(item, float) and not math.isfinite(item):
+        raise ApiError(400, "malformed_body", "NaN and infinite numbers are not supported")

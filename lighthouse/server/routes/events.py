@@ -9,6 +9,7 @@ the ``timestamp`` themselves; otherwise the retry differs from the original and 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from urllib.parse import quote
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
@@ -25,7 +26,7 @@ from lighthouse.errors import (
     StoreReadOnly,
     WriteFailed,
 )
-from lighthouse.models import EVENT_FIELDS, MAX_BATCH_EVENTS, MAX_QUERY_LIMIT, Event, EventFilter
+from lighthouse.models import EVENT_FIELDS, MAX_BATCH_EVENTS, MAX_QUERY_LIMIT, Event, EventFilter, EventType
 from lighthouse.server.auth import Principal, Role
 from lighthouse.server.codec import decode_body, integral, read_body, response_codec
 from lighthouse.server.context import ServerContext, context_of, endpoint
@@ -68,21 +69,25 @@ def event_from_body(raw: Any, principal: Principal, *, where: str = "the body") 
     stamp = fields.get("timestamp")
     if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) and not -1e15 <= stamp <= 1e15:
         raise InvalidEvent("timestamp must be seconds since the epoch within +-1e15", field="timestamp")
+    for required in ("event_type", "aggregate_id"):  # Event.from_dict's checks; the field checks are done above
+        if required not in fields:
+            raise InvalidEvent(f"{required} is required", field=required)
     try:
-        event = Event.from_dict(fields)
+        event = Event(fields.pop("event_type"), **fields)
     except (TypeError, ValueError, OverflowError) as exc:
         if isinstance(exc, LighthouseError):
             raise
         raise InvalidEvent(f"{where} is not a valid event: {exc}") from None
-    check_client_event_id(event.event_id)
-    if event.event_type in SERVER_EVENT_TYPES:
-        raise ApiError(403, "reserved_event_type", f"{event.event_type.value} events are written by the server only",
-                       event_type=event.event_type.value)
-    if event.event_type in BRIDGE_EVENT_TYPES and not principal.role.includes(Role.ADMIN):
+    check_client_event_id(event[0])
+    kind: EventType = event[1]  # the enum itself on a freshly built event (the property re-parses it)
+    if kind in SERVER_EVENT_TYPES:
+        raise ApiError(403, "reserved_event_type", f"{kind.value} events are written by the server only",
+                       event_type=kind.value)
+    if kind in BRIDGE_EVENT_TYPES and not principal.role.includes(Role.ADMIN):
         raise ApiError(
             403, "reserved_event_type",
-            f"{event.event_type.value} events are written by the ValidationBridge; use its endpoints",
-            event_type=event.event_type.value,
+            f"{kind.value} events are written by the ValidationBridge; use its endpoints",
+            event_type=kind.value,
         )
     return event
 
@@ -117,9 +122,9 @@ async def _perform(
     ctx.alerts.record_append(elapsed)
     ctx.metrics.observe_append(kind, elapsed)
     fresh = [stored_is_new(e, wall) for e in stored]
-    for event, new in zip(stored, fresh):
-        if new:
-            ctx.metrics.count_appended(str(event[1]))
+    appended = Counter(str(event[1]) for event, new in zip(stored, fresh) if new)
+    for event_type, count in appended.items():
+        ctx.metrics.count_appended(event_type, count)
     return stored, fresh
 
 
