@@ -40,7 +40,7 @@ class Codec:
         if self.name == "msgpack":
             return msgpack.packb(value, use_bin_type=True, default=_msgpack_default)
         try:
-            return json.dumps(value, separators=(",", ":"), allow_nan=False, default=_json_default).encode()
+            return _JSON_ENCODER.encode(value).encode()
         except ValueError:
             # Only events written through the library (not the API) can hold non-finite floats.
             return json.dumps(_finite(value), separators=(",", ":"), default=_json_default).encode()
@@ -59,6 +59,11 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     return str(value)
+
+
+#: The encoder ``json.dumps`` would build on every call with these options, built once.
+_JSON_ENCODER: Final[json.JSONEncoder] = json.JSONEncoder(separators=(",", ":"), allow_nan=False,
+                                                          default=_json_default)
 
 
 def _msgpack_default(value: Any) -> Any:
