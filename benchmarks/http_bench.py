@@ -8,9 +8,13 @@ connections and run closed-loop for a fixed time. It prints, side by side in one
 - ``single``: ``POST /events``, one event per request;
 - ``batch100``: ``POST /events/batch``, 100 events per request;
 
-each at 1/8/32/128 connections: events/s, requests/s, and pooled p50/p99/p99.9 (every request of every
-client process, merged HDR histograms from testkit.percentiles). The client processes share the
-machine's cores with the server, so on a small machine the figures are a floor.
+each at 1/8/32/128 connections: events/s, requests/s, pooled p50/p99/p99.9 (every request of every
+client process, merged HDR histograms from testkit.percentiles), and CPU microseconds per request of the
+server process (psutil, all its threads) and of the client processes: CPU per request stays meaningful
+when the machine is shared, where throughput does not. Each connection authenticates as its own agent,
+as a fleet of agents would (one principal for every connection would meet the per-principal budget).
+The client processes share the machine's cores with the server, so on a small machine the figures are
+a floor.
 
     PYTHONPATH=. .venv/bin/python benchmarks/http_bench.py [--seconds 5] [--durability fsync] [--json out.json]
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import multiprocessing
 import os
@@ -29,12 +34,16 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection as Pipe
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
+import psutil
+
 from lighthouse.server.auth import Role, TokenAuthority
+from lighthouse.server.serve import event_loop_factory
 from testkit.percentiles import LatencyRecorder
 
 __all__ = ["Scenario", "main"]
@@ -74,30 +83,36 @@ def start_server(workdir: Path, durability: str) -> tuple[subprocess.Popen[bytes
 
 
 class Bodies:
-    """Request bodies with a fresh event id each (the server deduplicates by id), built from a template."""
+    """Request bodies with a fresh event id each (the server deduplicates by id), built from a template.
+
+    Ids are a random per-process prefix plus a counter: unique, and far cheaper for the client's CPU
+    (which shares the machine with the server) than a uuid4 per event.
+    """
 
     def __init__(self, payload_bytes: int, per_request: int) -> None:
         self.per_request = per_request
+        self.prefix = b'{"event_id":"' + uuid.uuid4().hex.encode() + b"-"
+        self.counter = itertools.count()
         self.tail = (f'","event_type":"custom","aggregate_id":"bench:{os.getpid()}","timestamp":{time.time()},'
                      f'"data":{{"payload":"{"x" * payload_bytes}"}}}}').encode()
 
     def _event(self) -> bytes:
-        return b'{"event_id":"' + str(uuid.uuid4()).encode() + self.tail
+        return b"%s%d%s" % (self.prefix, next(self.counter), self.tail)
 
     def next(self) -> bytes:
         if self.per_request == 1:
             return self._event()
-        return b'{"events":[' + b",".join(self._event() for _ in range(self.per_request)) + b"]}"
+        return b'{"events":[' + b",".join([self._event() for _ in range(self.per_request)]) + b"]}"
 
 
 class KeepAlive:
     """A minimal keep-alive HTTP/1.1 client: a general client costs the shared CPUs more per request than
-    the server does, and would measure itself."""
+    the server does, and would measure itself. One read for the response head, one for the body."""
 
     def __init__(self, port: int, token: str) -> None:
         self.port = port
         self.head = (f"Host: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
-                     "Content-Type: application/json\r\n").encode()
+                     "Content-Type: application/json\r\nContent-Length: ").encode()
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
@@ -106,15 +121,12 @@ class KeepAlive:
 
     async def post(self, path: str, body: bytes) -> int:
         assert self.reader is not None and self.writer is not None
-        self.writer.write(b"POST " + path.encode() + b" HTTP/1.1\r\n" + self.head
-                          + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-        status_line = await self.reader.readline()
-        length = 0
-        while (line := await self.reader.readline()) not in (b"\r\n", b""):
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        await self.reader.readexactly(length)
-        return int(status_line.split()[1])
+        self.writer.write(b"POST %s HTTP/1.1\r\n%s%d\r\n\r\n%s" % (path.encode(), self.head, len(body), body))
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        at = head.lower().find(b"\r\ncontent-length:")
+        if at >= 0:
+            await self.reader.readexactly(int(head[at + 17:head.index(b"\r\n", at + 2)]))
+        return int(head[9:12])
 
     async def close(self) -> None:
         if self.writer is not None:
@@ -122,13 +134,14 @@ class KeepAlive:
             await self.writer.wait_closed()
 
 
-async def _drive(port: int, token: str, scenario: Scenario, connections: int, seconds: float, payload_bytes: int,
-                 barrier: Barrier) -> tuple[int, int, LatencyRecorder]:
+async def _drive(port: int, tokens: Sequence[str], scenario: Scenario, seconds: float, payload_bytes: int,
+                 barrier: Barrier) -> tuple[int, int, LatencyRecorder, float]:
     recorder = LatencyRecorder()
     bodies = Bodies(payload_bytes, scenario.events_per_request)
-    clients = [KeepAlive(port, token) for _ in range(connections)]
+    clients = [KeepAlive(port, token) for token in tokens]
     await asyncio.gather(*(c.open() for c in clients))
     await asyncio.get_running_loop().run_in_executor(None, barrier.wait)
+    cpu_started = time.process_time()
     stop_at = time.monotonic() + seconds
     done = errors = 0
 
@@ -146,15 +159,17 @@ async def _drive(port: int, token: str, scenario: Scenario, connections: int, se
 
     try:
         await asyncio.gather(*(loop(c) for c in clients))
+        cpu_seconds = time.process_time() - cpu_started
     finally:
         await asyncio.gather(*(c.close() for c in clients))
-    return done, errors, recorder
+    return done, errors, recorder, cpu_seconds
 
 
-def _client_process(port: int, token: str, scenario: Scenario, connections: int, seconds: float,
+def _client_process(port: int, tokens: Sequence[str], scenario: Scenario, seconds: float,
                     payload_bytes: int, barrier: Barrier, out: Pipe) -> None:
-    done, errors, recorder = asyncio.run(_drive(port, token, scenario, connections, seconds, payload_bytes, barrier))
-    out.send((done, errors, recorder.encode()))
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:  # uvloop when installed, as the server
+        done, errors, recorder, cpu = runner.run(_drive(port, tokens, scenario, seconds, payload_bytes, barrier))
+    out.send((done, errors, recorder.encode(), cpu))
     out.close()
 
 
@@ -171,35 +186,50 @@ class Row:
     p999_ms: float
     requests: int
     errors: int
+    server_cpu_us_per_request: float
+    client_cpu_us_per_request: float
 
 
-def run_scenario(port: int, token: str, scenario: Scenario, seconds: float, payload_bytes: int,
-                 processes: int) -> Row:
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def run_scenario(server: psutil.Process, port: int, tokens: Sequence[str], scenario: Scenario, seconds: float,
+                 payload_bytes: int, processes: int) -> Row:
     """Fork the client processes, start them together, merge their histograms into one pooled view."""
     context = multiprocessing.get_context("fork")
     count = min(processes, scenario.connections)
     shares = [scenario.connections // count + (i < scenario.connections % count) for i in range(count)]
-    barrier = context.Barrier(count)
+    barrier = context.Barrier(count + 1)
     pipes, children = [], []
+    first = 0
     for share in shares:
         receive, send = context.Pipe(duplex=False)
-        child = context.Process(target=_client_process,
-                                args=(port, token, scenario, share, seconds, payload_bytes, barrier, send))
+        child = context.Process(target=_client_process, args=(
+            port, tokens[first:first + share], scenario, seconds, payload_bytes, barrier, send))
+        first += share
         child.start()
         send.close()
         pipes.append(receive)
         children.append(child)
+    barrier.wait()
+    server_cpu = _cpu_seconds(server)
     pooled = LatencyRecorder()
     done = errors = 0
+    client_cpu = 0.0
     for receive in pipes:
-        events, failed, encoded = receive.recv()
-        done, errors = done + events, errors + failed
+        events, failed, encoded, cpu = receive.recv()
+        done, errors, client_cpu = done + events, errors + failed, client_cpu + cpu
         pooled.merge(LatencyRecorder.decode(encoded))
+    server_cpu = _cpu_seconds(server) - server_cpu
     for child in children:
         child.join()
+    served = max(1, pooled.count)
     return Row(scenario.name, scenario.connections, count, scenario.events_per_request, done / seconds,
                pooled.count / seconds, pooled.percentile(50) / 1e6, pooled.percentile(99) / 1e6,
-               pooled.percentile(99.9) / 1e6, pooled.count, errors)
+               pooled.percentile(99.9) / 1e6, pooled.count, errors, server_cpu / served * 1e6,
+               client_cpu / served * 1e6)
 
 
 def _stack() -> str:
@@ -228,7 +258,9 @@ def main() -> int:
     chosen = [s for s in scenarios() if args.only is None or s.name.startswith(args.only)]
     with tempfile.TemporaryDirectory(prefix="http-bench-") as tmp:
         process, port, secret = start_server(Path(tmp), args.durability)
-        token = TokenAuthority(secret).issue("bench", Role.AGENT, ttl_seconds=3600)
+        authority = TokenAuthority(secret)
+        tokens = [authority.issue(f"bench-{i}", Role.AGENT, ttl_seconds=3600) for i in range(max(CONCURRENCIES))]
+        server = psutil.Process(process.pid)
         rows: list[Row] = []
         try:
             print(f"lighthouse HTTP benchmark: durability={args.durability}, payload={args.payload_bytes} B, "
@@ -236,13 +268,16 @@ def main() -> int:
                   f"{os.cpu_count()} CPUs shared by clients and server; server stack: {_stack()}; "
                   f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
             print(f"{'scenario':<14} {'events/s':>10} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} "
-                  f"{'p99.9 ms':>9} {'errors':>6}")
-            run_scenario(port, token, Scenario("warm-up", "/events", 4, 1), 1.0, args.payload_bytes, 1)
+                  f"{'p99.9 ms':>9} {'errors':>6} {'server us/req':>13} {'client us/req':>13}")
+            run_scenario(server, port, tokens, Scenario("warm-up", "/events", 4, 1), 1.0, args.payload_bytes, 1)
             for scenario in chosen:
-                row = run_scenario(port, token, scenario, args.seconds, args.payload_bytes, args.client_processes)
+                row = run_scenario(server, port, tokens, scenario, args.seconds, args.payload_bytes,
+                                   args.client_processes)
                 rows.append(row)
                 print(f"{row.scenario:<14} {row.events_per_s:>10,.0f} {row.requests_per_s:>11,.0f} "
-                      f"{row.p50_ms:>8.2f} {row.p99_ms:>8.2f} {row.p999_ms:>9.2f} {row.errors:>6}", flush=True)
+                      f"{row.p50_ms:>8.2f} {row.p99_ms:>8.2f} {row.p999_ms:>9.2f} {row.errors:>6} "
+                      f"{row.server_cpu_us_per_request:>13,.0f} {row.client_cpu_us_per_request:>13,.0f}",
+                      flush=True)
             ceiling = {r.connections: r.requests_per_s for r in rows if r.scenario.startswith("noop")}
             for row in rows:
                 if row.scenario.startswith("single") and ceiling.get(row.connections):

@@ -49,6 +49,7 @@ _RANK: Final[dict[HealthState, int]] = {
     HealthState.FAILED: 3,
 }
 _HIST_MAX_US: Final[int] = 3_600_000_000
+_REFUSING_STATES: Final[frozenset[HealthState]] = frozenset({HealthState.READ_ONLY, HealthState.FAILED})
 
 
 class AlertLevel(IntEnum):
@@ -160,6 +161,11 @@ class AlertConfig:
         merged = _default_rules()
         merged.update(self.rules)
         object.__setattr__(self, "rules", merged)
+        latency = merged[APPEND_P99]
+        if {latency.warning_state, latency.critical_state} & _REFUSING_STATES:
+            # A slow disk or a busy machine is not a reason to refuse writes: latency is reported (health,
+            # metrics, degradation events) and shed per principal; read-only is for being unable to write.
+            raise ValueError(f"{APPEND_P99} may only degrade the server; a latency alert never refuses writes")
         if not 0 < self.window_seconds <= 3600:
             raise ValueError("window_seconds must be in (0, 3600]")
         if not 0.01 <= self.evaluate_interval_seconds <= 60:
@@ -191,7 +197,7 @@ class AlertConfig:
             bad = set(spec) - allowed
             if bad:
                 raise ValueError(f"rule {name!r} has unknown fields {sorted(bad)}")
-            if name == APPEND_P99:  # latency sheds load (admission.py) rather than refusing writes, unless asked
+            if name == APPEND_P99:  # latency sheds load (admission.py) rather than refusing writes
                 spec = {"critical_state": HealthState.DEGRADED, **spec}
             try:
                 rules[str(name)] = AlertRule(**spec)
@@ -274,6 +280,7 @@ class AlertEvaluator:
         self._buckets: list[_Bucket] = []
         now = clock()
         self._status = {name: _RuleStatus(since=now) for name in _RULE_NAMES}
+        self._state = HealthState.HEALTHY  # read on every request: worked out only when a level or rule changes
         self.evaluations = 0
 
     @property
@@ -283,6 +290,7 @@ class AlertEvaluator:
     def reconfigure(self, config: AlertConfig) -> None:
         """New thresholds take effect at the next evaluation; the window keeps its samples."""
         self._config = config
+        self._state = self._worst_state()
 
     def _bucket(self, now: float) -> _Bucket:
         width = self._config.window_seconds / self._config.window_buckets
@@ -358,11 +366,15 @@ class AlertEvaluator:
                 changes.append(AlertChange(name, status.level, target, value, rule.state_for(target), now))
                 status.level, status.since = target, now
                 status.changes += 1
+        self._state = self._worst_state()
         return changes
 
     @property
     def state(self) -> HealthState:
         """The worst state any trigger asks for."""
+        return self._state
+
+    def _worst_state(self) -> HealthState:
         worst = HealthState.HEALTHY
         for name, rule in self._config.rules.items():
             state = rule.state_for(self._status[name].level)

@@ -27,6 +27,7 @@ from lighthouse.errors import LighthouseError
 from lighthouse.models import Event, EventType
 from lighthouse.server.access_log import AccessLog
 from lighthouse.server.admission import PrincipalAdmission
+from lighthouse.server.append_front import AppendFront
 from lighthouse.server.alerts import AlertChange, AlertEvaluator
 from lighthouse.server.auth import TokenAuthority
 from lighthouse.server.codec import JSON, response_codec
@@ -194,7 +195,8 @@ def create_app(
             await _shutdown(ctx, evaluator, owns_store)
 
     app = Starlette(routes=_routes(), lifespan=lifespan, exception_handlers={HTTPException: _http_error},
-                    middleware=[Middleware(AccessLog), Middleware(PrincipalAdmission, ctx=ctx)])
+                    middleware=[Middleware(AccessLog), Middleware(PrincipalAdmission, ctx=ctx),
+                                Middleware(AppendFront, ctx=ctx)])
     app.state.ctx = ctx
     app.state.openapi = openapi_document()
     return app

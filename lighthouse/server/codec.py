@@ -12,6 +12,7 @@ import base64
 import json
 import math
 from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import msgpack
@@ -20,7 +21,10 @@ from starlette.responses import Response
 
 from lighthouse.server.problems import ApiError
 
-__all__ = ["JSON", "MSGPACK", "Codec", "decode_body", "integral", "read_body", "response_codec"]
+__all__ = [
+    "JSON", "MSGPACK", "Codec", "check_declared_length", "codec_for", "decode_body", "integral", "read_body", "receive_body",
+    "response_codec",
+]
 
 JSON_TYPE: Final[str] = "application/json"
 MSGPACK_TYPES: Final[frozenset[str]] = frozenset({"application/msgpack", "application/x-msgpack", "application/vnd.msgpack"})
@@ -36,7 +40,7 @@ class Codec:
         if self.name == "msgpack":
             return msgpack.packb(value, use_bin_type=True, default=_msgpack_default)
         try:
-            return json.dumps(value, separators=(",", ":"), allow_nan=False, default=_json_default).encode()
+            return _JSON_ENCODER.encode(value).encode()
         except ValueError:
             # Only events written through the library (not the API) can hold non-finite floats.
             return json.dumps(_finite(value), separators=(",", ":"), default=_json_default).encode()
@@ -55,6 +59,11 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     return str(value)
+
+
+#: The encoder ``json.dumps`` would build on every call with these options, built once.
+_JSON_ENCODER: Final[json.JSONEncoder] = json.JSONEncoder(separators=(",", ":"), allow_nan=False,
+                                                          default=_json_default)
 
 
 def _msgpack_default(value: Any) -> Any:
@@ -89,28 +98,26 @@ def response_codec(request: Any) -> Codec:
 
     Unsupported ``Accept`` values get JSON rather than a 406: every client can read an error in JSON.
     """
-    accept = request.headers.get("accept", "")
-    kinds = [_media_type(part) for part in accept.split(",") if part.strip()]
-    for kind in kinds:
-        if kind in MSGPACK_TYPES:
-            return MSGPACK
-        if kind == JSON_TYPE:
-            return JSON
-    if _media_type(request.headers.get("content-type")) in MSGPACK_TYPES:
+    return codec_for(request.headers.get("accept"), request.headers.get("content-type"))
+
+
+def codec_for(accept: str | None, content_type: str | None) -> Codec:
+    """``response_codec`` from the two header values it looks at."""
+    if accept:
+        for part in accept.split(","):
+            kind = _media_type(part)
+            if kind in MSGPACK_TYPES:
+                return MSGPACK
+            if kind == JSON_TYPE:
+                return JSON
+    if content_type and _media_type(content_type) in MSGPACK_TYPES:
         return MSGPACK
     return JSON
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw body, refusing (413) anything over ``limit`` bytes before buffering it."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            raise ApiError(400, "malformed_body", "Content-Length is not an integer") from None
-        if size > limit:
-            raise ApiError(413, "body_too_large", f"the body is {size} bytes; the limit is {limit}", limit=limit)
+    check_declared_length(request.headers.get("content-length"), limit)
     chunks: list[bytes] = []
     received = 0
     try:
@@ -122,6 +129,36 @@ async def read_body(request: Request, limit: int) -> bytes:
     except ClientDisconnect:
         raise ApiError(400, "client_disconnected", "the client went away before sending the whole body") from None
     return b"".join(chunks)
+
+
+async def receive_body(receive: Callable[[], Awaitable[dict[str, Any]]], content_length: str | None,
+                       limit: int) -> bytes:
+    """``read_body`` straight from an ASGI ``receive``, for handlers that run without a Starlette request."""
+    check_declared_length(content_length, limit)
+    chunks: list[bytes] = []
+    received = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(400, "client_disconnected", "the client went away before sending the whole body")
+        chunk = message.get("body", b"")
+        received += len(chunk)
+        if received > limit:
+            raise ApiError(413, "body_too_large", f"the body exceeds the limit of {limit} bytes", limit=limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def check_declared_length(declared: str | None, limit: int) -> None:
+    """Refuse a body whose ``Content-Length`` is not an integer (400) or over ``limit`` (413) before reading it."""
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise ApiError(400, "malformed_body", "Content-Length is not an integer") from None
+        if size > limit:
+            raise ApiError(413, "body_too_large", f"the body is {size} bytes; the limit is {limit}", limit=limit)
 
 
 def decode_body(raw: bytes, content_type: str | None) -> Any:
@@ -171,17 +208,42 @@ def _decode_msgpack(raw: bytes) -> Any:
 
 
 def _check_depth(value: Any) -> None:
-    """Refuse binary values, non-finite floats and absurd nesting (iteratively: no recursion limit games)."""
+    """Refuse binary values, non-finite floats and absurd nesting (iteratively: no recursion limit games).
+
+    Every request body goes through here, so strings and integers (most of any event) are passed over
+    without a stack entry; a container at the depth limit with any child at all is already too deep.
+    """
     stack: list[tuple[Any, int]] = [(value, 0)]
+    push, pop = stack.append, stack.pop
     while stack:
-        item, depth = stack.pop()
+        item, depth = pop()
         if depth > _MAX_DEPTH:
-            raise ApiError(400, "malformed_body", f"the body is nested deeper than {_MAX_DEPTH} levels")
+            raise _too_deep()
         if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
+            children: Any = item.values()
         elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-        elif isinstance(item, (bytes, bytearray)):
-            raise ApiError(400, "malformed_body", "binary values are not supported; encode them as base64 strings")
-        elif isinstance(item, float) and not math.isfinite(item):
-            raise ApiError(400, "malformed_body", "NaN and infinite numbers are not supported")
+            children = item
+        else:
+            _check_scalar(item)
+            continue
+        if children and depth >= _MAX_DEPTH:
+            raise _too_deep()
+        for child in children:
+            kind = type(child)
+            if kind is str or kind is int:
+                continue
+            if kind is float:
+                _check_scalar(child)
+            else:
+                push((child, depth + 1))
+
+
+def _too_deep() -> ApiError:
+    return ApiError(400, "malformed_body", f"the body is nested deeper than {_MAX_DEPTH} levels")
+
+
+def _check_scalar(item: Any) -> None:
+    if isinstance(item, (bytes, bytearray)):
+        raise ApiError(400, "malformed_body", "binary values are not supported; encode them as base64 strings")
+    if isinstance(item, float) and not math.isfinite(item):
+        raise ApiError(400, "malformed_body", "NaN and infinite numbers are not supported")

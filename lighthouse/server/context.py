@@ -102,7 +102,11 @@ class ServerContext:
     # ---------------------------------------------------------------- authentication
 
     def principal(self, request: Request, role: Role = Role.AGENT) -> Principal:
-        principal = self.authority.authenticate(request.headers.get("authorization"))
+        return self.authenticate(request.headers.get("authorization"), role)
+
+    def authenticate(self, authorization: str | None, role: Role = Role.AGENT) -> Principal:
+        """The principal of an ``Authorization`` header value, refusing reserved agents and too small a role."""
+        principal = self.authority.authenticate(authorization)
         if principal.agent_id in RESERVED_AGENTS:
             raise Forbidden("that agent id is reserved for the server itself", code="reserved_agent")
         if principal.agent_id == BRIDGE_AGENT or (self.bridge is not None and principal.agent_id == self.bridge.identity):

@@ -163,11 +163,11 @@ class ServerMetrics:
             child = self._append_latency_of[kind] = self.append_latency.labels(kind=kind)
         child.observe(seconds)
 
-    def count_appended(self, event_type: str) -> None:
+    def count_appended(self, event_type: str, count: int = 1) -> None:
         child = self._appended_of.get(event_type)
         if child is None:
             child = self._appended_of[event_type] = self.appended.labels(event_type=event_type)
-        child.inc()
+        child.inc(count)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

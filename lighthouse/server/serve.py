@@ -104,6 +104,9 @@ async def _serve_store(store: EventStore, data_dir: str | os.PathLike[str], *, s
         log_config=None,  # records reach the root handlers, whose filter redacts credentials
         access_log=False,  # lighthouse.server.access_log writes one line per request instead
         server_header=False,
+        # Nothing here sits behind a proxy, and nothing reads the client's address: X-Forwarded-For is not
+        # trusted from anyone (uvicorn's default trusts it from 127.0.0.1), and no middleware runs for it.
+        proxy_headers=False,
         lifespan="on",
         timeout_graceful_shutdown=int(max(1, settings.shutdown_grace_seconds)),
         timeout_keep_alive=max(1, int(settings.limits.keep_alive_timeout_seconds)),

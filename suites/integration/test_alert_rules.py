@@ -146,6 +146,8 @@ def test_each_trigger_state_is_configurable() -> None:
         {"rules": {"disk_usage": {"warning": 0.9, "critical": 0.95, "colour": "red"}}},
         {"rules": {"disk_usage": {"warning": "high", "critical": 0.95}}},
         {"rules": {"disk_usage": {"warning": 0.9, "critical": 0.95, "critical_state": "panic"}}},
+        {"rules": {"append_p99_seconds": {"warning": 0.1, "critical": 1.0, "critical_state": "read_only"}}},
+        {"rules": {"append_p99_seconds": {"warning": 0.1, "critical": 1.0, "warning_state": "failed"}}},
         {"window_seconds": 0},
         {"min_samples": 2.5},
         {"evaluate_interval_seconds": True},
@@ -155,6 +157,17 @@ def test_each_trigger_state_is_configurable() -> None:
 def test_bad_alert_configuration_is_refused(raw: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         AlertConfig.from_dict(raw)
+
+
+def test_a_latency_alert_can_never_refuse_writes() -> None:
+    """Slowness is reported and shed per principal; read-only is for a store that cannot write safely."""
+    with pytest.raises(ValueError, match="never refuses writes"):
+        AlertConfig(rules={APPEND_P99: AlertRule(warning=0.1, critical=1.0, critical_state=HealthState.READ_ONLY)})
+    ev, _ = evaluator([0.0])
+    for _ in range(40):
+        ev.record_append(5.0)
+    assert [c.state for c in ev.evaluate() if c.rule == APPEND_P99] == [HealthState.DEGRADED]
+    assert ev.state is HealthState.DEGRADED
 
 
 def test_configuration_round_trips() -> None:
