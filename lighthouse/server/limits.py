@@ -86,7 +86,10 @@ class ConnectionLimits:
     max_header_bytes: int = 32 * 1024
     max_request_line_bytes: int = 64 * 1024
     max_header_count: int = 100
-    refused_body_drain_bytes: int = 64 * 1024
+    #: A body answered without being read (413, 401) is read and discarded up to this much before the close, as
+    #: nginx's lingering close does: a client that uploads before it reads (httpx, curl) then sees the answer
+    #: instead of a reset that can destroy it in its receive queue; a 1 GiB upload is still cut off early.
+    refused_body_drain_bytes: int = 8 * 1024 * 1024
     refused_body_drain_seconds: float = 2.0
     websocket_close_timeout_seconds: float = 5.0
     websocket_stuck_seconds: float = 15.0
