@@ -38,6 +38,7 @@ class CampaignResult:
     verdicts: list[tuple[str, Any]] = field(default_factory=list)
     timeline: OpTimelineBuilder = field(default_factory=OpTimelineBuilder)
     injected: int = 0  # calls strace failed on purpose (``inject``), as the trace shows them
+    unmet_needs: list[str] = field(default_factory=list)  # what the campaign had to exercise and did not
 
     def fault(self, kind: str, proven: bool, detail: str = "", window: tuple[float, float] | None = None) -> None:
         """A fault's proof, for the results' fault list (the tally counts cases; this says what happened)."""
@@ -71,6 +72,19 @@ class CampaignResult:
             self.failures.append(f"case {case}: recovery reported damage after a crash: {damage[:3]}")
         if not judgement.ok:
             self.failures.append(f"case {case}: {judgement.describe()}")
+
+    def need(self, met: bool, what: str) -> None:
+        """A precondition for the verdict to mean anything (a torn tail, a retry, a refused append...).
+
+        A clean run that never exercised what it judges proves nothing, so :func:`~testkit.chaos.settle`
+        fails on an unmet need with ``what`` as the reason."""
+        if not met:
+            self.unmet_needs.append(what)
+
+    def require_needs(self, seed: int, label: str = "") -> None:
+        if self.unmet_needs:
+            raise ChaosFailure(f"seed {seed}: {label + ': ' if label else ''}the campaign proved nothing: "
+                               + "; ".join(self.unmet_needs))
 
     def problem(self, message: str, invariant: str | None = None) -> None:
         """A failing check outside the history verdict (a refused open, an untyped error, no resume)."""
