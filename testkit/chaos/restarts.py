@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from testkit.adapters import AdapterSpec
-from testkit.chaos.judging import HISTORY_INVARIANTS, Tally, is_store_generated
+from testkit.chaos.judging import is_store_generated
 from testkit.chaos.preload import modules_of
 from testkit.chaos.result import CampaignResult
 from testkit.faults.restart_campaign import RestartCampaignResult, RestartFault, run_restart_cycles
@@ -49,11 +49,8 @@ def run_restarts(
 
 
 def _as_campaign_result(cycles: RestartCampaignResult, fault_kind: str, sut: str) -> CampaignResult:
-    tally = Tally(fault_kind[:24], sut, cases=cycles.cases, proven=cycles.proven)
-    for invariant in HISTORY_INVARIANTS:
-        tally.judged_ok(invariant)
-    tally.violated("recovers", len(cycles.failures))
-    result = CampaignResult(tally, failures=list(cycles.failures), caught=[bool(cycles.failures)])
+    result = CampaignResult.from_checks(fault_kind, sut, cases=cycles.cases, proven=cycles.proven,
+                                        failures=cycles.failures)
     result.fault(fault_kind, cycles.proven > 0,
                  f"{cycles.proven}/{cycles.cases} crashes proven; {cycles.resent} writes re-sent, "
                  f"{cycles.read_back} events read back by id, {cycles.unjudged_reopens} unjudged reopens, "

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from testkit.chaos.judging import Judgement, Tally
+from testkit.chaos.judging import HISTORY_INVARIANTS, Judgement, Tally
 from testkit.op_timeline import OpTimelineBuilder
 
 __all__ = ["CampaignResult", "ChaosFailure"]
@@ -39,6 +39,15 @@ class CampaignResult:
     timeline: OpTimelineBuilder = field(default_factory=OpTimelineBuilder)
     injected: int = 0  # calls strace failed on purpose (``inject``), as the trace shows them
     unmet_needs: list[str] = field(default_factory=list)  # what the campaign had to exercise and did not
+
+    @classmethod
+    def from_checks(cls, fault_kind: str, sut: str, *, cases: int, proven: int, failures: list[str]) -> CampaignResult:
+        """A campaign that judged itself (its own checks, not one verdict per recovery): every history
+        invariant judged, each failing check counted against ``recovers``, caught when any check failed."""
+        tally = Tally(fault_kind[:24], sut, cases=cases, proven=proven)
+        tally.judged_ok(*HISTORY_INVARIANTS)
+        tally.violated("recovers", len(failures))
+        return cls(tally, failures=list(failures), caught=[bool(failures)])
 
     def fault(self, kind: str, proven: bool, detail: str = "", window: tuple[float, float] | None = None) -> None:
         """A fault's proof, for the results' fault list (the tally counts cases; this says what happened)."""

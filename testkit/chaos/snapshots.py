@@ -13,7 +13,6 @@ import random
 from pathlib import Path
 
 from testkit.adapters import AdapterSpec
-from testkit.chaos.judging import HISTORY_INVARIANTS, Tally
 from testkit.chaos.preload import modules_of
 from testkit.chaos.result import CampaignResult
 from testkit.faults.snapshot_campaign import SnapshotFault, run_snapshot_crashes
@@ -31,11 +30,8 @@ def run_snapshot_campaign(
                                    preload=modules_of(adapter))
     problems = crashed.failures + crashed.order_problems
     fault_kind = f"snapshot_{fault}"
-    tally = Tally(fault_kind[:24], adapter.name, cases=crashed.cases, proven=crashed.proven)
-    for invariant in HISTORY_INVARIANTS:
-        tally.judged_ok(invariant)
-    tally.violated("recovers", len(problems))
-    result = CampaignResult(tally, failures=problems, caught=[bool(problems)])
+    result = CampaignResult.from_checks(fault_kind, adapter.name, cases=crashed.cases, proven=crashed.proven,
+                                        failures=problems)
     result.fault(fault_kind, crashed.proven > 0, f"{crashed.proven}/{crashed.cases} crashes proven, "
                  f"{crashed.acked_saves} acknowledged saves, {crashed.snapshots_checked} snapshots checked")
     result.parameters.update(acked_saves=crashed.acked_saves, snapshots_checked=crashed.snapshots_checked)
