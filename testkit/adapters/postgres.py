@@ -114,8 +114,11 @@ class PostgresAdapter(SerialLogAdapter):
 
     #: The server writes its pid file and WAL to open, so it cannot start on a read-only or full filesystem;
     #: it creates new WAL segment and relation files as it grows. Networked: clients over TCP through the proxy.
+    #: Data checksums are off unless initdb ran with ``--data-checksums`` (off by default up to PostgreSQL 17):
+    #: a damaged heap page can be served as it is, so it is known unsafe under corruption.
     testkit_capabilities = Capabilities(opens_read_only=False, creates_files=True,
-                                        network_target="testkit.adapters.postgres_network:postgres_network_target")
+                                        network_target="testkit.adapters.postgres_network:postgres_network_target",
+                                        expected_loss=frozenset({"corruption"}))
 
     _duplicate_errors = (pg_errors.UniqueViolation,)
 
