@@ -10,6 +10,7 @@ nothing acknowledged may be lost under any fault.
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -114,6 +115,11 @@ class EventsourcingSqliteAdapter(SerialLogAdapter):
             return AdapterError(str(exc), code="write_failed", retryable=True)
         if isinstance(exc, PersistenceError):
             return AdapterError(str(exc), code="store_corrupted")
+        # The recorder lets sqlite3's own errors through where it opens and reads (a full, read-only or damaged file).
+        if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+            return AdapterError(str(exc), code="store_corrupted")
+        if isinstance(exc, sqlite3.OperationalError):
+            return AdapterError(str(exc), code="write_failed", retryable=True)
         return None
 
 
