@@ -115,10 +115,11 @@ class PostgresAdapter(SerialLogAdapter):
     #: The server writes its pid file and WAL to open, so it cannot start on a read-only or full filesystem;
     #: it creates new WAL segment and relation files as it grows. Networked: clients over TCP through the proxy.
     #: Data checksums are off unless initdb ran with ``--data-checksums`` (off by default up to PostgreSQL 17):
-    #: a damaged heap page can be served as it is, so it is known unsafe under corruption.
+    #: a damaged heap page can be served as it is, so it is known unsafe under corruption. Its files are written
+    #: by the server (its own process, another account), which the worker's LD_PRELOAD shim never reaches.
     testkit_capabilities = Capabilities(opens_read_only=False, creates_files=True,
                                         network_target="testkit.adapters.postgres_network:postgres_network_target",
-                                        expected_loss=frozenset({"corruption"}))
+                                        expected_loss=frozenset({"corruption"}), io_preload=False)
 
     _duplicate_errors = (pg_errors.UniqueViolation,)
 
