@@ -27,6 +27,7 @@ from typing import Any
 import msgpack
 
 from lighthouse.errors import StoreLocked
+from lighthouse.lock_holder import describe_lock_holder
 from lighthouse.fencing import WriterFence
 from lighthouse.health import HealthMonitor, HealthState
 from lighthouse.index import EventIndex
@@ -179,8 +180,10 @@ class EventStore(WritePath, RecoveryPath, ReadPath, HealthPath):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            holder = describe_lock_holder(fd)
             os.close(fd)
-            raise StoreLocked(f"{self.path} is in use by another process or store", path=str(self.path)) from None
+            raise StoreLocked(f"{self.path} is in use by another process or store"
+                              + (f" ({holder})" if holder else ""), path=str(self.path)) from None
         self._lock_fd = fd
 
     def _claim_directory(self) -> OSError | None:

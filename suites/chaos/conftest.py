@@ -1,5 +1,5 @@
 """The chaos suite's fixtures come from the kit."""
 
-from testkit.chaos.fixtures import case_seed, require, scaled
+from testkit.chaos.fixtures import case_seed, require, require_fault, scaled
 
-__all__ = ["case_seed", "require", "scaled"]
+__all__ = ["case_seed", "require", "require_fault", "scaled"]

@@ -12,7 +12,7 @@ from typing import Any
 
 from testkit.chaos.sut import SystemUnderTest
 
-__all__ = ["LIGHTHOUSE", "SQLITE", "lighthouse", "sqlite", "variant"]
+__all__ = ["LIGHTHOUSE", "SQLITE", "lighthouse", "sqlite", "variant", "with_store_events"]
 
 LIGHTHOUSE = "testkit.adapters.lighthouse:LighthouseAdapter"
 SQLITE = "testkit.adapters.sqlite:SqliteAdapter"
@@ -39,3 +39,8 @@ def sqlite(synchronous: str = "FULL") -> SystemUnderTest:
     return SystemUnderTest.from_reference(SQLITE, {"synchronous": synchronous}, name=name,
                                           expected_loss=UNSYNCED if synchronous == "OFF" else frozenset())
 
+
+
+def with_store_events(system: SystemUnderTest) -> SystemUnderTest:
+    """The same store, also yielding the events it writes by itself (``corruption_detected``) when read."""
+    return system.with_options(include_store_events=True)

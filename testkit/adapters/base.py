@@ -8,9 +8,9 @@ writing one adapter.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import msgpack
 
@@ -21,7 +21,9 @@ __all__ = [
     "ReadsById",
     "SnapshotCapable",
     "StoredEvent",
+    "check_query_limit",
     "content_digest",
+    "read_pages",
 ]
 
 #: The keys of an event dict handed to :meth:`EventStoreAdapter.append`.
@@ -132,3 +134,28 @@ class SnapshotCapable(Protocol):
     async def save_snapshot(self, name: str, state: Any, at_sequence: int, *, incremental: bool = False) -> int: ...
 
     async def load_snapshot(self, name: str) -> tuple[int, Any]: ...
+
+
+_Row = TypeVar("_Row")
+
+
+async def read_pages(fetch_after: Callable[[int], Awaitable[Sequence[_Row]]], page: int,
+                     sequence_of: Callable[[_Row], int], to_event: Callable[[_Row], StoredEvent]
+                     ) -> AsyncIterator[StoredEvent]:
+    """``read_all`` for a store queried in pages: ``fetch_after(sequence)`` returns up to ``page`` rows after it,
+    ascending; the log is read in constant memory, one page at a time, until a short page."""
+    after = 0
+    while True:
+        rows = await fetch_after(after)
+        for row in rows:
+            yield to_event(row)
+        if len(rows) < page:
+            return
+        after = sequence_of(rows[-1])
+
+
+def check_query_limit(limit: object) -> int:
+    """A query's ``limit`` must be a positive integer: otherwise the typed ``invalid_query`` error."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise AdapterError(f"limit must be a positive integer, got {limit!r}", code="invalid_query")
+    return limit

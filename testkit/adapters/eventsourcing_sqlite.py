@@ -10,6 +10,7 @@ nothing acknowledged may be lost under any fault.
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,8 +31,10 @@ _SYNCHRONOUS_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 class EventsourcingSqliteAdapter(SerialLogAdapter):
     """Events in ``events.db`` through ``SQLiteApplicationRecorder.insert_events`` and ``select_notifications``."""
 
-    #: SQLite in WAL mode must create its -shm file to open (no read-only or full filesystem).
-    testkit_capabilities = Capabilities(io_target="events.db", opens_read_only=False)
+    #: SQLite in WAL mode must create its -shm file to open (no read-only or full filesystem); it keeps no
+    #: page checksums, so damaged bytes can be served as an event nobody wrote (known unsafe under corruption).
+    testkit_capabilities = Capabilities(io_target="events.db", opens_read_only=False,
+                                        expected_loss=frozenset({"corruption"}))
 
     name = "eventsourcing-sqlite"
     _duplicate_errors = (IntegrityError,)
@@ -112,6 +115,11 @@ class EventsourcingSqliteAdapter(SerialLogAdapter):
             return AdapterError(str(exc), code="write_failed", retryable=True)
         if isinstance(exc, PersistenceError):
             return AdapterError(str(exc), code="store_corrupted")
+        # The recorder lets sqlite3's own errors through where it opens and reads (a full, read-only or damaged file).
+        if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+            return AdapterError(str(exc), code="store_corrupted")
+        if isinstance(exc, sqlite3.OperationalError):
+            return AdapterError(str(exc), code="write_failed", retryable=True)
         return None
 
 

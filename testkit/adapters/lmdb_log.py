@@ -30,8 +30,11 @@ _MAP_SIZE = 1 << 30
 class LmdbAdapter(SerialLogAdapter):
     """``sync`` / ``metasync`` are LMDB's own flags; ``map_size`` caps the database file."""
 
-    #: Opening takes a write lock in ``lock.mdb``, so it cannot open on a read-only filesystem.
-    testkit_capabilities = Capabilities(io_target="data.mdb", opens_read_only=False)
+    #: Opening takes a write lock in ``lock.mdb``, so it cannot open on a read-only filesystem. LMDB keeps no
+    #: page checksums and maps its file: damaged bytes can be served as an event nobody wrote, or crash the
+    #: reader (SIGBUS on a truncated map), so it is known unsafe under corruption.
+    testkit_capabilities = Capabilities(io_target="data.mdb", opens_read_only=False,
+                                        expected_loss=frozenset({"corruption"}))
 
     _duplicate_errors = (lmdb.KeyExistsError,)
 

@@ -176,6 +176,11 @@ class PgServer:
         self._own_socket_dir = False
 
     @property
+    def port(self) -> int:
+        """The port in the name of the Unix socket (``.s.PGSQL.PORT``), and on 127.0.0.1 when it listens there."""
+        return int(self.settings.get("port", "5432"))
+
+    @property
     def socket_dir(self) -> str:
         if self._socket_dir is None:
             raise AdapterError("postgres is not running", code="store_closed")

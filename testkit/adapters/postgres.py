@@ -30,7 +30,8 @@ from testkit.adapters.pgprocess import PgServer
 from testkit.adapters.serial_log import Row, SerialLogAdapter
 from testkit.chaos.capabilities import Capabilities, declaring
 
-__all__ = ["PostgresAdapter", "postgres_default", "postgres_fsync_off", "postgres_sync_off"]
+__all__ = ["PostgresAdapter", "insert_rows", "lookup_rows", "page_rows", "postgres_default", "postgres_fsync_off",
+           "postgres_sync_off"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -43,20 +44,87 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_by_type ON events(event_type, seq);
 CREATE INDEX IF NOT EXISTS events_by_aggregate ON events(aggregate_id, seq);
 """
+#: One round trip per append for clients over the network (``testkit.adapters.postgres_network``): the
+#: lookup by id and the gapless insert in one statement, so a lost answer almost always follows a commit.
+_APPEND_FUNCTION = """
+CREATE OR REPLACE FUNCTION testkit_append(p_id text, p_type text, p_aggregate text, p_payload bytea)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE stored bigint;
+BEGIN
+    LOCK TABLE events IN EXCLUSIVE MODE;
+    SELECT seq INTO stored FROM events WHERE event_id = p_id;
+    IF stored IS NULL THEN
+        INSERT INTO events(seq, event_id, event_type, aggregate_id, payload)
+        SELECT coalesce(max(seq), 0) + 1, p_id, p_type, p_aggregate, p_payload FROM events
+        RETURNING seq INTO stored;
+    END IF;
+    RETURN stored;
+END $$;
+"""
 _SWITCHES = ("on", "off")
 
 
+def lookup_rows(conn: psycopg.Connection[Any], event_ids: Sequence[str]) -> dict[str, Row]:
+    """The stored (sequence, payload) of those ids that are stored."""
+    rows = conn.execute("SELECT event_id, seq, payload FROM events WHERE event_id = ANY(%s)",
+                        (list(event_ids),)).fetchall()
+    return {event_id: (int(seq), bytes(payload)) for event_id, seq, payload in rows}
+
+
+def insert_rows(conn: psycopg.Connection[Any], events: Sequence[Mapping[str, Any]],
+                payloads: Sequence[bytes]) -> list[int]:
+    """One transaction: the next gapless sequences under an exclusive table lock, all rows or none."""
+    with conn.transaction():
+        conn.execute("LOCK TABLE events IN EXCLUSIVE MODE")
+        row = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+        last = int(row[0]) if row else 0
+        sequences = list(range(last + 1, last + 1 + len(events)))
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO events(seq, event_id, event_type, aggregate_id, payload) VALUES (%s,%s,%s,%s,%s)",
+                [(seq, e["event_id"], str(e["event_type"]), e["aggregate_id"], payload)
+                 for seq, e, payload in zip(sequences, events, payloads, strict=True)],
+            )
+    return sequences
+
+
+def page_rows(conn: psycopg.Connection[Any], after: int, limit: int, event_types: Sequence[str] | None,
+              aggregate_ids: Sequence[str] | None) -> list[Row]:
+    """Up to ``limit`` rows with sequence > ``after``, ascending, matching the filters (None: any)."""
+    where, params = ["seq > %s"], [after]
+    if event_types:
+        where.append("event_type = ANY(%s)")
+        params.append(list(event_types))  # type: ignore[arg-type]
+    if aggregate_ids:
+        where.append("aggregate_id = ANY(%s)")
+        params.append(list(aggregate_ids))  # type: ignore[arg-type]
+    rows = conn.execute(
+        f"SELECT seq, payload FROM events WHERE {' AND '.join(where)} ORDER BY seq LIMIT %s",
+        (*params, limit),
+    ).fetchall()
+    return [(int(seq), bytes(payload)) for seq, payload in rows]
+
+
 class PostgresAdapter(SerialLogAdapter):
-    """``synchronous_commit`` and ``fsync`` are the server settings of the same names (``"on"``/``"off"``)."""
+    """``synchronous_commit`` and ``fsync`` are the server settings of the same names (``"on"``/``"off"``).
+
+    ``listen_port``: also accept TCP connections on 127.0.0.1 at that port (the network-chaos target,
+    :mod:`testkit.adapters.postgres_network`); by default the server listens on its Unix socket only.
+    """
 
     #: The server writes its pid file and WAL to open, so it cannot start on a read-only or full filesystem;
-    #: it creates new WAL segment and relation files as it grows.
-    testkit_capabilities = Capabilities(opens_read_only=False, creates_files=True)
+    #: it creates new WAL segment and relation files as it grows. Networked: clients over TCP through the proxy.
+    #: Data checksums are off unless initdb ran with ``--data-checksums`` (off by default up to PostgreSQL 17):
+    #: a damaged heap page can be served as it is, so it is known unsafe under corruption. Its files are written
+    #: by the server (its own process, another account), which the worker's LD_PRELOAD shim never reaches.
+    testkit_capabilities = Capabilities(opens_read_only=False, creates_files=True,
+                                        network_target="testkit.adapters.postgres_network:postgres_network_target",
+                                        expected_loss=frozenset({"corruption"}), io_preload=False)
 
     _duplicate_errors = (pg_errors.UniqueViolation,)
 
     def __init__(self, data_dir: str | os.PathLike[str], *, synchronous_commit: str = "on",
-                 fsync: str = "on") -> None:
+                 fsync: str = "on", listen_port: int | None = None) -> None:
         super().__init__(data_dir)
         settings = {"synchronous_commit": str(synchronous_commit).lower(), "fsync": str(fsync).lower()}
         for key, value in settings.items():
@@ -67,7 +135,10 @@ class PostgresAdapter(SerialLogAdapter):
         unflushed = frozenset({"power_cut", "posix_crash"}) if changed else frozenset()
         async_commit = frozenset({"sigkill"}) if settings["synchronous_commit"] == "off" else frozenset()
         self.expected_loss = unflushed | async_commit
-        self._server = PgServer(self.data_dir / "pgdata", self.data_dir / "postgres.log", settings)
+        network = {"listen_addresses": "127.0.0.1", "port": str(int(listen_port)), "max_connections": "40"} \
+            if listen_port is not None else {}
+        self.listen_port = listen_port
+        self._server = PgServer(self.data_dir / "pgdata", self.data_dir / "postgres.log", {**settings, **network})
         self._conn: psycopg.Connection[Any] | None = None
 
     def _open_store(self) -> None:
@@ -77,6 +148,8 @@ class PostgresAdapter(SerialLogAdapter):
             self._conn = self._connect()
             with self._conn.transaction():
                 self._conn.execute(_SCHEMA)
+                if self.listen_port is not None:
+                    self._conn.execute(_APPEND_FUNCTION)
         except BaseException:
             self._server.stop()
             raise
@@ -87,8 +160,8 @@ class PostgresAdapter(SerialLogAdapter):
         pause = 0.005
         while True:
             try:
-                return psycopg.connect(host=self._server.socket_dir, dbname="postgres", user="postgres",
-                                       autocommit=True, connect_timeout=10)
+                return psycopg.connect(host=self._server.socket_dir, port=self._server.port, dbname="postgres",
+                                       user="postgres", autocommit=True, connect_timeout=10)
             except psycopg.OperationalError as exc:
                 code = self._server.exited()
                 if code is not None or time.monotonic() > deadline:
@@ -111,39 +184,14 @@ class PostgresAdapter(SerialLogAdapter):
         return self._conn
 
     def _lookup(self, event_ids: Sequence[str]) -> dict[str, Row]:
-        rows = self._db().execute("SELECT event_id, seq, payload FROM events WHERE event_id = ANY(%s)",
-                                  (list(event_ids),)).fetchall()
-        return {event_id: (int(seq), bytes(payload)) for event_id, seq, payload in rows}
+        return lookup_rows(self._db(), event_ids)
 
     def _insert(self, events: Sequence[Mapping[str, Any]], payloads: Sequence[bytes]) -> list[int]:
-        conn = self._db()
-        with conn.transaction():
-            conn.execute("LOCK TABLE events IN EXCLUSIVE MODE")
-            row = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
-            last = int(row[0]) if row else 0
-            sequences = list(range(last + 1, last + 1 + len(events)))
-            with conn.cursor() as cursor:
-                cursor.executemany(
-                    "INSERT INTO events(seq, event_id, event_type, aggregate_id, payload) VALUES (%s,%s,%s,%s,%s)",
-                    [(seq, e["event_id"], str(e["event_type"]), e["aggregate_id"], payload)
-                     for seq, e, payload in zip(sequences, events, payloads, strict=True)],
-                )
-        return sequences
+        return insert_rows(self._db(), events, payloads)
 
     def _page(self, after: int, limit: int, event_types: Sequence[str] | None,
               aggregate_ids: Sequence[str] | None) -> list[Row]:
-        where, params = ["seq > %s"], [after]
-        if event_types:
-            where.append("event_type = ANY(%s)")
-            params.append(list(event_types))  # type: ignore[arg-type]
-        if aggregate_ids:
-            where.append("aggregate_id = ANY(%s)")
-            params.append(list(aggregate_ids))  # type: ignore[arg-type]
-        rows = self._db().execute(
-            f"SELECT seq, payload FROM events WHERE {' AND '.join(where)} ORDER BY seq LIMIT %s",
-            (*params, limit),
-        ).fetchall()
-        return [(int(seq), bytes(payload)) for seq, payload in rows]
+        return page_rows(self._db(), after, limit, event_types, aggregate_ids)
 
     def _translate(self, exc: Exception) -> AdapterError | None:
         if isinstance(exc, pg_errors.DataCorrupted | pg_errors.IndexCorrupted):

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from testkit.adapters.base import AdapterError, StoredEvent
+from testkit.adapters.base import AdapterError, StoredEvent, check_query_limit, read_pages
 from testkit.adapters.validation import already_stored, decode_event, encode_event, stored_copy, validate_batch
 
 __all__ = ["Row", "SerialLogAdapter"]
@@ -24,6 +24,11 @@ __all__ = ["Row", "SerialLogAdapter"]
 Row = tuple[int, bytes]
 _T = TypeVar("_T")
 _PAGE = 2000
+
+
+def _stored(row: Row) -> StoredEvent:
+    sequence, payload = row
+    return stored_copy(decode_event(payload), sequence)
 
 
 class SerialLogAdapter:
@@ -121,14 +126,9 @@ class SerialLogAdapter:
         return await self._call(self._append_checked, checked)
 
     async def read_all(self) -> AsyncIterator[StoredEvent]:
-        after = 0
-        while True:
-            rows = await self._call(self._page, after, _PAGE, None, None)
-            for sequence, payload in rows:
-                yield stored_copy(decode_event(payload), sequence)
-            if len(rows) < _PAGE:
-                return
-            after = rows[-1][0]
+        async for event in read_pages(lambda after: self._call(self._page, after, _PAGE, None, None), _PAGE,
+                                      lambda row: row[0], _stored):
+            yield event
 
     async def query(
         self,
@@ -137,9 +137,8 @@ class SerialLogAdapter:
         aggregate_ids: Sequence[str] | None = None,
         limit: int = 1000,
     ) -> list[StoredEvent]:
-        if not isinstance(limit, int) or limit < 1:
-            raise AdapterError(f"limit must be a positive integer, got {limit!r}", code="invalid_query")
+        check_query_limit(limit)
         types = [str(t) for t in event_types] if event_types else None
         aggregates = list(aggregate_ids) if aggregate_ids else None
         rows = await self._call(self._page, 0, limit, types, aggregates)
-        return [stored_copy(decode_event(payload), sequence) for sequence, payload in rows]
+        return [_stored(row) for row in rows]

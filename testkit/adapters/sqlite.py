@@ -20,7 +20,7 @@ from typing import Any
 
 import msgpack
 
-from testkit.adapters.base import AdapterError, StoredEvent
+from testkit.adapters.base import AdapterError, StoredEvent, check_query_limit, read_pages
 from testkit.adapters.validation import stored_copy, validate_batch
 from testkit.chaos.capabilities import Capabilities, declaring
 
@@ -45,6 +45,7 @@ _INSERT = (
     "INSERT INTO events(event_id, event_type, aggregate_id, source_agent, correlation_id, causation_id,"
     " recorded_at, data) VALUES (?,?,?,?,?,?,?,?)"
 )
+_PAGE = 5000
 _SELECT = "SELECT seq, event_id, event_type, aggregate_id, source_agent, correlation_id, causation_id, data FROM events"
 
 
@@ -152,14 +153,10 @@ class SqliteAdapter:
         return self._conn.execute(sql, params).fetchall()
 
     async def read_all(self) -> AsyncIterator[StoredEvent]:
-        last = 0
-        while True:
-            rows = await self._run(self._select, _SELECT + " WHERE seq > ? ORDER BY seq LIMIT 5000", (last,))
-            if not rows:
-                return
-            for row in rows:
-                yield _stored(row)
-            last = rows[-1][0]
+        page = _SELECT + f" WHERE seq > ? ORDER BY seq LIMIT {_PAGE}"
+        async for event in read_pages(lambda after: self._run(self._select, page, (after,)), _PAGE,
+                                      lambda row: int(row[0]), _stored):
+            yield event
 
     async def query(
         self,
@@ -168,6 +165,7 @@ class SqliteAdapter:
         aggregate_ids: Sequence[str] | None = None,
         limit: int = 1000,
     ) -> list[StoredEvent]:
+        check_query_limit(limit)
         where, params = [], []
         if event_types:
             where.append(f"event_type IN ({','.join('?' * len(event_types))})")

@@ -11,7 +11,11 @@ crash points), :func:`run_power_cuts` (loop ext4 + FS_IOC_SHUTDOWN), :func:`run_
 POSIX crash model over traced syscalls), :func:`run_disk_full`, :func:`run_inodes_exhausted`,
 :func:`run_read_only_remount`, :func:`run_open_on_full_disk`, :func:`run_resource_pressure`
 (RLIMIT_NOFILE/AS/FSIZE), :func:`run_io_errors` (LD_PRELOAD errors and short writes),
-:func:`run_network_fault` (TCP fault proxy), :func:`run_generic_corruption` (any format). The shipped
+:func:`run_network_fault` (TCP fault proxy), :func:`run_generic_corruption` (any format),
+:func:`run_restarts` (clients retrying across crash-restarts), :func:`run_snapshot_campaign` (crashes
+while saving snapshots), :func:`run_failed_syncs` (fsyncgate), :func:`run_store_event_reopens` (the
+store's own events across reopens). :func:`expect_caught` judges a seeded bug (it must fail a check);
+:func:`run_mutants` runs a suite against a catalogue of seeded bugs. The shipped
 suite is ``pytest --pyargs testkit.chaos.suite --testkit-adapter PKG.MODULE:FACTORY``, or
 ``testkit chaos --adapter PKG.MODULE:FACTORY``. Submodules import lazily, so the kit imports fast.
 """
@@ -22,10 +26,11 @@ import importlib
 from typing import Any
 
 __all__ = [
-    "CampaignResult", "Capabilities", "ChaosFailure", "Judgement", "SystemUnderTest", "Tally", "judge",
-    "recover_and_judge", "run_crash_point_kills", "run_disk_full", "run_generic_corruption", "run_inodes_exhausted",
-    "run_io_errors", "run_kill_cycles", "run_network_fault", "run_open_on_full_disk", "run_posix_crashes",
-    "run_power_cuts", "run_read_only_remount", "run_resource_pressure", "settle",
+    "CampaignResult", "Capabilities", "ChaosFailure", "Judgement", "Mutant", "SystemUnderTest", "Tally",
+    "expect_caught", "judge", "recover_and_judge", "run_crash_point_kills", "run_disk_full", "run_failed_syncs",
+    "run_generic_corruption", "run_inodes_exhausted", "run_io_errors", "run_kill_cycles", "run_mutants",
+    "run_network_fault", "run_open_on_full_disk", "run_posix_crashes", "run_power_cuts", "run_read_only_remount",
+    "run_resource_pressure", "run_restarts", "run_snapshot_campaign", "run_store_event_reopens", "settle",
 ]
 
 _HOME = {
@@ -35,7 +40,9 @@ _HOME = {
     "run_crash_point_kills": "crash_points", "run_disk_full": "disk", "run_inodes_exhausted": "disk",
     "run_read_only_remount": "disk", "run_open_on_full_disk": "disk", "run_io_errors": "io_errors",
     "run_resource_pressure": "resources", "run_network_fault": "network",
-    "run_generic_corruption": "corruption", "settle": "expectations",
+    "run_generic_corruption": "corruption", "settle": "expectations", "expect_caught": "expectations",
+    "run_restarts": "restarts", "run_snapshot_campaign": "snapshots", "run_failed_syncs": "failed_sync",
+    "run_store_event_reopens": "store_events", "Mutant": "mutation", "run_mutants": "mutation",
 }
 
 

@@ -28,7 +28,8 @@ class Capabilities:
     """``file_based``: all state lives under the data directory (disk, power-cut, I/O and corruption faults apply).
 
     ``crash_points`` and ``crash_point_factory`` (``"module:callable"`` accepting ``crash_point``/``crash_at``)
-    enable whitebox kills; ``io_target`` narrows LD_PRELOAD injections to files whose path contains it;
+    enable whitebox kills; ``io_target`` narrows LD_PRELOAD injections to files whose path contains it
+    (``io_preload=False``: a server process writes the files, out of the shim's reach, so they do not apply);
     ``network_target`` (``"module:callable"``: a context manager yielding a
     :class:`~testkit.chaos.network.NetworkTarget`) enables network faults; ``corruption_oracle``
     (``"module:callable"`` with the signature of :func:`~testkit.chaos.corruption.run_generic_corruption`)
@@ -47,6 +48,7 @@ class Capabilities:
     creates_files: bool = False
     opens_read_only: bool = True
     expected_loss: frozenset[str] = field(default_factory=frozenset)
+    io_preload: bool = True  # False: its files are written by a server process an LD_PRELOAD shim cannot reach
 
     def __post_init__(self) -> None:
         unknown = set(self.expected_loss) - set(FAULTS)

@@ -6,16 +6,21 @@ truncation, appended bytes), proven by the changed bytes. The invariant is *no s
 every event the store serves afterwards is exactly one it acknowledged (same id, same sequence, same
 content), or the store refuses with a typed error, or it reports the damage (``health()``). Events that
 merely go missing without a report are counted (``silent_drops``) and, with ``strict_loss``, fail:
-a store without checksums cannot know, one with them should say. Lighthouse adds its format-aware
-oracle (:mod:`testkit.chaos.lighthouse_oracle`) on top.
+a store without checksums cannot know, one with them should say. Each read-back runs in a child
+process: a store that dies on damaged bytes (LMDB maps its file, and a truncated map is SIGBUS) is a
+crash to report, never the end of the test run. Lighthouse adds its format-aware oracle
+(:mod:`testkit.chaos.lighthouse_oracle`) on top.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import random
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +39,7 @@ __all__ = ["FAULT_KIND", "DAMAGE_KINDS", "AcknowledgedStore", "FileDamage", "bui
 FAULT_KIND = "corruption[generic]"
 DAMAGE_KINDS = ("bit_flip", "zero_range", "truncate", "append")
 INVARIANTS = ("no_phantom", "typed_errors", "no_lost_ack")
+_READ_BACK_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,17 @@ async def _read_back(adapter: AdapterSpec, directory: Path) -> tuple[list[Stored
         await store.close()
 
 
+def _read_back_here(adapter: AdapterSpec, directory: Path) -> tuple[list[StoredEvent], dict[str, Any] | None]:
+    return asyncio.run(_read_back(adapter, directory))
+
+
+def _reader() -> ProcessPoolExecutor:
+    """One child that reads damaged copies back (forkserver: never a fork of a threaded test runner)."""
+    methods = multiprocessing.get_all_start_methods()
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context(
+        "forkserver" if "forkserver" in methods else "spawn"))
+
+
 def _declared(health: dict[str, Any] | None) -> bool:
     return bool(health and (health.get("lost_sequences") or health.get("damage")))
 
@@ -132,45 +149,68 @@ def run_generic_corruption(adapter: AdapterSpec, root: Path, rng: random.Random,
     result = CampaignResult(Tally(FAULT_KIND, adapter.name))
     pristine = build_acknowledged_store(adapter, root / "pristine", seed=seed, operations=operations)
     result.timeline.history = pristine.history  # the picture: the writes, then every damaged copy read back
-    counts = {"refused": 0, "reported": 0, "intact": 0, "silent_drops": 0}
-    for number, damage in enumerate(plan_file_damage(pristine.directory, rng, cases)):
-        copy = root / "case"
-        shutil.rmtree(copy, ignore_errors=True)
-        shutil.copytree(pristine.directory, copy)
-        record = damage.apply(copy)
-        result.tally.case(record.proven)
-        if not record.proven:
-            continue
-        result.tally.judged_ok(*INVARIANTS)
-        result.timeline.fault(record, damage.kind)
-        started = time.monotonic()
-        try:
-            events, health = asyncio.run(_read_back(adapter, copy))
-        except AdapterError:
-            counts["refused"] += 1
-            result.caught.append(False)
-            continue
-        except Exception as exc:  # a refusal, but not a typed one: the store's error handling leaked
-            result.problem(f"case {number} ({damage}): untyped {type(exc).__name__}: {str(exc)[:160]}", "typed_errors")
-            result.caught.append(True)
-            continue
-        wrong = [e.event_id for e in events
-                 if e.event_id not in pristine.acknowledged or not _same(e, pristine.acknowledged[e.event_id])]
-        missing = set(pristine.acknowledged) - {e.event_id for e in events}
-        intact = len({e.event_id for e in events}.difference(wrong))  # served exactly as acknowledged
-        result.timeline.read_back(started, time.monotonic() - started, len(pristine.acknowledged), intact)
-        broke = False
-        if wrong:
-            result.problem(f"case {number} ({damage}): served {len(wrong)} events never acknowledged so, "
-                           f"e.g. {wrong[:3]}", "no_phantom")
-            broke = True
-        if missing and not _declared(health):
-            counts["silent_drops"] += 1
-            if strict_loss:
-                result.problem(f"case {number} ({damage}): {len(missing)} acknowledged events gone, "
-                               "no damage reported", "no_lost_ack")
-                broke = True
-        counts["reported" if _declared(health) else "intact"] += 1
-        result.caught.append(broke)
+    counts = {"refused": 0, "reported": 0, "intact": 0, "silent_drops": 0, "crashed": 0, "unchanged": 0}
+    reader = _reader()
+    try:
+        # Zeroing bytes that are already zero changes nothing (page stores are full of padding): such a case
+        # proves no fault and is drawn again, up to three plans' worth, until ``cases`` damages changed bytes.
+        for number, damage in enumerate(plan_file_damage(pristine.directory, rng, 3 * cases)):
+            if result.tally.cases >= cases:
+                break
+            reader = _judge_case(result, counts, reader, adapter, pristine, root, number, damage, strict_loss)
+    finally:
+        reader.shutdown(wait=True, cancel_futures=True)
     result.parameters.update(generic_corruption=counts)
     return result
+
+
+def _judge_case(result: CampaignResult, counts: dict[str, int], reader: ProcessPoolExecutor, adapter: AdapterSpec,
+                pristine: AcknowledgedStore, root: Path, number: int, damage: FileDamage,
+                strict_loss: bool) -> ProcessPoolExecutor:
+    """Damage a fresh copy, read it back in the child, judge; returns the reader (a new one if it crashed)."""
+    copy = root / "case"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(pristine.directory, copy)
+    record = damage.apply(copy)
+    if not record.proven:
+        counts["unchanged"] += 1
+        return reader
+    result.tally.case(True)
+    result.tally.judged_ok(*INVARIANTS)
+    result.timeline.fault(record, damage.kind)
+    started = time.monotonic()
+    try:
+        events, health = reader.submit(_read_back_here, adapter, copy).result(timeout=_READ_BACK_TIMEOUT_S)
+    except AdapterError:
+        counts["refused"] += 1
+        result.caught.append(False)
+        return reader
+    except BrokenProcessPool:  # the store killed its process (a signal): no wrong read, but no typed refusal
+        counts["crashed"] += 1
+        result.problem(f"case {number} ({damage}): reading the damaged store crashed its process", "typed_errors")
+        result.caught.append(True)
+        reader.shutdown(wait=True, cancel_futures=True)
+        return _reader()
+    except Exception as exc:  # a refusal, but not a typed one: the store's error handling leaked
+        result.problem(f"case {number} ({damage}): untyped {type(exc).__name__}: {str(exc)[:160]}", "typed_errors")
+        result.caught.append(True)
+        return reader
+    wrong = [e.event_id for e in events
+             if e.event_id not in pristine.acknowledged or not _same(e, pristine.acknowledged[e.event_id])]
+    missing = set(pristine.acknowledged) - {e.event_id for e in events}
+    intact = len({e.event_id for e in events}.difference(wrong))  # served exactly as acknowledged
+    result.timeline.read_back(started, time.monotonic() - started, len(pristine.acknowledged), intact)
+    broke = False
+    if wrong:
+        result.problem(f"case {number} ({damage}): served {len(wrong)} events never acknowledged so, "
+                       f"e.g. {wrong[:3]}", "no_phantom")
+        broke = True
+    if missing and not _declared(health):
+        counts["silent_drops"] += 1
+        if strict_loss:
+            result.problem(f"case {number} ({damage}): {len(missing)} acknowledged events gone, "
+                           "no damage reported", "no_lost_ack")
+            broke = True
+    counts["reported" if _declared(health) else "intact"] += 1
+    result.caught.append(broke)
+    return reader

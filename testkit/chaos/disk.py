@@ -11,14 +11,16 @@ nothing acknowledged, and resumes by itself once the condition clears.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from testkit.adapters import AdapterError, AdapterSpec
 from testkit.chaos.appender import Appender, StepCounts
 from testkit.chaos.judging import Tally, judge
 from testkit.chaos.result import CampaignResult
-from testkit.faults.disk import SmallTmpfs, disk_full, exhaust_inodes, free_space, remount_readonly
+from testkit.faults.disk import Ballast, SmallTmpfs, disk_full, exhaust_inodes, free_space, remount_readonly
 from testkit.faults.mounts import MountedFs
 from testkit.faults.powerloss import LoopExt4
 from testkit.faults.workload import recover_async
@@ -59,75 +61,93 @@ def _resumed(result: CampaignResult, counts: StepCounts, wanted: int, what: str)
         result.failures.append(f"no resume within {RESUME_DEADLINE_S}s after {what}: {counts}")
 
 
+@contextmanager
+def _inodes_exhausted(directory: Path) -> Iterator[Ballast]:
+    """:func:`exhaust_inodes` for the body of the ``with``, :func:`free_space` afterwards (always)."""
+    ballast = exhaust_inodes(directory)
+    try:
+        yield ballast
+    finally:
+        free_space(ballast).require()
+
+
+@dataclass(frozen=True)
+class _Pressure:
+    """A fault applied under an open store: how it is applied and released, and how messages name it."""
+
+    kind: str  # the fault's name in the results and the picture
+    apply: Callable[[Path], AbstractContextManager[Ballast]]  # released when the ``with`` ends
+    under: str  # "on a full disk"
+    cleared: str  # "space was freed"
+
+
+_DISK_FULL = _Pressure("disk_full", disk_full, "on a full disk", "space was freed")
+_NO_INODES = _Pressure("inodes_exhausted", _inodes_exhausted, "without inodes", "inodes were freed")
+
+
+def _under_pressure(result: CampaignResult, adapter: AdapterSpec, fs: MountedFs, seed: int, pressure: _Pressure, *,
+                    before: int, during: Callable[[Appender], Awaitable[list[StepCounts]]],
+                    must_refuse: str | None) -> list[StepCounts]:
+    """Open a store, append ``before``, apply ``pressure``, run ``during`` (``must_refuse``: the message when no
+    write was refused), check reads, release, wait for the store to resume, close, judge the whole history."""
+    data_dir = fs.path / "data"
+    steps: list[StepCounts] = []
+
+    async def scenario() -> None:
+        store = adapter.create(data_dir)
+        await store.open()
+        appender = Appender(store, seed=seed)
+        try:
+            first = await appender.append(before)
+            with pressure.apply(fs.path) as ballast:
+                record = ballast.record
+                result.tally.case(record.proven)
+                result.fault(pressure.kind, record.proven, record.detail, (record.t_start, record.t_end))
+                result.timeline.fault(record, pressure.kind)
+                steps.extend(await during(appender))
+                if must_refuse and not steps[0].failed:  # the first step under the fault must meet a refusal
+                    result.failures.append(must_refuse)
+                unread = appender.acknowledged_ids() - set(await appender.read_ids())
+                result.tally.violated("recovers", 1 if unread else 0)
+                if unread:
+                    result.failures.append(f"reads {pressure.under} miss {len(unread)} acknowledged events")
+            resumed = await appender.until_acknowledged(5, RESUME_DEADLINE_S)
+            _resumed(result, resumed, 5, pressure.cleared)
+            _typed(result, first, *steps, resumed)
+        finally:
+            await store.close()
+        await _judge_into(result, appender, adapter, data_dir)
+
+    asyncio.run(scenario())
+    return steps
+
+
 def run_disk_full(adapter: AdapterSpec, fs_kind: str, seed: int) -> CampaignResult:
     """Fill the disk under an open store: it must refuse (typed), serve reads, and resume once space is freed."""
     result = CampaignResult(Tally(f"disk_full[{fs_kind}]", adapter.name))
+
+    async def fill_up(appender: Appender) -> list[StepCounts]:
+        full = await appender.until_refused(500)
+        return [full, await appender.append(10)]  # and it keeps refusing, cleanly
+
     with FILESYSTEMS[fs_kind]() as fs:
-        data_dir = fs.path / "data"
-
-        async def scenario() -> None:
-            store = adapter.create(data_dir)
-            await store.open()
-            appender = Appender(store, seed=seed)
-            try:
-                before = await appender.append(20)
-                with disk_full(fs.path) as ballast:
-                    result.tally.case(ballast.record.proven)
-                    result.fault("disk_full", ballast.record.proven, ballast.record.detail,
-                                 (ballast.record.t_start, ballast.record.t_end))
-                    result.timeline.fault(ballast.record, "disk_full")
-                    full = await appender.until_refused(500)
-                    if not full.failed:
-                        result.failures.append("500 writes went through on a full disk: the store never noticed")
-                    more = await appender.append(10)  # and it keeps refusing, cleanly
-                    unread = appender.acknowledged_ids() - set(await appender.read_ids())
-                    result.tally.violated("recovers", 1 if unread else 0)
-                    if unread:
-                        result.failures.append(f"reads on a full disk miss {len(unread)} acknowledged events")
-                resumed = await appender.until_acknowledged(5, RESUME_DEADLINE_S)
-                _resumed(result, resumed, 5, "space was freed")
-                _typed(result, before, full, more, resumed)
-                result.parameters.update(refused=dict(full.refused + more.refused))
-            finally:
-                await store.close()
-            await _judge_into(result, appender, adapter, data_dir)
-
-        asyncio.run(scenario())
+        full, more = _under_pressure(result, adapter, fs, seed, _DISK_FULL, before=20, during=fill_up,
+                                     must_refuse="500 writes went through on a full disk: the store never noticed")
+    result.parameters.update(refused=dict(full.refused + more.refused))
     return result
 
 
 def run_inodes_exhausted(adapter: AdapterSpec, fs_kind: str, seed: int, *, creates_files: bool) -> CampaignResult:
     """No inode left. ``creates_files``: the store needs new files within 40 writes, so it must refuse cleanly."""
     result = CampaignResult(Tally("inodes_exhausted", adapter.name))
+
+    async def forty(appender: Appender) -> list[StepCounts]:
+        return [await appender.append(40)]
+
     with FILESYSTEMS[fs_kind]() as fs:
-        data_dir = fs.path / "data"
-
-        async def scenario() -> None:
-            store = adapter.create(data_dir)
-            await store.open()
-            appender = Appender(store, seed=seed)
-            try:
-                before = await appender.append(10)
-                ballast = exhaust_inodes(fs.path)
-                result.tally.case(ballast.record.proven)
-                result.fault("inodes_exhausted", ballast.record.proven, ballast.record.detail)
-                result.timeline.fault(ballast.record, "inodes_exhausted")
-                try:
-                    during = await appender.append(40)
-                    if appender.acknowledged_ids() - set(await appender.read_ids()):
-                        result.problem("reads without inodes miss acknowledged events", "recovers")
-                finally:
-                    free_space(ballast).require()
-                resumed = await appender.until_acknowledged(5, RESUME_DEADLINE_S)
-                _resumed(result, resumed, 5, "inodes were freed")
-                if creates_files and not during.failed:
-                    result.failures.append("40 writes deep without an inode and the store never refused")
-                _typed(result, before, during, resumed)
-            finally:
-                await store.close()
-            await _judge_into(result, appender, adapter, data_dir)
-
-        asyncio.run(scenario())
+        _under_pressure(result, adapter, fs, seed, _NO_INODES, before=10, during=forty,
+                        must_refuse="40 writes deep without an inode and the store never refused"
+                        if creates_files else None)
     return result
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from testkit.chaos.result import CampaignResult, ChaosFailure
 from testkit.plugin import KNOWN_BAD_PREFIX  # the matrix rows whose violations are the expected outcome
 
-__all__ = ["KNOWN_BAD_PREFIX", "settle"]
+__all__ = ["KNOWN_BAD_PREFIX", "expect_caught", "settle"]
 
 
 def settle(result: CampaignResult, recorder: Any, *, fault: str, expected_unsafe: bool, seed: int,
@@ -42,6 +42,7 @@ def settle(result: CampaignResult, recorder: Any, *, fault: str, expected_unsafe
     if result.tally.proven < max(at_least, min_proven * result.tally.cases):
         raise ChaosFailure(f"seed {seed}: only {result.tally.proven}/{result.tally.cases} {fault} faults proven:\n"
                            + "\n".join(result.failures[:3]))
+    result.require_needs(seed, f"{label} under {fault}")
     if not expected_unsafe:
         result.require_clean(seed, f"{label} under {fault}")
         return
@@ -53,3 +54,26 @@ def settle(result: CampaignResult, recorder: Any, *, fault: str, expected_unsafe
     print(f"{label}: known unsafe under {fault}, caught in {result.catches}/{result.attempts} "
           f"({result.catch_rate:.0%}); {len(result.lost_ids)} acknowledged events lost, "
           f"e.g. {sorted(result.lost_ids)[:3]}")
+
+
+def expect_caught(result: CampaignResult, recorder: Any, *, fault: str, label: str, seed: int) -> None:
+    """A seeded bug (a deliberately broken store) must fail at least one of the campaign's checks.
+
+    Unlike :func:`settle`'s known-unsafe configurations, which must be caught *losing acknowledged
+    writes*, a seeded bug is caught by any broken rule (a torn snapshot, a duplicate, a wrong sync
+    order). Recorded under a ``known-bad:`` matrix row with its expectation entry.
+    """
+    result.tally.fault_kind = f"{KNOWN_BAD_PREFIX}{label}"[:24]
+    result.record_into(recorder)
+    caught = bool(result.failures)
+    entry = {"fault": fault, "expected_unsafe": True, "caught": caught, "attempts": result.attempts,
+             "catches": int(caught), "failing_checks": len(result.failures)}
+    expect = getattr(recorder, "expectation", None)
+    if callable(expect):
+        expect(**entry)
+    else:
+        recorder.parameters.setdefault("expectations", []).append(entry)
+    result.require_needs(seed, f"{label} under {fault}")
+    if not caught:
+        raise ChaosFailure(f"seed {seed}: {label} passed {result.tally.cases} {fault} cases unnoticed")
+    print(f"{label}: caught under {fault}: {result.failures[0][:300]}")

@@ -10,12 +10,21 @@ from collections.abc import Callable
 
 import pytest
 
-from testkit.faults.probe import ProbeResult
+from testkit.faults.probe import ProbeResult, probe_shutdown_ioctl, probe_strace
 
 ScaledCount = Callable[[int], int]
 Require = Callable[[str, ProbeResult], None]
+RequireFault = Callable[[str], None]
 
-__all__ = ["Require", "ScaledCount", "case_seed", "require", "scaled"]
+__all__ = ["FAULT_MECHANISMS", "Require", "RequireFault", "ScaledCount", "case_seed", "require", "require_fault",
+           "scaled"]
+
+#: Faults that need a mechanism this machine may lack: its name in the report, and its probe.
+FAULT_MECHANISMS: dict[str, tuple[str, Callable[[], ProbeResult]]] = {
+    "power_cut": ("power cut (loop ext4 + FS_IOC_SHUTDOWN)", probe_shutdown_ioctl),
+    "posix_crash": ("strace", probe_strace),
+    "failed_sync": ("strace", probe_strace),
+}
 
 
 @pytest.fixture
@@ -44,3 +53,15 @@ def require(testkit_record: object) -> Require:
 def case_seed(testkit_rng: random.Random) -> int:
     """A seed for one test's generated traffic, derived from the run seed (printed on failure)."""
     return testkit_rng.getrandbits(62)
+
+
+@pytest.fixture
+def require_fault(require: Require) -> RequireFault:
+    """``require_fault("power_cut")``: skip with the reason when the fault's mechanism is missing here."""
+
+    def check(fault: str) -> None:
+        if fault in FAULT_MECHANISMS:
+            mechanism, probe = FAULT_MECHANISMS[fault]
+            require(mechanism, probe())
+
+    return check

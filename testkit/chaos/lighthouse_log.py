@@ -9,6 +9,7 @@ test thinks it makes), so segments are parsed here from the layout documented in
 from __future__ import annotations
 
 import asyncio
+import random
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +18,11 @@ from typing import Any
 from testkit.adapters import AdapterSpec, StoredEvent
 from testkit.checkers import History, OpKind
 from testkit.data import AgentSessionGenerator, PayloadSizes
+from testkit.faults import append_garbage, flip_bit
+from testkit.faults.records import FaultRecord
 
-__all__ = ["Frame", "PristineLog", "Segment", "build_pristine_log", "read_segments"]
+__all__ = ["Frame", "PristineLog", "Segment", "build_pristine_log", "flip_bit_mid_log", "read_segments",
+           "tear_last_segment"]
 
 SEGMENT_HEADER_BYTES = 32
 FRAME_HEADER = struct.Struct("<4sIIQIHH")
@@ -114,3 +118,16 @@ def build_pristine_log(directory: Path, *, seed: int, operations: int = 48, segm
     if len(segments) < 3:
         raise ValueError(f"the pristine log has {len(segments)} segments; raise operations or lower segment_bytes")
     return PristineLog(directory, history, events, segments, spare)
+
+
+def tear_last_segment(data_dir: Path, rng: random.Random) -> None:
+    """A torn write at the end of the newest segment: a few random bytes of a frame that never finished."""
+    segments = sorted(data_dir.glob("*.seg"))
+    if segments:
+        append_garbage(segments[-1], rng.randint(1, 200), rng).require()
+
+
+def flip_bit_mid_log(data_dir: Path) -> FaultRecord:
+    """One flipped bit in the middle of the first segment: damage with good frames after it."""
+    segment = sorted(data_dir.glob("*.seg"))[0]
+    return flip_bit(segment, segment.stat().st_size // 2, 3)

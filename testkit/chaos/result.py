@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from testkit.chaos.judging import Judgement, Tally
+from testkit.chaos.judging import HISTORY_INVARIANTS, Judgement, Tally
 from testkit.op_timeline import OpTimelineBuilder
 
 __all__ = ["CampaignResult", "ChaosFailure"]
@@ -38,6 +38,16 @@ class CampaignResult:
     verdicts: list[tuple[str, Any]] = field(default_factory=list)
     timeline: OpTimelineBuilder = field(default_factory=OpTimelineBuilder)
     injected: int = 0  # calls strace failed on purpose (``inject``), as the trace shows them
+    unmet_needs: list[str] = field(default_factory=list)  # what the campaign had to exercise and did not
+
+    @classmethod
+    def from_checks(cls, fault_kind: str, sut: str, *, cases: int, proven: int, failures: list[str]) -> CampaignResult:
+        """A campaign that judged itself (its own checks, not one verdict per recovery): every history
+        invariant judged, each failing check counted against ``recovers``, caught when any check failed."""
+        tally = Tally(fault_kind[:24], sut, cases=cases, proven=proven)
+        tally.judged_ok(*HISTORY_INVARIANTS)
+        tally.violated("recovers", len(failures))
+        return cls(tally, failures=list(failures), caught=[bool(failures)])
 
     def fault(self, kind: str, proven: bool, detail: str = "", window: tuple[float, float] | None = None) -> None:
         """A fault's proof, for the results' fault list (the tally counts cases; this says what happened)."""
@@ -71,6 +81,19 @@ class CampaignResult:
             self.failures.append(f"case {case}: recovery reported damage after a crash: {damage[:3]}")
         if not judgement.ok:
             self.failures.append(f"case {case}: {judgement.describe()}")
+
+    def need(self, met: bool, what: str) -> None:
+        """A precondition for the verdict to mean anything (a torn tail, a retry, a refused append...).
+
+        A clean run that never exercised what it judges proves nothing, so :func:`~testkit.chaos.settle`
+        fails on an unmet need with ``what`` as the reason."""
+        if not met:
+            self.unmet_needs.append(what)
+
+    def require_needs(self, seed: int, label: str = "") -> None:
+        if self.unmet_needs:
+            raise ChaosFailure(f"seed {seed}: {label + ': ' if label else ''}the campaign proved nothing: "
+                               + "; ".join(self.unmet_needs))
 
     def problem(self, message: str, invariant: str | None = None) -> None:
         """A failing check outside the history verdict (a refused open, an untyped error, no resume)."""

@@ -289,6 +289,8 @@ class FaultProxy:
                 await self._server.wait_closed()
         for connection in list(self._connections):
             connection.drop()
+        if self._handlers:  # dropped connections end their handlers; cancel only those that do not
+            await asyncio.wait(list(self._handlers), timeout=1.0)
         for task in list(self._handlers):
             task.cancel()
             with contextlib.suppress(BaseException):

@@ -21,7 +21,7 @@ import pytest
 from testkit.aio import run_with_deadline
 
 from lighthouse import Event, EventStore, EventType
-from suites.chaos.recovered import recovered_state
+from testkit.chaos.lighthouse_checkpoints import recovered_state
 
 T = TypeVar("T")
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from lighthouse import EventStore, HealthState, WriteFailed
 from lighthouse.checkpoint import CHECKPOINT_NAME
-from suites.chaos.recovered import CountingStore
+from testkit.chaos.lighthouse_checkpoints import CountingStore
 
 pytestmark = pytest.mark.ci
 

@@ -92,8 +92,10 @@ def test_this_process_is_locked_out_while_another_holds_the_store(store_dir: Pat
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
 
         async def contend() -> None:
-            with pytest.raises(StoreLocked):
+            with pytest.raises(StoreLocked) as caught:
                 await EventStore.open(store_dir)
+            if Path("/proc/locks").exists():  # the refusal names who is in the way
+                assert f"held by pid {holder.pid} (" in str(caught.value) and "EventStore" in str(caught.value)
 
         run(contend())
     finally:

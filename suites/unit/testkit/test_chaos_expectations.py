@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from testkit.chaos import CampaignResult, ChaosFailure, Tally, settle
+from testkit.chaos import CampaignResult, ChaosFailure, Tally, expect_caught, settle
 from testkit.plugin import TestkitSession, TestRecorder
 
 
@@ -56,3 +56,23 @@ def test_a_fault_that_was_not_proven_fails_whatever_the_expectation() -> None:
         with pytest.raises(ChaosFailure, match="faults proven"):
             settle(_result(proven=1, caught=[True, True]), _recorder(), fault="power_cut",
                    expected_unsafe=expected_unsafe, seed=1)
+
+
+def test_an_unmet_need_fails_a_clean_run_with_its_reason() -> None:
+    result = _result(proven=2, caught=[False, False])
+    result.need(True, "a retry")
+    result.need(False, "no crash left a torn tail")
+    with pytest.raises(ChaosFailure, match="proved nothing: no crash left a torn tail"):
+        settle(result, _recorder(), fault="power_cut", expected_unsafe=False, seed=1)
+
+
+def test_expect_caught_passes_on_any_failing_check_and_fails_when_none() -> None:
+    recorder = _recorder()
+    caught = _result(proven=1, caught=[False], failures=["torn snapshot"])
+    caught.tally.violated("recovers")
+    expect_caught(caught, recorder, fault="snapshot", label="in-place", seed=1)
+    assert recorder.expectations[0]["caught"] is True and recorder.expectations[0]["expected_unsafe"] is True
+    assert {fault for fault, _ in recorder.session.chaos_cells} == {"known-bad:in-place"}
+    with pytest.raises(ChaosFailure, match="in-place passed 2 snapshot cases unnoticed"):
+        expect_caught(_result(proven=2, caught=[False, False]), _recorder(), fault="snapshot", label="in-place",
+                      seed=1)

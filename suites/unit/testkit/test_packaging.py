@@ -20,7 +20,8 @@ def test_testkit_and_the_chaos_kit_import_without_server_report_or_lighthouse() 
         import testkit, testkit.plugin, testkit.cli, testkit.faults, testkit.adapters
         import testkit.chaos.registry, testkit.chaos.command, testkit.chaos.crashes, testkit.chaos.disk
         import testkit.chaos.corruption, testkit.chaos.network, testkit.chaos.io_errors, testkit.chaos.resources
-        import testkit.chaos.lighthouse_oracle, testkit.chaos.lighthouse_log
+        import testkit.chaos.lighthouse_oracle, testkit.chaos.lighthouse_log, testkit.chaos.restarts
+        import testkit.chaos.snapshots, testkit.chaos.failed_sync, testkit.chaos.store_events, testkit.chaos.mutation
         testkit.cli.build_parser().parse_args(["chaos", "--adapter", "m:f"])
         print("ok")
     """)

@@ -79,5 +79,8 @@ def test_io_errors(file_based: SystemUnderTest, scenario: str, tmp_path: Path, t
                    case_seed: int, require) -> None:
     """LD_PRELOAD shim: EIO/ENOSPC from write and fsync, short writes, on the store's own files."""
     require("LD_PRELOAD shim (gcc)", probe_gcc())
+    if not file_based.capabilities.io_preload:
+        pytest.skip(f"{file_based.name} writes its files from a server process the LD_PRELOAD shim does not reach "
+                    "(capability io_preload)")
     result = run_io_errors(file_based.spec, scenario, tmp_path, case_seed, target=file_based.capabilities.io_target)
     _settle(result, file_based, "io_error", testkit_record, testkit_seed)
