@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lighthouse import EventStore, HealthState, WriteFailed
+from lighthouse import ConcurrencyConflict, EventStore, HealthState, InvalidEvent, WriteFailed
 
 
 def _path_of(fd: int) -> str:
@@ -186,3 +187,43 @@ def test_a_failed_periodic_sync_in_batch_mode_turns_the_store_read_only(
             assert store.health().last_error == "EIO while syncing: Input/output error"
 
     run(scenario(), 60)
+
+
+def test_every_write_sync_and_rotation_of_a_segment_runs_on_the_one_io_thread(
+    store_dir: Path, run, make_event, disk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One I/O thread orders a group's write, the flusher's sync and a rotation's close: none can race another."""
+    threads: list[tuple[str, str]] = []
+
+    def spy(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(fd: int, *args: Any) -> Any:
+            if _segment(_path_of(fd)):
+                threads.append((name, threading.current_thread().name))
+            return real(fd, *args)
+        return call
+
+    async def scenario() -> None:
+        async with EventStore(store_dir, durability="batch", sync_interval=0.01, segment_bytes=4096) as store:
+            for name in ("pwrite", "fsync", "fdatasync"):
+                monkeypatch.setattr(os, name, spy(name, getattr(os, name)))
+            for i in range(12):
+                await store.append(make_event(i, data={"pad": "p" * 700}))
+            assert len(disk.segments(store_dir)) >= 2, "the appends did not rotate"
+            monkeypatch.undo()
+
+    run(scenario())
+    assert {name for name, _ in threads} == {"pwrite", "fsync", "fdatasync"}, "a write, a rotation or a sync was missed"
+    elsewhere = [(name, thread) for name, thread in threads if not thread.startswith("lighthouse-io")]
+    assert not elsewhere, f"segment I/O ran off the store's I/O thread: {elsewhere}"
+
+
+def test_a_version_conflict_and_a_batch_that_is_not_a_list_say_what_was_wrong(store_dir: Path, run, make_event) -> None:
+    async def scenario() -> None:
+        async with EventStore(store_dir) as store:
+            await store.append(make_event(0, aggregate_id="cart:1"))
+            with pytest.raises(ConcurrencyConflict, match=r"^aggregate cart:1 is at version 1, expected 0$"):
+                await store.append(make_event(1, aggregate_id="cart:1"), expected_version=0)
+            with pytest.raises(InvalidEvent, match=r"^a batch must be a list of events$"):
+                await store.append_batch("not a list")  # type: ignore[arg-type]
+
+    run(scenario())
