@@ -17,17 +17,19 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+import tokenize
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MODULES", "main"]
+__all__ = ["MODULES", "kind_of", "main"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ timeout_multiplier={multiplier}
 timeout_constant={constant}
 """
 _KILLED = ("killed", "timeout")
+_KEYWORDS = {"and", "or", "not", "is", "in", "True", "False", "break", "continue"}
 
 
 def _mutmut(workdir: Path, env: dict[str, str], *args: str) -> str:
@@ -106,6 +109,35 @@ def _sample(names: list[str], seed: int, size: int | None) -> list[str]:
     return sorted(sorted(names, key=rank.__getitem__)[:size])
 
 
+def _tokens(line: str) -> list[tuple[int, str]]:
+    try:
+        return [(t.type, t.string) for t in tokenize.generate_tokens(io.StringIO(line.strip()).readline)
+                if t.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.INDENT, tokenize.DEDENT)]
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return []
+
+
+def kind_of(diff: str) -> str:
+    """A first sorting of a surviving mutant by what mutmut changed (equivalence still needs a reader)."""
+    removed = [line[1:] for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
+    added = [line[1:] for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    before, after = _tokens(" ".join(removed)), _tokens(" ".join(added))
+    changed = [(b, a) for b, a in zip(before, after) if b != a]
+    if len(before) == len(after) and changed and all(b[0] == a[0] == tokenize.STRING for b, a in changed):
+        return "string literal"
+    if len(before) == len(after) and changed and all(b[0] == a[0] == tokenize.OP for b, a in changed):
+        return "operator"
+    if len(before) == len(after) and changed and all(b[0] == a[0] == tokenize.NUMBER for b, a in changed):
+        return "number"
+    if len(before) == len(after) and changed and all(b[1] in _KEYWORDS and a[1] in _KEYWORDS for b, a in changed):
+        return "keyword (and/or, True/False, break/continue)"
+    if (tokenize.NAME, "None") in after and after.count((tokenize.NAME, "None")) > before.count((tokenize.NAME, "None")):
+        return "value replaced by None"
+    if len(after) < len(before):
+        return "argument or operand dropped"
+    return "other"
+
+
 def _test_env() -> dict[str, str]:
     env = dict(os.environ, PYTHONPATH=".")
     shm = Path("/dev/shm")
@@ -145,9 +177,11 @@ def _print(result: dict[str, object], options: argparse.Namespace) -> None:
     scope = "all" if result["run"] == result["mutants"] else f"sample (seed {options.seed})"
     print(f"  {module:28} {score:>5} killed {killed}/{judged}  {result['run']} of {result['mutants']} mutants, "
           f"{scope}, {result['seconds']}s  {counts}")
+    diffs: dict[str, str] = result["diffs"]  # type: ignore[assignment]
     for name in result["survivors"]:  # type: ignore[attr-defined]
-        print(f"    survived {name}")
-        for line in result["diffs"].get(name, "").splitlines():  # type: ignore[attr-defined]
+        kind = f" [{kind_of(diffs[name])}]" if name in diffs else ""
+        print(f"    survived {name}{kind}")
+        for line in diffs.get(name, "").splitlines():
             if line.startswith(("-", "+")) and not line.startswith(("---", "+++")):
                 print(f"      {line}")
 
@@ -157,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rev", default="HEAD", help="git revision to mutate (default HEAD)")
     parser.add_argument("--workdir", type=Path, default=None, help="reuse this directory (results resume)")
     parser.add_argument("--max-children", type=int, default=1, help="mutants run in parallel (default 1)")
-    parser.add_argument("--sample", type=int, default=60, help="mutants per module, 0 for all (default 60)")
+    parser.add_argument("--sample", type=int, default=30, help="mutants per module, 0 for all (default 30)")
     parser.add_argument("--seed", type=int, default=15, help="key of the sample's hash (default 15)")
     parser.add_argument("--timeout-multiplier", type=float, default=4.0, help="wall limit = tests' time x this")
     parser.add_argument("--timeout-constant", type=float, default=5.0, help="... plus this many seconds")
