@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -137,5 +138,44 @@ def test_a_quarantined_range_is_synced_then_renamed_then_its_directory_synced(
             third.offset, third.end, "corrupt", segment.name)
         assert info["lost_first"] == third.first_seq and info["lost_last"] == third.first_seq + third.count - 1
         assert info["quarantined_at"] > 0
+
+    run(reopen())
+
+
+def test_the_integrity_event_recorded_on_open_is_the_stores_own_and_describes_the_damage(
+    tmp_path: Path, run, disk
+) -> None:
+    directory = tmp_path / "s"
+    run(_fill(directory, 5))
+    segment = disk.last_segment(directory)
+    third = disk.frames(segment)[2]
+    disk.flip_bit(segment, third.offset + third.size - 2)
+
+    async def reopen() -> None:
+        async with EventStore(directory) as store:
+            (event,) = [e async for e in store.replay() if e.event_type == EventType.CORRUPTION_DETECTED]
+            assert event.event_id.startswith("lh:corruption:"), "not in the namespace no client can write"
+            assert (event.aggregate_id, event.source_agent) == ("store:integrity", "lighthouse")
+            assert event.data == {"segment": segment.name, "start": third.offset, "end": third.end, "kind": "corrupt",
+                                  "lost_first": third.first_seq, "lost_last": third.first_seq + third.count - 1}
+
+    run(reopen())
+
+
+def test_recorded_at_never_goes_back_after_a_full_scan_even_when_the_clock_did(
+    tmp_path: Path, run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recovery takes the newest ``recorded_at`` from the frames it scans, so a clock stepped back (NTP, a
+    restored VM) after a restart cannot make the log's time run backwards."""
+    directory = tmp_path / "s"
+    stored = run(_fill(directory, 4))
+    (directory / "index.ckpt").unlink()  # no checkpoint: recovery indexes every frame itself
+    newest = stored[-1].recorded_at
+    monkeypatch.setattr(time, "time", lambda: newest - 3600.0)
+
+    async def reopen() -> None:
+        async with EventStore(directory, checkpoint_every=0) as store:
+            appended = await store.append(Event(EventType.CUSTOM, aggregate_id="a"))
+            assert appended.recorded_at >= newest, "the log's time ran backwards across the restart"
 
     run(reopen())
