@@ -179,7 +179,7 @@ def test_a_failed_periodic_sync_in_batch_mode_turns_the_store_read_only(
         async with EventStore(store_dir, durability="batch", sync_interval=0.01, probe_interval=60) as store:
             fdatasync.failures = 1
             await store.append(make_event(0))
-            deadline = asyncio.get_running_loop().time() + 30
+            deadline = asyncio.get_running_loop().time() + 10  # the flusher ticks every 10 ms
             while store.health().state != HealthState.READ_ONLY:
                 assert asyncio.get_running_loop().time() < deadline, "a failed periodic sync went unnoticed"
                 await asyncio.sleep(0.01)
