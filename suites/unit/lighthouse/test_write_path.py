@@ -227,3 +227,34 @@ def test_a_version_conflict_and_a_batch_that_is_not_a_list_say_what_was_wrong(st
                 await store.append_batch("not a list")  # type: ignore[arg-type]
 
     run(scenario())
+
+
+def test_a_retry_that_shared_a_group_with_a_cancelled_original_is_refused_and_the_event_stored_once(
+    store_dir: Path, run, make_event, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retry cannot borrow an outcome its original never received; a later retry gets the stored copy."""
+    entered, gate = threading.Event(), threading.Event()
+    real = os.fdatasync
+
+    def held_fdatasync(fd: int) -> None:
+        if _segment(_path_of(fd)):
+            entered.set()
+            assert gate.wait(10), "the test never released the sync"
+        real(fd)
+
+    async def scenario() -> None:
+        async with EventStore(store_dir) as store:
+            monkeypatch.setattr(os, "fdatasync", held_fdatasync)
+            event = make_event(0)
+            original = asyncio.create_task(store.append(event))
+            retry = asyncio.create_task(store.append(event))
+            assert await asyncio.get_running_loop().run_in_executor(None, entered.wait, 10), "the group never synced"
+            original.cancel()
+            gate.set()
+            with pytest.raises(WriteFailed, match=r"^the original append did not complete$"):
+                await retry
+            assert original.cancelled()
+            again = await store.append(event)
+            assert [e async for e in store.replay()] == [again], "the event must be stored exactly once"
+
+    run(scenario())
