@@ -84,6 +84,9 @@ def test_a_torn_tail_is_cut_and_the_cut_is_synced_before_the_first_append(
             assert store.stats().torn_tail_bytes_truncated == 44
             assert store.stats().quarantined_bytes == 0, "a torn tail is not quarantined corruption"
             assert store.health().state == HealthState.HEALTHY
+        (copy,) = (directory / "quarantine").glob("*.torn_tail.json")  # the cut bytes are kept aside, described
+        info = json.loads(copy.read_text())
+        assert (info["segment"], info["start"], info["end"], info["kind"]) == (segment.name, good, good + 44, "torn_tail")
 
     run(reopen())
 
@@ -177,5 +180,27 @@ def test_recorded_at_never_goes_back_after_a_full_scan_even_when_the_clock_did(
         async with EventStore(directory, checkpoint_every=0) as store:
             appended = await store.append(Event(EventType.CUSTOM, aggregate_id="a"))
             assert appended.recorded_at >= newest, "the log's time ran backwards across the restart"
+
+    run(reopen())
+
+
+def test_garbage_between_two_good_frames_is_corruption_that_loses_no_sequence(tmp_path: Path, run, disk) -> None:
+    """Junk spliced in between frames (a misdirected write) costs nothing: it is reported with no lost range."""
+    directory = tmp_path / "s"
+    stored = run(_fill(directory, 5))
+    segment = disk.last_segment(directory)
+    raw = segment.read_bytes()
+    split = disk.frames(segment)[2].offset
+    junk = b"\x5a" * 57
+    segment.write_bytes(raw[:split] + junk + raw[split:])
+
+    async def reopen() -> None:
+        async with EventStore(directory) as store:
+            assert [e.event_id async for e in store.replay() if e.event_type != EventType.CORRUPTION_DETECTED] == [
+                e.event_id for e in stored], "an event was lost or duplicated"
+            (event,) = [e async for e in store.replay() if e.event_type == EventType.CORRUPTION_DETECTED]
+            assert event.data == {"segment": segment.name, "start": split, "end": split + len(junk), "kind": "corrupt",
+                                  "lost_first": None, "lost_last": None}
+            assert store.stats().quarantined_bytes == len(junk)
 
     run(reopen())
