@@ -184,14 +184,18 @@ def test_recorded_at_never_goes_back_after_a_full_scan_even_when_the_clock_did(
     run(reopen())
 
 
-def test_garbage_between_two_good_frames_is_corruption_that_loses_no_sequence(tmp_path: Path, run, disk) -> None:
-    """Junk spliced in between frames (a misdirected write) costs nothing: it is reported with no lost range."""
+@pytest.mark.parametrize("junk_bytes", [1, 57])
+def test_garbage_between_two_good_frames_is_corruption_that_loses_no_sequence(
+    tmp_path: Path, run, disk, junk_bytes: int
+) -> None:
+    """Junk spliced in between frames (a misdirected write) costs nothing: it is reported with no lost range,
+    and the resync finds the next frame even one byte after the bad one."""
     directory = tmp_path / "s"
     stored = run(_fill(directory, 5))
     segment = disk.last_segment(directory)
     raw = segment.read_bytes()
     split = disk.frames(segment)[2].offset
-    junk = b"\x5a" * 57
+    junk = b"\x5a" * junk_bytes
     segment.write_bytes(raw[:split] + junk + raw[split:])
 
     async def reopen() -> None:
