@@ -179,6 +179,8 @@ def _print(result: dict[str, object], options: argparse.Namespace) -> None:
     print(f"  {module:28} {score:>5} killed {killed}/{judged}  {result['run']} of {result['mutants']} mutants, "
           f"{scope}, {result['seconds']}s  {counts}")
     diffs: dict[str, str] = result["diffs"]  # type: ignore[assignment]
+    if counts and set(counts) == {"not checked"}:
+        print(f"    no mutant ran: the mapped tests failed on the unmutated copy? see {result['workdir']}/mutmut-calls.log")
     for name in result["survivors"]:  # type: ignore[attr-defined]
         kind = f" [{kind_of(diffs[name])}]" if name in diffs else ""
         print(f"    survived {name}{kind}")
