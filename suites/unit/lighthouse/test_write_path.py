@@ -258,3 +258,19 @@ def test_a_retry_that_shared_a_group_with_a_cancelled_original_is_refused_and_th
             assert [e async for e in store.replay()] == [again], "the event must be stored exactly once"
 
     run(scenario())
+
+
+def test_batch_mode_periodic_syncs_never_hit_a_segment_a_rotation_just_closed(
+    store_dir: Path, run, make_event, disk
+) -> None:
+    """The flusher must sync the segment being written when its turn on the I/O thread comes, not a descriptor
+    it read before a queued rotation closed it (that sync fails with EBADF and turns the store read-only)."""
+
+    async def scenario() -> None:
+        async with EventStore(store_dir, durability="batch", sync_interval=0.0005, segment_bytes=4096) as store:
+            for i in range(150):
+                await store.append(make_event(i, data={"pad": "p" * 900}))
+                assert store.health().state == HealthState.HEALTHY, store.health().last_error
+            assert len(disk.segments(store_dir)) >= 30, "the appends did not rotate often enough"
+
+    run(scenario(), 120)
