@@ -43,8 +43,8 @@ class Target:
 #: The durability-critical modules and the unit tests that cover each (files absent at a revision are skipped).
 MODULES: dict[str, Target] = {t.module: t for t in (
     Target("lighthouse/framing.py", ("test_framing.py", "test_recovery.py", "test_batches.py")),
-    Target("lighthouse/segments.py", ("test_recovery.py", "test_corruption_while_open.py", "test_queries.py",
-                                      "test_store_appends.py")),
+    Target("lighthouse/segments.py", ("test_recovery.py", "test_recovery_path.py", "test_corruption_while_open.py",
+                                      "test_queries.py", "test_store_appends.py")),
     Target("lighthouse/recovery.py", ("test_recovery.py", "test_recovery_path.py", "test_batches.py",
                                       "test_corruption_while_open.py")),
     Target("lighthouse/store_recovery.py", ("test_recovery.py", "test_recovery_path.py", "test_checkpoints.py",

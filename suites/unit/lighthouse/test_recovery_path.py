@@ -208,3 +208,25 @@ def test_garbage_between_two_good_frames_is_corruption_that_loses_no_sequence(
             assert store.stats().quarantined_bytes == len(junk)
 
     run(reopen())
+
+
+@pytest.mark.parametrize("stray", ["1.seg", "0000000000000000001x.seg", "backup-00000000000000000001.seg"])
+def test_a_stray_seg_file_in_the_store_directory_is_neither_a_segment_nor_touched(
+    tmp_path: Path, run, stray: str
+) -> None:
+    """Only ``<20 digits>.seg`` is a segment: an operator's copy or a foreign file is not scanned, truncated or
+    quarantined."""
+    directory = tmp_path / "s"
+    stored = run(_fill(directory, 3))
+    content = b"not a segment" * 5
+    (directory / stray).write_bytes(content)
+
+    async def reopen() -> None:
+        async with EventStore(directory) as store:
+            assert [e.event_id async for e in store.replay()] == [e.event_id for e in stored]
+            assert store.stats().segments == 1
+            assert store.health().damage == [] and store.health().state == HealthState.HEALTHY
+            assert (await store.append(Event(EventType.CUSTOM, aggregate_id="a"))).sequence == 4
+        assert (directory / stray).read_bytes() == content
+
+    run(reopen())
