@@ -86,11 +86,13 @@ unit: $(STAMP)
 mutants: $(STAMP) system-deps
 	$(PY) -m suites.chaos.mutants
 
-# mutmut on the durability-critical modules, driven by the unit suite (CPU-heavy, not in CI; needs the
-# `mutation` extra): score per module and every surviving mutant.
+# mutmut on the durability-critical modules, driven by the unit tests mapped to each (CPU-heavy, not in CI;
+# needs the `mutation` extra): score per module and every surviving mutant with its kind and diff. A seeded
+# sample of 30 mutants per module by default; MUTATION_FLAGS='--sample 0 --max-children 2' runs them all.
+MUTATION_FLAGS ?=
 mutation-score: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[mutation]'
-	$(PY) -m suites.unit.mutation_score
+	$(PY) -m suites.unit.mutation_score --diffs $(MUTATION_FLAGS)
 
 # The kit as a new user meets it: built wheels, a fresh venv, one adapter module, `testkit chaos`.
 example: $(STAMP) system-deps

@@ -501,8 +501,15 @@ class WritePath(StoreState):
         while True:
             await asyncio.sleep(self.sync_interval)
             if self._unsynced and self._write_fd is not None:
-                self._unsynced = False
                 try:
-                    await loop.run_in_executor(self._io, self._sync_file, self._write_fd)
+                    await loop.run_in_executor(self._io, self._sync_unsynced)
                 except OSError as exc:
                     self._enter_read_only(exc, "syncing")
+
+    def _sync_unsynced(self) -> None:
+        """Runs on the I/O thread, after any rotation queued before it: sync the segment written now (a
+        descriptor read earlier on the loop may have been closed by that rotation)."""
+        fd = self._write_fd
+        if self._unsynced and fd is not None:
+            self._unsynced = False
+            self._sync_file(fd)

@@ -334,6 +334,7 @@ def test_a_missing_frame_is_reported_as_lost_sequences(tmp_path: Path, run, disk
         async with EventStore(directory) as store:
             await assert_readable(store, [e for e in stored if e.sequence != 3])
             assert store.health().lost_sequences == [(3, 3)]
+            assert [(d["kind"], d["segment"]) for d in store.health().damage] == [("missing_sequences", segment.name)]
             assert store.health().state == HealthState.DEGRADED
             await append_next(store, floor=5)
 
@@ -355,7 +356,7 @@ def test_a_duplicated_frame_never_duplicates_events(tmp_path: Path, run, disk, w
         async with EventStore(directory) as store:
             await assert_readable(store, stored)
             health = store.health()
-            assert [d["kind"] for d in health.damage] == ["duplicate_frame"]
+            assert [(d["kind"], d["segment"]) for d in health.damage] == [("duplicate_frame", segment.name)]
             fresh = await append_next(store, floor=len(stored))
         async with EventStore(directory) as store:
             await assert_readable(store, [*stored, fresh])

@@ -146,6 +146,7 @@ def test_same_event_id_with_different_content_is_a_duplicate(store_dir: Path, ru
             with pytest.raises(DuplicateEvent) as caught:
                 await store.append(make_event(1, event_id="fixed-id"))
             assert caught.value.details["event_id"] == "fixed-id"
+            assert str(caught.value) == "event fixed-id is already stored with different content"
             assert not caught.value.retryable
             assert store.head_sequence == 1
             assert await store.get("fixed-id") == original
