@@ -195,7 +195,7 @@ class FailingWrites(EventStore):
         super()._write_durably(offset, data)
 
 
-async def wait_healthy(store: EventStore, deadline: float = 5.0) -> None:
+async def wait_healthy(store: EventStore, deadline: float = 30.0) -> None:  # generous: a loaded 2-core CI
     loop = asyncio.get_running_loop()
     end = loop.time() + deadline
     while store.health().state != HealthState.HEALTHY:
