@@ -35,7 +35,7 @@ from lighthouse.errors import (
     StoreReadOnly,
     WriteFailed,
 )
-from lighthouse.framing import encode_events_frame, encode_segment_header, encode_void_frame
+from lighthouse.framing import encode_events_frame_with_offsets, encode_segment_header, encode_void_frame
 from lighthouse.health import HealthState
 from lighthouse.models import CLIENT_FIELD_COUNT, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_EVENT_BYTES, Event
 from lighthouse.segments import segment_name
@@ -45,6 +45,10 @@ from lighthouse.store_state import Pending, Segment, StoreState, write_all
 __all__ = ["WritePath"]
 
 _new = tuple.__new__
+#: A lone append (one waiting appender, one event) is written and synced on the event loop itself while
+#: writes take at most this long: the loop stalls for one short sync, instead of the append paying two
+#: thread switches, which on a busy machine cost more than the sync. A slower disk goes back to the thread.
+INLINE_WRITE_BUDGET_S = 0.002
 #: an append that is an identical retry of one earlier in the same group: (origin, slot) per event
 _Origins = list[tuple[Pending, int]]
 
@@ -55,6 +59,7 @@ class _Accepted:
     first: int
     offset: int
     versions: list[int]
+    record_offsets: list[int]
 
 
 @dataclass(slots=True)
@@ -72,6 +77,10 @@ class _Plan:
 
 class WritePath(StoreState):
     """Append, append_batch and the writer task behind them (a mixin of ``EventStore``)."""
+
+    #: a lone append is synced on the event loop while the latest write took at most this long (a
+    #: subclass whose sync hook waits for something on the loop sets it below zero: always the thread)
+    inline_write_budget_s: float = INLINE_WRITE_BUDGET_S
 
     # ------------------------------------------------------------------ validation (caller's task)
 
@@ -215,7 +224,10 @@ class WritePath(StoreState):
         data = b"".join(plan.frames)
         first_attempted = self._void[0] if self._void else self._next_seq
         try:
-            await asyncio.get_running_loop().run_in_executor(self._io, self._write_durably, segment.size, data)
+            if len(group) == 1 and len(group[0].events) == 1 and self._last_write_seconds <= self.inline_write_budget_s:
+                self._timed_write(segment.size, data)
+            else:
+                await asyncio.get_running_loop().run_in_executor(self._io, self._timed_write, segment.size, data)
         except OSError as exc:
             self._after_failed_write(exc, first_attempted, plan.next_seq, plan.accepted)
             self._settle_followers(plan.followers)
@@ -288,8 +300,10 @@ class WritePath(StoreState):
                 local[aggregate] = (version, plan.next_seq + slot)
                 versions.append(version)
                 group_ids[event[0]] = (record, pending, slot)
-            frame = encode_events_frame(plan.next_seq, plan.recorded_at, versions, pending.records)
-            plan.accepted.append(_Accepted(pending, plan.next_seq, offset, versions))
+            frame, record_offsets = encode_events_frame_with_offsets(
+                plan.next_seq, plan.recorded_at, versions, pending.records
+            )
+            plan.accepted.append(_Accepted(pending, plan.next_seq, offset, versions, record_offsets))
             plan.frames.append(frame)
             offset += len(frame)
             plan.next_seq += len(pending.events)
@@ -323,7 +337,9 @@ class WritePath(StoreState):
         published: list[Event] = []
         for accepted in plan.accepted:
             pending, first, versions = accepted.pending, accepted.first, accepted.versions
-            self._index_events(first, segment.number, accepted.offset, recorded_at, pending.events)
+            self._index_events(
+                first, segment.number, accepted.offset, accepted.record_offsets, recorded_at, pending.events
+            )
             stored = [
                 _new(Event, (*event[:CLIENT_FIELD_COUNT], first + slot, recorded_at, versions[slot]))
                 for slot, event in enumerate(pending.events)
@@ -399,8 +415,15 @@ class WritePath(StoreState):
         """Runs on the I/O thread before a new segment is created by rotation."""
         self._fence.check()
 
+    def _timed_write(self, offset: int, data: bytes) -> None:
+        started = time.perf_counter()
+        try:
+            self._write_durably(offset, data)
+        finally:
+            self._last_write_seconds = time.perf_counter() - started
+
     def _write_durably(self, offset: int, data: bytes) -> None:
-        """Runs on the I/O thread: write all of ``data`` at ``offset`` and sync, or leave no trace of it."""
+        """Runs on the I/O thread (or on the event loop for a lone append, see ``INLINE_WRITE_BUDGET_S``): write all of ``data`` at ``offset`` and sync, or leave no trace of it."""
         self._before_write()
         fd = self._write_fd
         assert fd is not None
