@@ -156,12 +156,13 @@ class WritePath(StoreState):
             raise BatchTooLarge(
                 f"a batch holds 1..{MAX_BATCH_EVENTS} events, got {len(events)}", count=len(events)
             )
-        normalised = [self._normalise(e) for e in events]
+        normalise = self._normalise
+        normalised = [e if type(e) is Event else normalise(e) for e in events]
         records = self._encode_batch(normalised)
-        total = sum(len(r) for r in records)
+        total = sum(map(len, records))
         if total > MAX_BATCH_BYTES:
             raise BatchTooLarge(f"batch encodes to {total} bytes; the limit is {MAX_BATCH_BYTES}", size=total)
-        ids = [e.event_id for e in normalised]
+        ids = [e[0] for e in normalised]
         if len(set(ids)) != len(ids):
             raise InvalidEvent("a batch contains the same event_id twice")
         if expected_versions is not None:
@@ -274,6 +275,7 @@ class WritePath(StoreState):
             plan.frames.append(encode_void_frame(*self._void))
             offset += len(plan.frames[-1])
         group_ids: dict[str, tuple[bytes, Pending, int]] = {}
+        last = group[-1] if group else None
         for pending in group:
             try:
                 origins = self._same_group_origins(pending, group_ids)
@@ -291,15 +293,10 @@ class WritePath(StoreState):
             if conflict is not None:
                 pending.future.set_exception(conflict)
                 continue
-            versions = []
-            local, stored_versions = plan.versions, self._versions
-            for slot, (event, record) in enumerate(zip(pending.events, pending.records)):
-                aggregate = event[2]
-                hit = local.get(aggregate)
-                version = (hit[0] if hit is not None else stored_versions.get(aggregate, 0)) + 1
-                local[aggregate] = (version, plan.next_seq + slot)
-                versions.append(version)
-                group_ids[event[0]] = (record, pending, slot)
+            versions = self._assign_versions(pending.events, plan)
+            if pending is not last:  # only a later append of this group looks its ids up
+                for slot, (event, record) in enumerate(zip(pending.events, pending.records)):
+                    group_ids[event[0]] = (record, pending, slot)
             frame, record_offsets = encode_events_frame_with_offsets(
                 plan.next_seq, plan.recorded_at, versions, pending.records
             )
@@ -308,6 +305,20 @@ class WritePath(StoreState):
             offset += len(frame)
             plan.next_seq += len(pending.events)
         return plan
+
+    def _assign_versions(self, events: list[Event], plan: _Plan) -> list[int]:
+        """Each event's aggregate version (its aggregate's newest, in this group or stored, plus one)."""
+        versions = []
+        local, stored_versions = plan.versions, self._versions
+        sequence = plan.next_seq
+        for event in events:
+            aggregate = event[2]
+            hit = local.get(aggregate)
+            version = (hit[0] if hit is not None else stored_versions.get(aggregate, 0)) + 1
+            local[aggregate] = (version, sequence)
+            versions.append(version)
+            sequence += 1
+        return versions
 
     def _version_conflict(self, pending: Pending, local: dict[str, tuple[int, int]]) -> ConcurrencyConflict | None:
         for aggregate, expected in (pending.expected or {}).items():
