@@ -9,6 +9,7 @@ open-time scan) are caught here: the read fails with ``StoreCorrupted`` and the 
 
 from __future__ import annotations
 
+import itertools
 import mmap
 import os
 from collections.abc import Callable, Iterator
@@ -243,17 +244,23 @@ def record_offsets(buf: Any, offset: int, header: FrameHeader) -> list[int]:
     return out
 
 
-_FEED_BYTES = 4096
-_FEED_BYTES_PER_RECORD = 512
+_FIRST_FEED_BYTES = 4096  # enough for most single records
+_FEED_BYTES = 16384
+_LONG_RUN = 16
+#: wanted records at most this far apart are reached by skipping the ones between (cheaper than a
+#: fresh decoder per record); farther apart, each starts its own decoder at its record offset
+_WALK_GAP_BYTES = 8192
 
 
 def decode_frame_records(
     buf: Any, offset: int, header: FrameHeader, slots: list[int], record_offsets: list[int]
 ) -> dict[int, Event]:
-    """Events of a verified frame by slot (sorted), each decoded from where its record starts: a run of
-    neighbouring slots is decoded in one pass, and no record before a run is walked or copied."""
+    """Events of a verified frame by slot (sorted), decoded from where their records start: nearby
+    slots are decoded in one pass, and no record before the first wanted one is walked or copied."""
     if header.kind != FRAME_EVENTS:
         return {}
+    if len(slots) == header.count:  # the whole frame (slots are distinct): one decode of its payload
+        return dict(enumerate(decode_frame(buf, offset, header)))
     with memoryview(buf) as view:
         before_records = view[offset + FRAME_HEADER : offset + record_offsets[0]]
         stamp = msgpack.Unpacker(strict_map_key=False, read_size=len(before_records) + 1)
@@ -265,33 +272,44 @@ def decode_frame_records(
         i = 0
         while i < len(slots):
             j = i + 1
-            while j < len(slots) and slots[j] == slots[j - 1] + 1:
+            while j < len(slots) and record_offsets[j] - record_offsets[j - 1] <= _WALK_GAP_BYTES:
                 j += 1
-            records = _records_from(view, offset + record_offsets[i], end, j - i)
+            skips = [0] + [b - a - 1 for a, b in zip(slots[i : j - 1], slots[i + 1 : j])]
+            records = _records_from(view, offset + record_offsets[i], end, skips)
             for slot, record in zip(slots[i:j], records):
                 out[slot] = _new(Event, (*record, first + slot, recorded_at, versions[slot]))
             i = j
     return out
 
 
-def _records_from(view: memoryview, start: int, end: int, count: int) -> list[Any]:
-    """``count`` records starting at ``start``, fed to the decoder a little at a time (not up to ``end``).
+def _records_from(view: memoryview, start: int, end: int, skips: list[int]) -> list[Any]:
+    """The record at ``start`` and more after it (``skips[k]`` records passed over before the k-th; the
+    first is 0), fed to the decoder a little at a time, not up to ``end``.
 
     ``read_size`` keeps the decoder's first buffer small: its default is the whole allowance, and a
-    large allocation is an mmap and munmap per record."""
+    large allocation is an mmap and munmap per call."""
     limit = end - start + 1
     unpacker = msgpack.Unpacker(strict_map_key=False, max_buffer_size=limit, read_size=min(limit, _FEED_BYTES))
+    if len(skips) >= _LONG_RUN and not any(skips):  # a long contiguous run: the decoder's own iterator
+        unpacker.feed(view[start:end])
+        return list(itertools.islice(unpacker, len(skips)))
     records: list[Any] = []
     fed = start
-    while len(records) < count:
-        try:
-            records.append(unpacker.unpack())
-        except msgpack.OutOfData:
-            if fed >= end:
-                raise ValueError("a record offset points past its frame's records") from None
-            step = min(end, fed + max(_FEED_BYTES, (count - len(records)) * _FEED_BYTES_PER_RECORD))
-            unpacker.feed(view[fed:step])
-            fed = step
+    for skip in skips:
+        left = skip
+        while True:
+            try:
+                while left:
+                    unpacker.skip()
+                    left -= 1
+                records.append(unpacker.unpack())
+                break
+            except msgpack.OutOfData:
+                if fed >= end:
+                    raise ValueError("a record offset points past its frame's records") from None
+                step = min(end, fed + (_FEED_BYTES if records or skip else _FIRST_FEED_BYTES))
+                unpacker.feed(view[fed:step])
+                fed = step
     return records
 
 
