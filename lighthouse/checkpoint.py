@@ -32,7 +32,7 @@ from lighthouse.snapshots import fsync_directory
 __all__ = ["CHECKPOINT_NAME", "CheckpointInvalid", "CoveredSegment", "IndexCheckpoint", "load_checkpoint", "write_checkpoint"]
 
 CHECKPOINT_NAME = "index.ckpt"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: the index's record-offset column
 _MAGIC = b"LHIDX\x00\x00\x01"
 _HEADER = struct.Struct("<8sIIQII")
 _ALIGN = 64

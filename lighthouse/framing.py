@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 import crc32c
@@ -34,6 +35,7 @@ __all__ = [
     "FrameHeader",
     "decode_events_payload",
     "encode_events_frame",
+    "encode_events_frame_with_offsets",
     "encode_segment_header",
     "encode_void_frame",
     "parse_frame_header",
@@ -99,17 +101,25 @@ def encode_events_frame(
     first_seq: int, recorded_at: float, versions: list[int], packed_records: list[bytes]
 ) -> bytes:
     """A frame of already-packed client records; the store adds sequence, time and versions here."""
+    return encode_events_frame_with_offsets(first_seq, recorded_at, versions, packed_records)[0]
+
+
+def encode_events_frame_with_offsets(
+    first_seq: int, recorded_at: float, versions: list[int], packed_records: list[bytes]
+) -> tuple[bytes, list[int]]:
+    """``encode_events_frame`` and where each record starts, counted from the frame's first byte (the
+    index keeps these so that one record is decoded without walking the records before it)."""
     packer = msgpack.Packer(use_bin_type=True)
-    payload = b"".join(
+    prefix = b"".join(
         (
             packer.pack_array_header(3),
             packer.pack(recorded_at),
             packer.pack(versions),
             packer.pack_array_header(len(packed_records)),
-            *packed_records,
         )
     )
-    return _frame(FRAME_EVENTS, first_seq, len(packed_records), payload)
+    offsets = list(accumulate(map(len, packed_records[:-1]), initial=FRAME_HEADER + len(prefix)))
+    return _frame(FRAME_EVENTS, first_seq, len(packed_records), b"".join((prefix, *packed_records))), offsets
 
 
 def encode_void_frame(first_seq: int, count: int, reason: str) -> bytes:

@@ -28,6 +28,8 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "seg": ("I", "u4"),
     "off": ("I", "u4"),
     "slot": ("H", "u2"),
+    #: where the event's record starts, from the frame's first byte: read without walking the frame
+    "roff": ("I", "u4"),
     "rec_at": ("d", "f8"),
     "etype": ("B", "u1"),
     "agg": ("i", "i4"),
@@ -66,6 +68,7 @@ class Row:
     segment: int
     offset: int
     slot: int
+    record_offset: int
 
 
 class IdTable:
@@ -205,6 +208,7 @@ class EventIndex:
         segment: int,
         offset: int,
         slot: int,
+        record_offset: int,
         recorded_at: float,
         type_code: int,
         event_id: str,
@@ -218,6 +222,7 @@ class EventIndex:
         tail["seg"].append(segment)
         tail["off"].append(offset)
         tail["slot"].append(slot)
+        tail["roff"].append(record_offset)
         tail["rec_at"].append(recorded_at)
         tail["etype"].append(type_code)
         tail["agg"].append(hash_key(aggregate_id))
@@ -236,6 +241,7 @@ class EventIndex:
         first_sequence: int,
         segment: int,
         offset: int,
+        record_offsets: list[int],
         recorded_at: float,
         type_codes: list[int],
         event_ids: list[str],
@@ -260,6 +266,7 @@ class EventIndex:
             tail["seg"].extend([segment] * take)
             tail["off"].extend([offset] * take)
             tail["slot"].extend(range(pos, end))
+            tail["roff"].extend(record_offsets[pos:end])
             tail["rec_at"].extend([recorded_at] * take)
             tail["etype"].extend(type_codes[pos:end])
             tail["agg"].extend(agg[pos:end])
@@ -288,6 +295,7 @@ class EventIndex:
             int(self._value("seg", row)),
             int(self._value("off", row)),
             int(self._value("slot", row)),
+            int(self._value("roff", row)),
         )
 
     def sequence_at(self, row: int) -> int:
@@ -389,10 +397,11 @@ class EventIndex:
         causation_hash: int | None = None,
         want: int,
         descending: bool = False,
-    ) -> tuple[list[int], list[int], list[int], list[int]]:
-        """Locations (sequences, segments, offsets, slots) of up to ``want`` rows in ``[start, stop)``
-        whose hashed fields match, in the asked order."""
-        names = ["seq", "seg", "off", "slot"]
+    ) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
+        """Locations (sequences, segments, offsets, slots, record offsets) of up to ``want`` rows in
+        ``[start, stop)`` whose hashed fields match, in the asked order."""
+        located = ("seq", "seg", "off", "slot", "roff")
+        names = list(located)
         if type_codes is not None:
             names.append("etype")
         if aggregate_hashes is not None:
@@ -418,10 +427,10 @@ class EventIndex:
             if causation_hash is not None:
                 mask = _and(mask, cols["caus"] == causation_hash)
             if mask is None:
-                picked = {name: cols[name] for name in ("seq", "seg", "off", "slot")}
+                picked = {name: cols[name] for name in located}
             else:
                 rows = np.flatnonzero(mask)
-                picked = {name: cols[name][rows] for name in ("seq", "seg", "off", "slot")}
+                picked = {name: cols[name][rows] for name in located}
             if descending:
                 picked = {name: arr[::-1] for name, arr in picked.items()}
             picked = {name: arr[: want - found] for name, arr in picked.items()}
@@ -430,9 +439,9 @@ class EventIndex:
             if found >= want:
                 break
         if not parts:
-            return [], [], [], []
+            return [], [], [], [], []
         return tuple(  # type: ignore[return-value]
-            np.concatenate([p[name] for p in parts]).tolist() for name in ("seq", "seg", "off", "slot")
+            np.concatenate([p[name] for p in parts]).tolist() for name in located
         )
 
     def nbytes(self) -> int:

@@ -208,15 +208,14 @@ class _SpanFrames:
         self._fd, self._buf, self._base, self._name = fd, buf, base, name
         self._on_corrupt = on_corrupt
 
-    def events(self, offset: int, slots: list[int]) -> dict[int, Event]:
-        """The events at ``slots`` (sorted) of the frame at ``offset`` (the whole frame is checksummed)."""
+    def events(self, offset: int, slots: list[int], record_offsets: list[int]) -> dict[int, Event]:
+        """The events at ``slots`` (sorted; their records start at ``record_offsets`` from the frame's first
+        byte) of the frame at ``offset``; the whole frame is checksummed before any of it is decoded."""
         try:
             buf, rel, header = _checked(self._buf, offset - self._base, self._fd, offset, self._name)
         except StoreCorrupted as error:
             raise _reported(self._on_corrupt, error) from None
-        if slots[-1] - slots[0] + 1 == len(slots):  # a contiguous run: no per-slot bookkeeping
-            return dict(zip(slots, decode_frame_run(buf, rel, header, slots[0], slots[-1] + 1)))
-        return decode_frame_slots(buf, rel, header, slots)
+        return decode_frame_records(buf, rel, header, slots, record_offsets)
 
 
 def _iter_frame(buf: Any, offset: int, header: FrameHeader, first_slot: int) -> Iterator[Event]:
@@ -232,31 +231,86 @@ def _iter_frame(buf: Any, offset: int, header: FrameHeader, first_slot: int) -> 
         sequence += 1
 
 
-def decode_frame_run(buf: Any, offset: int, header: FrameHeader, first_slot: int, stop_slot: int) -> list[Event]:
-    """Events ``first_slot..stop_slot-1`` of a verified frame, skipping the records before them."""
+def record_offsets(buf: Any, offset: int, header: FrameHeader) -> list[int]:
+    """Where each record of a verified events frame starts, counted from the frame's first byte."""
     if header.kind != FRAME_EVENTS:
         return []
-    if first_slot == 0 and stop_slot >= header.count:
-        return decode_frame(buf, offset, header)
-    return list(itertools.islice(_iter_frame(buf, offset, header, first_slot), max(0, stop_slot - first_slot)))
+    unpacker, _recorded_at, _versions, count = _payload(buf, offset, header)
+    tell, skip = unpacker.tell, unpacker.skip
+    out = []
+    for _ in range(count):
+        out.append(FRAME_HEADER + tell())
+        skip()
+    return out
 
 
-def decode_frame_slots(buf: Any, offset: int, header: FrameHeader, slots: list[int]) -> dict[int, Event]:
-    """Some events of a verified frame by slot (sorted), skipping (not building) the records between."""
+_FIRST_FEED_BYTES = 4096  # enough for most single records
+_FEED_BYTES = 16384
+_LONG_RUN = 16
+#: wanted records at most this far apart are reached by skipping the ones between (cheaper than a
+#: fresh decoder per record); farther apart, each starts its own decoder at its record offset
+_WALK_GAP_BYTES = 8192
+
+
+def decode_frame_records(
+    buf: Any, offset: int, header: FrameHeader, slots: list[int], record_offsets: list[int]
+) -> dict[int, Event]:
+    """Events of a verified frame by slot (sorted), decoded from where their records start: nearby
+    slots are decoded in one pass, and no record before the first wanted one is walked or copied."""
     if header.kind != FRAME_EVENTS:
         return {}
-    unpacker, recorded_at, versions, count = _payload(buf, offset, header)
-    first = header.first_seq
-    out: dict[int, Event] = {}
-    position = 0
-    for slot in slots:
-        if slot >= count:
-            break
-        for _ in range(slot - position):
-            unpacker.skip()
-        out[slot] = _new(Event, (*unpacker.unpack(), first + slot, recorded_at, versions[slot]))
-        position = slot + 1
+    if len(slots) == header.count:  # the whole frame (slots are distinct): one decode of its payload
+        return dict(enumerate(decode_frame(buf, offset, header)))
+    with memoryview(buf) as view:
+        before_records = view[offset + FRAME_HEADER : offset + record_offsets[0]]
+        stamp = msgpack.Unpacker(strict_map_key=False, read_size=len(before_records) + 1)
+        stamp.feed(before_records)
+        stamp.read_array_header()
+        recorded_at, versions = stamp.unpack(), stamp.unpack()
+        first, end = header.first_seq, offset + header.size
+        out: dict[int, Event] = {}
+        i = 0
+        while i < len(slots):
+            j = i + 1
+            while j < len(slots) and record_offsets[j] - record_offsets[j - 1] <= _WALK_GAP_BYTES:
+                j += 1
+            skips = [0] + [b - a - 1 for a, b in zip(slots[i : j - 1], slots[i + 1 : j])]
+            records = _records_from(view, offset + record_offsets[i], end, skips)
+            for slot, record in zip(slots[i:j], records):
+                out[slot] = _new(Event, (*record, first + slot, recorded_at, versions[slot]))
+            i = j
     return out
+
+
+def _records_from(view: memoryview, start: int, end: int, skips: list[int]) -> list[Any]:
+    """The record at ``start`` and more after it (``skips[k]`` records passed over before the k-th; the
+    first is 0), fed to the decoder a little at a time, not up to ``end``.
+
+    ``read_size`` keeps the decoder's first buffer small: its default is the whole allowance, and a
+    large allocation is an mmap and munmap per call."""
+    limit = end - start + 1
+    unpacker = msgpack.Unpacker(strict_map_key=False, max_buffer_size=limit, read_size=min(limit, _FEED_BYTES))
+    if len(skips) >= _LONG_RUN and not any(skips):  # a long contiguous run: the decoder's own iterator
+        unpacker.feed(view[start:end])
+        return list(itertools.islice(unpacker, len(skips)))
+    records: list[Any] = []
+    fed = start
+    for skip in skips:
+        left = skip
+        while True:
+            try:
+                while left:
+                    unpacker.skip()
+                    left -= 1
+                records.append(unpacker.unpack())
+                break
+            except msgpack.OutOfData:
+                if fed >= end:
+                    raise ValueError("a record offset points past its frame's records") from None
+                step = min(end, fed + (_FEED_BYTES if records or skip else _FIRST_FEED_BYTES))
+                unpacker.feed(view[fed:step])
+                fed = step
+    return records
 
 
 class WindowReader:
@@ -287,6 +341,11 @@ class WindowReader:
     def frame_at(self, offset: int, *, name: str = "") -> tuple[FrameHeader, list[Event]]:
         rel, header = self._frame(offset, name)
         return header, decode_frame(self._buf, rel, header)
+
+    def frame_with_offsets(self, offset: int, *, name: str = "") -> tuple[FrameHeader, list[Event], list[int]]:
+        """``frame_at`` and where each record starts, counted from the frame's first byte (for the index)."""
+        rel, header = self._frame(offset, name)
+        return header, decode_frame(self._buf, rel, header), record_offsets(self._buf, rel, header)
 
     def stream_frame(self, offset: int, first_slot: int, *, name: str = "") -> tuple[FrameHeader, Iterator[Event]]:
         """The frame's header and a lazy iterator over its events from ``first_slot`` (checksum verified first).

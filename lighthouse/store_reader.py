@@ -42,7 +42,7 @@ class ReadPath(StoreState):
 
     def _event_at_row(self, row: int) -> Event:
         where = self._index.row(row)
-        return self._fetch([where.segment], [where.offset], [where.slot])[0]
+        return self._fetch([where.segment], [where.offset], [where.slot], [where.record_offset])[0]
 
     def _find_by_id(self, event_id: str) -> Event | None:
         for seq in self._index.sequences_for_id(event_id):
@@ -54,11 +54,12 @@ class ReadPath(StoreState):
     def _newest_event_of(self, aggregate: str) -> Event | None:
         """The aggregate's newest event, found through the index's aggregate hashes (newest first)."""
         index = self._index
-        _seqs, segs, offs, slots = index.candidate_rows(
+        _seqs, segs, offs, slots, roffs = index.candidate_rows(
             0, len(index), aggregate_hashes=[hash_key(aggregate)], want=len(index) or 1, descending=True
         )
         for start in range(0, len(segs), 64):
-            for event in self._fetch(segs[start : start + 64], offs[start : start + 64], slots[start : start + 64]):
+            page = slice(start, start + 64)
+            for event in self._fetch(segs[page], offs[page], slots[page], roffs[page]):
                 if event[2] == aggregate:
                     return event
         return None
@@ -92,7 +93,7 @@ class ReadPath(StoreState):
         if not isinstance(flt, EventFilter):
             raise InvalidQuery("the filter must be an EventFilter")
         start, stop = self._row_range(flt, cursor, descending)
-        seqs, segs, offs, slots = self._index.candidate_rows(
+        seqs, segs, offs, slots, roffs = self._index.candidate_rows(
             start,
             stop,
             type_codes=[TYPE_CODES[t.value] for t in flt.event_types] if flt.event_types else None,
@@ -104,7 +105,7 @@ class ReadPath(StoreState):
             descending=descending,
         )
         with collector_paused():
-            fetched = self._fetch(segs[:limit], offs[:limit], slots[:limit])
+            fetched = self._fetch(segs[:limit], offs[:limit], slots[:limit], roffs[:limit])
         events = [self._upcast(e) for e in fetched if flt.matches(e)]  # hashes only nominate candidates
         last_seq = seqs[min(limit, len(seqs)) - 1] if seqs else None
         next_cursor = self._encode_cursor(last_seq, flt, descending) if len(seqs) > limit and last_seq else None
@@ -130,8 +131,9 @@ class ReadPath(StoreState):
                 start = max(start, index.first_row_at_or_after("seq", after + 1))
         return start, stop
 
-    def _fetch(self, segs: list[int], offs: list[int], slots: list[int]) -> list[Event]:
-        """Events at these locations, reading each run of nearby frames with one positional read."""
+    def _fetch(self, segs: list[int], offs: list[int], slots: list[int], roffs: list[int]) -> list[Event]:
+        """Events at these locations (frame offset, slot, record offset), reading each run of nearby frames
+        with one positional read."""
         out: list[Event] = []
         i, n = 0, len(segs)
         while i < n:
@@ -149,10 +151,13 @@ class ReadPath(StoreState):
                 lo, hi = new_lo, new_hi
                 j += 1
             span = self._reader.read_span(segment, lo, hi, name=self._segments[segment].path.name)
-            wanted: dict[int, set[int]] = {}
-            for off, slot in zip(offs[i:j], slots[i:j]):
-                wanted.setdefault(off, set()).add(slot)
-            decoded = {off: span.events(off, sorted(want)) for off, want in wanted.items()}
+            wanted: dict[int, dict[int, int]] = {}
+            for off, slot, roff in zip(offs[i:j], slots[i:j], roffs[i:j]):
+                wanted.setdefault(off, {})[slot] = roff
+            decoded = {}
+            for off, want in wanted.items():
+                in_order = sorted(want)
+                decoded[off] = span.events(off, in_order, [want[slot] for slot in in_order])
             for k in range(i, j):
                 out.append(decoded[offs[k]][slots[k]])
             i = j

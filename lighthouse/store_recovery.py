@@ -114,10 +114,10 @@ class RecoveryPath(CheckpointPath):
             if header.kind != 1:
                 self._voided.append((header.first_seq, header.last_seq))
                 continue
-            _, events = reader.frame_at(offset, name=segment.path.name)
+            _, events, record_offsets = reader.frame_with_offsets(offset, name=segment.path.name)
             if not events:
                 continue
-            self._index_events(header.first_seq, segment.number, offset, events[0][12], events)
+            self._index_events(header.first_seq, segment.number, offset, record_offsets, events[0][12], events)
             for event in events:
                 versions[event[2]] = (event[13], event[11])
             self._last_recorded_at = events[0][12]

@@ -95,6 +95,8 @@ class StoreState:
     _write_fd: int | None
     _tail_dirty: bool
     _unsynced: bool
+    #: how long the latest group's write (and sync) took, for choosing where the next lone append syncs
+    _last_write_seconds: float
     _read_only_fs: bool
     _opened: bool
     _closed: bool
@@ -127,18 +129,28 @@ class StoreState:
             raise StoreClosed("the store is not open")
 
     def _index_events(
-        self, first: int, segment: int, offset: int, recorded_at: float, events: Sequence[Event]
+        self,
+        first: int,
+        segment: int,
+        offset: int,
+        record_offsets: list[int],
+        recorded_at: float,
+        events: Sequence[Event],
     ) -> None:
-        """Publish one frame's events to the index (recovery and the writer both do this)."""
+        """Publish one frame's events (and where each record starts in it) to the index (recovery and the
+        writer both do this)."""
         codes = TYPE_CODES
         if len(events) == 1:  # the common single append: one row is cheaper added directly
             e = events[0]
-            self._index.add(first, segment, offset, 0, recorded_at, codes[e[1]], e[0], e[2], e[6], e[4], e[5])
+            self._index.add(
+                first, segment, offset, 0, record_offsets[0], recorded_at, codes[e[1]], e[0], e[2], e[6], e[4], e[5]
+            )
             return
         self._index.add_frame(
             first,
             segment,
             offset,
+            record_offsets,
             recorded_at,
             [codes[e[1]] for e in events],
             [e[0] for e in events],

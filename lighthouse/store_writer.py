@@ -35,7 +35,7 @@ from lighthouse.errors import (
     StoreReadOnly,
     WriteFailed,
 )
-from lighthouse.framing import encode_events_frame, encode_segment_header, encode_void_frame
+from lighthouse.framing import encode_events_frame_with_offsets, encode_segment_header, encode_void_frame
 from lighthouse.health import HealthState
 from lighthouse.models import CLIENT_FIELD_COUNT, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_EVENT_BYTES, Event
 from lighthouse.segments import segment_name
@@ -45,6 +45,10 @@ from lighthouse.store_state import Pending, Segment, StoreState, write_all
 __all__ = ["WritePath"]
 
 _new = tuple.__new__
+#: A lone append (one waiting appender, one event) is written and synced on the event loop itself while
+#: writes take at most this long: the loop stalls for one short sync, instead of the append paying two
+#: thread switches, which on a busy machine cost more than the sync. A slower disk goes back to the thread.
+INLINE_WRITE_BUDGET_S = 0.002
 #: an append that is an identical retry of one earlier in the same group: (origin, slot) per event
 _Origins = list[tuple[Pending, int]]
 
@@ -55,6 +59,7 @@ class _Accepted:
     first: int
     offset: int
     versions: list[int]
+    record_offsets: list[int]
 
 
 @dataclass(slots=True)
@@ -72,6 +77,10 @@ class _Plan:
 
 class WritePath(StoreState):
     """Append, append_batch and the writer task behind them (a mixin of ``EventStore``)."""
+
+    #: a lone append is synced on the event loop while the latest write took at most this long (a
+    #: subclass whose sync hook waits for something on the loop sets it below zero: always the thread)
+    inline_write_budget_s: float = INLINE_WRITE_BUDGET_S
 
     # ------------------------------------------------------------------ validation (caller's task)
 
@@ -147,12 +156,13 @@ class WritePath(StoreState):
             raise BatchTooLarge(
                 f"a batch holds 1..{MAX_BATCH_EVENTS} events, got {len(events)}", count=len(events)
             )
-        normalised = [self._normalise(e) for e in events]
+        normalise = self._normalise
+        normalised = [e if type(e) is Event else normalise(e) for e in events]
         records = self._encode_batch(normalised)
-        total = sum(len(r) for r in records)
+        total = sum(map(len, records))
         if total > MAX_BATCH_BYTES:
             raise BatchTooLarge(f"batch encodes to {total} bytes; the limit is {MAX_BATCH_BYTES}", size=total)
-        ids = [e.event_id for e in normalised]
+        ids = [e[0] for e in normalised]
         if len(set(ids)) != len(ids):
             raise InvalidEvent("a batch contains the same event_id twice")
         if expected_versions is not None:
@@ -215,7 +225,10 @@ class WritePath(StoreState):
         data = b"".join(plan.frames)
         first_attempted = self._void[0] if self._void else self._next_seq
         try:
-            await asyncio.get_running_loop().run_in_executor(self._io, self._write_durably, segment.size, data)
+            if len(group) == 1 and len(group[0].events) == 1 and self._last_write_seconds <= self.inline_write_budget_s:
+                self._timed_write(segment.size, data)
+            else:
+                await asyncio.get_running_loop().run_in_executor(self._io, self._timed_write, segment.size, data)
         except OSError as exc:
             self._after_failed_write(exc, first_attempted, plan.next_seq, plan.accepted)
             self._settle_followers(plan.followers)
@@ -262,6 +275,7 @@ class WritePath(StoreState):
             plan.frames.append(encode_void_frame(*self._void))
             offset += len(plan.frames[-1])
         group_ids: dict[str, tuple[bytes, Pending, int]] = {}
+        last = group[-1] if group else None
         for pending in group:
             try:
                 origins = self._same_group_origins(pending, group_ids)
@@ -279,21 +293,32 @@ class WritePath(StoreState):
             if conflict is not None:
                 pending.future.set_exception(conflict)
                 continue
-            versions = []
-            local, stored_versions = plan.versions, self._versions
-            for slot, (event, record) in enumerate(zip(pending.events, pending.records)):
-                aggregate = event[2]
-                hit = local.get(aggregate)
-                version = (hit[0] if hit is not None else stored_versions.get(aggregate, 0)) + 1
-                local[aggregate] = (version, plan.next_seq + slot)
-                versions.append(version)
-                group_ids[event[0]] = (record, pending, slot)
-            frame = encode_events_frame(plan.next_seq, plan.recorded_at, versions, pending.records)
-            plan.accepted.append(_Accepted(pending, plan.next_seq, offset, versions))
+            versions = self._assign_versions(pending.events, plan)
+            if pending is not last:  # only a later append of this group looks its ids up
+                for slot, (event, record) in enumerate(zip(pending.events, pending.records)):
+                    group_ids[event[0]] = (record, pending, slot)
+            frame, record_offsets = encode_events_frame_with_offsets(
+                plan.next_seq, plan.recorded_at, versions, pending.records
+            )
+            plan.accepted.append(_Accepted(pending, plan.next_seq, offset, versions, record_offsets))
             plan.frames.append(frame)
             offset += len(frame)
             plan.next_seq += len(pending.events)
         return plan
+
+    def _assign_versions(self, events: list[Event], plan: _Plan) -> list[int]:
+        """Each event's aggregate version (its aggregate's newest, in this group or stored, plus one)."""
+        versions = []
+        local, stored_versions = plan.versions, self._versions
+        sequence = plan.next_seq
+        for event in events:
+            aggregate = event[2]
+            hit = local.get(aggregate)
+            version = (hit[0] if hit is not None else stored_versions.get(aggregate, 0)) + 1
+            local[aggregate] = (version, sequence)
+            versions.append(version)
+            sequence += 1
+        return versions
 
     def _version_conflict(self, pending: Pending, local: dict[str, tuple[int, int]]) -> ConcurrencyConflict | None:
         for aggregate, expected in (pending.expected or {}).items():
@@ -323,7 +348,9 @@ class WritePath(StoreState):
         published: list[Event] = []
         for accepted in plan.accepted:
             pending, first, versions = accepted.pending, accepted.first, accepted.versions
-            self._index_events(first, segment.number, accepted.offset, recorded_at, pending.events)
+            self._index_events(
+                first, segment.number, accepted.offset, accepted.record_offsets, recorded_at, pending.events
+            )
             stored = [
                 _new(Event, (*event[:CLIENT_FIELD_COUNT], first + slot, recorded_at, versions[slot]))
                 for slot, event in enumerate(pending.events)
@@ -399,8 +426,15 @@ class WritePath(StoreState):
         """Runs on the I/O thread before a new segment is created by rotation."""
         self._fence.check()
 
+    def _timed_write(self, offset: int, data: bytes) -> None:
+        started = time.perf_counter()
+        try:
+            self._write_durably(offset, data)
+        finally:
+            self._last_write_seconds = time.perf_counter() - started
+
     def _write_durably(self, offset: int, data: bytes) -> None:
-        """Runs on the I/O thread: write all of ``data`` at ``offset`` and sync, or leave no trace of it."""
+        """Runs on the I/O thread (or on the event loop for a lone append, see ``INLINE_WRITE_BUDGET_S``): write all of ``data`` at ``offset`` and sync, or leave no trace of it."""
         self._before_write()
         fd = self._write_fd
         assert fd is not None

@@ -158,6 +158,8 @@ class GatedSyncStore(EventStore):
     (acknowledge? publish? deliver?) is exactly what the durability rules are about.
     """
 
+    inline_write_budget_s = -1.0  # the gate is opened from the event loop: never sync on the loop
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.sync_entered = threading.Event()

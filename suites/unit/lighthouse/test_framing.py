@@ -15,13 +15,14 @@ from lighthouse.framing import (
     SEGMENT_HEADER,
     decode_events_payload,
     encode_events_frame,
+    encode_events_frame_with_offsets,
     encode_segment_header,
     encode_void_frame,
     parse_frame_header,
     parse_segment_header,
     verify_frame,
 )
-from lighthouse.segments import decode_frame
+from lighthouse.segments import decode_frame, decode_frame_records, record_offsets
 
 
 def _packed(event: Event) -> bytes:
@@ -154,3 +155,20 @@ def test_unknown_frame_kinds_are_not_frames(kind_value: int) -> None:
     damaged = bytearray(frame)
     damaged[24:26] = kind_value.to_bytes(2, "little")
     assert parse_frame_header(bytes(damaged), 0) is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.integers(min_value=0, max_value=3000), min_size=1, max_size=40), data=st.data())
+def test_record_offsets_of_the_writer_and_of_a_scan_agree_and_any_subset_decodes_exactly(sizes, data) -> None:
+    events = [Event(EventType.CUSTOM, aggregate_id=f"a:{i}", data={"pad": "x" * n}, timestamp=1.0)
+              for i, n in enumerate(sizes)]
+    frame, offsets = encode_events_frame_with_offsets(5, 9.5, list(range(1, len(events) + 1)),
+                                                      [_packed(e) for e in events])
+    header = parse_frame_header(frame, 0)
+    assert header is not None and verify_frame(frame, 0, header)
+    assert record_offsets(frame, 0, header) == offsets  # what recovery indexes is what the writer indexed
+    slots = sorted(data.draw(st.sets(st.integers(min_value=0, max_value=len(events) - 1), min_size=1)))
+    decoded = decode_frame_records(frame, 0, header, slots, [offsets[s] for s in slots])
+    whole = decode_frame(frame, 0, header)
+    assert decoded == {s: whole[s] for s in slots}
+    assert [decoded[s].event_id for s in slots] == [events[s].event_id for s in slots]
