@@ -225,7 +225,7 @@ class WritePath(StoreState):
         data = b"".join(plan.frames)
         first_attempted = self._void[0] if self._void else self._next_seq
         try:
-            if len(group) == 1 and len(group[0].events) == 1 and self._last_write_seconds <= self.inline_write_budget_s:
+            if self._may_write_inline(group):
                 self._timed_write(segment.size, data)
             else:
                 await asyncio.get_running_loop().run_in_executor(self._io, self._timed_write, segment.size, data)
@@ -234,6 +234,12 @@ class WritePath(StoreState):
             self._settle_followers(plan.followers)
             return
         self._publish(plan, segment, len(data))
+
+    def _may_write_inline(self, group: list[Pending]) -> bool:
+        """A lone append under ``fsync`` durability while writes are quick: written and synced on the loop (one
+        sync's stall, no thread hop). Never under ``batch``, whose flusher syncs the same file on the I/O thread."""
+        return (self.durability == "fsync" and len(group) == 1 and len(group[0].events) == 1
+                and self._last_write_seconds <= self.inline_write_budget_s)
 
     def _admit(self, group: list[Pending]) -> bool:
         """Refuse the whole group while read-only (or short of the minimum free space)."""
