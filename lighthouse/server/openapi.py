@@ -152,7 +152,8 @@ def _schemas() -> dict[str, Any]:
             "required": ["events"],
             "additionalProperties": False,
             "properties": {
-                "events": {"type": "array", "items": _ref("NewEvent"), "minItems": 1, "maxItems": MAX_BATCH_EVENTS},
+                "events": {"type": "array", "items": _ref("NewEvent"), "minItems": 1, "maxItems": MAX_BATCH_EVENTS,
+                           "description": "no two events of a batch share an `event_id` (400 invalid_event)"},
                 "expected_versions": {
                     "type": ["object", "null"], "minProperties": 1,
                     "additionalProperties": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
