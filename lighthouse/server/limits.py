@@ -356,7 +356,7 @@ class _WebSocketGuard:
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)  # type: ignore[misc]
         scope = getattr(self, "scope", None)
-        if scope is not None:  # accepted: the app judges slow readers by bytes (lighthouse.server.backlog)
+        if scope is not None:  # accepted: the app bounds its send buffer (lighthouse.server.backlog)
             expose_send_backlog(scope, self.transport)
 
     def pause_writing(self) -> None:

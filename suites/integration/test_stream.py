@@ -30,7 +30,7 @@ WAIT_S = 60.0
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """Small per-client buffers so that a slow client is detected quickly."""
     running = start_server(tmp_path_factory.mktemp("stream"), config={
-        "server": {"stream_buffer_events": 200, "stream_send_timeout_seconds": 1.0,
+        "server": {"stream_buffer_events": 200, "stream_send_timeout_seconds": SEND_TIMEOUT_S,
                    "stream_max_backlog_bytes": SLOW_CLIENT_MAX_BACKLOG},
         # The slow client reads the queued events and the close frame only once the server has given up on it:
         # on a busy machine that takes longer than the default 5 s close handshake.
@@ -163,9 +163,11 @@ def test_reconnecting_from_the_last_sequence_loses_and_repeats_nothing(server: R
 SLOW_CLIENT_RCVBUF = 64 * 1024
 #: Generous enough for a load average of 8 on 2 cores: the close arrives behind megabytes of queued events.
 SLOW_CLIENT_DEADLINE_S = 120.0
-#: Bytes the server may hold queued for one subscriber: far below what the kernel's send buffer alone holds
-#: (tcp_wmem autotunes it to 4 MB), so the server's own accounting, not a blocked send, must close the client.
+#: Bytes the server may hold queued for one subscriber: far below what an autotuned kernel send buffer holds
+#: (tcp_wmem: 4 MB), so only the server's own bound makes the sends to a client that does not read wait.
 SLOW_CLIENT_MAX_BACKLOG = 256 * 1024
+#: How long one send may wait: a client that reads (the resumed one) keeps up with that even at load 8.
+SEND_TIMEOUT_S = 5.0
 
 
 def _small_window_socket(server: RunningServer) -> socket.socket:

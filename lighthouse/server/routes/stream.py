@@ -6,11 +6,11 @@ Messages are JSON text frames (MessagePack binary frames with ``?encoding=msgpac
 disconnect with ``from_sequence = last sequence seen + 1``: no gap, no duplicate.
 
 Memory per client is bounded: the store's subscription buffers at most ``stream_buffer_events``
-events, the bytes queued for the client but not yet taken by it stay under ``stream_max_backlog_bytes``
-(counted by the server, see ``lighthouse.server.backlog``: the kernel's send buffer alone can hold
-megabytes before any send waits) and each send may take at most ``stream_send_timeout_seconds``. A
-client that falls further behind is closed with code 4408 and the sequence to resume from, instead of
-growing the server.
+events, the bytes queued for the client but not yet taken by it stay about ``stream_max_backlog_bytes``
+(the socket's send buffer is fixed at that, see ``lighthouse.server.backlog``: autotuned, the kernel
+alone holds megabytes before any send waits) and each send may wait at most
+``stream_send_timeout_seconds``. A client that falls further behind is closed with code 4408 and the
+sequence to resume from, instead of growing the server.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from dataclasses import dataclass
-from collections.abc import Callable
 from typing import Final
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -27,7 +25,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from lighthouse.errors import InvalidQuery, LighthouseError, StoreClosed, SubscriberOverflow
 from lighthouse.models import EventFilter
 from lighthouse.server.auth import AuthError
-from lighthouse.server.backlog import send_backlog
+from lighthouse.server.backlog import send_backlog_limiter
 from lighthouse.server.codec import JSON, MSGPACK
 from lighthouse.server.context import as_api_error, context_of
 from lighthouse.server.params import QueryReader
@@ -48,10 +46,6 @@ CLOSE_BAD_REQUEST: Final[int] = 4400
 CLOSE_UNAUTHORIZED: Final[int] = 4401
 CLOSE_SLOW_CONSUMER: Final[int] = 4408
 CLOSE_UNAVAILABLE: Final[int] = 4503
-
-
-class _FellBehind(Exception):
-    """More bytes are queued for the client than it may hold unread."""
 
 
 def _reason(payload: dict[str, object]) -> str:
@@ -110,25 +104,23 @@ async def stream(websocket: WebSocket) -> None:
     sender = asyncio.current_task()
     watcher = asyncio.get_running_loop().create_task(_watch_client(websocket, sender))
     close_code, close_reason = 1000, ""
-    sender_limits = _SendLimits(ctx.settings.stream_send_timeout_seconds, ctx.settings.stream_max_backlog_bytes,
-                                send_backlog(websocket.scope))
+    limit_send_buffer = send_backlog_limiter(websocket.scope)
+    if limit_send_buffer is not None:
+        limit_send_buffer(ctx.settings.stream_max_backlog_bytes)
+    timeout = ctx.settings.stream_send_timeout_seconds
     try:
         await _send(websocket, codec, {
             "type": "subscribed",
             "head_sequence": ctx.store.head_sequence,
             "from_sequence": from_sequence,
-        }, sender_limits)
+        }, timeout)
         async for event in subscription:
-            await _send(websocket, codec, {"type": "event", "event": event.to_dict()}, sender_limits)
+            await _send(websocket, codec, {"type": "event", "event": event.to_dict()}, timeout)
             ctx.metrics.stream_events.inc()
         close_code, close_reason = CLOSE_GOING_AWAY, _reason({"error": "store_closed"})
     except SubscriberOverflow:
         close_code = CLOSE_SLOW_CONSUMER
         close_reason = _reason({"error": "slow_consumer", "resume_from": subscription.last_sequence + 1})
-        ctx.metrics.stream_closed.labels(reason="slow_consumer").inc()
-    except _FellBehind:  # the event about to be sent (last_sequence) was not: resume from it
-        close_code = CLOSE_SLOW_CONSUMER
-        close_reason = _reason({"error": "slow_consumer", "resume_from": subscription.last_sequence})
         ctx.metrics.stream_closed.labels(reason="slow_consumer").inc()
     except asyncio.TimeoutError:
         close_code = CLOSE_SLOW_CONSUMER
@@ -154,23 +146,12 @@ async def stream(websocket: WebSocket) -> None:
             await asyncio.wait_for(websocket.close(close_code, close_reason), ctx.settings.stream_send_timeout_seconds)
 
 
-@dataclass(frozen=True, slots=True)
-class _SendLimits:
-    """How long one send may wait, and how many bytes may sit queued for the client (None: not measurable)."""
-
-    timeout: float
-    max_backlog: int
-    backlog: Callable[[], int] | None
-
-
-async def _send(websocket: WebSocket, codec: object, message: dict[str, object], limits: _SendLimits) -> None:
-    if limits.backlog is not None and limits.backlog() > limits.max_backlog:
-        raise _FellBehind
+async def _send(websocket: WebSocket, codec: object, message: dict[str, object], timeout: float) -> None:
     data = codec.encode(message)  # type: ignore[attr-defined]
     if codec is MSGPACK:
-        await asyncio.wait_for(websocket.send_bytes(data), limits.timeout)
+        await asyncio.wait_for(websocket.send_bytes(data), timeout)
     else:
-        await asyncio.wait_for(websocket.send_text(data.decode()), limits.timeout)
+        await asyncio.wait_for(websocket.send_text(data.decode()), timeout)
 
 
 async def _watch_client(websocket: WebSocket, sender: asyncio.Task[object] | None) -> None:
