@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from lighthouse.server.backlog import expose_send_backlog
 from lighthouse.store_state import release_free_heap
 
 __all__ = ["ConnectionLimits", "ConnectionRegistry", "guard_protocols", "throttle_accept_errors"]
@@ -354,6 +355,12 @@ class _WebSocketGuard:
     def _lh_close(self, reply: bytes | None) -> None:
         self._lh_registry.discard(self)
         _reset(self.transport)
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)  # type: ignore[misc]
+        scope = getattr(self, "scope", None)
+        if scope is not None:  # accepted: the app bounds its send buffer (lighthouse.server.backlog)
+            expose_send_backlog(scope, self.transport)
 
     def pause_writing(self) -> None:
         self._lh_stuck_since = time.monotonic()

@@ -48,6 +48,7 @@ _ERROR_TEXT: Final[dict[int, str]] = {
     404: "No such resource",
     409: "Conflicts with the stored state (event id reused with other content, version mismatch, not pending)",
     413: "Body, event or batch too large",
+    414: "Request line (path and query string) too long",
     415: "Unsupported Content-Type",
     429: "This principal has too many requests in flight; retry after Retry-After seconds",
     431: "Request header block too large or with too many fields",
@@ -85,8 +86,8 @@ def _path(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 _SECURED: Final[list[dict[str, list[str]]]] = [{"bearer": []}]
-_WRITE_ERRORS: Final[tuple[int, ...]] = (400, 401, 403, 409, 413, 415, 429, 431, 503)
-_READ_ERRORS: Final[tuple[int, ...]] = (400, 401, 403, 429, 431)
+_WRITE_ERRORS: Final[tuple[int, ...]] = (400, 401, 403, 409, 413, 414, 415, 429, 431, 503)
+_READ_ERRORS: Final[tuple[int, ...]] = (400, 401, 403, 414, 429, 431)
 
 
 def _schemas() -> dict[str, Any]:
@@ -152,7 +153,8 @@ def _schemas() -> dict[str, Any]:
             "required": ["events"],
             "additionalProperties": False,
             "properties": {
-                "events": {"type": "array", "items": _ref("NewEvent"), "minItems": 1, "maxItems": MAX_BATCH_EVENTS},
+                "events": {"type": "array", "items": _ref("NewEvent"), "minItems": 1, "maxItems": MAX_BATCH_EVENTS,
+                           "description": "no two events of a batch share an `event_id` (400 invalid_event)"},
                 "expected_versions": {
                     "type": ["object", "null"], "minProperties": 1,
                     "additionalProperties": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},

@@ -28,6 +28,8 @@ class ServerSettings:
     retry_after_seconds: float = 1.0
     stream_buffer_events: int = 1000
     stream_send_timeout_seconds: float = 5.0
+    # Bytes queued for one subscriber but not yet taken by it (lighthouse/server/backlog.py): beyond, 4408.
+    stream_max_backlog_bytes: int = 1024 * 1024
     shutdown_grace_seconds: float = 10.0
     # Hostile and careless clients (see lighthouse/server/limits.py and admission.py).
     max_page_bytes: int = 4 * 1024 * 1024
@@ -41,7 +43,8 @@ class ServerSettings:
 
     def __post_init__(self) -> None:
         for name in ("max_event_body_bytes", "max_batch_body_bytes", "max_small_body_bytes", "stream_buffer_events",
-                     "max_page_bytes", "max_stream_subscribers", "max_requests_per_principal",
+                     "max_page_bytes", "max_stream_subscribers", "stream_max_backlog_bytes",
+                     "max_requests_per_principal",
                      "max_requests_per_principal_degraded"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -25,7 +25,10 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "jsonl_store"
 FIRST_VERDICT = re.compile(rb"\.py [.sxFE]")
 
-pytestmark = pytest.mark.ci  # the one test that runs the kit exactly as a user would: CI runs it
+# The one test that runs the kit exactly as a user would: CI runs it. Its steps (two wheel builds, a venv, an
+# install of the scientific stack, the shipped suite) are each bounded at 900 s by _run; the default 600 s for
+# the whole test cut the install short under two CPU hogs at load 17 (hog.sh run, 2026-12-02).
+pytestmark = [pytest.mark.ci, pytest.mark.timeout(1800)]
 
 
 def _run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -49,7 +52,10 @@ def test_a_fresh_venv_runs_the_shipped_chaos_suite_against_a_third_party_store(t
     started = time.monotonic()
     venv = tmp_path / "venv"
     assert _run([sys.executable, "-m", "venv", str(venv)]).returncode == 0
-    installed = _run([str(venv / "bin" / "pip"), "install", "-q", f"{kit}[report]", str(store)], env=_clean_env())
+    # --no-compile: byte-compiling numpy, scipy, pandas and matplotlib up front (~3,000 modules) is most of an
+    # install's CPU on a busy 2-core machine; Python compiles what the run imports anyway, and that is not tested.
+    installed = _run([str(venv / "bin" / "pip"), "install", "-q", "--no-compile", "--disable-pip-version-check",
+                      f"{kit}[report]", str(store)], env=_clean_env())
     if installed.returncode != 0:
         pytest.skip(f"cannot install the wheel's dependencies here (no PyPI, no pip cache): {installed.stderr[-500:]}")
     install_seconds = time.monotonic() - started

@@ -3,7 +3,9 @@ and a slow client closed with 4408 instead of growing the server's memory."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import socket
 import threading
 import uuid
@@ -27,8 +29,12 @@ WAIT_S = 60.0
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """Small per-client buffers so that a slow client is detected quickly."""
-    running = start_server(tmp_path_factory.mktemp("stream"),
-                           config={"server": {"stream_buffer_events": 200, "stream_send_timeout_seconds": 1.0}})
+    running = start_server(tmp_path_factory.mktemp("stream"), config={
+        "server": {"stream_buffer_events": 200, "stream_send_timeout_seconds": SEND_TIMEOUT_S,
+                   "stream_max_backlog_bytes": SLOW_CLIENT_MAX_BACKLOG},
+        # The slow client reads the queued events and the close frame only once the server has given up on it:
+        # on a busy machine that takes longer than the default 5 s close handshake.
+        "limits": {"websocket_close_timeout_seconds": SLOW_CLIENT_DEADLINE_S}})
     try:
         yield running
     finally:
@@ -36,9 +42,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 
 def events(n: int, aggregate: str | None = None, event_type: str = "custom", size: int = 0) -> list[dict[str, Any]]:
+    """``n`` events with ``size`` characters of incompressible padding: the stream is deflate-compressed, and a
+    repeated character would shrink a 12 MB backlog to well under a megabyte on the wire."""
     aggregate = aggregate or f"stream:{uuid.uuid4()}"
     return [{"event_id": str(uuid.uuid4()), "event_type": event_type, "aggregate_id": aggregate, "timestamp": 1.0,
-             "data": {"i": i, "pad": "p" * size}} for i in range(n)]
+             "data": {"i": i, "pad": base64.b64encode(os.urandom(size * 3 // 4)).decode()}} for i in range(n)]
 
 
 def append(client: httpx.Client, batch: list[dict[str, Any]]) -> list[int]:
@@ -155,6 +163,11 @@ def test_reconnecting_from_the_last_sequence_loses_and_repeats_nothing(server: R
 SLOW_CLIENT_RCVBUF = 64 * 1024
 #: Generous enough for a load average of 8 on 2 cores: the close arrives behind megabytes of queued events.
 SLOW_CLIENT_DEADLINE_S = 120.0
+#: Bytes the server may hold queued for one subscriber: far below what an autotuned kernel send buffer holds
+#: (tcp_wmem: 4 MB), so only the server's own bound makes the sends to a client that does not read wait.
+SLOW_CLIENT_MAX_BACKLOG = 256 * 1024
+#: How long one send may wait: a client that reads (the resumed one) keeps up with that even at load 8.
+SEND_TIMEOUT_S = 5.0
 
 
 def _small_window_socket(server: RunningServer) -> socket.socket:
@@ -187,9 +200,10 @@ def test_a_slow_client_is_closed_with_4408_and_can_resume(server: RunningServer)
         additional_headers=server.headers("slow"), open_timeout=30, max_queue=1, max_size=None,
     ) as ws:
         total = [start]
-        # ~12 MB the client does not read: well over its 64 KB window, the server's send buffer (4 MB at most),
-        # its 200 buffered events and what the protocol layers hold (with 6 MB a slow machine fitted it all in).
-        for _ in range(30):
+        # ~2.4 MB the client does not read (~1.8 MB on the wire): well over its 64 KB window and the server's
+        # backlog limit, but less than the kernel's send buffer would swallow: a server that relies on a send
+        # blocking (or on its 200-event buffer overflowing, which depends on relative CPU speed) never closes it.
+        for _ in range(6):
             total += append(writer, events(100, aggregate, size=4000))
         # The client has read nothing yet: wait, on the server's own counter, until the server gave up on it, so
         # that on a busy machine the client cannot drain the backlog before the server notices it is slow.

@@ -6,8 +6,11 @@ Messages are JSON text frames (MessagePack binary frames with ``?encoding=msgpac
 disconnect with ``from_sequence = last sequence seen + 1``: no gap, no duplicate.
 
 Memory per client is bounded: the store's subscription buffers at most ``stream_buffer_events``
-events and each send may take at most ``stream_send_timeout_seconds``. A client that falls further
-behind is closed with code 4408 and the sequence to resume from, instead of growing the server.
+events, the bytes queued for the client but not yet taken by it stay about ``stream_max_backlog_bytes``
+(the socket's send buffer is fixed at that, see ``lighthouse.server.backlog``: autotuned, the kernel
+alone holds megabytes before any send waits) and each send may wait at most
+``stream_send_timeout_seconds``. A client that falls further behind is closed with code 4408 and the
+sequence to resume from, instead of growing the server.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from lighthouse.errors import InvalidQuery, LighthouseError, StoreClosed, SubscriberOverflow
 from lighthouse.models import EventFilter
 from lighthouse.server.auth import AuthError
+from lighthouse.server.backlog import send_backlog_limiter
 from lighthouse.server.codec import JSON, MSGPACK
 from lighthouse.server.context import as_api_error, context_of
 from lighthouse.server.params import QueryReader
@@ -100,15 +104,18 @@ async def stream(websocket: WebSocket) -> None:
     sender = asyncio.current_task()
     watcher = asyncio.get_running_loop().create_task(_watch_client(websocket, sender))
     close_code, close_reason = 1000, ""
+    limit_send_buffer = send_backlog_limiter(websocket.scope)
+    if limit_send_buffer is not None:
+        limit_send_buffer(ctx.settings.stream_max_backlog_bytes)
+    timeout = ctx.settings.stream_send_timeout_seconds
     try:
         await _send(websocket, codec, {
             "type": "subscribed",
             "head_sequence": ctx.store.head_sequence,
             "from_sequence": from_sequence,
-        }, ctx.settings.stream_send_timeout_seconds)
+        }, timeout)
         async for event in subscription:
-            await _send(websocket, codec, {"type": "event", "event": event.to_dict()},
-                        ctx.settings.stream_send_timeout_seconds)
+            await _send(websocket, codec, {"type": "event", "event": event.to_dict()}, timeout)
             ctx.metrics.stream_events.inc()
         close_code, close_reason = CLOSE_GOING_AWAY, _reason({"error": "store_closed"})
     except SubscriberOverflow:
