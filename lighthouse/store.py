@@ -104,7 +104,7 @@ class EventStore(WritePath, RecoveryPath, ReadPath, HealthPath):
         self._write_fd = None
         self._tail_dirty = False
         self._unsynced = False
-        self._last_write_seconds = 0.0
+        self._last_write_seconds = float("inf")  # the first write after open goes to the I/O thread
         self._read_only_fs = False
         self._opened = False
         self._closed = False

@@ -237,8 +237,12 @@ class WritePath(StoreState):
 
     def _may_write_inline(self, group: list[Pending]) -> bool:
         """A lone append under ``fsync`` durability while writes are quick: written and synced on the loop (one
-        sync's stall, no thread hop). Never under ``batch``, whose flusher syncs the same file on the I/O thread."""
+        sync's stall, no thread hop). Never under ``batch``, whose flusher syncs the same file on the I/O thread;
+        never while a health probe may be writing at the tail on the I/O thread; never for the first write after
+        open or after a slow one (a stalled disk must stall the I/O thread, not the loop)."""
         return (self.durability == "fsync" and len(group) == 1 and len(group[0].events) == 1
+                and (self._probe_task is None or self._probe_task.done())
+                and self._health.state is HealthState.HEALTHY
                 and self._last_write_seconds <= self.inline_write_budget_s)
 
     def _admit(self, group: list[Pending]) -> bool:

@@ -46,7 +46,7 @@ def test_a_lone_append_syncs_on_the_loop_and_a_group_on_the_io_thread(store_dir:
             store.loop_thread = threading.get_ident()
             await store.append(make_event(0))
             await store.append(make_event(1))
-            assert store.threads == ["loop", "loop"]
+            assert store.threads == ["io", "loop"]  # the first write after open is never on the loop
             await store.append_batch([make_event(2), make_event(3)])
             assert store.threads[-1] == "io"  # a batch is never synced on the loop
             await asyncio.gather(*(store.append(make_event(n)) for n in range(4, 12)))
@@ -62,11 +62,11 @@ def test_after_a_slow_write_a_lone_append_goes_back_to_the_io_thread(store_dir: 
     async def scenario() -> None:
         async with _SyncThreads(store_dir) as store:
             store.loop_thread = threading.get_ident()
-            await store.append(make_event(0))
+            await store.append(make_event(0))  # the first write after open: on the I/O thread
             store.slow_next = True
             await store.append(make_event(1))  # on the loop, but it took longer than the budget
             await store.append(make_event(2))
-            assert store.threads == ["loop", "loop", "io"]
+            assert store.threads == ["io", "loop", "io"]
             await store.append(make_event(3))  # the thread's write was quick again: back on the loop
             assert store.threads[-1] == "loop"
 
