@@ -1,8 +1,9 @@
 """The ``testkit`` command: compare runs against baselines, pool runs into baselines, render reports.
 
-Exit codes are part of the interface, for CI: 0 when nothing blocks (ok, warn, improved, inconclusive,
-insufficient data), 1 when a metric regressed beyond its fail threshold and the statistics say it is real, 2 for
-a usage error or a file that is unreadable or does not follow the results schema.
+Exit codes are part of the interface, for CI: 0 when nothing blocks (ok, warn, improved, insufficient data,
+inconclusive within the fail threshold), 1 when a metric regressed beyond its fail threshold and the statistics
+say it is real, 2 for a usage error or a file that is unreadable or does not follow the results schema, 3 when a
+change past the fail threshold sits inside the runs' noise (unresolved: neither a pass nor a regression).
 
 Each subcommand is one ``(name, add_arguments, run)`` entry in :data:`SUBCOMMANDS`; add a command by adding
 an entry. Commands whose code is heavy (``report`` pulls in pandas and matplotlib) import it inside ``run``.
@@ -16,10 +17,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from testkit.conformance import command as _conformance
+from testkit.gate import EXIT_UNRESOLVED
 from testkit.regression import Baseline, Thresholds, compare, load_comparable
 from testkit.results import ResultsSchemaError, load_results, write_json_atomically
 
-__all__ = ["EXIT_OK", "EXIT_REGRESSION", "EXIT_USAGE", "SUBCOMMANDS", "main"]
+__all__ = ["EXIT_OK", "EXIT_REGRESSION", "EXIT_UNRESOLVED", "EXIT_USAGE", "SUBCOMMANDS", "main"]
 
 EXIT_OK = 0
 EXIT_REGRESSION = 1
@@ -89,6 +91,12 @@ def _run_compare(args: argparse.Namespace) -> int:
         names = ", ".join(f"{row.metric} [{row.statistic}]" for row in comparison.regressions)
         print(f"BLOCKING: {len(comparison.regressions)} regression(s): {names}")
         return EXIT_REGRESSION
+    if comparison.unresolved:
+        names = ", ".join(f"{row.metric} [{row.statistic}] {row.delta_relative:+.1%} (noise ±{row.noise_band or 0:.1%})"
+                          for row in comparison.unresolved)
+        print(f"UNRESOLVED: {len(comparison.unresolved)} change(s) worse than the fail threshold but inside the "
+              f"runs' noise: {names}; rerun with more (or steadier) baseline and new runs")
+        return EXIT_UNRESOLVED
     return EXIT_OK
 
 

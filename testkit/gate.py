@@ -14,10 +14,11 @@ from typing import Any
 
 from testkit.environment import MachineFingerprint
 
-__all__ = ["EXIT_GATE_ERROR", "GateOutcome", "judge_comparison", "resolve_baseline"]
+__all__ = ["EXIT_GATE_ERROR", "EXIT_UNRESOLVED", "GateOutcome", "judge_comparison", "resolve_baseline"]
 
 #: The exit status of a gate that could not compare anything (pytest's own usage-error family).
 EXIT_GATE_ERROR = 2
+EXIT_UNRESOLVED = 3  # a change past the fail line that the runs' noise cannot tell from no change
 MAKE_BASELINE_HINT = "make one with `make baseline` (or `testkit baseline DIR RESULTS.json...` from 3+ runs)"
 
 
@@ -46,7 +47,8 @@ class GateOutcome:
 
 
 def judge_comparison(comparison: Any) -> GateOutcome:
-    """A blocking regression fails the run (1); a comparison of no metric is an error (2), never a pass."""
+    """A blocking regression fails the run (1); a comparison of no metric is an error (2), never a pass; a
+    change past the fail line that the noise cannot resolve is neither (3)."""
     outcome = GateOutcome(comparison.format_table().splitlines())
     if not comparison.rows:
         baseline_keys, current_keys = comparison.only_in_baseline, comparison.only_in_current
@@ -59,4 +61,10 @@ def judge_comparison(comparison: Any) -> GateOutcome:
     elif comparison.blocking:
         outcome.lines.append("testkit: BLOCKING regression against the baseline")
         outcome.exit_status = 1
+    elif comparison.unresolved:
+        names = ", ".join(f"{row.metric} [{row.statistic}]" for row in comparison.unresolved)
+        outcome.lines.append(
+            f"testkit: UNRESOLVED: {len(comparison.unresolved)} change(s) worse than the fail threshold but inside "
+            f"the runs' noise ({names}): neither a regression nor a pass; rerun with more or steadier runs")
+        outcome.exit_status = EXIT_UNRESOLVED
     return outcome

@@ -347,6 +347,17 @@ class Comparison:
         """True when any metric regressed beyond its fail threshold, provably."""
         return bool(self.regressions)
 
+    @property
+    def unresolved(self) -> list[ComparisonRow]:
+        """Inconclusive rows whose measured change is worse than the fail threshold: the runs' spread cannot
+        tell that regression from noise, so the gate cannot say the code did not regress (it must not pass)."""
+        def worse_by(row: ComparisonRow) -> float:
+            delta = row.delta_relative or 0.0
+            return delta if row.direction == "lower" else -delta
+
+        return [row for row in self.rows
+                if row.verdict == "inconclusive" and worse_by(row) > row.thresholds.fail]
+
     def counts(self) -> dict[str, int]:
         return {verdict: sum(row.verdict == verdict for row in self.rows) for verdict in VERDICTS}
 

@@ -154,3 +154,23 @@ def test_a_baseline_of_back_to_back_runs_is_flagged_and_runs_spread_over_time_ar
     assert flagged.format_table().startswith("WARNING: the baseline's 5 runs")
     assert not calm.warnings() and flagged.to_dict()["baseline_span_s"] == 40.0
     assert BACK_TO_BACK_S > 40.0
+
+
+def test_a_slowdown_past_the_fail_line_hidden_in_noise_is_unresolved_and_the_command_does_not_pass(
+        tmp_path: Path) -> None:
+    """The gate must not pass silently: +30 % inside a ±40 % band is neither a regression nor a pass (exit 3)."""
+    from suites.unit.testkit.test_cli_compare import _testkit
+
+    base = _baseline(NOISY)
+    assert compare(base, _run(1.0, 1000.0)).unresolved == []  # the same code: nothing to resolve
+    slowed = compare(base, _run(1.3, 1000.0 / 1.3))
+    assert {row.verdict for row in slowed.unresolved} == {"inconclusive"} and not slowed.blocking
+    assert all((row.delta_relative or 0) * (1 if row.direction == "lower" else -1) > row.thresholds.fail
+               for row in slowed.unresolved)
+
+    runs = [_run(factor, 1000.0 / factor).save(tmp_path / f"run{i}.json") for i, factor in enumerate(NOISY)]
+    assert _testkit("baseline", tmp_path / "baseline.json", *runs).returncode == 0
+    same = _testkit("compare", tmp_path / "baseline.json", _run(1.0, 1000.0).save(tmp_path / "same.json"))
+    slow = _testkit("compare", tmp_path / "baseline.json", _run(1.3, 1000.0 / 1.3).save(tmp_path / "slow.json"))
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert slow.returncode == 3 and "UNRESOLVED" in slow.stdout, slow.stdout + slow.stderr
