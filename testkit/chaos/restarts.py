@@ -57,4 +57,5 @@ def _as_campaign_result(cycles: RestartCampaignResult, fault_kind: str, sut: str
                  f"{cycles.torn} torn tails")
     result.parameters.update(resent=cycles.resent, read_back=cycles.read_back,
                              unjudged_reopens=cycles.unjudged_reopens, torn_tails=cycles.torn)
+    result.draw_from_journals(cycles.kills, cycles.journal_dir, fault_kind)
     return result

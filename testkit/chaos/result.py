@@ -6,6 +6,7 @@ claims to be safe must come out clean; one declared *expected to lose writes* mu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,16 @@ class CampaignResult:
         recorder.parameters.update(self.parameters)
         if self.timeline.cycles or self.timeline.history is not None:  # operations to draw
             self.timeline.record(recorder)
+
+    def draw_from_journals(self, faults: Sequence[Any], journal_dir: str, label: str) -> None:
+        """The picture of a campaign judged without per-crash cycles (restarts, snapshots): its crashes as fault
+        windows over every incarnation's journalled operations."""
+        from testkit.faults.workload import load_history  # the workload driver imports the kit's heavy parts
+
+        for record in faults:
+            self.timeline.fault(record, label)
+        if journal_dir:
+            self.timeline.history = load_history(journal_dir)
 
     def judged(self, case: int, judgement: Judgement, damage: list[dict[str, object]], recovered: Any = None,
                journal_dir: str | None = None) -> None:

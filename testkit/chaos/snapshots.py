@@ -35,6 +35,7 @@ def run_snapshot_campaign(
     result.fault(fault_kind, crashed.proven > 0, f"{crashed.proven}/{crashed.cases} crashes proven, "
                  f"{crashed.acked_saves} acknowledged saves, {crashed.snapshots_checked} snapshots checked")
     result.parameters.update(acked_saves=crashed.acked_saves, snapshots_checked=crashed.snapshots_checked)
+    result.draw_from_journals(crashed.faults, crashed.journal_dir, fault_kind)
     if not until_caught:
         result.need(crashed.acked_saves >= 1, "no snapshot save was acknowledged")
         result.need(crashed.snapshots_checked >= 1, "no snapshot was loaded after a crash")

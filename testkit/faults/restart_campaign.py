@@ -51,6 +51,8 @@ class RestartCampaignResult:
     resent: int = 0
     read_back: int = 0
     failures: list[str] = field(default_factory=list)
+    kills: list[Any] = field(default_factory=list)  # each crash's FaultRecord, for the campaign's picture
+    journal_dir: str = ""  # where every incarnation's journal is (the picture's operations)
 
 
 def _judge(result: RestartCampaignResult, case: int, spec: WorkloadSpec, judge_adapter: AdapterSpec,
@@ -103,6 +105,7 @@ def run_restart_cycles(
 
     result = RestartCampaignResult(fault)
     data_dir, journal_dir = root / "data", root / "journal"
+    result.journal_dir = str(journal_dir)
     data_dir.mkdir(parents=True)
     journal_dir.mkdir()
     spec = WorkloadSpec(adapter, str(data_dir), str(journal_dir), seed=seed, clients=3, resend_share=resend_share,
@@ -122,6 +125,7 @@ def run_restart_cycles(
                 _wait_for_an_acknowledgement(server, worker, journal_dir / JOURNAL_NAME.format(case))
             time.sleep(rng.uniform(*CRASH_DELAY_S))  # the fault's moment: retries and appends in flight
             kill = server.kill9(worker)
+            result.kills.append(kill)
             proven = kill.proven
             if trace is not None and model is not None:
                 complete = trace.wait_for_death(worker.pid, timeout=3.0)

@@ -48,6 +48,8 @@ class SnapshotCampaignResult:
     snapshots_checked: int = 0
     failures: list[str] = field(default_factory=list)
     order_problems: list[str] = field(default_factory=list)
+    faults: list[Any] = field(default_factory=list)  # each crash's FaultRecords, for the campaign's picture
+    journal_dir: str = ""  # where every incarnation's journal is (the picture's operations)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,7 @@ def run_snapshot_crashes(
 
     result = SnapshotCampaignResult(fault)
     journal_dir = root / "journal"
+    result.journal_dir = str(journal_dir)
     journal_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         disk = stack.enter_context(LoopExt4(64)) if fault == "power_cut" else None
@@ -143,10 +146,12 @@ def run_snapshot_crashes(
                 frozen = server.freeze(worker)
                 power = disk.cut_power()
                 kill = server.kill9(worker)
+                result.faults.append(power)
                 disk.remount()
                 proven = frozen.proven and power.proven and kill.proven
             else:
                 kill = server.kill9(worker)
+                result.faults.append(kill)
                 proven = kill.proven
                 if trace is not None and model is not None:
                     complete = trace.wait_for_death(worker.pid, timeout=3.0)

@@ -14,8 +14,8 @@ from testkit.report.inputs import ReportInput
 
 __all__ = ["render_campaigns"]
 
-#: Campaign pictures drawn at most (a full chaos run has a few dozen campaigns; the rest are named).
-MAX_CAMPAIGNS = 40
+#: Campaign pictures drawn at most (a full chaos run has about 90 campaigns; any beyond are named).
+MAX_CAMPAIGNS = 120
 
 
 def render_campaigns(data: ReportInput) -> Section | None:
