@@ -106,6 +106,7 @@ class EventStore(WritePath, RecoveryPath, ReadPath, HealthPath):
         self._unsynced = False
         self._last_write_seconds = float("inf")  # the first write after open goes to the I/O thread
         self._read_only_fs = False
+        self._unclaimed_view: tuple[list[str], int] | None = None  # the directory as seen without a claim
         self._opened = False
         self._closed = False
         self._closing = False

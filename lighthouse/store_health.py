@@ -87,13 +87,33 @@ class HealthPath(StoreState):
             return True
         return False
 
-    def _probe_write(self) -> bool:
-        fd = self._write_fd
-        if self._fence.deferred:  # opened on a full disk: claim the directory before anything is written
+    def _claim_deferred(self) -> bool:
+        """Opened on a full disk: claim the directory before anything is written, then make sure nobody wrote
+        while it was unclaimed (else this store's view is stale: it fails and must be reopened), then do the
+        repair recovery left undone (an empty tail's header; the probe itself cuts a torn tail)."""
+        try:
+            self._fence.claim()
+        except OSError:
+            return False
+        if self._unclaimed_view is not None and self._directory_view() != self._unclaimed_view:
+            self._health.raise_condition(
+                "directory_changed_unclaimed", HealthState.FAILED,
+                "another writer changed the directory while this store could not claim it: reopen the store")
+            return False
+        self._unclaimed_view = None
+        if self._segments and self._segments[-1].size == 0:
             try:
-                self._fence.claim()
+                self._write_segment_header(self._segments[-1])
             except OSError:
                 return False
+        return True
+
+    def _probe_write(self) -> bool:
+        fd = self._write_fd
+        if self._health.state is HealthState.FAILED:
+            return False  # fenced, or a stale view of a directory another writer changed: only a reopen helps
+        if self._fence.deferred and not self._claim_deferred():
+            return False
         if fd is None or self._fence_lost():  # a probe truncates: never on another writer's file
             return False
         size = self._segments[-1].size

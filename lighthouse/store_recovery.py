@@ -46,10 +46,12 @@ class RecoveryPath(CheckpointPath):
         for number, report in enumerate(reports, start=first_segment):
             for damage in report.scan.damage:
                 self._handle_damage(report.path, damage)
-            if report.scan.truncate_at is not None and not self._read_only_fs:
-                self._truncate_torn_tail(report.path, report.scan.truncate_at)
+            torn = report.scan.truncate_at
+            if torn is not None and self._may_repair():
+                self._truncate_torn_tail(report.path, torn)
+            size = report.path.stat().st_size if torn is None or self._may_repair() else torn  # cut by the claim
             scan_start = checkpoint.segments[-1].start_seq if checkpoint and number == first_segment else expected
-            segment = Segment(number, report.first_seq_from_name, report.path, report.path.stat().st_size, scan_start)
+            segment = Segment(number, report.first_seq_from_name, report.path, size, scan_start)
             self._segments.append(segment)
             fd = os.open(report.path, os.O_RDONLY)
             self._reader.add_segment(number, fd)
@@ -62,6 +64,8 @@ class RecoveryPath(CheckpointPath):
             expected = report.scan.next_sequence
         self._next_seq = expected
         self._versions.compact()
+        if self._fence.deferred:  # what a later claim must find unchanged (see HealthPath._claim_deferred)
+            self._unclaimed_view = self._directory_view()
         self._prepare_tail_segment()
         release_free_heap()
         self._report_damage()
@@ -84,7 +88,7 @@ class RecoveryPath(CheckpointPath):
 
     def _prepare_tail_segment(self) -> None:
         """Open the newest segment for writing (creating the first one), or enter read-only on a read-only fs."""
-        if self._segments and self._segments[-1].size == 0 and not self._read_only_fs:
+        if self._segments and self._segments[-1].size == 0 and self._may_repair():
             # An empty last segment (its header never reached the disk): rewrite the header.
             self._write_segment_header(self._segments[-1])
         if self._read_only_fs:
@@ -124,8 +128,18 @@ class RecoveryPath(CheckpointPath):
 
     def _handle_damage(self, path: Path, damage: Damage) -> None:
         self._damage.append(damage)
-        if damage.end > damage.start and not self._read_only_fs:
+        if damage.end > damage.start and self._may_repair():
             self._quarantine(path, damage)
+
+    def _may_repair(self) -> bool:
+        """Recovery changes files only as the directory's claimed writer: never on a read-only filesystem, and
+        not while the claim is deferred (a restart on a full disk; another writer may still be appending)."""
+        return not self._read_only_fs and not self._fence.deferred
+
+    def _directory_view(self) -> tuple[list[str], int]:
+        """The segment files and the newest one's size, as they are on disk."""
+        names = sorted(p.name for p in self.path.glob("*.seg"))
+        return names, (self.path / names[-1]).stat().st_size if names else 0
 
     def _quarantine(self, path: Path, damage: Damage) -> None:
         """Copy damaged bytes aside (once) with a description, so nothing is thrown away unseen."""

@@ -98,6 +98,7 @@ class StoreState:
     #: how long the latest group's write (and sync) took, for choosing where the next lone append syncs
     _last_write_seconds: float
     _read_only_fs: bool
+    _unclaimed_view: tuple[list[str], int] | None
     _opened: bool
     _closed: bool
     _closing: bool
