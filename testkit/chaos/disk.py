@@ -170,6 +170,7 @@ def run_read_only_remount(adapter: AdapterSpec, seed: int) -> CampaignResult:
 
         async def scenario() -> None:
             writer, _ = await _filled_then_closed(adapter, data_dir, seed)
+            result.timeline.history = writer.history  # the picture: the writes, then the read-only window
             with remount_readonly(fs.path) as record:
                 result.tally.case(record.proven)
                 result.fault("read_only", record.proven, record.detail)
