@@ -9,7 +9,6 @@ how an expected-unsafe configuration's catch rate is measured).
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from testkit.adapters import AdapterSpec
 from testkit.chaos.judging import Judgement, Tally, recover_and_judge
 from testkit.chaos.preload import modules_of
 from testkit.chaos.result import CampaignResult
+from testkit.faults._system import fsync_directory
 from testkit.faults.powerloss import LoopExt4
 from testkit.faults.workload import Phase, WorkloadServer, WorkloadSpec
 
@@ -80,7 +80,7 @@ def run_power_cuts(
     with LoopExt4(size_mb) as disk:
         data_dir = disk.path / "data"
         data_dir.mkdir()
-        _fsync_dir(disk.path)  # the data directory itself is durable before anything else happens
+        fsync_directory(disk.path)  # the data directory itself is durable before anything else happens
         spec = WorkloadSpec(adapter, str(data_dir), str(journal_dir), seed=seed)
         with WorkloadServer(spec, preload=modules_of(adapter)) as server:
             for cut in range(cuts):
@@ -109,13 +109,6 @@ def _judge(spec: WorkloadSpec) -> tuple[Judgement, list[dict[str, object]], obje
     judgement, recovered, damage = recover_and_judge(spec.adapter, spec.data_dir, spec.journal_dir)
     return judgement, damage, recovered, spec.journal_dir
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def run_posix_crashes(

@@ -20,6 +20,7 @@ from testkit.faults.errors import CommandFailed, MechanismUnavailable, MountBusy
 
 __all__ = [
     "MountEntry",
+    "fsync_directory",
     "loop_backing_files",
     "make_private_dir",
     "mount_entries",
@@ -31,6 +32,15 @@ __all__ = [
 ]
 
 _COMMAND_TIMEOUT_S = 60.0
+
+
+def fsync_directory(path: str | os.PathLike[str]) -> None:
+    """Make a directory's entries durable (a campaign's data directory exists before any fault is judged)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def owned_marker(pid: int | None = None) -> str:

@@ -12,7 +12,6 @@ the trace's order of writes, fsyncs, renames and directory fsyncs with
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import time
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from testkit.adapters.base import AdapterError, SnapshotCapable
 from testkit.adapters.factory import AdapterSpec
 from testkit.checkers import check_durability
 from testkit.checkers.snapshots import check_snapshot
+from testkit.faults._system import fsync_directory
 from testkit.faults.errors import InvalidFaultSpec
 from testkit.faults.snapshot_workload import SNAPSHOT_NAME, load_snapshot_journal
 from testkit.faults.workload import Phase, WorkloadServer, WorkloadSpec, load_history
@@ -123,7 +123,7 @@ def run_snapshot_crashes(
         disk = stack.enter_context(LoopExt4(64)) if fault == "power_cut" else None
         data_dir = (disk.path if disk is not None else root) / "data"
         data_dir.mkdir()
-        _fsync_dir(data_dir.parent)
+        fsync_directory(data_dir.parent)
         trace = stack.enter_context(SyscallTrace()) if fault == "posix_crash" else None
         spec = WorkloadSpec(adapter, str(data_dir), str(journal_dir), seed=seed, clients=3,
                             snapshot_every_s=every_s, phases=(Phase(seconds=30.0),))
@@ -166,11 +166,3 @@ def run_snapshot_crashes(
             if until_caught and (result.failures or result.order_problems):
                 break
     return result
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
