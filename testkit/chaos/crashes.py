@@ -113,24 +113,27 @@ def _judge(spec: WorkloadSpec) -> tuple[Judgement, list[dict[str, object]], obje
 
 def run_posix_crashes(
     adapter: AdapterSpec, crashes: int, root: Path, rng: random.Random, seed: int, *, fault_kind: str = "posix_crash",
-    min_proven: int = 1, until_caught: bool = False, inject: tuple[str, ...] = (),
+    min_proven: int = 1, until_caught: bool = False, inject: tuple[str, ...] = (), sync_delay_us: int | None = None,
 ) -> CampaignResult:
     """Kill a traced worker, then leave only what POSIX guarantees (see :mod:`testkit.faults.persistence`).
 
     A crash that lands when everything happened to be synced drops nothing and proves nothing, so the
     campaign goes on past ``crashes`` (up to three times as many) until ``min_proven`` crashes dropped data.
     ``until_caught`` stops at the first crash that lost an acknowledged event. ``inject`` fails chosen calls
-    in the same strace run (see :class:`~testkit.faults.persistence.SyscallTrace`).
+    in the same strace run (see :class:`~testkit.faults.persistence.SyscallTrace`). Every sync is held
+    ``sync_delay_us`` (default :data:`~testkit.faults.persistence.DISK_SYNC_DELAY_US`) at its start, as a disk
+    would: on tmpfs a sync is instant and a kill at a random moment then almost never finds unsynced bytes.
     """
-    from testkit.faults.persistence import PosixCrashModel, SyscallTrace
+    from testkit.faults.persistence import DISK_SYNC_DELAY_US, PosixCrashModel, SyscallTrace
 
     result = CampaignResult(Tally(fault_kind, adapter.name))
     data_dir, journal_dir = root / "data", root / "journal"
     data_dir.mkdir(parents=True)
     journal_dir.mkdir()
     spec = WorkloadSpec(adapter, str(data_dir), str(journal_dir), seed=seed)
-    with SyscallTrace(inject=inject) as trace, WorkloadServer(spec, preload=modules_of(adapter),
-                                                               wrapper=trace.wrapper) as server:
+    delay = DISK_SYNC_DELAY_US if sync_delay_us is None else sync_delay_us
+    with SyscallTrace(inject=inject, sync_delay_us=delay) as trace, \
+            WorkloadServer(spec, preload=modules_of(adapter), wrapper=trace.wrapper) as server:
         # A store that exists before the trace starts: creating one is not what this model judges.
         server.join(server.spawn(crashes, spec.replace(phases=(Phase(ops_per_client=2),))))
         crash = 0

@@ -19,6 +19,9 @@ in front of a child's command) and :class:`PosixCrashModel` replays the trace's 
 under one directory, then applies the crash state to the real files after the process was killed.
 ``SyscallTrace(inject=...)`` also fails chosen calls in the same strace run (``fdatasync:error=EIO:when=5``
 fails the fifth fdatasync of every thread), and the model counts the failures it saw (``injected``).
+``SyscallTrace(sync_delay_us=...)`` makes every sync take at least that long, as a disk's does: on tmpfs or
+behind a write-back cache a sync returns at once, so a kill at a random moment almost never finds
+unsynced bytes and the crash state proves nothing (:data:`DISK_SYNC_DELAY_US` is what the campaigns use).
 Limits: unsynced overwrites inside the durable size are kept (a legal outcome, not the only one);
 renames and unlinks are taken as immediately durable; memory-mapped writes are not seen.
 """
@@ -37,7 +40,7 @@ from testkit.faults._system import make_private_dir
 from testkit.faults.errors import InvalidFaultSpec, MechanismUnavailable
 from testkit.faults.records import FaultClock, FaultRecord
 
-__all__ = ["TRACED_SYSCALLS", "PosixCrashModel", "SyscallTrace", "TracedCall", "TraceReader"]
+__all__ = ["DISK_SYNC_DELAY_US", "TRACED_SYSCALLS", "PosixCrashModel", "SyscallTrace", "TracedCall", "TraceReader"]
 
 TRACED_SYSCALLS: tuple[str, ...] = (
     "open", "openat", "creat", "write", "pwrite64", "writev", "pwritev", "pwritev2",
@@ -52,19 +55,28 @@ _FD = re.compile(r"^(\d+)<(.*?)>(?:,|$)")
 _OPEN_PATH = re.compile(r'^(?:AT_FDCWD|\d+)(?:<[^>]*>)?, "((?:[^"\\]|\\.)*)", ([A-Z_|]+)')
 _TAIL_INTS = re.compile(r"(\d+)(?:, (\d+))?$")
 _INJECTED = "(INJECTED)"
+_SYNCS = ("fsync", "fdatasync")
+DISK_SYNC_DELAY_US = 2000  # an SSD's flush: a kill then lands between a write and its sync often enough to prove
 
 
 class SyscallTrace:
     """``strace -f`` of a process tree into a log file; read it incrementally while the tree runs."""
 
-    def __init__(self, syscalls: tuple[str, ...] = TRACED_SYSCALLS, *, inject: tuple[str, ...] = ()) -> None:
+    def __init__(self, syscalls: tuple[str, ...] = TRACED_SYSCALLS, *, inject: tuple[str, ...] = (),
+                 sync_delay_us: int = 0) -> None:
         if not syscalls:
             raise InvalidFaultSpec("trace at least one syscall")
+        if sync_delay_us < 0:
+            raise InvalidFaultSpec(f"sync_delay_us must be >= 0, got {sync_delay_us}")
         for rule in inject:
             if rule.split(":", 1)[0] not in syscalls:
                 raise InvalidFaultSpec(f"inject rule {rule!r} aims at a call that is not traced")
         self.syscalls = syscalls
-        self.inject = inject
+        # strace keeps one inject rule per call: a call another rule already aims at keeps that rule alone.
+        aimed = {rule.split(":", 1)[0] for rule in inject}
+        delays = tuple(f"{call}:delay_enter={sync_delay_us}" for call in _SYNCS
+                       if sync_delay_us and call in syscalls and call not in aimed)
+        self.inject = inject + delays
         self._dir: Path | None = None
         self._offset = 0
 

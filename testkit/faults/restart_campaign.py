@@ -101,7 +101,7 @@ def run_restart_cycles(
     next incarnation has a torn tail to cut before it appends."""
     if fault not in RESTART_FAULTS:
         raise InvalidFaultSpec(f"fault must be one of {RESTART_FAULTS}, got {fault!r}")
-    from testkit.faults.persistence import PosixCrashModel, SyscallTrace
+    from testkit.faults.persistence import DISK_SYNC_DELAY_US, PosixCrashModel, SyscallTrace
 
     result = RestartCampaignResult(fault)
     data_dir, journal_dir = root / "data", root / "journal"
@@ -111,7 +111,7 @@ def run_restart_cycles(
     spec = WorkloadSpec(adapter, str(data_dir), str(journal_dir), seed=seed, clients=3, resend_share=resend_share,
                         readback=readback, phases=(Phase(seconds=30.0),))
     with ExitStack() as stack:
-        trace = stack.enter_context(SyscallTrace()) if fault == "posix_crash" else None
+        trace = stack.enter_context(SyscallTrace(sync_delay_us=DISK_SYNC_DELAY_US)) if fault == "posix_crash" else None
         server = stack.enter_context(WorkloadServer(spec, preload=preload, wrapper=trace.wrapper if trace else ()))
         for case in range(crashes):
             model = None

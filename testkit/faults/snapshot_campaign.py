@@ -111,7 +111,7 @@ def run_snapshot_crashes(
     a test-only store class lives)."""
     if fault not in SNAPSHOT_FAULTS:
         raise InvalidFaultSpec(f"fault must be one of {SNAPSHOT_FAULTS}, got {fault!r}")
-    from testkit.faults.persistence import PosixCrashModel, SyscallTrace
+    from testkit.faults.persistence import DISK_SYNC_DELAY_US, PosixCrashModel, SyscallTrace
     from testkit.faults.powerloss import LoopExt4
     from testkit.faults.syscall_order import check_atomic_publish
 
@@ -124,7 +124,7 @@ def run_snapshot_crashes(
         data_dir = (disk.path if disk is not None else root) / "data"
         data_dir.mkdir()
         fsync_directory(data_dir.parent)
-        trace = stack.enter_context(SyscallTrace()) if fault == "posix_crash" else None
+        trace = stack.enter_context(SyscallTrace(sync_delay_us=DISK_SYNC_DELAY_US)) if fault == "posix_crash" else None
         spec = WorkloadSpec(adapter, str(data_dir), str(journal_dir), seed=seed, clients=3,
                             snapshot_every_s=every_s, phases=(Phase(seconds=30.0),))
         server = stack.enter_context(WorkloadServer(spec, preload=preload, wrapper=trace.wrapper if trace else ()))

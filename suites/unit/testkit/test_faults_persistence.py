@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from testkit.faults.errors import InvalidFaultSpec
 from testkit.faults.persistence import PosixCrashModel, SyscallTrace
 from testkit.faults.probe import probe_strace
 
@@ -101,3 +102,34 @@ def test_a_death_is_found_whatever_the_pid_padding() -> None:
         assert trace.wait_for_death(5122, timeout=0.1)
         assert trace.wait_for_death(15122, timeout=0.1)
         assert not trace.wait_for_death(512, timeout=0.05)
+
+
+_SYNC_TIMER = """
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o644)
+os.write(fd, b"x")
+started = time.monotonic()
+os.fsync(fd)
+print(time.monotonic() - started)
+try:
+    os.fdatasync(fd)
+    print("fdatasync ok")
+except OSError as exc:
+    print(f"fdatasync errno {exc.errno}")
+"""
+
+
+def test_a_sync_delay_holds_every_sync_as_a_disk_would_and_leaves_an_aimed_call_its_own_rule(tmp_path: Path) -> None:
+    """On tmpfs a sync is instant and a random kill never finds unsynced bytes; the delay gives it a disk's
+    duration. A call an inject rule already aims at (the failed-sync campaign's fdatasync) keeps that rule."""
+    with SyscallTrace(inject=("fdatasync:error=EIO",), sync_delay_us=50_000) as trace:
+        trace.mark()
+        done = subprocess.run([*trace.wrapper, sys.executable, "-c", _SYNC_TIMER, str(tmp_path / "f")],
+                              check=True, timeout=60, capture_output=True, text=True)
+        lines = trace.lines()
+    fsync_seconds, fdatasync = done.stdout.split("\n")[:2]
+    assert float(fsync_seconds) >= 0.05
+    assert fdatasync == "fdatasync errno 5"
+    assert any(line.split()[1].startswith("fsync(") and line.endswith("(DELAYED)") for line in lines), lines
+    with pytest.raises(InvalidFaultSpec):
+        SyscallTrace(sync_delay_us=-1)
