@@ -28,6 +28,7 @@ import psutil
 
 from testkit.adapters import available_adapters
 from testkit.load import ConstantRate, LoadRunner
+from testkit.machine_activity import ActivitySample, MachineActivity, activity_per_interval, split_by_slow_intervals
 from testkit.memory import InsufficientSamplesError, LeakVerdict, leak_verdict
 from testkit.percentiles import HistogramSpec
 from testkit.speed import SpeedLines
@@ -73,16 +74,20 @@ class BatchMaker:
 
 
 async def _sample(adapter: Any, ledger: AckLedger, in_flight: list[int],
-                  samples: list[tuple[float, int, int, int, int]]) -> None:
+                  samples: list[tuple[float, int, int, int, int]], machine: list[ActivitySample]) -> None:
     """Every ``SAMPLE_INTERVAL_S``: time, anonymous resident memory, the bytes that legitimately grow (the
-    index the store reports plus the harness's ledger), the whole RSS, and the batches in flight."""
+    index the store reports plus the harness's ledger), the whole RSS, and the batches in flight; and what the
+    machine did meanwhile (disk busy time, other processes' CPU), to tell the store's stalls from the machine's."""
     process = psutil.Process()
+    activity = MachineActivity(process)
     loop = asyncio.get_running_loop()
     started = loop.time()
     while True:
         memory = process.memory_info()
         expected = reported_index_bytes(adapter) + len(ledger) * AckLedger.BYTES_PER_ENTRY
-        samples.append((loop.time() - started, memory.rss - memory.shared, expected, memory.rss, in_flight[0]))
+        now = loop.time() - started
+        samples.append((now, memory.rss - memory.shared, expected, memory.rss, in_flight[0]))
+        machine.append(activity.sample(now))
         await asyncio.sleep(SAMPLE_INTERVAL_S)
 
 
@@ -116,7 +121,8 @@ def test_ten_thousand_events_per_second_soak(tmp_path: Path, run: Any, testkit_d
                     in_flight[0] -= 1
 
             samples: list[tuple[float, int, int, int, int]] = []
-            sampling = asyncio.create_task(_sample(adapter, ledger, in_flight, samples))
+            machine: list[ActivitySample] = []
+            sampling = asyncio.create_task(_sample(adapter, ledger, in_flight, samples, machine))
             try:
                 runner = LoadRunner(progress="auto", drain_timeout_s=60.0, spec=SOAK_HISTOGRAMS,
                                     max_in_flight=MAX_IN_FLIGHT)
@@ -124,7 +130,7 @@ def test_ten_thousand_events_per_second_soak(tmp_path: Path, run: Any, testkit_d
             finally:
                 sampling.cancel()
                 await asyncio.gather(sampling, return_exceptions=True)
-            return {"result": result, "samples": samples, "acknowledged": len(ledger),
+            return {"result": result, "samples": samples, "machine": machine, "acknowledged": len(ledger),
                     "missing": await ledger.missing_from(adapter)}
 
     outcome = run(scenario(), timeout=seconds * 3 + 600)
@@ -142,6 +148,12 @@ def test_ten_thousand_events_per_second_soak(tmp_path: Path, run: Any, testkit_d
     rate = result.completed * BATCH / result.duration_s
     p99_ms = result.latency.percentile(99.0) / 1e6
     p999_ms = result.latency.percentile(99.9) / 1e6
+    # The seconds whose batches missed the p99 line, as the spans those batches were in flight (a batch completes
+    # in the second a stall ends): what the disk and the other processes did then, against the rest of the run.
+    machine = activity_per_interval(outcome["machine"], psutil.cpu_count() or 1)
+    slow = [(p.second + 1 - p.p99_ns / 1e9, p.second + 1.0) for p in result.timeline
+            if p.p99_ns is not None and p.p99_ns / 1e6 > BATCH_P99_MS]
+    during = split_by_slow_intervals(machine, slow)
 
     testkit_record.sut = JUDGED
     testkit_record.parameters.update(seconds=seconds, offered_events_per_s=EVENTS_PER_S, batch=BATCH,
@@ -149,7 +161,8 @@ def test_ten_thousand_events_per_second_soak(tmp_path: Path, run: Any, testkit_d
                                      late_starts=result.late_starts, dropped_starts=result.dropped_starts,
                                      unfinished=result.unfinished, errors=result.errors_by_kind,
                                      leak=leak_reason, rss=rss_only.reason,
-                                     max_in_flight=max(s[4] for s in samples))
+                                     max_in_flight=max(s[4] for s in samples),
+                                     machine_while_slow=during["slow"], machine_otherwise=during["other"])
     testkit_record.latency("batch append", result.latency)
     testkit_record.metric("achieved events/s", rate, "events/s", "higher", (">=", EVENTS_PER_S))
     testkit_record.metric("batch p99 (pooled)", p99_ms, "ms", "lower", ("<=", BATCH_P99_MS))
@@ -170,14 +183,24 @@ def test_ten_thousand_events_per_second_soak(tmp_path: Path, run: Any, testkit_d
         {"t": t, "rss_mb": rss / 1e6, "anonymous_mb": anon / 1e6, "index_and_ledger_mb": expected / 1e6,
          "batches_in_flight": flying} for t, anon, expected, rss, flying in samples],
         {"rss_mb": "MB", "anonymous_mb": "MB", "index_and_ledger_mb": "MB"})
+    testkit_record.timeline("soak machine", machine,
+                            {"busiest_disk_pct": "%", "disk_write_mb_s": "MB/s", "other_processes_cpu_pct": "%"})
 
     assert result.errors == 0, f"failed appends: {result.errors_by_kind}"
     assert outcome["acknowledged"] == result.completed * BATCH > 0
     assert not outcome["missing"], f"acknowledged events missing from a full read: {outcome['missing'][:10]}"
     assert not (judged_leak and verdict.leaking), verdict.reason
     speed_lines.expect(rate >= EVENTS_PER_S * 0.99, f"achieved {rate:,.0f} events/s < {EVENTS_PER_S:,.0f}")
-    speed_lines.expect(p99_ms <= BATCH_P99_MS, f"batch p99 {p99_ms:.1f} ms > {BATCH_P99_MS} ms")
+    speed_lines.expect(p99_ms <= BATCH_P99_MS, f"batch p99 {p99_ms:.1f} ms > {BATCH_P99_MS} ms; {_machine_note(during)}")
     speed_lines.expect(result.dropped_starts == 0 and result.unfinished == 0,
                        f"fell behind: {result.dropped_starts} dropped, {result.unfinished} unfinished")
     speed_lines.expect(judged_leak, f"leak verdict {leak_reason}")
     speed_lines.check()
+
+
+def _machine_note(during: dict[str, dict[str, float]]) -> str:
+    slow, other = during["slow"], during["other"]
+    return (f"while slow ({slow['intervals']:.0f} s): busiest disk {slow['busiest_disk_pct']:.0f}% busy, "
+            f"{slow['disk_write_mb_s']:.1f} MB/s written, other processes {slow['other_processes_cpu_pct']:.0f}% "
+            f"of the CPUs; otherwise ({other['intervals']:.0f} s): {other['busiest_disk_pct']:.0f}%, "
+            f"{other['disk_write_mb_s']:.1f} MB/s, {other['other_processes_cpu_pct']:.0f}%")
