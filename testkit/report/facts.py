@@ -73,6 +73,8 @@ class ChaosFacts:
     cells: dict[tuple[str, str], Cell] = field(default_factory=dict)
     counted: bool = False  # the writer counted cells (else they were rebuilt from the tests)
     losses: dict[str, SutLoss] = field(default_factory=dict)
+    # (sut, row) whose violations only tests that xfailed recorded: a limitation the configuration declares
+    documented: set[tuple[str, str]] = field(default_factory=set)
     known_unsafe: list[KnownUnsafe] = field(default_factory=list)
     chaos_tests: list[TestView] = field(default_factory=list)
     real_violations: list[TestView] = field(default_factory=list)  # failing tests with failing verdicts
@@ -135,6 +137,7 @@ def chaos_facts(data: ReportInput) -> ChaosFacts:
     facts.faults = [r for r in rows if not r.startswith(KNOWN_BAD_PREFIX)]
     facts.known_bad_rows = [r for r in rows if r.startswith(KNOWN_BAD_PREFIX)]
     _losses(facts, data, by_sut)
+    _documented_limitations(facts, data)
     _known_unsafe(facts, data)
     facts.campaigns = [CampaignView(t, t.test["op_timeline"]) for t in data.tests()
                        if isinstance(t.test.get("op_timeline"), Mapping)
@@ -213,6 +216,27 @@ def _losses(facts: ChaosFacts, data: ReportInput, by_sut: Mapping[str, Mapping[s
             for kind in dict.fromkeys(str(f["kind"]) for f in view.test.get("faults") or []):
                 entry = facts.losses.setdefault(sut, SutLoss(sut))
                 entry.lost_writes[kind] = entry.lost_writes.get(kind, 0) + lost
+
+
+def _documented_limitations(facts: ChaosFacts, data: ReportInput) -> None:
+    """A loss row is a declared limitation when a test of that system under that fault xfailed (the adapter
+    declares it cannot meet the check there, e.g. SQLite cannot open in WAL mode on a read-only filesystem) and no
+    failed test of that system was under that fault. Rows are matched to tests by the fault kind they start with
+    (``disk_full[at open]`` holds ``disk_full`` faults)."""
+    kinds: dict[str, dict[str, set[str]]] = {"xfailed": {}, "failed": {}}
+    for view in data.tests():
+        outcome = "xfailed" if view.test["outcome"] == "xfailed" else (
+            "failed" if view.test["outcome"] not in _PASSING_OUTCOMES else None)
+        if outcome is None:
+            continue
+        sut = str(view.test.get("sut") or "(system not recorded)")
+        kinds[outcome].setdefault(sut, set()).update(str(f["kind"]) for f in view.test.get("faults") or [])
+    for sut, loss in facts.losses.items():
+        for row in set(loss.violations) | set(loss.lost_writes):
+            def under(outcome: str) -> bool:
+                return any(row.startswith(kind) for kind in kinds[outcome].get(sut, ()))
+            if under("xfailed") and not under("failed"):
+                facts.documented.add((sut, row))
 
 
 def _known_unsafe(facts: ChaosFacts, data: ReportInput) -> None:

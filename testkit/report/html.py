@@ -216,6 +216,7 @@ border-top:4px solid var(--info);border-radius:10px;padding:.7rem .9rem .8rem;bo
 .table-wrap.whole{max-height:none;overflow-x:auto;overflow-y:visible}
 .verdict-box{border-radius:8px;padding:.7rem 1rem;margin:.2rem 0 1rem;font-size:1rem}
 .verdict-box.pass{background:var(--pass-bg);color:#11522a}.verdict-box.fail{background:var(--fail-bg);color:#8a1c1c}
+.verdict-box.warn{background:var(--warn-bg);color:#6b4600}
 .verdict-box ul{margin:.4rem 0 0;padding-left:1.3rem}
 .violation.caught{border-color:#c9d3e0;border-left-color:var(--info);background:#fbfcfe}
 table.data{border-collapse:collapse;width:100%;font-size:.9rem;font-variant-numeric:tabular-nums}

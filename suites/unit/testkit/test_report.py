@@ -293,12 +293,15 @@ def test_text_from_results_is_escaped(full_run: dict[str, Any]) -> None:
 
 def test_thousands_of_tests_render_in_seconds_into_a_reasonable_file(tmp_path: Path) -> None:
     document = crafted_run(tests=5_000, seed=8)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     out = render_report(document, tmp_path / "index.html")
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     size = out.stat().st_size
-    print(f"\n5,000 tests (plus chaos, perf, load, memory): rendered in {elapsed:.2f} s, {size / 1024:.0f} KiB")
-    assert elapsed < 40.0  # ~10 s with 3 campaign pictures on a 2-core runner at load 10; catches only a blow-up
+    print(f"\n5,000 tests (plus chaos, perf, load, memory): rendered in {elapsed:.2f} s ({cpu:.2f} s CPU), "
+          f"{size / 1024:.0f} KiB")
+    # CPU, not wall time: make test runs beside CPU hogs (wall 48 s at load 10 here), and this only catches a
+    # blow-up (about 8 s of CPU with 3 campaign pictures); speed is judged by the report benchmark, not here.
+    assert cpu < 40.0
     assert size < 4 * 1024 * 1024
     page = out.read_text(encoding="utf-8")
     assert page.count("<tr>") > 5_000  # every test is listed (in the collapsed full table)
@@ -360,3 +363,25 @@ def test_the_same_load_on_two_stores_is_drawn_side_by_side_with_its_bursts_shade
     bad["tests"][0]["timelines"][0]["shaded"] = [[8.0, 5.0, "burst"]]
     with pytest.raises(ResultsSchemaError, match="ends before it starts"):
         render_html(bad)
+
+
+def test_a_loss_under_a_test_that_xfailed_is_shown_as_a_declared_limitation_not_a_violation() -> None:
+    """make chaos passes with SQLite's two declared limitations (xfail); the verdict box must not say it failed."""
+    from testkit.report.facts import chaos_facts
+    from testkit.report.inputs import read_inputs
+    from testkit.report.sections.chaos import _verdict
+
+    base = crafted_run(tests=1, seed=1)
+
+    def document(outcome: str) -> dict[str, Any]:
+        test = {"nodeid": "t.py::test_open_on_a_full_disk[sqlite]", "outcome": outcome, "duration": 1.0,
+                "sut": "sqlite", "faults": [{"kind": "disk_full", "t": 0.0, "proven": True}]}
+        return {**base, "tests": [test],
+                "chaos_matrix": {"faults": ["disk_full[at open]"], "invariants": ["recovers"],
+                                 "cells": {"disk_full[at open]": {"recovers": "fail"}},
+                                 "counts": {"disk_full[at open]": {"recovers": {"cases": 1, "proven": 1, "violations": 1}}},
+                                 "violations_by_sut": {"disk_full[at open]": {"sqlite": 1}}}}
+
+    boxes = {outcome: _verdict(chaos_facts(read_inputs([document(outcome)]))) for outcome in ("xfailed", "failed")}
+    assert 'class="verdict-box warn"' in boxes["xfailed"] and "declares" in boxes["xfailed"]
+    assert 'class="verdict-box fail"' in boxes["failed"] and "declares" not in boxes["failed"]

@@ -38,9 +38,9 @@ def render_chaos(data: ReportInput) -> Section | None:
     if not facts.faults and not facts.known_bad_rows and not facts.chaos_tests and not skipped:
         return None
     caught = sum(k.caught for k in facts.known_unsafe)
-    lost_anything = bool(facts.violations or facts.losses)
-    tone: Tone = "fail" if lost_anything or facts.real_violations else (
-        "warn" if facts.proven < facts.cases or caught < len(facts.known_unsafe) else "pass")
+    undeclared = _undeclared_losses(facts)
+    tone: Tone = "fail" if undeclared or facts.real_violations else (
+        "warn" if facts.proven < facts.cases or caught < len(facts.known_unsafe) or facts.documented else "pass")
     tiles = [
         Tile("fault cases", f"{facts.cases:,}"),
         Tile("faults proven", f"{facts.proven:,} / {facts.cases:,}", "pass" if facts.proven == facts.cases else "warn"),
@@ -87,13 +87,27 @@ def _verdict(facts: ChaosFacts) -> str:
                 "s" if loss.violations.get(fault, 0) != 1 else "")
             if fault in loss.lost_writes:
                 text += f", {loss.lost_writes[fault]:,} acknowledged writes lost"
+            if (sut, fault) in facts.documented:
+                text += " (a limitation it declares: the test xfailed)"
             pieces.append(text)
         total = sum(loss.violations.values())
         lines.append(f'<li data-sut="{escape(sut)}" data-violations="{total}"><b>{escape(sut)}</b> — '
                      + "; ".join(pieces) + "</li>")
+    undeclared = _undeclared_losses(facts)
+    if not undeclared:
+        return (f'<div class="verdict-box warn" data-fact="verdict" data-violations="{facts.violations}">'
+                f"<b>No system under test violated an invariant beyond the limitations it declares</b> "
+                f"({facts.violations:,} violations in {facts.red_cells:,} cells, each under a test that xfailed "
+                f"as its configuration declares):<ul>{''.join(lines)}</ul></div>")
     return (f'<div class="verdict-box fail" data-fact="verdict" data-violations="{facts.violations}">'
-            f"<b>{len(facts.losses)} system{'s' if len(facts.losses) != 1 else ''} under test violated an invariant"
+            f"<b>{len(undeclared)} system{'s' if len(undeclared) != 1 else ''} under test violated an invariant"
             f"</b> ({facts.violations:,} violations in {facts.red_cells:,} cells):<ul>{''.join(lines)}</ul></div>")
+
+
+def _undeclared_losses(facts: ChaosFacts) -> set[str]:
+    """Systems under test with a loss that is not one of their declared limitations."""
+    return {sut for sut, loss in facts.losses.items()
+            if any((sut, fault) not in facts.documented for fault in set(loss.violations) | set(loss.lost_writes))}
 
 
 def _matrix_table(facts: ChaosFacts) -> str:
