@@ -22,6 +22,9 @@ from lighthouse.id_table import IdTable
 
 __all__ = ["EventIds", "IdsSnapshot"]
 
+#: up to this many keys, ``holds_any`` searches the base one key at a time
+_SCALAR_SEARCHES = 8
+
 @dataclass(slots=True)
 class IdsSnapshot:
     """The ids as of a checkpoint snapshot: immutable parts, merged into sorted arrays off the loop."""
@@ -69,7 +72,7 @@ class EventIds:
         keys = self._keys
         if len(keys):
             lo = int(keys.searchsorted(key, side="left"))
-            if lo < len(keys) and keys[lo] == key:
+            if lo < len(keys) and int(keys[lo]) == key:
                 hi = int(keys.searchsorted(key, side="right"))
                 found += self._values[lo:hi].tolist()
         for table in self._frozen:
@@ -83,10 +86,16 @@ class EventIds:
         keys = self._keys
         if not len(keys) or not keys_to_find:
             return False
+        if len(keys_to_find) <= _SCALAR_SEARCHES:  # a single append: numpy's array set-up costs more
+            return any(self._in_base(key) for key in keys_to_find)
         wanted = np.asarray(keys_to_find, dtype=np.int64)
         at = keys.searchsorted(wanted)
         np.minimum(at, len(keys) - 1, out=at)
         return bool((keys[at] == wanted).any())
+
+    def _in_base(self, key: int) -> bool:
+        at = int(self._keys.searchsorted(key))
+        return at < len(self._keys) and int(self._keys[at]) == key
 
     def snapshot(self) -> IdsSnapshot:
         """Freeze the live table (constant time): what a checkpoint written now must hold."""

@@ -2,10 +2,11 @@
 
 One row per stored event, in sequence order. Rows live in fixed-size numpy chunks (plus an
 ``array.array`` tail that is frozen into a chunk when full), so filtering 100,000 events is a few
-vectorised comparisons and an event costs tens of bytes of memory. String fields are kept as
-hashes; a hash match is only a candidate, and the store confirms every candidate against the
-decoded event, so a collision can cost time but never return a wrong event. Hashes are xxh3 of
-the UTF-8 bytes, stable across processes, so the index can be persisted in a checkpoint.
+vectorised comparisons and an event costs tens of bytes of memory (restored from a checkpoint, the
+full chunks are views of its mapping). String fields are kept as hashes; a hash match is only a
+candidate, and the store confirms every candidate against the decoded event, so a collision can
+cost time but never return a wrong event. Hashes are xxh3 of the UTF-8 bytes, stable across
+processes, so the index can be persisted in a checkpoint. Event ids are looked up in ``EventIds``.
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ from xxhash import xxh3_64_intdigest
 
 from lighthouse.errors import StoreClosed
 from lighthouse.event_ids import EventIds, IdsSnapshot
-from lighthouse.id_table import IdTable
 
-__all__ = ["COLUMNS", "EventIndex", "IdTable", "Row", "hash_key", "id_key"]
+__all__ = ["COLUMNS", "EventIndex", "Row", "hash_key", "id_key"]
 
 CHUNK_ROWS = 16384
 
