@@ -9,6 +9,8 @@ after a periodic checkpoint replaced the mapped file, or when the checkpoint was
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -78,16 +80,38 @@ def test_a_checkpoint_replaced_while_mapped_is_unmapped_on_close(store_dir: Path
     run(scenario())
 
 
-def test_a_damaged_checkpoint_is_unmapped_at_once(store_dir: Path, run, make_event) -> None:
-    _fill(run, store_dir, make_event, 500)
-    checkpoint = store_dir / CHECKPOINT_NAME
+def _flip_a_body_bit(path: Path) -> None:
+    checkpoint = path / CHECKPOINT_NAME
     raw = bytearray(checkpoint.read_bytes())
     raw[-100] ^= 1  # in the body: only the checksum can tell
     checkpoint.write_bytes(bytes(raw))
 
+
+def _touch_the_first_segment(path: Path) -> None:
+    first = sorted(path.glob("*.seg"))[0]
+    os.utime(first, ns=(time.time_ns(), time.time_ns()))  # a covered, closed segment changed since
+
+
+@pytest.mark.parametrize(
+    ("spoil", "reason"),
+    [
+        pytest.param(_flip_a_body_bit, "checksum mismatch", id="damaged"),
+        pytest.param(_touch_the_first_segment, "stale: segment", id="stale"),
+    ],
+)
+def test_an_unusable_checkpoint_is_unmapped_at_once(store_dir: Path, run, make_event, spoil, reason) -> None:
+    async def fill() -> None:
+        async with EventStore(store_dir, checkpoint_every=0, segment_bytes=16384) as store:
+            for start in range(0, 500, 100):
+                await store.append_batch([make_event(n) for n in range(start, start + 100)])
+
+    run(fill())
+    assert len(list(store_dir.glob("*.seg"))) >= 2
+    spoil(store_dir)
+
     async def scenario() -> None:
-        async with EventStore(store_dir, checkpoint_every=0) as store:
-            assert "checksum mismatch" in store.health().details["checkpoint"]["ignored"]
+        async with EventStore(store_dir, checkpoint_every=0, segment_bytes=16384) as store:
+            assert reason in store.health().details["checkpoint"]["ignored"]
             assert _mapped(store_dir) == []
             assert store.stats().events == 500
 
