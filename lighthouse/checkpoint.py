@@ -236,7 +236,10 @@ def load_checkpoint(directory: Path) -> IndexCheckpoint:
     try:
         stat = os.fstat(fd)
         meta_raw, body_start = _check_header(fd, stat.st_size)
-        mapping = mmap.mmap(fd, stat.st_size, access=mmap.ACCESS_COPY)
+        try:
+            mapping = mmap.mmap(fd, stat.st_size, access=mmap.ACCESS_COPY)
+        except OSError as exc:  # a filesystem that cannot map files: scan instead of failing the open
+            raise CheckpointInvalid(f"checkpoint cannot be mapped: {exc}") from None
     finally:
         os.close(fd)
     owner = CheckpointMap(mapping, path)
