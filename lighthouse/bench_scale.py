@@ -77,7 +77,7 @@ async def main(path, measure_reads, replay_events, queries):
             gets.append(time.perf_counter_ns() - s)
         out.update(query_1000=pcts(page), filtered_query=pcts(flt), get_by_id=pcts(gets))
         gc.collect()
-        out["rss_after_reads_bytes"] = proc.memory_info().rss - before
+        out["rss_after_reads_bytes"] = proc.memory_info().rss - before.rss
     await store.close()
     print(json.dumps(out))
 
