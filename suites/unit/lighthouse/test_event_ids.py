@@ -65,3 +65,17 @@ def test_layers_answer_like_a_plain_multimap(ops, probes) -> None:
     for key in {*probes, *model}:
         assert sorted(ids.candidates(key)) == sorted(model.get(key, []))
     assert ids.holds_any(probes) == any(key in model for key in probes)
+
+
+def test_a_snapshot_freezes_the_live_table_instead_of_copying_it() -> None:
+    ids = EventIds()
+    ids.add_run(list(range(1, 5001)), 1)
+    live = ids._live
+    snapshot = ids.snapshot()
+    assert snapshot.frozen == [live] and snapshot.frozen[0] is live  # handed over, not copied
+    ids.add(9_999, 5001)  # appends after the snapshot go to a new live table
+    assert len(live) == 5000 and ids.candidates(9_999) == [5001]
+    keys, _values = snapshot.sorted_arrays()
+    assert len(keys) == 5000 and 9_999 not in keys.tolist()
+    ids.adopt(snapshot)
+    assert ids._frozen == [] and len(ids.sorted_base()[0]) == 5000 and len(ids) == 5001
