@@ -109,7 +109,7 @@ class EventIds:
         if snapshot.merged is None or snapshot.base_keys is not self._keys:
             return  # not merged, or another snapshot was adopted meanwhile
         count = len(snapshot.frozen)
-        if self._frozen[:count] != snapshot.frozen:
+        if len(self._frozen) < count or any(mine is not theirs for mine, theirs in zip(self._frozen, snapshot.frozen)):
             return
         self._keys, self._values = snapshot.merged
         del self._frozen[:count]
