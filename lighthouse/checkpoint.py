@@ -1,11 +1,17 @@
 """Index checkpoints: the in-memory index persisted so that open does not rescan the whole log.
 
-A checkpoint holds the index columns, the id table, the aggregate-version table, the voided and
-damaged ranges, and what it covers: each segment's name, size and mtime, and the last frame
-it indexed. It is written atomically (temp file, fsync, rename, directory fsync) and checksummed
-(CRC32C over everything after the header). Open loads the newest valid checkpoint and scans only
-the frames after it; a checkpoint that is damaged, of another format or stale (a covered segment
-changed, vanished or shrank) is ignored and the store falls back to a full scan, saying why.
+A checkpoint holds the index columns, the event ids (sorted keys and their sequences), the
+aggregate-version table, the voided and damaged ranges, and what it covers: each segment's name,
+size and mtime, and the last frame it indexed. It is written atomically (temp file, fsync, rename,
+directory fsync) and checksummed (CRC32C over everything after the header). Open maps the newest
+valid checkpoint and scans only the frames after it; a checkpoint that is damaged, of another format
+or stale (a covered segment changed, vanished or shrank) is ignored and the store falls back to a
+full scan, saying why.
+
+Loading maps the file privately (copy-on-write) instead of reading it into memory: the arrays are
+views of the mapping, so open costs one checksum pass over the page cache and no copy, and the
+index's pages are file-backed (the kernel can drop and re-read them). The store closes the mapping
+(``CheckpointMap.close``) when it closes, so no file stays mapped or its filesystem busy.
 
 Layout (little endian)::
 
@@ -16,6 +22,8 @@ Layout (little endian)::
 
 from __future__ import annotations
 
+import logging
+import mmap
 import os
 import struct
 from dataclasses import dataclass, field
@@ -26,17 +34,29 @@ import crc32c
 import msgpack
 import numpy as np
 
-from lighthouse.index import COLUMNS, IdTable
+from lighthouse.event_ids import IdsSnapshot
+from lighthouse.id_table import IdTable
+from lighthouse.index import COLUMNS
 from lighthouse.snapshots import fsync_directory
 
-__all__ = ["CHECKPOINT_NAME", "CheckpointInvalid", "CoveredSegment", "IndexCheckpoint", "load_checkpoint", "write_checkpoint"]
+__all__ = [
+    "CHECKPOINT_NAME",
+    "CheckpointInvalid",
+    "CheckpointMap",
+    "CoveredSegment",
+    "IndexCheckpoint",
+    "SortedIds",
+    "load_checkpoint",
+    "write_checkpoint",
+]
 
 CHECKPOINT_NAME = "index.ckpt"
-CHECKPOINT_FORMAT = 2  # 2: the index's record-offset column
+CHECKPOINT_FORMAT = 3  # 2: the index's record-offset column; 3: event ids as sorted arrays
 _MAGIC = b"LHIDX\x00\x00\x01"
 _HEADER = struct.Struct("<8sIIQII")
 _ALIGN = 64
-_READ_CHUNK = 8 << 20
+
+_log = logging.getLogger("lighthouse.store")
 
 
 class CheckpointInvalid(Exception):
@@ -55,6 +75,45 @@ class CoveredSegment:
 
 
 @dataclass(slots=True)
+class SortedIds:
+    """Event id keys in ascending order and the sequence of each (as loaded from a checkpoint)."""
+
+    keys: np.ndarray
+    values: np.ndarray
+
+    def sorted_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.keys, self.values
+
+
+class CheckpointMap:
+    """The private mapping a loaded checkpoint's arrays are views of; ``close`` unmaps it.
+
+    Every view must be dropped first (the store releases its index); a view still held elsewhere
+    makes ``close`` leave the mapping to be unmapped when that view goes, and say so.
+    """
+
+    def __init__(self, mapping: mmap.mmap, path: Path) -> None:
+        self._mapping: mmap.mmap | None = mapping
+        self.path = path
+
+    @property
+    def closed(self) -> bool:
+        return self._mapping is None
+
+    def close(self) -> bool:
+        """Unmap; ``False`` if a view of it is still alive (it is then unmapped when that view is dropped)."""
+        mapping, self._mapping = self._mapping, None
+        if mapping is None:
+            return True
+        try:
+            mapping.close()
+        except BufferError:
+            _log.warning("index checkpoint %s stays mapped until its last view is dropped", self.path)
+            return False
+        return True
+
+
+@dataclass(slots=True)
 class IndexCheckpoint:
     """Everything open needs to continue from a checkpoint instead of scanning from the start."""
 
@@ -68,12 +127,15 @@ class IndexCheckpoint:
     quarantined_bytes: int
     #: column name -> the rows' values (a list of arrays when written, one array when loaded)
     columns: dict[str, Any]
-    ids: IdTable
+    #: the event ids: a snapshot merged while it is written, sorted arrays when loaded
+    ids: IdsSnapshot | SortedIds
     versions: IdTable
     created_at: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
     #: modification time of the checkpoint file as loaded (0 when not loaded from a file)
     file_mtime_ns: int = 0
+    #: the mapping the loaded arrays are views of (``None`` when not loaded from a file)
+    mapping: CheckpointMap | None = None
 
     @property
     def rows(self) -> int:
@@ -114,10 +176,10 @@ def write_checkpoint(directory: Path, checkpoint: IndexCheckpoint) -> Path:
 def _blocks(checkpoint: IndexCheckpoint) -> list[tuple[str, list[Any]]]:
     """The array blocks of the body, in order: each column (as its parts), then the two id tables."""
     blocks: list[tuple[str, list[Any]]] = [(f"col:{name}", list(checkpoint.columns[name])) for name in COLUMNS]
-    for table_name, table in (("ids", checkpoint.ids), ("versions", checkpoint.versions)):
-        keys, values, _count = table.buffers()
-        blocks += [(f"{table_name}:keys", [keys]), (f"{table_name}:values", [values])]
-    return blocks
+    id_keys, id_values = checkpoint.ids.sorted_arrays()
+    blocks += [("ids:keys", [id_keys]), ("ids:values", [id_values])]
+    keys, values, _count = checkpoint.versions.buffers()
+    return blocks + [("versions:keys", [keys]), ("versions:values", [values])]
 
 
 def _meta(checkpoint: IndexCheckpoint, layout: dict[str, list[int]]) -> bytes:
@@ -131,7 +193,7 @@ def _meta(checkpoint: IndexCheckpoint, layout: dict[str, list[int]]) -> bytes:
             "voided": [list(r) for r in checkpoint.voided],
             "damage": checkpoint.damage,
             "quarantined_bytes": checkpoint.quarantined_bytes,
-            "ids": [len(checkpoint.ids), checkpoint.ids.capacity],
+            "ids": len(checkpoint.ids.sorted_arrays()[0]),
             "versions": [len(checkpoint.versions), checkpoint.versions.capacity],
             "blocks": layout,
             "created_at": checkpoint.created_at,
@@ -162,9 +224,9 @@ def _write_body(fd: int, blocks: list[tuple[str, list[Any]]], layout: dict[str, 
 def load_checkpoint(directory: Path) -> IndexCheckpoint:
     """The checkpoint in ``directory``, checksum verified; ``CheckpointInvalid`` if absent or unusable.
 
-    The body is read once into one buffer (checksummed as it is read) and the arrays are views of it:
-    no per-row work, and no file stays mapped (which would keep its filesystem busy after close).
-    Staleness against the segments on disk is the caller's check (it knows the segments).
+    The file is mapped privately and checksummed in place; the arrays are views of the mapping
+    (``checkpoint.mapping``: whoever keeps the arrays closes it). Staleness against the segments on
+    disk is the caller's check (it knows the segments).
     """
     path = directory / CHECKPOINT_NAME
     try:
@@ -173,51 +235,76 @@ def load_checkpoint(directory: Path) -> IndexCheckpoint:
         raise CheckpointInvalid("no checkpoint") from None
     try:
         stat = os.fstat(fd)
-        size = stat.st_size
-        raw = os.pread(fd, _HEADER.size, 0)
-        if len(raw) < _HEADER.size:
-            raise CheckpointInvalid("checkpoint shorter than its header")
-        magic, version, meta_len, body_len, crc, _pad = _HEADER.unpack(raw)
-        if magic != _MAGIC:
-            raise CheckpointInvalid("not a checkpoint (bad magic)")
-        if version != CHECKPOINT_FORMAT:
-            raise CheckpointInvalid(f"checkpoint format {version}, this store reads {CHECKPOINT_FORMAT}")
-        body_start = _aligned(_HEADER.size + meta_len)
-        if body_start + body_len != size:
-            raise CheckpointInvalid(f"checkpoint is {size} bytes, its header says {body_start + body_len}")
-        meta_raw = os.pread(fd, meta_len, _HEADER.size)
-        body = bytearray(body_len)
-        if _read_checksummed(fd, memoryview(body), body_start, crc32c.crc32c(meta_raw)) != crc:
-            raise CheckpointInvalid("checkpoint checksum mismatch")
+        meta_raw, body_start = _check_header(fd, stat.st_size)
+        try:
+            mapping = mmap.mmap(fd, stat.st_size, access=mmap.ACCESS_COPY)
+        except OSError as exc:  # a filesystem that cannot map files: scan instead of failing the open
+            raise CheckpointInvalid(f"checkpoint cannot be mapped: {exc}") from None
     finally:
         os.close(fd)
+    owner = CheckpointMap(mapping, path)
+    reason = None
     try:
-        checkpoint = _decode(msgpack.unpackb(meta_raw, strict_map_key=False), memoryview(body))
-    except CheckpointInvalid:
-        raise
+        checkpoint = _decode(msgpack.unpackb(meta_raw, strict_map_key=False), mapping, body_start)
+    except CheckpointInvalid as exc:
+        reason = str(exc)
     except Exception as exc:  # a checksummed file that does not decode: written by something else
-        raise CheckpointInvalid(f"checkpoint does not decode: {exc!r}") from None
+        reason = f"checkpoint does not decode: {exc!r}"
+    if reason is not None:  # outside the handler: its traceback (and any view in it) is gone, so this unmaps
+        owner.close()
+        raise CheckpointInvalid(reason)
     checkpoint.file_mtime_ns = stat.st_mtime_ns
+    checkpoint.mapping = owner
     return checkpoint
 
 
-def _decode(meta: dict[str, Any], body: memoryview) -> IndexCheckpoint:
+def _check_header(fd: int, size: int) -> tuple[bytes, int]:
+    """The header's checks and the metadata; returns the metadata and where the body starts."""
+    raw = os.pread(fd, _HEADER.size, 0)
+    if len(raw) < _HEADER.size:
+        raise CheckpointInvalid("checkpoint shorter than its header")
+    magic, version, meta_len, body_len, _crc, _pad = _HEADER.unpack(raw)
+    if magic != _MAGIC:
+        raise CheckpointInvalid("not a checkpoint (bad magic)")
+    if version != CHECKPOINT_FORMAT:
+        raise CheckpointInvalid(f"checkpoint format {version}, this store reads {CHECKPOINT_FORMAT}")
+    body_start = _aligned(_HEADER.size + meta_len)
+    if body_start + body_len != size:
+        raise CheckpointInvalid(f"checkpoint is {size} bytes, its header says {body_start + body_len}")
+    return os.pread(fd, meta_len, _HEADER.size), body_start
+
+
+def _verify(mapping: mmap.mmap, body_start: int) -> None:
+    """CRC32C of the metadata and the body, read through the mapping (the page cache, no copy)."""
+    _magic, _version, meta_len, _body_len, crc, _pad = _HEADER.unpack_from(mapping, 0)
+    with memoryview(mapping) as whole:
+        found = crc32c.crc32c(whole[body_start:], crc32c.crc32c(whole[_HEADER.size : _HEADER.size + meta_len]))
+    if found != crc:
+        raise CheckpointInvalid("checkpoint checksum mismatch")
+
+
+def _decode(meta: dict[str, Any], mapping: mmap.mmap, body_start: int) -> IndexCheckpoint:
+    _verify(mapping, body_start)
+    body = memoryview(mapping)[body_start:]
+
     def block(name: str) -> memoryview:
         offset, size = meta["blocks"][name]
         if offset + size > len(body):
             raise CheckpointInvalid(f"checkpoint block {name} lies outside the file")
         return body[offset : offset + size]
 
+    def array(name: str, dtype: str) -> np.ndarray:
+        return np.frombuffer(block(name), dtype=dtype)
+
     rows = meta["rows"]
-    columns = {name: np.frombuffer(block(f"col:{name}"), dtype=dtype) for name, (_code, dtype) in COLUMNS.items()}
+    columns = {name: array(f"col:{name}", dtype) for name, (_code, dtype) in COLUMNS.items()}
     if any(len(column) != rows for column in columns.values()):
         raise CheckpointInvalid("checkpoint columns do not match its row count")
-    id_count, _ = meta["ids"]
+    ids = SortedIds(array("ids:keys", "i8"), array("ids:values", "u8"))
+    if len(ids.keys) != meta["ids"] or len(ids.values) != meta["ids"]:
+        raise CheckpointInvalid("checkpoint id arrays do not match its id count")
     version_count, _ = meta["versions"]
-    ids = IdTable.from_buffers(block("ids:keys").cast("q"), block("ids:values").cast("Q"), id_count)
-    versions = IdTable.from_buffers(
-        block("versions:keys").cast("q"), block("versions:values").cast("Q"), version_count
-    )
+    versions = IdTable.from_buffers(block("versions:keys").cast("q"), block("versions:values").cast("Q"), version_count)
     return IndexCheckpoint(
         next_seq=meta["next_seq"],
         last_recorded_at=meta["last_recorded_at"],
@@ -232,19 +319,6 @@ def _decode(meta: dict[str, Any], body: memoryview) -> IndexCheckpoint:
         created_at=meta["created_at"],
         extra=meta.get("extra", {}),
     )
-
-
-def _read_checksummed(fd: int, into: memoryview, position: int, crc: int) -> int:
-    """Fill ``into`` from ``fd`` at ``position``; the CRC32C of it, continuing from ``crc``."""
-    done = 0
-    while done < len(into):
-        part = into[done : done + _READ_CHUNK]
-        got = os.preadv(fd, [part], position + done)
-        if got <= 0:
-            raise CheckpointInvalid("checkpoint shorter than it says")
-        crc = crc32c.crc32c(part[:got], crc)
-        done += got
-    return crc
 
 
 def _write(fd: int, data: Any) -> None:

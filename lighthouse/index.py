@@ -2,10 +2,11 @@
 
 One row per stored event, in sequence order. Rows live in fixed-size numpy chunks (plus an
 ``array.array`` tail that is frozen into a chunk when full), so filtering 100,000 events is a few
-vectorised comparisons and an event costs tens of bytes of memory. String fields are kept as
-hashes; a hash match is only a candidate, and the store confirms every candidate against the
-decoded event, so a collision can cost time but never return a wrong event. Hashes are xxh3 of
-the UTF-8 bytes, stable across processes, so the index can be persisted in a checkpoint.
+vectorised comparisons and an event costs tens of bytes of memory (restored from a checkpoint, the
+full chunks are views of its mapping). String fields are kept as hashes; a hash match is only a
+candidate, and the store confirms every candidate against the decoded event, so a collision can
+cost time but never return a wrong event. Hashes are xxh3 of the UTF-8 bytes, stable across
+processes, so the index can be persisted in a checkpoint. Event ids are looked up in ``EventIds``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 from xxhash import xxh3_64_intdigest
 
-__all__ = ["COLUMNS", "EventIndex", "IdTable", "Row", "hash_key", "id_key"]
+from lighthouse.errors import StoreClosed
+from lighthouse.event_ids import EventIds, IdsSnapshot
+
+__all__ = ["COLUMNS", "EventIndex", "Row", "hash_key", "id_key"]
 
 CHUNK_ROWS = 16384
 
@@ -71,133 +75,15 @@ class Row:
     record_offset: int
 
 
-class IdTable:
-    """Key (a stable 63-bit hash) -> sequence, open addressing over two flat arrays (about 35 bytes per entry).
-
-    The arrays may be ``array.array`` or writable ``memoryview`` (``q`` and ``Q``) over a checkpoint's
-    buffer, so loading a checkpoint copies nothing.
-    """
-
-    __slots__ = ("_keys", "_values", "_mask", "_count")
-
-    def __init__(self, capacity: int = 1024) -> None:
-        self._keys: array[int] | memoryview = array("q", bytes(8 * capacity))
-        self._values: array[int] | memoryview = array("Q", bytes(8 * capacity))
-        self._mask = capacity - 1
-        self._count = 0
-
-    @classmethod
-    def from_buffers(cls, keys: memoryview, values: memoryview, count: int) -> IdTable:
-        """A table over existing slot arrays (a power-of-two capacity), e.g. from a checkpoint."""
-        if len(keys) != len(values) or len(keys) & (len(keys) - 1):
-            raise ValueError("id table slot arrays must have the same power-of-two length")
-        table = cls.__new__(cls)
-        table._keys, table._values, table._mask, table._count = keys, values, len(keys) - 1, count
-        return table
-
-    def copy(self) -> IdTable:
-        table = IdTable.__new__(IdTable)
-        table._keys, table._values = array("q", bytes(self._keys)), array("Q", bytes(self._values))
-        table._mask, table._count = self._mask, self._count
-        return table
-
-    def buffers(self) -> tuple[bytes, bytes, int]:
-        """Copies of the slot arrays and the entry count (what a checkpoint stores)."""
-        return bytes(self._keys), bytes(self._values), self._count
-
-    def put(self, key: int, value: int) -> None:
-        """Set the value of ``key`` (its first slot), adding it if absent."""
-        keys, mask = self._keys, self._mask
-        i = key & mask
-        while keys[i]:
-            if keys[i] == key:
-                self._values[i] = value
-                return
-            i = (i + 1) & mask
-        self.add(key, value)
-
-    def __len__(self) -> int:
-        return self._count
-
-    def add(self, key: int, sequence: int) -> None:
-        if (self._count + 1) * 10 > (self._mask + 1) * 7:
-            self._grow()
-        keys, mask = self._keys, self._mask
-        i = key & mask
-        while keys[i]:
-            i = (i + 1) & mask
-        keys[i] = key
-        self._values[i] = sequence
-        self._count += 1
-
-    def add_run(self, keys_to_add: list[int], first_sequence: int) -> None:
-        """``add`` for consecutive sequences, with the growth check and lookups hoisted out of the loop."""
-        while (self._count + len(keys_to_add)) * 10 > (self._mask + 1) * 7:
-            self._grow()
-        keys, values, mask = self._keys, self._values, self._mask
-        sequence = first_sequence
-        for key in keys_to_add:
-            i = key & mask
-            while keys[i]:
-                i = (i + 1) & mask
-            keys[i] = key
-            values[i] = sequence
-            sequence += 1
-        self._count += len(keys_to_add)
-
-    def holds_any(self, keys_to_find: list[int]) -> bool:
-        """True if any of these keys is in the table (one loop for a whole batch)."""
-        keys, mask = self._keys, self._mask
-        for key in keys_to_find:
-            i = key & mask
-            while keys[i]:
-                if keys[i] == key:
-                    return True
-                i = (i + 1) & mask
-        return False
-
-    def candidates(self, key: int) -> list[int]:
-        """Sequences whose id hashes to ``key`` (normally zero or one)."""
-        keys, mask = self._keys, self._mask
-        i = key & mask
-        out = []
-        while keys[i]:
-            if keys[i] == key:
-                out.append(self._values[i])
-            i = (i + 1) & mask
-        return out
-
-    def _grow(self) -> None:
-        old_keys, old_values = self._keys, self._values
-        capacity = (self._mask + 1) * 2
-        self._keys = array("q", bytes(8 * capacity))
-        self._values = array("Q", bytes(8 * capacity))
-        self._mask = mask = capacity - 1
-        keys, values = self._keys, self._values
-        for key, value in zip(old_keys, old_values):
-            if key:
-                i = key & mask
-                while keys[i]:
-                    i = (i + 1) & mask
-                keys[i] = key
-                values[i] = value
-
-    def nbytes(self) -> int:
-        return (len(self._keys) + len(self._values)) * 8
-
-    @property
-    def capacity(self) -> int:
-        return self._mask + 1
-
-
 class EventIndex:
     """Columns of every stored event plus an id table; answers "which rows may match"."""
 
     def __init__(self) -> None:
         self._chunks: dict[str, list[np.ndarray]] = {name: [] for name in COLUMNS}
         self._tail: dict[str, array] = {name: array(code) for name, (code, _dtype) in COLUMNS.items()}
-        self._ids = IdTable()
+        self._ids = EventIds()
         self._rows = 0
+        self._released = False
 
     def __len__(self) -> int:
         return self._rows
@@ -330,11 +216,11 @@ class EventIndex:
 
     # --- persistence (index checkpoints) ------------------------------------------------------
 
-    def export(self) -> tuple[dict[str, list[np.ndarray]], IdTable]:
-        """Every column as a list of arrays covering all rows in order, and the id table (not copied).
+    def export(self) -> tuple[dict[str, list[np.ndarray]], EventIds]:
+        """Every column as a list of arrays covering all rows in order, and the id lookup (not copied).
 
         Frozen chunks never change, and the tail arrays are copied, so the column lists stay valid
-        while appends continue; the id table does change: copy it (``buffers()``) before yielding.
+        while appends continue; the id lookup does change: a checkpoint takes ``snapshot_ids()``.
         """
         columns = {
             name: [*self._chunks[name], np.array(self._tail[name], dtype=dtype)]
@@ -342,8 +228,23 @@ class EventIndex:
         }
         return columns, self._ids
 
+    def snapshot_ids(self) -> IdsSnapshot:
+        """The ids as of now, for a checkpoint (constant time: the live id table is frozen, not copied)."""
+        return self._ids.snapshot()
+
+    def adopt_ids(self, snapshot: IdsSnapshot) -> None:
+        """A checkpoint merged ``snapshot``'s ids into sorted arrays: use them (and drop what they replace)."""
+        self._ids.adopt(snapshot)
+
+    def release(self) -> None:
+        """Drop every column chunk and the ids (they may be views of a mapped checkpoint that is about
+        to be closed); the row count stays, reads raise ``StoreClosed``."""
+        self._released = True
+        self._chunks = {name: [] for name in COLUMNS}
+        self._ids.release()
+
     @classmethod
-    def restore(cls, columns: dict[str, np.ndarray], ids: IdTable) -> EventIndex:
+    def restore(cls, columns: dict[str, np.ndarray], ids: EventIds) -> EventIndex:
         """An index over whole columns (e.g. read from a checkpoint) and an id table.
 
         Full chunks stay views of the given arrays (no copy); the partial last chunk becomes the
@@ -365,22 +266,30 @@ class EventIndex:
     # --- scans ---------------------------------------------------------------------------------
 
     def column_slices(
-        self, start: int, stop: int, names: Sequence[str], *, descending: bool = False
+        self, start: int, stop: int, names: Sequence[str], *, descending: bool = False, copies: bool = False
     ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """Yield ``(first_row, {name: ndarray})`` covering rows ``start..stop`` chunk by chunk.
 
         Rows never move (a full tail becomes a chunk at the same row numbers), so this stays
-        correct while appends continue between two steps of the iteration.
+        correct while appends continue between two steps of the iteration. A caller that awaits
+        between steps asks for ``copies``: a view held across an await would keep a mapped
+        checkpoint from being closed with the store.
         """
         if stop <= start:
             return
+        if self._released:
+            raise StoreClosed("the store is closed")
         chunks = range(start // CHUNK_ROWS, (stop - 1) // CHUNK_ROWS + 1)
         for chunk in reversed(chunks) if descending else chunks:
+            if self._released:
+                raise StoreClosed("the store was closed during this scan")
             base = chunk * CHUNK_ROWS
             lo = max(start - base, 0)
             hi = min(stop - base, CHUNK_ROWS)
             if chunk < len(self._chunks["seq"]):
                 cols = {name: self._chunks[name][chunk][lo:hi] for name in names}
+                if copies:
+                    cols = {name: view.copy() for name, view in cols.items()}
             else:
                 cols = {name: np.array(self._tail[name][lo:hi], dtype=COLUMNS[name][1]) for name in names}
             yield base + lo, cols

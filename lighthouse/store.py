@@ -125,6 +125,7 @@ class EventStore(WritePath, RecoveryPath, ReadPath, HealthPath):
         self._checkpoint_status = {}
         self._checkpoint_task = None
         self._checkpoint_io = None
+        self._checkpoint_map = None
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str], **options: Any) -> EventStore:
@@ -155,6 +156,7 @@ class EventStore(WritePath, RecoveryPath, ReadPath, HealthPath):
             unclaimed = self._claim_directory()  # supersede any other writer before reading or writing anything
             self._recover()
         except BaseException:
+            self._unmap_checkpoint()
             self._release_lock()
             raise
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lighthouse-io")
@@ -244,5 +246,6 @@ class EventStore(WritePath, RecoveryPath, ReadPath, HealthPath):
         for executor in (self._io, self._checkpoint_io):
             if executor is not None:
                 executor.shutdown(wait=True)
+        self._unmap_checkpoint()
         self._release_lock()
 

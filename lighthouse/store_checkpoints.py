@@ -2,8 +2,9 @@
 
 A checkpoint is written on close and, while the store runs, after every ``checkpoint_every`` new
 events. The state is captured in the event loop between two groups (frozen index chunks are
-shared, the small tail and the id table are copied) and written by a background thread, so
-appends continue while it is written. On open, a checkpoint is used only if every segment it
+shared, the small tail is copied, the live id table is frozen: nothing of the log's size is copied
+there) and written by a background thread, which also merges the ids into sorted arrays that the
+store then adopts, so appends continue while it is written. On open, a checkpoint is used only if every segment it
 covers is still the one it saw (same name, size and modification time; the newest covered segment
 may have grown or been written, then its covered frames are re-verified); otherwise it is ignored, the store scans
 everything, and ``health().details["checkpoint"]`` and the log say why.
@@ -26,8 +27,10 @@ from lighthouse.checkpoint import (
     write_checkpoint,
 )
 from lighthouse.errors import LighthouseError
+from lighthouse.event_ids import IdsSnapshot
 from lighthouse.framing import SEGMENT_HEADER, parse_segment_header
-from lighthouse.index import IdTable, id_key
+from lighthouse.id_table import IdTable
+from lighthouse.index import id_key
 from lighthouse.recovery import scan_segment
 from lighthouse.segments import list_segments
 from lighthouse.store_state import StoreState
@@ -40,21 +43,35 @@ _log = logging.getLogger("lighthouse.store")
 class CheckpointPath(StoreState):
     """Load, validate and write index checkpoints (a mixin of ``EventStore``)."""
 
-    # ------------------------------------------------------------------ open
+    # ------------------------------------------------------------------ open and close
 
     def _usable_checkpoint(self) -> IndexCheckpoint | None:
         """The directory's checkpoint if it is intact and still describes the segments; else ``None`` (reported)."""
+        checkpoint, reason = None, None
         try:
             checkpoint = load_checkpoint(self.path)
             self._check_not_stale(checkpoint)
         except CheckpointInvalid as exc:
             reason = str(exc)
-            self._checkpoint_status["ignored"] = reason
-            if reason != "no checkpoint":
-                _log.warning("index checkpoint of %s ignored, scanning every segment: %s", self.path, reason)
-            return None
-        self._checkpoint_status.update(loaded_rows=checkpoint.rows, loaded_created_at=checkpoint.created_at)
-        return checkpoint
+        if reason is None and checkpoint is not None:
+            self._checkpoint_status.update(loaded_rows=checkpoint.rows, loaded_created_at=checkpoint.created_at)
+            return checkpoint
+        if checkpoint is not None and checkpoint.mapping is not None:  # loaded but stale: drop its views, unmap
+            mapping, checkpoint = checkpoint.mapping, None
+            mapping.close()
+        self._checkpoint_status["ignored"] = reason
+        if reason != "no checkpoint":
+            _log.warning("index checkpoint of %s ignored, scanning every segment: %s", self.path, reason)
+        return None
+
+    def _unmap_checkpoint(self) -> None:
+        """On close: drop the index's views of the mapped checkpoint, then unmap it (nothing stays mapped)."""
+        mapping, self._checkpoint_map = self._checkpoint_map, None
+        if mapping is None:
+            return
+        self._index.release()
+        self._versions.base = IdTable()
+        mapping.close()
 
     def _check_not_stale(self, checkpoint: IndexCheckpoint) -> None:
         """Every covered segment must be provably unchanged: same size and modification time, and that
@@ -112,6 +129,7 @@ class CheckpointPath(StoreState):
         checkpoint, recent = snapshot
         loop = asyncio.get_running_loop()
         self._checkpoint_task = loop.run_in_executor(self._checkpoint_io, self._write_checkpoint, checkpoint, recent)
+        self._checkpoint_task.add_done_callback(lambda _done: self._adopt_ids(checkpoint))
 
     async def _checkpoint_on_close(self) -> None:
         if self._checkpoint_task is not None:
@@ -121,12 +139,13 @@ class CheckpointPath(StoreState):
         snapshot = self._checkpoint_snapshot()
         if snapshot is not None:
             await asyncio.get_running_loop().run_in_executor(self._checkpoint_io, self._write_checkpoint, *snapshot)
+            self._adopt_ids(snapshot[0])
 
     def _checkpoint_snapshot(self) -> tuple[IndexCheckpoint, dict[str, tuple[int, int]]] | None:
         """The state as of now (between two groups), or ``None`` when no checkpoint may be written now."""
         if self._read_only_fs or self._void is not None or not self._segments or self._write_fd is None:
             return None  # a pending void would make the checkpoint's head differ from what a scan finds
-        columns, ids = self._index.export()
+        columns, _ids = self._index.export()
         segments = []
         for segment in self._segments:
             stat = os.stat(segment.path)
@@ -142,7 +161,7 @@ class CheckpointPath(StoreState):
             damage=[d.to_dict() for d in self._damage if d.kind != "torn_tail"],
             quarantined_bytes=self._quarantined_bytes,
             columns=columns,
-            ids=ids.copy(),
+            ids=self._index.snapshot_ids(),  # frozen, not copied; merged into sorted arrays off the loop
             versions=self._versions.base,  # copied with the recent versions folded in, off the loop
             created_at=time.time(),
         )
@@ -164,6 +183,11 @@ class CheckpointPath(StoreState):
         status = self._checkpoint_status
         status["written"] = int(status.get("written", 0)) + 1  # type: ignore[call-overload]
         status.update(last_rows=checkpoint.rows, last_seconds=time.perf_counter() - started, ignored=None)
+
+    def _adopt_ids(self, checkpoint: IndexCheckpoint) -> None:
+        """On the loop, after a checkpoint was written: the ids it merged become the index's sorted base."""
+        if isinstance(checkpoint.ids, IdsSnapshot) and not self._closed:
+            self._index.adopt_ids(checkpoint.ids)
 
     def _new_checkpoint_executor(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="lighthouse-checkpoint")

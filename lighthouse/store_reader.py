@@ -15,7 +15,7 @@ from typing import Any
 import crc32c
 import msgpack
 
-from lighthouse.errors import EventNotFound, InvalidCursor, InvalidQuery, InvalidSnapshot
+from lighthouse.errors import EventNotFound, InvalidCursor, InvalidQuery, InvalidSnapshot, StoreClosed
 from lighthouse.index import hash_key
 from lighthouse.models import MAX_QUERY_LIMIT, Event, EventFilter, QueryResult, Snapshot
 from lighthouse.segments import WindowReader
@@ -204,10 +204,12 @@ class ReadPath(StoreState):
         upcast = self.upcasters.upcast if self.upcasters else None
         reader: WindowReader | None = None
         reader_segment = -1
-        for _base, cols in index.column_slices(row, stop, ("seg", "off", "slot")):
+        for _base, cols in index.column_slices(row, stop, ("seg", "off", "slot"), copies=True):
             segments, offsets, slots = cols["seg"].tolist(), cols["off"].tolist(), cols["slot"].tolist()
             i, n = 0, len(segments)
             while i < n:
+                if self._closing or self._closed:  # its segment files are (being) closed: never read a reused fd
+                    raise StoreClosed("the store was closed during this replay")
                 segment = segments[i]
                 if segment != reader_segment:
                     reader = self._reader.window(segment)

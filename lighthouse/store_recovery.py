@@ -19,6 +19,7 @@ from lighthouse.errors import LighthouseError
 from lighthouse.checkpoint import IndexCheckpoint
 from lighthouse.framing import SEGMENT_HEADER, encode_segment_header
 from lighthouse.health import HealthState
+from lighthouse.event_ids import EventIds
 from lighthouse.index import EventIndex
 from lighthouse.models import Event, EventType
 from lighthouse.recovery import Damage
@@ -72,7 +73,9 @@ class RecoveryPath(CheckpointPath):
 
     def _restore_checkpoint(self, checkpoint: IndexCheckpoint) -> tuple[int, int, int]:
         """Take the index and records from ``checkpoint``; returns where the scan continues."""
-        self._index = EventIndex.restore(checkpoint.columns, checkpoint.ids)
+        ids = checkpoint.ids.sorted_arrays()
+        self._index = EventIndex.restore(checkpoint.columns, EventIds(*ids))
+        self._checkpoint_map = checkpoint.mapping  # the index's columns and ids are views of it: closed on close
         self._versions.base = checkpoint.versions
         self._voided = list(checkpoint.voided)
         self._damage = [Damage(**d) for d in checkpoint.damage]

@@ -23,6 +23,7 @@ from typing import Literal
 
 import msgpack
 
+from lighthouse.checkpoint import CheckpointMap
 from lighthouse.errors import StoreClosed
 from lighthouse.fencing import WriterFence
 from lighthouse.health import HealthMonitor
@@ -119,6 +120,8 @@ class StoreState:
     _checkpoint_status: dict[str, object]
     _checkpoint_task: asyncio.Future[None] | None
     _checkpoint_io: ThreadPoolExecutor | None
+    #: the loaded checkpoint's mapping, which the index's columns and ids are views of (closed on close)
+    _checkpoint_map: CheckpointMap | None
 
     @property
     def head_sequence(self) -> int:

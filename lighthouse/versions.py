@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from lighthouse.index import IdTable, id_key
+from lighthouse.id_table import IdTable
+from lighthouse.index import id_key
 from lighthouse.models import Event
 
 __all__ = ["AggregateVersions"]

@@ -1,0 +1,142 @@
+"""The event-id lookup: id key -> sequences, in layers, so a checkpoint never copies it on the event loop.
+
+- ``base``: every key up to the last checkpoint as two sorted numpy arrays (keys, sequences), searched
+  with ``searchsorted``. Loaded from a checkpoint it is a view of the mapped file (nothing is read
+  until it is searched), and it is never changed in place.
+- ``frozen``: id tables closed by a checkpoint snapshot that is still being written; read-only.
+- ``live``: the open-addressing ``IdTable`` that takes new ids.
+
+A checkpoint snapshot freezes ``live`` (constant time, on the loop); the checkpoint thread merges
+``base`` and the frozen tables into new sorted arrays (numpy, off the loop), writes them, and the
+loop adopts the merged arrays as the new ``base`` and drops the tables they hold. The live table
+only ever holds the ids since the last checkpoint, so its growth (a rehash in Python) stays small.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lighthouse.id_table import IdTable
+
+__all__ = ["EventIds", "IdsSnapshot"]
+
+#: up to this many keys, ``holds_any`` searches the base one key at a time
+_SCALAR_SEARCHES = 8
+
+@dataclass(slots=True)
+class IdsSnapshot:
+    """The ids as of a checkpoint snapshot: immutable parts, merged into sorted arrays off the loop."""
+
+    base_keys: np.ndarray
+    base_values: np.ndarray
+    frozen: list[IdTable]
+    merged: tuple[np.ndarray, np.ndarray] | None = field(default=None)
+
+    def sorted_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every (key, sequence) of the snapshot, sorted by key (computed once; safe off the loop)."""
+        if self.merged is None:
+            self.merged = _merge(self.base_keys, self.base_values, self.frozen)
+        return self.merged
+
+    def __len__(self) -> int:
+        return len(self.base_keys) + sum(len(table) for table in self.frozen)
+
+
+class EventIds:
+    """Event id key (a stable 63-bit hash) -> sequences: sorted base + frozen tables + live table."""
+
+    __slots__ = ("_keys", "_values", "_frozen", "_live")
+
+    def __init__(self, keys: np.ndarray | None = None, values: np.ndarray | None = None) -> None:
+        self._keys = keys if keys is not None else np.zeros(0, dtype=np.int64)
+        self._values = values if values is not None else np.zeros(0, dtype=np.uint64)
+        if len(self._keys) != len(self._values):
+            raise ValueError("id keys and sequences differ in length")
+        self._frozen: list[IdTable] = []
+        self._live = IdTable()
+
+    def __len__(self) -> int:
+        return len(self._keys) + sum(len(table) for table in self._frozen) + len(self._live)
+
+    def add(self, key: int, sequence: int) -> None:
+        self._live.add(key, sequence)
+
+    def add_run(self, keys: list[int], first_sequence: int) -> None:
+        self._live.add_run(keys, first_sequence)
+
+    def candidates(self, key: int) -> list[int]:
+        """Sequences whose id hashes to ``key`` (normally zero or one), oldest layer first."""
+        found: list[int] = []
+        keys = self._keys
+        if len(keys):
+            lo = int(keys.searchsorted(key, side="left"))
+            if lo < len(keys) and int(keys[lo]) == key:
+                hi = int(keys.searchsorted(key, side="right"))
+                found += self._values[lo:hi].tolist()
+        for table in self._frozen:
+            found += table.candidates(key)
+        return found + self._live.candidates(key)
+
+    def holds_any(self, keys_to_find: list[int]) -> bool:
+        """True if any of these keys is present (the base answers a whole batch in one vectorised search)."""
+        if self._live.holds_any(keys_to_find) or any(table.holds_any(keys_to_find) for table in self._frozen):
+            return True
+        keys = self._keys
+        if not len(keys) or not keys_to_find:
+            return False
+        if len(keys_to_find) <= _SCALAR_SEARCHES:  # a single append: numpy's array set-up costs more
+            return any(self._in_base(key) for key in keys_to_find)
+        wanted = np.asarray(keys_to_find, dtype=np.int64)
+        at = keys.searchsorted(wanted)
+        np.minimum(at, len(keys) - 1, out=at)
+        return bool((keys[at] == wanted).any())
+
+    def _in_base(self, key: int) -> bool:
+        at = int(self._keys.searchsorted(key))
+        return at < len(self._keys) and int(self._keys[at]) == key
+
+    def snapshot(self) -> IdsSnapshot:
+        """Freeze the live table (constant time): what a checkpoint written now must hold."""
+        if len(self._live):
+            self._frozen.append(self._live)
+            self._live = IdTable()
+        return IdsSnapshot(self._keys, self._values, list(self._frozen))
+
+    def adopt(self, snapshot: IdsSnapshot) -> None:
+        """After ``snapshot`` was merged (and written): take its arrays as the base, drop the tables they hold."""
+        if snapshot.merged is None or snapshot.base_keys is not self._keys:
+            return  # not merged, or another snapshot was adopted meanwhile
+        count = len(snapshot.frozen)
+        if len(self._frozen) < count or any(mine is not theirs for mine, theirs in zip(self._frozen, snapshot.frozen)):
+            return
+        self._keys, self._values = snapshot.merged
+        del self._frozen[:count]
+
+    def sorted_base(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._keys, self._values
+
+    def release(self) -> None:
+        """Drop every array (views of a mapped checkpoint included), so the mapping can be closed."""
+        self._keys, self._values = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
+        self._frozen, self._live = [], IdTable()
+
+    def nbytes(self) -> int:
+        return int(self._keys.nbytes + self._values.nbytes) + sum(t.nbytes() for t in [*self._frozen, self._live])
+
+
+def _merge(keys: np.ndarray, values: np.ndarray, tables: list[IdTable]) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted ``keys``/``values`` with every entry of ``tables`` inserted in key order: the tables' few
+    entries are sorted, then placed with one vectorised search and one copy of the base."""
+    parts = [table.entries() for table in tables]
+    if not parts:
+        return keys, values
+    new_keys = np.concatenate([k for k, _v in parts])
+    new_values = np.concatenate([v for _k, v in parts])
+    order = np.argsort(new_keys, kind="stable")
+    new_keys, new_values = new_keys[order], new_values[order]
+    if not len(keys):
+        return new_keys, new_values
+    at = keys.searchsorted(new_keys, side="right")
+    return np.insert(keys, at, new_keys), np.insert(values, at, new_values)

@@ -1,0 +1,81 @@
+"""The layered event-id lookup answers exactly like a plain multimap, whatever its layers are.
+
+``EventIds`` splits its entries between a sorted base, tables frozen by checkpoint snapshots and a
+live table; snapshots are merged off the loop and adopted later, or never (a failed checkpoint).
+Keys are drawn from a small range so that equal keys (hash collisions) happen often.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lighthouse.event_ids import EventIds, IdsSnapshot
+
+pytestmark = pytest.mark.ci
+
+_KEYS = st.integers(1, 40)
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), st.lists(_KEYS, min_size=1, max_size=30)),
+        st.tuples(st.just("snapshot"), st.sampled_from(["adopt", "adopt-late", "fail"])),
+        st.tuples(st.just("adopt-pending"), st.just([])),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops=_OPS, probes=st.lists(_KEYS, max_size=10))
+def test_layers_answer_like_a_plain_multimap(ops, probes) -> None:
+    ids, model = EventIds(), defaultdict(list)
+    pending: list[IdsSnapshot] = []
+    sequence = 1
+    for op, arg in ops:
+        if op == "add":
+            if len(arg) == 1:
+                ids.add(arg[0], sequence)
+            else:
+                ids.add_run(arg, sequence)
+            for key in arg:
+                model[key].append(sequence)
+                sequence += 1
+        elif op == "snapshot":
+            snapshot = ids.snapshot()
+            keys, values = snapshot.sorted_arrays() if arg != "fail" else (None, None)
+            if keys is not None:
+                assert np.all(keys[:-1] <= keys[1:])
+                assert sorted(zip(keys.tolist(), values.tolist())) == sorted(
+                    (k, s) for k, seqs in model.items() for s in seqs
+                )
+                assert len(snapshot) == len(keys)
+            if arg == "adopt":
+                ids.adopt(snapshot)
+            elif arg == "adopt-late":
+                pending.append(snapshot)
+        else:
+            for snapshot in pending:
+                ids.adopt(snapshot)  # an older or already superseded snapshot is ignored
+            pending.clear()
+        assert len(ids) == sum(len(seqs) for seqs in model.values())
+    for key in {*probes, *model}:
+        assert sorted(ids.candidates(key)) == sorted(model.get(key, []))
+    assert ids.holds_any(probes) == any(key in model for key in probes)
+
+
+def test_a_snapshot_freezes_the_live_table_instead_of_copying_it() -> None:
+    ids = EventIds()
+    ids.add_run(list(range(1, 5001)), 1)
+    live = ids._live
+    snapshot = ids.snapshot()
+    assert snapshot.frozen == [live] and snapshot.frozen[0] is live  # handed over, not copied
+    ids.add(9_999, 5001)  # appends after the snapshot go to a new live table
+    assert len(live) == 5000 and ids.candidates(9_999) == [5001]
+    keys, _values = snapshot.sorted_arrays()
+    assert len(keys) == 5000 and 9_999 not in keys.tolist()
+    ids.adopt(snapshot)
+    assert ids._frozen == [] and len(ids.sorted_base()[0]) == 5000 and len(ids) == 5001
