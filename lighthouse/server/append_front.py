@@ -53,15 +53,16 @@ class AppendFront:
         extra: dict[str, str] = {}
         try:
             value, status, extra = await self._append(route, headers, receive)
+            body = codec.encode_checked(value)  # an append's answer: checked fields and the store's own
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every error becomes its JSON answer, as in context.endpoint
             error = as_api_error(exc, self.ctx)
             assert self.ctx.metrics is not None
             self.ctx.metrics.count_error(error.code)
-            value, status, extra = error.body(), error.status, error.headers
+            body, status, extra = codec.encode(error.body()), error.status, error.headers
         self._count(route, status)
-        await _respond(send, codec, value, status, extra, started)
+        await _respond(send, codec, body, status, extra, started)
 
     async def _append(self, route: str, headers: dict[bytes, str],
                       receive: Any) -> tuple[Any, int, dict[str, str]]:
@@ -85,8 +86,7 @@ class AppendFront:
         child.inc()
 
 
-async def _respond(send: Any, codec: Codec, value: Any, status: int, extra: dict[str, str], started: float) -> None:
-    body = codec.encode(value)
+async def _respond(send: Any, codec: Codec, body: bytes, status: int, extra: dict[str, str], started: float) -> None:
     raw = [(b"content-length", str(len(body)).encode()), (b"content-type", codec.media_type.encode())]
     raw.extend((name.lower().encode("latin-1"), text.encode("latin-1")) for name, text in extra.items())
     raw.append((b"x-response-time-ms", f"{(time.perf_counter() - started) * 1000:.3f}".encode()))

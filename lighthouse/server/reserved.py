@@ -18,7 +18,7 @@ from typing import Final
 from lighthouse.errors import InvalidEvent
 from lighthouse.models import EventType
 
-__all__ = ["RESERVED_AGENTS", "RESERVED_ID_PREFIX", "SERVER_EVENT_TYPES", "check_client_event_id"]
+__all__ = ["RESERVED_AGENTS", "RESERVED_ID_PREFIX", "SERVER_EVENT_TYPES", "check_client_event_id", "is_client_event_id"]
 
 #: Agent names the server and the store write under; no token names them.
 RESERVED_AGENTS: Final[frozenset[str]] = frozenset({"lighthouse-server", "lighthouse", "system"})
@@ -40,3 +40,8 @@ def check_client_event_id(event_id: str) -> None:
     if event_id.lower().startswith(RESERVED_ID_PREFIX):
         raise InvalidEvent(f"event ids starting with {RESERVED_ID_PREFIX!r} are reserved for the store",
                            field="event_id")
+
+
+def is_client_event_id(event_id: str) -> bool:
+    """``check_client_event_id``'s verdict without the reason (for paths that leave refusals to it)."""
+    return _CLIENT_ID.fullmatch(event_id) is not None and not event_id.lower().startswith(RESERVED_ID_PREFIX)

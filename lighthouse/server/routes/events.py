@@ -30,6 +30,7 @@ from lighthouse.models import EVENT_FIELDS, MAX_BATCH_EVENTS, MAX_QUERY_LIMIT, E
 from lighthouse.server.auth import Principal, Role
 from lighthouse.server.codec import decode_body, integral, read_body, response_codec
 from lighthouse.server.context import ServerContext, context_of, endpoint
+from lighthouse.server.event_intake import quick_event
 from lighthouse.server.openapi import MAX_SCHEMA_VERSION
 from lighthouse.server.paging import bounded_page
 from lighthouse.server.params import QueryReader
@@ -135,7 +136,7 @@ def _expected_version(reader: QueryReader) -> int | None:
 async def append_one(ctx: ServerContext, principal: Principal, body: Any,
                      expected: int | None) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Append one decoded event body: (response value, status, headers). Shared by the route and the lean front."""
-    event = event_from_body(body, principal)
+    event = quick_event(body, principal.agent_id) or event_from_body(body, principal)
     assert ctx.store is not None
     store = ctx.store
 
@@ -155,7 +156,7 @@ async def append_event(request: Request) -> Response:
                 if request.scope.get("query_string") else None)
     body = decode_body(await read_body(request, ctx.settings.max_event_body_bytes), request.headers.get("content-type"))
     value, status, headers = await append_one(ctx, principal, body, expected)
-    return response_codec(request).response(value, status=status, headers=headers)
+    return response_codec(request).response(value, status=status, headers=headers, checked=True)
 
 
 def _expected_versions(raw: Any) -> dict[str, int] | None:
@@ -186,7 +187,9 @@ async def append_many(ctx: ServerContext, principal: Principal, body: Any) -> tu
         raise InvalidEvent("a batch holds at least one event")
     if len(raw_events) > MAX_BATCH_EVENTS:
         raise BatchTooLarge(f"a batch holds 1..{MAX_BATCH_EVENTS} events, got {len(raw_events)}", count=len(raw_events))
-    events = [event_from_body(raw, principal, where=f"events[{i}]") for i, raw in enumerate(raw_events)]
+    agent = principal.agent_id
+    events = [quick_event(raw, agent) or event_from_body(raw, principal, where=f"events[{i}]")
+              for i, raw in enumerate(raw_events)]
     expected = _expected_versions(body.get("expected_versions"))
     assert ctx.store is not None
     store = ctx.store
@@ -206,7 +209,7 @@ async def append_batch(request: Request) -> Response:
         QueryReader(request.query_params)  # refuses unknown parameters
     body = decode_body(await read_body(request, ctx.settings.max_batch_body_bytes), request.headers.get("content-type"))
     value, status = await append_many(ctx, principal, body)
-    return response_codec(request).response(value, status=status)
+    return response_codec(request).response(value, status=status, checked=True)
 
 
 @endpoint("/events")
