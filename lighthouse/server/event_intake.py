@@ -17,7 +17,7 @@ from typing import Any, Final
 from lighthouse.bridge.vocabulary import BRIDGE_EVENT_TYPES
 from lighthouse.models import EVENT_FIELDS, Event, EventType, default_aggregate_type
 from lighthouse.server.openapi import MAX_SCHEMA_VERSION
-from lighthouse.server.reserved import SERVER_EVENT_TYPES, is_client_event_id
+from lighthouse.server.reserved import CLIENT_EVENT_ID, RESERVED_ID_PREFIX, SERVER_EVENT_TYPES
 
 __all__ = ["quick_event"]
 
@@ -28,28 +28,31 @@ _ORDINARY_TYPES: Final[dict[str, EventType]] = {
 }
 _CLIENT_FIELDS: Final[frozenset[str]] = frozenset(EVENT_FIELDS) - {"sequence", "recorded_at", "aggregate_version"}
 _new = tuple.__new__
+_client_id = CLIENT_EVENT_ID.fullmatch
 
 
-def _id(value: Any) -> bool:
-    return type(value) is str and 0 < len(value) <= _MAX_ID
+def _optional_id(value: Any) -> bool:
+    return value is None or (type(value) is str and 0 < len(value) <= _MAX_ID)
 
 
 def quick_event(raw: Any, agent_id: str) -> Event | None:
     """``raw`` as the ``Event`` the full path would build (authored by ``agent_id``), or ``None`` when
-    it is not the plain common case."""
+    it is not the plain common case. Written flat: it runs once per event of every append."""
     if type(raw) is not dict or not _CLIENT_FIELDS.issuperset(raw):
         return None
     get = raw.get
-    event_id, aggregate = get("event_id"), get("aggregate_id")
-    kind = _ORDINARY_TYPES.get(get("event_type")) if type(get("event_type")) is str else None
-    if kind is None or not _id(event_id) or not _id(aggregate) or not is_client_event_id(event_id):
+    event_id, aggregate, kind_name = get("event_id"), get("aggregate_id"), get("event_type")
+    if (type(event_id) is not str or type(aggregate) is not str or type(kind_name) is not str
+            or not 0 < len(aggregate) <= _MAX_ID or _client_id(event_id) is None
+            or event_id[:3].lower() == RESERVED_ID_PREFIX):
         return None
-    aggregate_type, correlation, causation = get("aggregate_type"), get("correlation_id"), get("causation_id")
+    kind = _ORDINARY_TYPES.get(kind_name)
+    aggregate_type = get("aggregate_type")
+    if kind is None or not _optional_id(get("correlation_id")) or not _optional_id(get("causation_id")):
+        return None
     if aggregate_type is None:
         aggregate_type = default_aggregate_type(aggregate, kind)
     elif type(aggregate_type) is not str or len(aggregate_type) > _MAX_ID:
-        return None
-    if (correlation is not None and not _id(correlation)) or (causation is not None and not _id(causation)):
         return None
     stamp = get("timestamp")
     if stamp is None:  # absent or null: now, as ``Event`` does
@@ -60,9 +63,10 @@ def quick_event(raw: Any, agent_id: str) -> Event | None:
     data, metadata = get("data"), get("metadata")
     if (type(version) is not int or not 1 <= version <= MAX_SCHEMA_VERSION
             or (data is not None and type(data) is not dict) or (metadata is not None and type(metadata) is not dict)
-            or not _id(agent_id)):
+            or type(agent_id) is not str or not 0 < len(agent_id) <= _MAX_ID):
         return None
     return _new(Event, (
-        event_id, kind, aggregate, aggregate_type, correlation, causation, agent_id, float(stamp),
-        {} if data is None else data.copy(), {} if metadata is None else metadata.copy(), version, None, None, None,
+        event_id, kind, aggregate, aggregate_type, get("correlation_id"), get("causation_id"), agent_id,
+        float(stamp), {} if data is None else data.copy(), {} if metadata is None else metadata.copy(), version,
+        None, None, None,
     ))

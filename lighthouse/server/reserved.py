@@ -18,7 +18,7 @@ from typing import Final
 from lighthouse.errors import InvalidEvent
 from lighthouse.models import EventType
 
-__all__ = ["RESERVED_AGENTS", "RESERVED_ID_PREFIX", "SERVER_EVENT_TYPES", "check_client_event_id", "is_client_event_id"]
+__all__ = ["RESERVED_AGENTS", "RESERVED_ID_PREFIX", "SERVER_EVENT_TYPES", "check_client_event_id"]
 
 #: Agent names the server and the store write under; no token names them.
 RESERVED_AGENTS: Final[frozenset[str]] = frozenset({"lighthouse-server", "lighthouse", "system"})
@@ -29,19 +29,15 @@ SERVER_EVENT_TYPES: Final[frozenset[EventType]] = frozenset({
 })
 #: Ids the store gives its own records (integrity records): clients cannot choose them.
 RESERVED_ID_PREFIX: Final[str] = "lh:"
-_CLIENT_ID: Final[re.Pattern[str]] = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-:@+=~.]{0,255}")
+#: The documented character set of client event ids (1..256 characters).
+CLIENT_EVENT_ID: Final[re.Pattern[str]] = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-:@+=~.]{0,255}")
 
 
 def check_client_event_id(event_id: str) -> None:
     """``InvalidEvent`` unless a client may use ``event_id`` (documented set, outside the reserved prefix)."""
-    if not _CLIENT_ID.fullmatch(event_id):
+    if not CLIENT_EVENT_ID.fullmatch(event_id):
         raise InvalidEvent("event_id must be 1..256 characters of A-Z a-z 0-9 _ - : @ + = ~ . starting with a "
                            "letter or digit", field="event_id")
     if event_id.lower().startswith(RESERVED_ID_PREFIX):
         raise InvalidEvent(f"event ids starting with {RESERVED_ID_PREFIX!r} are reserved for the store",
                            field="event_id")
-
-
-def is_client_event_id(event_id: str) -> bool:
-    """``check_client_event_id``'s verdict without the reason (for paths that leave refusals to it)."""
-    return _CLIENT_ID.fullmatch(event_id) is not None and not event_id.lower().startswith(RESERVED_ID_PREFIX)
