@@ -122,10 +122,10 @@ async def _perform(
     elapsed = time.perf_counter() - started
     ctx.alerts.record_append(elapsed)
     ctx.metrics.observe_append(kind, elapsed)
-    fresh = [stored_is_new(e, wall) for e in stored]
-    appended = Counter(str(event[1]) for event, new in zip(stored, fresh) if new)
+    fresh = [e[12] is not None and e[12] >= wall for e in stored]  # stored_is_new, inline: once per event
+    appended = Counter(event[1] for event, new in zip(stored, fresh) if new)  # an EventType and its value are one key
     for event_type, count in appended.items():
-        ctx.metrics.count_appended(event_type, count)
+        ctx.metrics.count_appended(str(event_type), count)
     return stored, fresh
 
 
