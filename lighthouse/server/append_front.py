@@ -14,6 +14,7 @@ import asyncio
 import time
 from typing import Any, Final
 
+from lighthouse.server.answers import batch_answer, event_answer
 from lighthouse.server.codec import Codec, codec_for, decode_body, receive_body
 from lighthouse.server.context import ServerContext, as_api_error
 from lighthouse.server.routes.events import append_many, append_one
@@ -52,8 +53,7 @@ class AppendFront:
         codec = codec_for(headers.get(b"accept"), headers.get(b"content-type"))
         extra: dict[str, str] = {}
         try:
-            value, status, extra = await self._append(route, headers, receive)
-            body = codec.encode_checked(value)  # an append's answer: checked fields and the store's own
+            body, status, extra = await self._append(route, headers, receive, codec)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every error becomes its JSON answer, as in context.endpoint
@@ -64,8 +64,8 @@ class AppendFront:
         self._count(route, status)
         await _respond(send, codec, body, status, extra, started)
 
-    async def _append(self, route: str, headers: dict[bytes, str],
-                      receive: Any) -> tuple[Any, int, dict[str, str]]:
+    async def _append(self, route: str, headers: dict[bytes, str], receive: Any,
+                      codec: Codec) -> tuple[bytes, int, dict[str, str]]:
         ctx = self.ctx
         principal = ctx.authenticate(headers.get(b"authorization"))
         single = route == "/events"
@@ -73,9 +73,10 @@ class AppendFront:
         body = decode_body(await receive_body(receive, headers.get(b"content-length"), limit),
                            headers.get(b"content-type"))
         if single:
-            return await append_one(ctx, principal, body, None)
-        value, status = await append_many(ctx, principal, body)
-        return value, status, {}
+            event, status, extra = await append_one(ctx, principal, body, None)
+            return event_answer(codec, event), status, extra
+        events, status = await append_many(ctx, principal, body)
+        return batch_answer(codec, events), status, {}
 
     def _count(self, route: str, status: int) -> None:
         child = self._requests.get((route, status))

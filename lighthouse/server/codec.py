@@ -46,22 +46,8 @@ class Codec:
             # Only events written through the library (not the API) can hold non-finite floats.
             return json.dumps(_finite(value), separators=(",", ":"), default=_json_default).encode()
 
-    def encode_checked(self, value: Any) -> bytes:
-        """``encode`` for a value made of checked request fields and store-assigned ones (the append
-        answers): plain JSON types with finite floats, so msgspec's output means what the stdlib's would
-        (msgspec writes NaN as null where the stdlib refuses, hence not for any value). A value msgspec
-        cannot write (a lone surrogate, an integer over 64 bits) takes ``encode``."""
-        if self.name == "json":
-            try:
-                return _FAST_JSON_ENCODE(value)
-            except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
-                pass
-        return self.encode(value)
-
-    def response(self, value: Any, status: int = 200, headers: dict[str, str] | None = None, *,
-                 checked: bool = False) -> Response:
-        body = self.encode_checked(value) if checked else self.encode(value)
-        return Response(body, status_code=status, media_type=self.media_type, headers=headers)
+    def response(self, value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+        return Response(self.encode(value), status_code=status, media_type=self.media_type, headers=headers)
 
 
 JSON: Final[Codec] = Codec("json", JSON_TYPE)
@@ -81,7 +67,6 @@ _JSON_ENCODER: Final[json.JSONEncoder] = json.JSONEncoder(separators=(",", ":"),
                                                           default=_json_default)
 
 
-_FAST_JSON_ENCODE: Final[Callable[[Any], bytes]] = msgspec.json.Encoder().encode
 _FAST_JSON_DECODE: Final[Callable[[bytes], Any]] = msgspec.json.Decoder().decode
 
 

@@ -27,6 +27,7 @@ from lighthouse.errors import (
     WriteFailed,
 )
 from lighthouse.models import EVENT_FIELDS, MAX_BATCH_EVENTS, MAX_QUERY_LIMIT, Event, EventFilter, EventType
+from lighthouse.server.answers import batch_answer, event_answer
 from lighthouse.server.auth import Principal, Role
 from lighthouse.server.codec import decode_body, integral, read_body, response_codec
 from lighthouse.server.context import ServerContext, context_of, endpoint
@@ -134,8 +135,8 @@ def _expected_version(reader: QueryReader) -> int | None:
 
 
 async def append_one(ctx: ServerContext, principal: Principal, body: Any,
-                     expected: int | None) -> tuple[dict[str, Any], int, dict[str, str]]:
-    """Append one decoded event body: (response value, status, headers). Shared by the route and the lean front."""
+                     expected: int | None) -> tuple[Event, int, dict[str, str]]:
+    """Append one decoded event body: (the stored event, status, headers). Shared by the route and the lean front."""
     event = quick_event(body, principal.agent_id) or event_from_body(body, principal)
     assert ctx.store is not None
     store = ctx.store
@@ -144,7 +145,7 @@ async def append_one(ctx: ServerContext, principal: Principal, body: Any,
         return [await store.append(event, expected_version=expected)]
 
     (stored,), (new,) = await _perform(ctx, "single", append)
-    return stored.to_dict(), 201 if new else 200, {"Location": f"/events/{quote(stored.event_id, safe='')}"}
+    return stored, 201 if new else 200, {"Location": f"/events/{quote(stored.event_id, safe='')}"}
 
 
 @endpoint("/events")
@@ -155,8 +156,9 @@ async def append_event(request: Request) -> Response:
     expected = (_expected_version(QueryReader(request.query_params, scalars=("expected_version",)))
                 if request.scope.get("query_string") else None)
     body = decode_body(await read_body(request, ctx.settings.max_event_body_bytes), request.headers.get("content-type"))
-    value, status, headers = await append_one(ctx, principal, body, expected)
-    return response_codec(request).response(value, status=status, headers=headers, checked=True)
+    stored, status, headers = await append_one(ctx, principal, body, expected)
+    codec = response_codec(request)
+    return Response(event_answer(codec, stored), status_code=status, media_type=codec.media_type, headers=headers)
 
 
 def _expected_versions(raw: Any) -> dict[str, int] | None:
@@ -173,8 +175,8 @@ def _expected_versions(raw: Any) -> dict[str, int] | None:
     return out
 
 
-async def append_many(ctx: ServerContext, principal: Principal, body: Any) -> tuple[dict[str, Any], int]:
-    """Append a decoded batch body atomically: (response value, status). Shared by the route and the lean front."""
+async def append_many(ctx: ServerContext, principal: Principal, body: Any) -> tuple[list[Event], int]:
+    """Append a decoded batch body atomically: (the stored events, status). Shared by the route and the lean front."""
     if not isinstance(body, Mapping):
         raise InvalidEvent('the body must be an object {"events": [...], "expected_versions": {...}}')
     unknown = sorted(set(body) - {"events", "expected_versions"})
@@ -198,7 +200,7 @@ async def append_many(ctx: ServerContext, principal: Principal, body: Any) -> tu
         return await store.append_batch(events, expected_versions=expected)
 
     stored, fresh = await _perform(ctx, "batch", append)
-    return {"events": [e.to_dict() for e in stored]}, 201 if any(fresh) else 200
+    return stored, 201 if any(fresh) else 200
 
 
 @endpoint("/events/batch")
@@ -208,8 +210,9 @@ async def append_batch(request: Request) -> Response:
     if request.scope.get("query_string"):
         QueryReader(request.query_params)  # refuses unknown parameters
     body = decode_body(await read_body(request, ctx.settings.max_batch_body_bytes), request.headers.get("content-type"))
-    value, status = await append_many(ctx, principal, body)
-    return response_codec(request).response(value, status=status, checked=True)
+    stored, status = await append_many(ctx, principal, body)
+    codec = response_codec(request)
+    return Response(batch_answer(codec, stored), status_code=status, media_type=codec.media_type)
 
 
 @endpoint("/events")

@@ -1,7 +1,7 @@
 """The fast JSON library gives the answers the standard library gave: the same values, the same refusals.
 
 Request bodies are decoded by msgspec first and by ``json`` only when msgspec refuses; append answers are
-encoded by msgspec. Both are checked here against the plain standard-library path on generated documents,
+encoded by msgspec (``lighthouse.server.answers``). Both are checked here against the plain standard-library path on generated documents,
 valid and broken (mutated bytes, other encodings, NaN, huge numbers, lone surrogates, deep nesting).
 """
 
@@ -16,9 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lighthouse.models import EventType
+from lighthouse.models import EVENT_FIELDS, Event, EventType
 from lighthouse.server import codec as codec_module
-from lighthouse.server.codec import JSON, decode_body
+from lighthouse.server.answers import batch_answer, event_answer
+from lighthouse.server.codec import JSON, MSGPACK, decode_body
 from lighthouse.server.problems import ApiError
 
 scalars = st.one_of(
@@ -94,17 +95,42 @@ def _finite(value: Any) -> bool:
     return True
 
 
-@settings(max_examples=400, deadline=None)
-@given(value=values.filter(_finite), kind=st.sampled_from(list(EventType)))
-def test_append_answers_encode_to_what_the_standard_library_wrote(value: Any, kind: EventType) -> None:
-    answer = {"event_type": kind, "data": value}
-    fast, plain = JSON.encode_checked(answer), JSON.encode(answer)
-    assert repr(json.loads(fast)) == repr(json.loads(plain))
+def _stored(data: Any, kind: EventType, n: int) -> Event:
+    event = Event(kind, aggregate_id=f"agg:{n}", event_id=f"e-{n}", data={"v": data}, metadata={"n": n},
+                  correlation_id="c" if n % 2 else None, timestamp=1_700_000_000.25 + n)
+    return event.replace(sequence=n + 1, recorded_at=1_700_000_001.5, aggregate_version=n)
 
 
-@pytest.mark.parametrize("value", [{"text": "\ud800"}, {"n": 2**70}, {"n": -2**64}])
-def test_what_msgspec_cannot_write_is_written_by_the_standard_library(value: Any) -> None:
-    assert JSON.encode_checked(value) == JSON.encode(value)
+@settings(max_examples=300, deadline=None)
+@given(data=st.lists(values.filter(_finite), min_size=1, max_size=4), kind=st.sampled_from(list(EventType)),
+       from_disk=st.booleans())
+def test_append_answers_say_what_the_standard_library_wrote(data: list[Any], kind: EventType, from_disk: bool) -> None:
+    """The same members, order and values as ``JSON.encode(event.to_dict())`` (the answer before msgspec)."""
+    events = [_stored(value, kind, n) for n, value in enumerate(data)]
+    if from_disk:  # events read back hold the type as a plain string
+        events = [e.replace(event_type=str(e[1])) for e in events]
+    single = event_answer(JSON, events[0])
+    assert list(json.loads(single)) == list(EVENT_FIELDS)
+    assert repr(json.loads(single)) == repr(json.loads(JSON.encode(events[0].to_dict())))
+    batch = batch_answer(JSON, events)
+    assert repr(json.loads(batch)) == repr(json.loads(JSON.encode({"events": [e.to_dict() for e in events]})))
+    assert outcome(batch_answer, MSGPACK, events) == outcome(MSGPACK.encode, {"events": [e.to_dict() for e in events]})
+    assert outcome(event_answer, MSGPACK, events[0]) == outcome(MSGPACK.encode, events[0].to_dict())
+
+
+def outcome(call: Any, *args: Any) -> Any:
+    """The bytes, or the kind of error (MessagePack cannot hold a lone surrogate, with or without the answers)."""
+    try:
+        return call(*args)
+    except UnicodeEncodeError as exc:
+        return type(exc)
+
+
+@pytest.mark.parametrize("data", ["\ud800", 2**70, -2**64])
+def test_what_msgspec_cannot_write_is_written_by_the_standard_library(data: Any) -> None:
+    event = _stored(data, EventType.CUSTOM, 1)
+    assert event_answer(JSON, event) == JSON.encode(event.to_dict())
+    assert batch_answer(JSON, [event, event]) == JSON.encode({"events": [event.to_dict()] * 2})
 
 
 @pytest.mark.parametrize("leaf", ['"s"', "1", "1.5", "null", "true", "[]", "{}", "[1]", '{"k":1}'])
