@@ -1,7 +1,8 @@
 """The common case of a client's event, built in one pass: plain types, in range, of an ordinary event type.
 
 ``event_from_body`` checks a client's event field by field and then builds it through ``Event``'s
-keyword constructor, which checks most fields again: about 10 us per event, most of a batch's cost.
+keyword constructor, which checks most fields again: 19 us per event on this 2 GHz machine, the largest
+part of a batch's cost (``quick_event``: 6 us).
 Nearly every event an agent sends is the common case (string ids, a float timestamp, dict data), and
 for it the verdict is known after one cheap test per field. ``quick_event`` builds that case directly
 and answers ``None`` for anything else (a missing id, a bridge or server event type, a float
