@@ -7,12 +7,13 @@ import math
 import time
 from typing import Any
 
+import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lighthouse.errors import LighthouseError
-from lighthouse.models import Event, EventType
+from lighthouse.models import CLIENT_FIELD_COUNT, Event, EventType
 from lighthouse.server.auth import Principal, Role
 from lighthouse.server.event_intake import quick_event
 from lighthouse.server.problems import ApiError
@@ -56,6 +57,8 @@ def assert_same_event(quick: Event, full: Event, raw: dict[str, Any]) -> None:
     assert quick == full
     assert [type(v) for v in quick] == [type(v) for v in full]
     assert quick[8] is not raw.get("data") and quick[9] is not raw.get("metadata")  # copies, as the full path makes
+    # the store packs a batch's records from the tuple's first fields: the same bytes as client_record()
+    assert msgpack.packb(quick[:CLIENT_FIELD_COUNT]) == msgpack.packb(full.client_record())
 
 
 @settings(max_examples=500, deadline=None)
