@@ -29,6 +29,7 @@ __all__ = [
     "EventType",
     "QueryResult",
     "Snapshot",
+    "default_aggregate_type",
 ]
 
 MAX_EVENT_BYTES = 1024 * 1024
@@ -116,6 +117,11 @@ def new_event_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def default_aggregate_type(aggregate_id: str, kind: EventType) -> str:
+    """An event's ``aggregate_type`` when none is given: the id's prefix before ``:``, else the type's first word."""
+    return aggregate_id.partition(":")[0] if ":" in aggregate_id else kind.value.partition("_")[0]
+
+
 def _optional_id(name: str, value: Any) -> str | None:
     if value is None:
         return None
@@ -177,7 +183,7 @@ class Event(_EventTuple):
         kind = event_type if type(event_type) is EventType else EventType.parse(event_type)
         aggregate = _required_id("aggregate_id", aggregate_id)
         if aggregate_type is None:
-            aggregate_type = aggregate.partition(":")[0] if ":" in aggregate else kind.value.partition("_")[0]
+            aggregate_type = default_aggregate_type(aggregate, kind)
         elif not isinstance(aggregate_type, str) or len(aggregate_type) > _MAX_ID_CHARS:
             raise InvalidEvent("aggregate_type must be a string", field="aggregate_type")
         if timestamp is None:
@@ -208,8 +214,10 @@ class Event(_EventTuple):
 
     @property  # type: ignore[override]
     def event_type(self) -> EventType:
-        # Decoded events hold the string value; StrEnum lookup turns it back into the enum.
-        return EventType(self[1])
+        # Decoded events hold the string value; StrEnum lookup turns it back into the enum (a freshly built
+        # event holds the enum itself: every subscriber asks for it, so it is not looked up again).
+        kind = self[1]
+        return kind if type(kind) is EventType else EventType(kind)
 
     def client_record(self) -> tuple[Any, ...]:
         """The fields the client chose, in storage order (event type as its string value)."""

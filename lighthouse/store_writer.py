@@ -113,8 +113,8 @@ class WritePath(StoreState):
         """Every event's record, validated as ``_encode`` does but in bulk: one pack per event and one
         read-back of the whole batch; any failure re-encodes one by one to raise the event's own error."""
         pack = self._packer.pack
-        try:
-            records = [pack(event.client_record()) for event in events]
+        try:  # the tuple's first fields pack as client_record() does (an EventType packs as its value), cheaper
+            records = [pack(event[:CLIENT_FIELD_COUNT]) for event in events]
             msgpack.unpackb(self._packer.pack_array_header(len(records)) + b"".join(records), strict_map_key=False)
         except MemoryError:
             raise ResourceExhausted("out of memory while encoding the batch") from None

@@ -14,6 +14,7 @@ import asyncio
 import time
 from typing import Any, Final
 
+from lighthouse.server.answers import batch_answer, event_answer
 from lighthouse.server.codec import Codec, codec_for, decode_body, receive_body
 from lighthouse.server.context import ServerContext, as_api_error
 from lighthouse.server.routes.events import append_many, append_one
@@ -52,19 +53,19 @@ class AppendFront:
         codec = codec_for(headers.get(b"accept"), headers.get(b"content-type"))
         extra: dict[str, str] = {}
         try:
-            value, status, extra = await self._append(route, headers, receive)
+            body, status, extra = await self._append(route, headers, receive, codec)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every error becomes its JSON answer, as in context.endpoint
             error = as_api_error(exc, self.ctx)
             assert self.ctx.metrics is not None
             self.ctx.metrics.count_error(error.code)
-            value, status, extra = error.body(), error.status, error.headers
+            body, status, extra = codec.encode(error.body()), error.status, error.headers
         self._count(route, status)
-        await _respond(send, codec, value, status, extra, started)
+        await _respond(send, codec, body, status, extra, started)
 
-    async def _append(self, route: str, headers: dict[bytes, str],
-                      receive: Any) -> tuple[Any, int, dict[str, str]]:
+    async def _append(self, route: str, headers: dict[bytes, str], receive: Any,
+                      codec: Codec) -> tuple[bytes, int, dict[str, str]]:
         ctx = self.ctx
         principal = ctx.authenticate(headers.get(b"authorization"))
         single = route == "/events"
@@ -72,9 +73,10 @@ class AppendFront:
         body = decode_body(await receive_body(receive, headers.get(b"content-length"), limit),
                            headers.get(b"content-type"))
         if single:
-            return await append_one(ctx, principal, body, None)
-        value, status = await append_many(ctx, principal, body)
-        return value, status, {}
+            event, status, extra = await append_one(ctx, principal, body, None)
+            return event_answer(codec, event), status, extra
+        events, status = await append_many(ctx, principal, body)
+        return batch_answer(codec, events), status, {}
 
     def _count(self, route: str, status: int) -> None:
         child = self._requests.get((route, status))
@@ -85,8 +87,7 @@ class AppendFront:
         child.inc()
 
 
-async def _respond(send: Any, codec: Codec, value: Any, status: int, extra: dict[str, str], started: float) -> None:
-    body = codec.encode(value)
+async def _respond(send: Any, codec: Codec, body: bytes, status: int, extra: dict[str, str], started: float) -> None:
     raw = [(b"content-length", str(len(body)).encode()), (b"content-type", codec.media_type.encode())]
     raw.extend((name.lower().encode("latin-1"), text.encode("latin-1")) for name, text in extra.items())
     raw.append((b"x-response-time-ms", f"{(time.perf_counter() - started) * 1000:.3f}".encode()))

@@ -29,12 +29,13 @@ SERVER_EVENT_TYPES: Final[frozenset[EventType]] = frozenset({
 })
 #: Ids the store gives its own records (integrity records): clients cannot choose them.
 RESERVED_ID_PREFIX: Final[str] = "lh:"
-_CLIENT_ID: Final[re.Pattern[str]] = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-:@+=~.]{0,255}")
+#: The documented character set of client event ids (1..256 characters).
+CLIENT_EVENT_ID: Final[re.Pattern[str]] = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-:@+=~.]{0,255}")
 
 
 def check_client_event_id(event_id: str) -> None:
     """``InvalidEvent`` unless a client may use ``event_id`` (documented set, outside the reserved prefix)."""
-    if not _CLIENT_ID.fullmatch(event_id):
+    if not CLIENT_EVENT_ID.fullmatch(event_id):
         raise InvalidEvent("event_id must be 1..256 characters of A-Z a-z 0-9 _ - : @ + = ~ . starting with a "
                            "letter or digit", field="event_id")
     if event_id.lower().startswith(RESERVED_ID_PREFIX):

@@ -27,9 +27,11 @@ from lighthouse.errors import (
     WriteFailed,
 )
 from lighthouse.models import EVENT_FIELDS, MAX_BATCH_EVENTS, MAX_QUERY_LIMIT, Event, EventFilter, EventType
+from lighthouse.server.answers import batch_answer, event_answer
 from lighthouse.server.auth import Principal, Role
 from lighthouse.server.codec import decode_body, integral, read_body, response_codec
 from lighthouse.server.context import ServerContext, context_of, endpoint
+from lighthouse.server.event_intake import quick_event
 from lighthouse.server.openapi import MAX_SCHEMA_VERSION
 from lighthouse.server.paging import bounded_page
 from lighthouse.server.params import QueryReader
@@ -121,10 +123,10 @@ async def _perform(
     elapsed = time.perf_counter() - started
     ctx.alerts.record_append(elapsed)
     ctx.metrics.observe_append(kind, elapsed)
-    fresh = [stored_is_new(e, wall) for e in stored]
-    appended = Counter(str(event[1]) for event, new in zip(stored, fresh) if new)
+    fresh = [e[12] is not None and e[12] >= wall for e in stored]  # stored_is_new, inline: once per event
+    appended = Counter(event[1] for event, new in zip(stored, fresh) if new)  # an EventType and its value are one key
     for event_type, count in appended.items():
-        ctx.metrics.count_appended(event_type, count)
+        ctx.metrics.count_appended(str(event_type), count)
     return stored, fresh
 
 
@@ -133,9 +135,9 @@ def _expected_version(reader: QueryReader) -> int | None:
 
 
 async def append_one(ctx: ServerContext, principal: Principal, body: Any,
-                     expected: int | None) -> tuple[dict[str, Any], int, dict[str, str]]:
-    """Append one decoded event body: (response value, status, headers). Shared by the route and the lean front."""
-    event = event_from_body(body, principal)
+                     expected: int | None) -> tuple[Event, int, dict[str, str]]:
+    """Append one decoded event body: (the stored event, status, headers). Shared by the route and the lean front."""
+    event = quick_event(body, principal.agent_id) or event_from_body(body, principal)
     assert ctx.store is not None
     store = ctx.store
 
@@ -143,7 +145,7 @@ async def append_one(ctx: ServerContext, principal: Principal, body: Any,
         return [await store.append(event, expected_version=expected)]
 
     (stored,), (new,) = await _perform(ctx, "single", append)
-    return stored.to_dict(), 201 if new else 200, {"Location": f"/events/{quote(stored.event_id, safe='')}"}
+    return stored, 201 if new else 200, {"Location": f"/events/{quote(stored.event_id, safe='')}"}
 
 
 @endpoint("/events")
@@ -154,8 +156,9 @@ async def append_event(request: Request) -> Response:
     expected = (_expected_version(QueryReader(request.query_params, scalars=("expected_version",)))
                 if request.scope.get("query_string") else None)
     body = decode_body(await read_body(request, ctx.settings.max_event_body_bytes), request.headers.get("content-type"))
-    value, status, headers = await append_one(ctx, principal, body, expected)
-    return response_codec(request).response(value, status=status, headers=headers)
+    stored, status, headers = await append_one(ctx, principal, body, expected)
+    codec = response_codec(request)
+    return Response(event_answer(codec, stored), status_code=status, media_type=codec.media_type, headers=headers)
 
 
 def _expected_versions(raw: Any) -> dict[str, int] | None:
@@ -172,8 +175,8 @@ def _expected_versions(raw: Any) -> dict[str, int] | None:
     return out
 
 
-async def append_many(ctx: ServerContext, principal: Principal, body: Any) -> tuple[dict[str, Any], int]:
-    """Append a decoded batch body atomically: (response value, status). Shared by the route and the lean front."""
+async def append_many(ctx: ServerContext, principal: Principal, body: Any) -> tuple[list[Event], int]:
+    """Append a decoded batch body atomically: (the stored events, status). Shared by the route and the lean front."""
     if not isinstance(body, Mapping):
         raise InvalidEvent('the body must be an object {"events": [...], "expected_versions": {...}}')
     unknown = sorted(set(body) - {"events", "expected_versions"})
@@ -186,7 +189,9 @@ async def append_many(ctx: ServerContext, principal: Principal, body: Any) -> tu
         raise InvalidEvent("a batch holds at least one event")
     if len(raw_events) > MAX_BATCH_EVENTS:
         raise BatchTooLarge(f"a batch holds 1..{MAX_BATCH_EVENTS} events, got {len(raw_events)}", count=len(raw_events))
-    events = [event_from_body(raw, principal, where=f"events[{i}]") for i, raw in enumerate(raw_events)]
+    agent = principal.agent_id
+    events = [quick_event(raw, agent) or event_from_body(raw, principal, where=f"events[{i}]")
+              for i, raw in enumerate(raw_events)]
     expected = _expected_versions(body.get("expected_versions"))
     assert ctx.store is not None
     store = ctx.store
@@ -195,7 +200,7 @@ async def append_many(ctx: ServerContext, principal: Principal, body: Any) -> tu
         return await store.append_batch(events, expected_versions=expected)
 
     stored, fresh = await _perform(ctx, "batch", append)
-    return {"events": [e.to_dict() for e in stored]}, 201 if any(fresh) else 200
+    return stored, 201 if any(fresh) else 200
 
 
 @endpoint("/events/batch")
@@ -205,8 +210,9 @@ async def append_batch(request: Request) -> Response:
     if request.scope.get("query_string"):
         QueryReader(request.query_params)  # refuses unknown parameters
     body = decode_body(await read_body(request, ctx.settings.max_batch_body_bytes), request.headers.get("content-type"))
-    value, status = await append_many(ctx, principal, body)
-    return response_codec(request).response(value, status=status)
+    stored, status = await append_many(ctx, principal, body)
+    codec = response_codec(request)
+    return Response(batch_answer(codec, stored), status_code=status, media_type=codec.media_type)
 
 
 @endpoint("/events")

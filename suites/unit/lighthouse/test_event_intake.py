@@ -1,0 +1,136 @@
+"""The one-pass builder of common events builds exactly what the full field-by-field path builds, or nothing."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lighthouse.errors import LighthouseError
+from lighthouse.models import CLIENT_FIELD_COUNT, Event, EventType
+from lighthouse.server.auth import Principal, Role
+from lighthouse.server.event_intake import quick_event
+from lighthouse.server.problems import ApiError
+from lighthouse.server.routes.events import event_from_body
+
+AGENT = Principal("intake-agent", Role.AGENT, expires_at=2**40)
+ADMIN = Principal("intake-admin", Role.ADMIN, expires_at=2**40)
+
+edge_ids = st.sampled_from(["e-1", "a:b", "x" * 256, "x" * 257, "", "lh:1", "LH:2", "/x", "é", ".x", None])
+ids = st.one_of(edge_ids, edge_ids, st.text(max_size=5), st.integers() | st.booleans() | st.floats())  # edges: 1/2
+numbers = st.one_of(st.none(), st.integers(), st.floats(), st.booleans(), st.sampled_from([1e15, -1e15, 1e15 + 1, 2**31,
+                                                                                          2**31 - 1, 0, 1, 2.0]))
+mappings = st.one_of(st.none(), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2), st.lists(st.integers()),
+                     st.text(max_size=2))
+VALID = {"event_id": "e-1", "event_type": "custom", "aggregate_id": "agg:1", "timestamp": 1_700_000_000.5,
+         "data": {"k": 1}}
+FIELDS = {
+    "event_id": ids, "aggregate_id": ids, "aggregate_type": ids, "correlation_id": ids, "causation_id": ids,
+    "source_agent": ids, "event_type": st.one_of(st.sampled_from([k.value for k in EventType]), ids),
+    "timestamp": numbers, "schema_version": numbers, "data": mappings, "metadata": mappings,
+    "sequence": numbers, "colour": ids,
+}
+one_change = st.one_of([st.fixed_dictionaries({name: values}) for name, values in FIELDS.items()])
+changes = st.builds(lambda first, second: {**first, **second}, one_change, st.one_of(st.just({}), one_change))
+#: a valid event with a few fields changed or dropped, so that most examples sit near the line
+bodies = st.builds(lambda change, dropped: {k: v for k, v in {**VALID, **change}.items() if k not in dropped},
+                   changes, st.sets(st.sampled_from(sorted(VALID)), max_size=2))
+
+
+def full_path(raw: Any, principal: Principal) -> Event | Exception:
+    try:
+        return event_from_body(raw, principal)
+    except (LighthouseError, ApiError) as exc:
+        return exc
+
+
+def assert_same_event(quick: Event, full: Event, raw: dict[str, Any]) -> None:
+    if raw.get("timestamp") is None:  # both stamped it with the time they ran
+        assert abs(quick[7] - full[7]) < 60
+        quick, full = quick.replace(timestamp=0.0), full.replace(timestamp=0.0)
+    assert quick == full
+    assert [type(v) for v in quick] == [type(v) for v in full]
+    assert quick[8] is not raw.get("data") and quick[9] is not raw.get("metadata")  # copies, as the full path makes
+    # the store packs a batch's records from the tuple's first fields: the same bytes as client_record()
+    assert msgpack.packb(quick[:CLIENT_FIELD_COUNT]) == msgpack.packb(full.client_record())
+
+
+@settings(max_examples=500, deadline=None)
+@given(raw=bodies, principal=st.sampled_from([AGENT, ADMIN]))
+def test_what_it_builds_is_what_the_full_path_builds(raw: dict[str, Any], principal: Principal) -> None:
+    quick = quick_event(raw, principal.agent_id)
+    full = full_path(raw, principal)
+    if quick is not None:
+        assert isinstance(full, Event), full
+        assert_same_event(quick, full, raw)
+
+
+EDGE_IDS = ["e-1", "a:b", "x" * 256, "x" * 257, "", "lh:1", "LH:2", "/x", "é", ".x", None, 7, True, 1.5, ["e"]]
+EDGE_NUMBERS = [None, 0, 1, -1, 2, 2.0, 1.5, 1e15, -1e15, 1e15 + 1, 2**31 - 1, 2**31, 2**64, True, False, math.nan,
+                math.inf, "1"]
+EDGE_MAPPINGS = [None, {}, {"k": [1]}, [], "x", 1]
+EDGES: dict[str, list[Any]] = {
+    "event_id": EDGE_IDS, "aggregate_id": EDGE_IDS, "aggregate_type": EDGE_IDS, "correlation_id": EDGE_IDS,
+    "causation_id": EDGE_IDS, "source_agent": EDGE_IDS, "event_type": [k.value for k in EventType] + EDGE_IDS,
+    "timestamp": EDGE_NUMBERS, "schema_version": EDGE_NUMBERS, "data": EDGE_MAPPINGS, "metadata": EDGE_MAPPINGS,
+    "sequence": [None, 1], "colour": [1],
+}
+EDGE_CHANGES = [(name, value) for name, values in EDGES.items() for value in values]
+
+
+def test_every_pair_of_edge_values_is_built_as_the_full_path_builds_it() -> None:
+    """Every edge value of every field, alone and with every edge value of another field (or a dropped field)."""
+    quick_count = 0
+    singles: list[dict[str, Any]] = [{name: value} for name, value in EDGE_CHANGES]
+    pairs = ({a: x, b: y} for (a, x), (b, y) in itertools.combinations(EDGE_CHANGES, 2) if a != b)
+    for change in itertools.chain(singles, pairs):
+        for dropped in (None, *VALID):
+            raw = {k: v for k, v in {**VALID, **change}.items() if k != dropped}
+            for principal in (AGENT, ADMIN):
+                quick = quick_event(raw, principal.agent_id)
+                if quick is not None:
+                    full = full_path(raw, principal)
+                    assert isinstance(full, Event), (raw, full)
+                    assert_same_event(quick, full, raw)
+                    quick_count += 1
+    assert quick_count > 1000  # the quick path was really taken, over and over
+
+
+COMMON = {"event_id": "e-1", "event_type": "custom", "aggregate_id": "bench:1", "timestamp": time.time(),
+          "data": {"payload": "x" * 20}}
+
+
+@pytest.mark.parametrize("raw", [
+    COMMON,
+    {**COMMON, "timestamp": 1_700_000_000, "schema_version": 3, "metadata": {"k": "v"}, "aggregate_type": ""},
+    {**COMMON, "correlation_id": "c", "causation_id": "d", "source_agent": "someone-else", "timestamp": None},
+    {"event_id": "e-2", "event_type": "file_created", "aggregate_id": "noprefix"},
+])
+def test_the_common_case_takes_the_quick_path(raw: dict[str, Any]) -> None:
+    quick = quick_event(raw, AGENT.agent_id)
+    assert quick is not None
+    full = full_path(raw, AGENT)
+    assert isinstance(full, Event)
+    assert_same_event(quick, full, raw)
+    assert quick[6] == AGENT.agent_id
+
+
+@pytest.mark.parametrize("change", [
+    {"event_id": None}, {"event_id": "lh:x"}, {"event_id": "a/b"}, {"event_id": "x" * 257}, {"event_type": "nope"},
+    {"event_type": "system_started"}, {"event_type": "command_received"}, {"aggregate_id": ""}, {"timestamp": True},
+    {"timestamp": math.nan}, {"timestamp": 1e16}, {"schema_version": 2.0}, {"schema_version": 0},
+    {"schema_version": 2**31}, {"aggregate_type": "x" * 257}, {"data": []}, {"metadata": "x"}, {"sequence": 1}, {"colour": 1}, {"correlation_id": ""},
+])
+def test_anything_else_is_left_to_the_full_path(change: dict[str, Any]) -> None:
+    assert quick_event({**COMMON, **change}, AGENT.agent_id) is None
+
+
+def test_only_objects_are_events() -> None:
+    assert quick_event([COMMON], AGENT.agent_id) is None
+    assert quick_event(COMMON, "") is None
