@@ -2,8 +2,10 @@
 
 The worker runs agent traffic in a child under the shim; the shim logs each injection, which proves the
 store really met the error. The store must answer with typed errors, lose nothing it acknowledged,
-write nothing it refused, and take writes again once the injections stop. The log is recovered in the
-caller's process, without the shim.
+write nothing it refused, and take writes again once the injections stop. The log is recovered in a
+child of the caller's process, without the shim. A configuration that never makes the call a scenario
+fails (SQLite in WAL with ``synchronous=NORMAL`` or ``OFF`` barely syncs) cannot meet that fault: the
+shim's call counts show it, and the result says so (``not_applicable``) instead of failing unproven.
 """
 
 from __future__ import annotations
@@ -73,4 +75,20 @@ def run_io_errors(adapter: AdapterSpec, scenario: str, root: Path, seed: int, *,
     if not hit <= aimed:
         result.problem(f"aimed at {sorted(aimed)}, the shim hit {sorted(hit)}")
     result.parameters.update(injections=record.evidence.get("injections"), refused=worker["phases"][0]["errors"])
+    if not record.proven and record.evidence.get("injection_point_reached") is False:
+        result.not_applicable = _never_reached(adapter, scenario, target or str(data_dir), record.evidence)
     return result
+
+
+def _never_reached(adapter: AdapterSpec, scenario: str, target: str, evidence: dict[str, Any]) -> str:
+    """The skip reason: how many aimed calls the configuration made, against how many the scenario lets through."""
+    settings = IO_SCENARIOS[scenario]
+    ops = settings["op"] if isinstance(settings["op"], tuple) else (settings["op"],)
+    calls = evidence.get("calls_seen") or {}
+    made = " and ".join(f"{calls.get(op, 0)} {op}" for op in ops)
+    if "after_bytes" in settings:
+        needs = f"fails writes past the first {settings['after_bytes']} bytes (it wrote {calls.get('bytes', 0)})"
+    else:
+        needs = f"lets the first {settings.get('after_calls', 0)} calls of each through before failing one"
+    return (f"{adapter.name} made {made} calls on *{target}* in the whole run (open to close), and this "
+            f"scenario {needs}: the fault cannot be injected into this configuration")
