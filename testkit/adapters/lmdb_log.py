@@ -3,8 +3,9 @@
 Events live in one B+tree keyed by big-endian sequence, with an ``event_id -> sequence`` tree for
 retries; a batch is one write transaction, so it commits whole or not at all. LMDB's documented
 contract: with ``sync=True`` (default) a committed transaction survives a system crash; with
-``sync=False, metasync=False`` "the database may lose the last transactions" on a system crash
-(not on an application crash), so that configuration expects losses under power cuts.
+``sync=False, metasync=False`` (MDB_NOSYNC) "a system crash can corrupt the database or lose the last
+transactions" (lmdb.h), not an application crash, so that configuration expects losses under power cuts
+and the POSIX crash model (where a map left pointing past a truncated file kills the reader: SIGBUS).
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ class LmdbAdapter(SerialLogAdapter):
 
     #: Opening takes a write lock in ``lock.mdb``, so it cannot open on a read-only filesystem. LMDB keeps no
     #: page checksums and maps its file: damaged bytes can be served as an event nobody wrote, or crash the
-    #: reader (SIGBUS on a truncated map), so it is known unsafe under corruption.
-    testkit_capabilities = Capabilities(io_target="data.mdb", opens_read_only=False,
+    #: reader (SIGBUS on a truncated map), so it is known unsafe under corruption. It never finishes a short
+    #: write: ``mdb_page_flush`` turns one into EIO ("short write, filesystem full?", mdb.c of LMDB 0.9) and the
+    #: commit fails, and a short meta page write in ``mdb_env_write_meta`` makes the environment fatal (MDB_PANIC).
+    testkit_capabilities = Capabilities(io_target="data.mdb", opens_read_only=False, finishes_short_writes=False,
                                         expected_loss=frozenset({"corruption"}))
 
     _duplicate_errors = (lmdb.KeyExistsError,)
