@@ -25,6 +25,7 @@ from typing import Any
 from testkit.adapters import AdapterError, AdapterSpec, StoredEvent
 from testkit.chaos.appender import Appender
 from testkit.chaos.judging import Tally
+from testkit.chaos.preload import modules_of
 from testkit.chaos.reader_process import ReaderDied, ReaderProcess
 from testkit.chaos.result import CampaignResult
 from testkit.checkers.history import History
@@ -140,7 +141,7 @@ def run_generic_corruption(adapter: AdapterSpec, root: Path, rng: random.Random,
     pristine = build_acknowledged_store(adapter, root / "pristine", seed=seed, operations=operations)
     result.timeline.history = pristine.history  # the picture: the writes, then every damaged copy read back
     counts = {"refused": 0, "reported": 0, "intact": 0, "silent_drops": 0, "crashed": 0, "unchanged": 0}
-    with ReaderProcess() as reader:
+    with ReaderProcess(modules_of(adapter)) as reader:
         # Zeroing bytes that are already zero changes nothing (page stores are full of padding): such a case
         # proves no fault and is drawn again, up to three plans' worth, until ``cases`` damages changed bytes.
         for number, damage in enumerate(plan_file_damage(pristine.directory, rng, 3 * cases)):

@@ -36,7 +36,8 @@ def run_crash_point_kills(adapter: AdapterSpec, crash_point: str, cycles: int, r
     spec = WorkloadSpec(adapter, str(root / "data"), str(root / "journal"), seed=seed,
                         phases=(Phase(seconds=PHASE_SECONDS),))
     Path(spec.journal_dir).mkdir(parents=True, exist_ok=True)
-    with WorkloadServer(spec, preload=modules_of(adapter)) as server, ReaderProcess() as reader:
+    modules = modules_of(adapter)
+    with WorkloadServer(spec, preload=modules) as server, ReaderProcess(modules) as reader:
         server.join(server.spawn(cycles, spec.replace(phases=(Phase(ops_per_client=5),))))
         for cycle in range(cycles):
             at = rng.randint(1, max_pass)

@@ -41,7 +41,8 @@ def run_kill_cycles(
     writes in flight)."""
     result = CampaignResult(Tally("sigkill", adapter.name))
     base = WorkloadSpec(adapter, str(root / "d0"), str(root / "j0"), seed=seed)
-    with WorkloadServer(base, preload=modules_of(adapter)) as server, ReaderProcess() as reader:
+    modules = modules_of(adapter)
+    with WorkloadServer(base, preload=modules) as server, ReaderProcess(modules) as reader:
         spec = base
         for cycle in range(cycles):
             if cycle % CYCLES_PER_DIRECTORY == 0:  # bound the log (and recovery time) per directory
@@ -83,7 +84,8 @@ def run_power_cuts(
         data_dir.mkdir()
         fsync_directory(disk.path)  # the data directory itself is durable before anything else happens
         spec = WorkloadSpec(adapter, str(data_dir), str(journal_dir), seed=seed)
-        with WorkloadServer(spec, preload=modules_of(adapter)) as server, ReaderProcess() as reader:
+        modules = modules_of(adapter)
+        with WorkloadServer(spec, preload=modules) as server, ReaderProcess(modules) as reader:
             for cut in range(cuts):
                 worker = server.spawn(cut)
                 if server.wait_opened(worker) is None:
@@ -133,8 +135,9 @@ def run_posix_crashes(
     journal_dir.mkdir()
     spec = WorkloadSpec(adapter, str(data_dir), str(journal_dir), seed=seed)
     delay = DISK_SYNC_DELAY_US if sync_delay_us is None else sync_delay_us
-    with SyscallTrace(inject=inject, sync_delay_us=delay) as trace, ReaderProcess() as reader, \
-            WorkloadServer(spec, preload=modules_of(adapter), wrapper=trace.wrapper) as server:
+    modules = modules_of(adapter)
+    with SyscallTrace(inject=inject, sync_delay_us=delay) as trace, ReaderProcess(modules) as reader, \
+            WorkloadServer(spec, preload=modules, wrapper=trace.wrapper) as server:
         # A store that exists before the trace starts: creating one is not what this model judges.
         server.join(server.spawn(crashes, spec.replace(phases=(Phase(ops_per_client=2),))))
         crash = 0

@@ -181,10 +181,11 @@ def recover_and_judge(adapter: Any, data_dir: Any, journal_dir: Any, *, reader: 
     that kills its reader (LMDB's map past a truncated file is SIGBUS) has nothing readable, so every
     acknowledged event counts as lost and the damage list says how the reader died.
     """
+    from testkit.chaos.preload import modules_of
     from testkit.faults.workload import Recovered, load_history, recover
 
     if reader is None:
-        with ReaderProcess() as own:
+        with ReaderProcess(modules_of(adapter)) as own:
             return recover_and_judge(adapter, data_dir, journal_dir, reader=own)
     started = time.monotonic()
     try:

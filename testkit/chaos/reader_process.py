@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
@@ -33,18 +34,24 @@ class ReaderProcess:
     """``with ReaderProcess() as reader: reader.call(fn, *args)`` runs ``fn`` in the child and returns its result.
 
     An exception ``fn`` raises comes back as itself (so a store's typed refusal stays typed); a child that
-    dies or hangs raises :class:`ReaderDied` saying how, and the next call gets a new child.
+    dies or hangs raises :class:`ReaderDied` saying how, and the next call gets a new child. ``modules``: ones
+    the child must import under the names this process knows them by (a test's store variants, which test
+    runners import from roots of their own); their roots go first on the child's ``sys.path``.
     """
 
-    def __init__(self, timeout_s: float = READ_TIMEOUT_S) -> None:
+    def __init__(self, modules: Sequence[str] = (), *, timeout_s: float = READ_TIMEOUT_S) -> None:
+        from testkit.faults.workload import import_roots  # the crash-cycle zygote finds its modules the same way
+
         self.timeout_s = timeout_s
+        self._roots = import_roots(modules)
         self._pool: ProcessPoolExecutor | None = None
 
     def call(self, fn: Callable[..., _T], *args: Any) -> _T:
         if self._pool is None:
             methods = multiprocessing.get_all_start_methods()
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context(
-                "forkserver" if "forkserver" in methods else "spawn"))
+                "forkserver" if "forkserver" in methods else "spawn"), initializer=_put_first_on_path,
+                initargs=(self._roots,))
         pool = self._pool
         try:
             return pool.submit(fn, *args).result(timeout=self.timeout_s)
@@ -80,6 +87,10 @@ class ReaderProcess:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _put_first_on_path(roots: Sequence[str]) -> None:
+    sys.path[:0] = [root for root in roots if root not in sys.path]
 
 
 def _describe(code: int) -> str:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -40,6 +44,26 @@ def test_a_hung_reader_is_killed_at_the_timeout() -> None:
         with pytest.raises(ReaderDied, match="no answer within"):
             reader.call(kill_self, "SIGSTOP")  # stopped, never answers
         assert reader.call(os.getpid) != os.getpid()
+
+
+@pytest.fixture
+def importable_only_by_its_root(tmp_path: Path) -> Iterator[ModuleType]:
+    """A module imported the way pytest's importlib mode imports test helpers: by file, with no sys.path entry."""
+    (tmp_path / "s19_variant_store.py").write_text("import os\n\ndef where():\n    return os.getpid()\n")
+    spec = importlib.util.spec_from_file_location("s19_variant_store", tmp_path / "s19_variant_store.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["s19_variant_store"] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules["s19_variant_store"]
+
+
+def test_a_module_known_only_by_its_file_is_importable_in_the_child(importable_only_by_its_root: ModuleType) -> None:
+    with ReaderProcess(["s19_variant_store"]) as reader:
+        assert reader.call(importable_only_by_its_root.where) != os.getpid()
+    with ReaderProcess() as reader, pytest.raises(ReaderDied, match="exited with status 1"):
+        reader.call(importable_only_by_its_root.where)  # the child cannot unpickle the call and exits
 
 
 def test_the_judge_survives_a_store_that_kills_its_reader(tmp_path: Path) -> None:
