@@ -3,8 +3,9 @@
 Events live in one B+tree keyed by big-endian sequence, with an ``event_id -> sequence`` tree for
 retries; a batch is one write transaction, so it commits whole or not at all. LMDB's documented
 contract: with ``sync=True`` (default) a committed transaction survives a system crash; with
-``sync=False, metasync=False`` "the database may lose the last transactions" on a system crash
-(not on an application crash), so that configuration expects losses under power cuts.
+``sync=False, metasync=False`` (MDB_NOSYNC) "a system crash can corrupt the database or lose the last
+transactions" (lmdb.h), not an application crash, so that configuration expects losses under power cuts
+and the POSIX crash model (where a map left pointing past a truncated file kills the reader: SIGBUS).
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ class LmdbAdapter(SerialLogAdapter):
 
     #: Opening takes a write lock in ``lock.mdb``, so it cannot open on a read-only filesystem. LMDB keeps no
     #: page checksums and maps its file: damaged bytes can be served as an event nobody wrote, or crash the
-    #: reader (SIGBUS on a truncated map), so it is known unsafe under corruption.
-    testkit_capabilities = Capabilities(io_target="data.mdb", opens_read_only=False,
+    #: reader (SIGBUS on a truncated map), so it is known unsafe under corruption. It never finishes a short
+    #: write: ``mdb_page_flush`` turns one into EIO ("short write, filesystem full?", mdb.c of LMDB 0.9) and the
+    #: commit fails, and a short meta page write in ``mdb_env_write_meta`` makes the environment fatal (MDB_PANIC).
+    testkit_capabilities = Capabilities(io_target="data.mdb", opens_read_only=False, finishes_short_writes=False,
                                         expected_loss=frozenset({"corruption"}))
 
     _duplicate_errors = (lmdb.KeyExistsError,)
@@ -48,6 +51,7 @@ class LmdbAdapter(SerialLogAdapter):
         self._env: lmdb.Environment | None = None
         self._events: Any = None
         self._ids: Any = None
+        self.reopened_after_panic = 0
 
     def _open_store(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -62,14 +66,30 @@ class LmdbAdapter(SerialLogAdapter):
             env, self._env = self._env, None
             env.close()
 
-    def _store(self) -> lmdb.Environment:
+    def _begin(self, *, write: bool = False) -> lmdb.Transaction:
+        """A transaction, reopening the environment first if LMDB declared it dead.
+
+        Once a meta page write fails (a failed or short ``pwrite`` in ``mdb_env_write_meta``) LMDB marks the
+        environment fatal and every later ``mdb_txn_begin`` returns MDB_PANIC: "a fatal error occurred earlier
+        and the environment must be shut down" (lmdb.h). The failed commit already reached its caller as a
+        typed error; a correct client then closes the environment and opens it again, as here. Only called
+        on the adapter's thread, after :meth:`open`, so a missing environment means a reopen that failed.
+        """
         if self._env is None:
-            raise AdapterError("adapter is not open", code="store_closed")
-        return self._env
+            self._open_store()
+        assert self._env is not None
+        try:
+            return self._env.begin(write=write)
+        except lmdb.PanicError:
+            self._close_store()
+            self._open_store()
+            self.reopened_after_panic += 1
+            assert self._env is not None
+            return self._env.begin(write=write)
 
     def _lookup(self, event_ids: Sequence[str]) -> dict[str, Row]:
         found = {}
-        with self._store().begin() as txn:
+        with self._begin() as txn:
             for event_id in event_ids:
                 key = txn.get(event_id.encode(), db=self._ids)
                 if key is not None:
@@ -78,7 +98,7 @@ class LmdbAdapter(SerialLogAdapter):
 
     def _insert(self, events: Sequence[Mapping[str, Any]], payloads: Sequence[bytes]) -> list[int]:
         sequences = []
-        with self._store().begin(write=True) as txn:
+        with self._begin(write=True) as txn:
             cursor = txn.cursor(db=self._events)
             last = _SEQ.unpack(cursor.key())[0] if cursor.last() else 0
             for offset, (event, payload) in enumerate(zip(events, payloads, strict=True), start=1):
@@ -92,7 +112,7 @@ class LmdbAdapter(SerialLogAdapter):
     def _page(self, after: int, limit: int, event_types: Sequence[str] | None,
               aggregate_ids: Sequence[str] | None) -> list[Row]:
         rows: list[Row] = []
-        with self._store().begin() as txn:
+        with self._begin() as txn:
             cursor = txn.cursor(db=self._events)
             if not cursor.set_range(_SEQ.pack(after + 1)):
                 return rows

@@ -35,8 +35,9 @@ class Capabilities:
     (``"module:callable"`` with the signature of :func:`~testkit.chaos.corruption.run_generic_corruption`)
     adds a format-aware corruption campaign; ``creates_files``: the store opens new files as it grows (it
     must refuse cleanly without inodes); ``opens_read_only``: it can serve reads from a read-only filesystem
-    and open on a full one; ``expected_loss``: faults this configuration is *documented* to lose acknowledged
-    writes under (the run fails if such a loss is not caught).
+    and open on a full one; ``finishes_short_writes``: it completes a write the OS cut short (False: it fails
+    the operation instead, so writes that are always short stop it); ``expected_loss``: faults this
+    configuration is *documented* to lose acknowledged writes under (the run fails if such a loss is not caught).
     """
 
     file_based: bool = True
@@ -49,6 +50,9 @@ class Capabilities:
     opens_read_only: bool = True
     expected_loss: frozenset[str] = field(default_factory=frozenset)
     io_preload: bool = True  # False: its files are written by a server process an LD_PRELOAD shim cannot reach
+    #: False: a write the OS cuts short (POSIX lets write() return less than asked) fails the store's operation
+    #: instead of being finished, so under writes that are always short it takes no writes at all.
+    finishes_short_writes: bool = True
 
     def __post_init__(self) -> None:
         unknown = set(self.expected_loss) - set(FAULTS)

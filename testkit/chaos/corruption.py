@@ -15,12 +15,9 @@ crash to report, never the end of the test run. Lighthouse adds its format-aware
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import random
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +25,8 @@ from typing import Any
 from testkit.adapters import AdapterError, AdapterSpec, StoredEvent
 from testkit.chaos.appender import Appender
 from testkit.chaos.judging import Tally
+from testkit.chaos.preload import modules_of
+from testkit.chaos.reader_process import ReaderDied, ReaderProcess
 from testkit.chaos.result import CampaignResult
 from testkit.checkers.history import History
 from testkit.faults.corruption import append_garbage, flip_bit, truncate_to, zero_range
@@ -39,7 +38,6 @@ __all__ = ["FAULT_KIND", "DAMAGE_KINDS", "AcknowledgedStore", "FileDamage", "bui
 FAULT_KIND = "corruption[generic]"
 DAMAGE_KINDS = ("bit_flip", "zero_range", "truncate", "append")
 INVARIANTS = ("no_phantom", "typed_errors", "no_lost_ack")
-_READ_BACK_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -132,13 +130,6 @@ def _read_back_here(adapter: AdapterSpec, directory: Path) -> tuple[list[StoredE
     return asyncio.run(_read_back(adapter, directory))
 
 
-def _reader() -> ProcessPoolExecutor:
-    """One child that reads damaged copies back (forkserver: never a fork of a threaded test runner)."""
-    methods = multiprocessing.get_all_start_methods()
-    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context(
-        "forkserver" if "forkserver" in methods else "spawn"))
-
-
 def _declared(health: dict[str, Any] | None) -> bool:
     return bool(health and (health.get("lost_sequences") or health.get("damage")))
 
@@ -150,51 +141,47 @@ def run_generic_corruption(adapter: AdapterSpec, root: Path, rng: random.Random,
     pristine = build_acknowledged_store(adapter, root / "pristine", seed=seed, operations=operations)
     result.timeline.history = pristine.history  # the picture: the writes, then every damaged copy read back
     counts = {"refused": 0, "reported": 0, "intact": 0, "silent_drops": 0, "crashed": 0, "unchanged": 0}
-    reader = _reader()
-    try:
+    with ReaderProcess(modules_of(adapter)) as reader:
         # Zeroing bytes that are already zero changes nothing (page stores are full of padding): such a case
         # proves no fault and is drawn again, up to three plans' worth, until ``cases`` damages changed bytes.
         for number, damage in enumerate(plan_file_damage(pristine.directory, rng, 3 * cases)):
             if result.tally.cases >= cases:
                 break
-            reader = _judge_case(result, counts, reader, adapter, pristine, root, number, damage, strict_loss)
-    finally:
-        reader.shutdown(wait=True, cancel_futures=True)
+            _judge_case(result, counts, reader, adapter, pristine, root, number, damage, strict_loss)
     result.parameters.update(generic_corruption=counts)
     return result
 
 
-def _judge_case(result: CampaignResult, counts: dict[str, int], reader: ProcessPoolExecutor, adapter: AdapterSpec,
-                pristine: AcknowledgedStore, root: Path, number: int, damage: FileDamage,
-                strict_loss: bool) -> ProcessPoolExecutor:
-    """Damage a fresh copy, read it back in the child, judge; returns the reader (a new one if it crashed)."""
+def _judge_case(result: CampaignResult, counts: dict[str, int], reader: ReaderProcess, adapter: AdapterSpec,
+                pristine: AcknowledgedStore, root: Path, number: int, damage: FileDamage, strict_loss: bool) -> None:
+    """Damage a fresh copy, read it back in the child, judge."""
     copy = root / "case"
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(pristine.directory, copy)
     record = damage.apply(copy)
     if not record.proven:
         counts["unchanged"] += 1
-        return reader
+        return
     result.tally.case(True)
     result.tally.judged_ok(*INVARIANTS)
     result.timeline.fault(record, damage.kind)
     started = time.monotonic()
     try:
-        events, health = reader.submit(_read_back_here, adapter, copy).result(timeout=_READ_BACK_TIMEOUT_S)
+        events, health = reader.call(_read_back_here, adapter, copy)
     except AdapterError:
         counts["refused"] += 1
         result.caught.append(False)
-        return reader
-    except BrokenProcessPool:  # the store killed its process (a signal): no wrong read, but no typed refusal
+        return
+    except ReaderDied as death:  # the store killed its process (a signal): no wrong read, but no typed refusal
         counts["crashed"] += 1
-        result.problem(f"case {number} ({damage}): reading the damaged store crashed its process", "typed_errors")
+        result.problem(f"case {number} ({damage}): reading the damaged store crashed its process ({death})",
+                       "typed_errors")
         result.caught.append(True)
-        reader.shutdown(wait=True, cancel_futures=True)
-        return _reader()
+        return
     except Exception as exc:  # a refusal, but not a typed one: the store's error handling leaked
         result.problem(f"case {number} ({damage}): untyped {type(exc).__name__}: {str(exc)[:160]}", "typed_errors")
         result.caught.append(True)
-        return reader
+        return
     wrong = [e.event_id for e in events
              if e.event_id not in pristine.acknowledged or not _same(e, pristine.acknowledged[e.event_id])]
     missing = set(pristine.acknowledged) - {e.event_id for e in events}
@@ -213,4 +200,3 @@ def _judge_case(result: CampaignResult, counts: dict[str, int], reader: ProcessP
             broke = True
     counts["reported" if _declared(health) else "intact"] += 1
     result.caught.append(broke)
-    return reader

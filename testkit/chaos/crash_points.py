@@ -15,6 +15,7 @@ from pathlib import Path
 from testkit.adapters import AdapterSpec
 from testkit.chaos.judging import Tally, recover_and_judge
 from testkit.chaos.preload import modules_of
+from testkit.chaos.reader_process import ReaderProcess
 from testkit.chaos.result import CampaignResult
 from testkit.faults.workload import Phase, WorkloadServer, WorkloadSpec
 
@@ -35,7 +36,8 @@ def run_crash_point_kills(adapter: AdapterSpec, crash_point: str, cycles: int, r
     spec = WorkloadSpec(adapter, str(root / "data"), str(root / "journal"), seed=seed,
                         phases=(Phase(seconds=PHASE_SECONDS),))
     Path(spec.journal_dir).mkdir(parents=True, exist_ok=True)
-    with WorkloadServer(spec, preload=modules_of(adapter)) as server:
+    modules = modules_of(adapter)
+    with WorkloadServer(spec, preload=modules) as server, ReaderProcess(modules) as reader:
         server.join(server.spawn(cycles, spec.replace(phases=(Phase(ops_per_client=5),))))
         for cycle in range(cycles):
             at = rng.randint(1, max_pass)
@@ -43,6 +45,7 @@ def run_crash_point_kills(adapter: AdapterSpec, crash_point: str, cycles: int, r
             worker = server.spawn(cycle, spec.replace(adapter=AdapterSpec(adapter.name, adapter.factory, options)))
             died_there = server.join(worker, timeout=60.0) == -signal.SIGKILL
             result.tally.case(died_there)
-            judgement, recovered, damage = recover_and_judge(spec.adapter, spec.data_dir, spec.journal_dir)
+            judgement, recovered, damage = recover_and_judge(spec.adapter, spec.data_dir, spec.journal_dir,
+                                                          reader=reader)
             result.judged(cycle, judgement, damage, recovered, spec.journal_dir)
     return result

@@ -16,6 +16,7 @@ from pathlib import Path
 from testkit.adapters import AdapterSpec
 from testkit.chaos.judging import Judgement, Tally, recover_and_judge
 from testkit.chaos.preload import modules_of
+from testkit.chaos.reader_process import ReaderProcess
 from testkit.chaos.result import CampaignResult
 from testkit.faults._system import fsync_directory
 from testkit.faults.powerloss import LoopExt4
@@ -40,7 +41,8 @@ def run_kill_cycles(
     writes in flight)."""
     result = CampaignResult(Tally("sigkill", adapter.name))
     base = WorkloadSpec(adapter, str(root / "d0"), str(root / "j0"), seed=seed)
-    with WorkloadServer(base, preload=modules_of(adapter)) as server:
+    modules = modules_of(adapter)
+    with WorkloadServer(base, preload=modules) as server, ReaderProcess(modules) as reader:
         spec = base
         for cycle in range(cycles):
             if cycle % CYCLES_PER_DIRECTORY == 0:  # bound the log (and recovery time) per directory
@@ -60,7 +62,7 @@ def run_kill_cycles(
             result.tally.case(record.proven)
             last_of_directory = (cycle + 1) % CYCLES_PER_DIRECTORY == 0 or cycle + 1 == cycles
             if (cycle + 1) % CHECK_EVERY == 0 or last_of_directory:
-                result.judged(cycle, *_judge(spec))
+                result.judged(cycle, *_judge(spec, reader))
     return result
 
 
@@ -82,7 +84,8 @@ def run_power_cuts(
         data_dir.mkdir()
         fsync_directory(disk.path)  # the data directory itself is durable before anything else happens
         spec = WorkloadSpec(adapter, str(data_dir), str(journal_dir), seed=seed)
-        with WorkloadServer(spec, preload=modules_of(adapter)) as server:
+        modules = modules_of(adapter)
+        with WorkloadServer(spec, preload=modules) as server, ReaderProcess(modules) as reader:
             for cut in range(cuts):
                 worker = server.spawn(cut)
                 if server.wait_opened(worker) is None:
@@ -99,14 +102,14 @@ def run_power_cuts(
                 if not power.proven:
                     result.failures.append(f"cut {cut}: power cut not proven: {power.detail}")
                 disk.remount()
-                result.judged(cut, *_judge(spec))
+                result.judged(cut, *_judge(spec, reader))
                 if until_caught and result.catches:
                     break
     return result
 
 
-def _judge(spec: WorkloadSpec) -> tuple[Judgement, list[dict[str, object]], object, str]:
-    judgement, recovered, damage = recover_and_judge(spec.adapter, spec.data_dir, spec.journal_dir)
+def _judge(spec: WorkloadSpec, reader: ReaderProcess) -> tuple[Judgement, list[dict[str, object]], object, str]:
+    judgement, recovered, damage = recover_and_judge(spec.adapter, spec.data_dir, spec.journal_dir, reader=reader)
     return judgement, damage, recovered, spec.journal_dir
 
 
@@ -132,8 +135,9 @@ def run_posix_crashes(
     journal_dir.mkdir()
     spec = WorkloadSpec(adapter, str(data_dir), str(journal_dir), seed=seed)
     delay = DISK_SYNC_DELAY_US if sync_delay_us is None else sync_delay_us
-    with SyscallTrace(inject=inject, sync_delay_us=delay) as trace, \
-            WorkloadServer(spec, preload=modules_of(adapter), wrapper=trace.wrapper) as server:
+    modules = modules_of(adapter)
+    with SyscallTrace(inject=inject, sync_delay_us=delay) as trace, ReaderProcess(modules) as reader, \
+            WorkloadServer(spec, preload=modules, wrapper=trace.wrapper) as server:
         # A store that exists before the trace starts: creating one is not what this model judges.
         server.join(server.spawn(crashes, spec.replace(phases=(Phase(ops_per_client=2),))))
         crash = 0
@@ -157,7 +161,7 @@ def run_posix_crashes(
             result.injected += sum(model.injected.values())
             state = model.crash(rng)
             result.tally.case(kill.proven and complete and state.proven)
-            result.judged(crash, *_judge(spec))
+            result.judged(crash, *_judge(spec, reader))
             crash += 1
             if until_caught and result.catches:
                 break

@@ -22,8 +22,13 @@ def settle(result: CampaignResult, recorder: Any, *, fault: str, expected_unsafe
     """Record ``result`` into the test's recorder, then pass or fail it against its expectation.
 
     A fault test first proves its fault happened: at least ``at_least`` cases and the share
-    ``min_proven`` of all cases must have a proven fault.
+    ``min_proven`` of all cases must have a proven fault. A campaign that found its fault cannot be
+    injected into this configuration (``not_applicable``) and no failing check skips with that reason.
     """
+    if result.not_applicable and not result.failures:
+        import pytest  # a skip is a pytest outcome; settle runs inside a test
+
+        pytest.skip(result.not_applicable)
     if expected_unsafe:  # its own matrix row: violations there are the expected outcome
         result.tally.fault_kind = f"{KNOWN_BAD_PREFIX}{label or fault}"[:24]
     label = label or result.tally.sut

@@ -2,8 +2,10 @@
 
 The worker runs agent traffic in a child under the shim; the shim logs each injection, which proves the
 store really met the error. The store must answer with typed errors, lose nothing it acknowledged,
-write nothing it refused, and take writes again once the injections stop. The log is recovered in the
-caller's process, without the shim.
+write nothing it refused, and take writes again once the injections stop. The log is recovered in a
+child of the caller's process, without the shim. A configuration that never makes the call a scenario
+fails (SQLite in WAL with ``synchronous=NORMAL`` or ``OFF`` barely syncs) cannot meet that fault: the
+shim's call counts show it, and the result says so (``not_applicable``) instead of failing unproven.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from testkit.faults.ioshim import IoFault
 from testkit.faults.process import ChildProcess
 from testkit.faults.workload import Phase, WorkloadSpec, run_incarnation
 
-__all__ = ["IO_SCENARIOS", "LIGHTHOUSE_ONLY", "RESUME_ACKS", "run_io_errors"]
+__all__ = ["IO_SCENARIOS", "LIGHTHOUSE_ONLY", "RESUME_ACKS", "only_writes_never_resumed", "run_io_errors"]
 
 IO_SCENARIOS: dict[str, dict[str, Any]] = {
     # A sync fails once: the group it belonged to must not be acknowledged; the next ones may be.
@@ -34,7 +36,9 @@ IO_SCENARIOS: dict[str, dict[str, Any]] = {
     # Like a disk filling up: the write crossing the boundary is cut short, the next ones fail.
     "write_enospc_after_bytes": {"op": ("write", "pwrite", "writev"), "errno": "ENOSPC", "after_bytes": 48 * 1024,
                                  "times": 5},
-    # Short writes, no error at all: a store must finish each write (or refuse it), never leave half a frame.
+    # Short writes, no error at all, to the end of the run: a store must finish each write (write() may return less
+    # than asked), never leave half a frame. One that refuses a short write instead takes none at all, not even
+    # in the after phase (a documented limitation: ``Capabilities.finishes_short_writes``).
     "short_writes": {"op": ("write", "pwrite", "writev"), "mode": "short", "after_calls": 5},
 }
 #: Scenarios aimed at calls only lighthouse is known to make (a group's fdatasync; fsync of a new segment file).
@@ -65,12 +69,37 @@ def run_io_errors(adapter: AdapterSpec, scenario: str, root: Path, seed: int, *,
     if outcome.returncode != 0 or not worker or not worker["opened"]:
         result.problem(f"worker failed ({outcome.returncode}): {outcome.error or worker}", "recovers")
         return result
-    judge_phased_worker(result, spec, worker, resume_acks=RESUME_ACKS, what="the injections stopped",
-                        require_voids=True)
+    endless = "times" not in IO_SCENARIOS[scenario]  # short writes go on to the end of the run
+    judge_phased_worker(result, spec, worker, resume_acks=RESUME_ACKS, require_voids=True,
+                        what="the faulty phase, with every write still cut short" if endless
+                        else "the injections stopped")
     op = IO_SCENARIOS[scenario]["op"]
     aimed = set(op) if isinstance(op, tuple) else {op}
     hit = set(record.evidence.get("by_op", {}))
     if not hit <= aimed:
         result.problem(f"aimed at {sorted(aimed)}, the shim hit {sorted(hit)}")
-    result.parameters.update(injections=record.evidence.get("injections"), refused=worker["phases"][0]["errors"])
+    result.parameters.update(injections=record.evidence.get("injections"), refused=worker["phases"][0]["errors"],
+                             acked_after=worker["phases"][-1]["ok"])
+    if not record.proven and record.evidence.get("injection_point_reached") is False:
+        result.not_applicable = _never_reached(adapter, scenario, target or str(data_dir), record.evidence)
     return result
+
+
+def only_writes_never_resumed(result: CampaignResult) -> bool:
+    """The run's one failing check is that the after phase took no writes: no loss, no phantom, every refusal typed."""
+    return (result.parameters.get("acked_after", RESUME_ACKS) < RESUME_ACKS and len(result.failures) == 1
+            and set(result.tally.violations) == {"recovers"})
+
+
+def _never_reached(adapter: AdapterSpec, scenario: str, target: str, evidence: dict[str, Any]) -> str:
+    """The skip reason: how many aimed calls the configuration made, against how many the scenario lets through."""
+    settings = IO_SCENARIOS[scenario]
+    ops = settings["op"] if isinstance(settings["op"], tuple) else (settings["op"],)
+    calls = evidence.get("calls_seen") or {}
+    made = " and ".join(f"{calls.get(op, 0)} {op}" for op in ops)
+    if "after_bytes" in settings:
+        needs = f"fails writes past the first {settings['after_bytes']} bytes (it wrote {calls.get('bytes', 0)})"
+    else:
+        needs = f"lets the first {settings.get('after_calls', 0)} calls of each through before failing one"
+    return (f"{adapter.name} made {made} calls on *{target}* in the whole run (open to close), and this "
+            f"scenario {needs}: the fault cannot be injected into this configuration")

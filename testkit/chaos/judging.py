@@ -7,10 +7,12 @@ and records them once per test, so that no test can forget a cell or count one t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from testkit.chaos.reader_process import ReaderDied, ReaderProcess
 from testkit.checkers import History, Verdict, ViolationKind, check_durability
 from testkit.checkers.history import OK
 from testkit.plugin import INVARIANTS  # the matrix columns, in the order the summary and the report use
@@ -169,15 +171,29 @@ class Tally:
         return sum(self.violations.values())
 
 
-def recover_and_judge(adapter: Any, data_dir: Any, journal_dir: Any) -> tuple[Judgement, Any, list[dict[str, Any]]]:
+def recover_and_judge(adapter: Any, data_dir: Any, journal_dir: Any, *, reader: ReaderProcess | None = None
+                      ) -> tuple[Judgement, Any, list[dict[str, Any]]]:
     """Recover the store, judge it against every journal so far; also return damage other than a torn tail.
 
     After a crash or a power cut a correct store finds at most a torn tail: anything else it reports
-    means recovery mistook a crash for corruption (or really lost data).
+    means recovery mistook a crash for corruption (or really lost data). Recovery runs in ``reader``'s child
+    process (a campaign passes one for all its checks; without one a child is started for this call): a store
+    that kills its reader (LMDB's map past a truncated file is SIGBUS) has nothing readable, so every
+    acknowledged event counts as lost and the damage list says how the reader died.
     """
-    from testkit.faults.workload import load_history, recover
+    from testkit.chaos.preload import modules_of
+    from testkit.faults.workload import Recovered, load_history, recover
 
-    recovered = recover(adapter, data_dir)
+    if reader is None:
+        with ReaderProcess(modules_of(adapter)) as own:
+            return recover_and_judge(adapter, data_dir, journal_dir, reader=own)
+    started = time.monotonic()
+    try:
+        recovered = reader.call(recover, adapter, str(data_dir))
+    except ReaderDied as death:
+        detail = f"recovering the store killed its reading process ({death}): nothing it holds can be read"
+        recovered = Recovered([], {"damage": [{"kind": "reader_died", "detail": detail}]},
+                              time.monotonic() - started)
     history = load_history(journal_dir)
     judgement = judge(history, recovered.events, voided=recovered.voided_ranges(),
                       declared_lost=recovered.lost_ranges())

@@ -40,6 +40,9 @@ class CampaignResult:
     timeline: OpTimelineBuilder = field(default_factory=OpTimelineBuilder)
     injected: int = 0  # calls strace failed on purpose (``inject``), as the trace shows them
     unmet_needs: list[str] = field(default_factory=list)  # what the campaign had to exercise and did not
+    #: Why the fault cannot be injected into this configuration at all (it never makes the call the fault
+    #: fails); a test skips with it rather than judging a fault that never happened.
+    not_applicable: str | None = None
 
     @classmethod
     def from_checks(cls, fault_kind: str, sut: str, *, cases: int, proven: int, failures: list[str]) -> CampaignResult:

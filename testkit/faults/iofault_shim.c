@@ -15,6 +15,9 @@
  *                                crosses the boundary is cut short at it, like a disk filling up (-1: off)
  *   TESTKIT_IOFAULT_TIMES        inject at most this many times, then pass through (0: unlimited)
  *   TESTKIT_IOFAULT_LOG          file that gets one line per injection: the proof the fault happened
+ *   TESTKIT_IOFAULT_CALLS_LOG    file that gets one line per process at its normal exit: the matching calls of
+ *                                each op and the bytes of matching writes it saw, so that a test can tell "the
+ *                                store never made the call the fault waits for" from "the shim did not inject"
  *
  * The path is learned from /proc/self/fd/N at each call rather than by wrapping open(): that also
  * covers descriptors from fopen, dup, openat2, inheritance, and costs one readlink per call.
@@ -39,6 +42,7 @@ static const char *const op_names[] = {"write", "pwrite", "writev", "fsync", "fd
 static struct {
     char path[PATH_MAX];
     int enabled, ops, err, short_mode, log_fd;
+    char calls_log[PATH_MAX];
     long long after_calls, after_bytes, times;
 } cfg;
 
@@ -85,6 +89,8 @@ static void init(void) {
     cfg.times = env_ll("TESTKIT_IOFAULT_TIMES", 0);
     const char *log = getenv("TESTKIT_IOFAULT_LOG");
     cfg.log_fd = (log && *log) ? open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600) : -1;
+    const char *calls_log = getenv("TESTKIT_IOFAULT_CALLS_LOG");
+    if (calls_log) strncpy(cfg.calls_log, calls_log, sizeof cfg.calls_log - 1);
     cfg.enabled = cfg.ops != 0;
 }
 
@@ -242,4 +248,21 @@ int fsync(int fd) {
 int fdatasync(int fd) {
     ensure_init();
     return faulty_sync(OP_FDATASYNC, fd);
+}
+
+/* At a normal exit (exit(), not _exit() or a signal): "pid<TAB>write=N<TAB>...<TAB>bytes=N", one O_APPEND write. */
+__attribute__((destructor)) static void report_calls(void) {
+    ensure_init();
+    if (!cfg.enabled || !cfg.calls_log[0]) return;
+    int fd = open(cfg.calls_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) return;
+    char line[512];
+    int n = snprintf(line, sizeof line, "%d", (int)getpid());
+    for (unsigned i = 0; i < sizeof op_names / sizeof *op_names && n < (int)sizeof line; i++)
+        n += snprintf(line + n, sizeof line - (size_t)n, "\t%s=%lld", op_names[i],
+                      __atomic_load_n(&matched_calls[i], __ATOMIC_SEQ_CST));
+    if (n < (int)sizeof line)
+        n += snprintf(line + n, sizeof line - (size_t)n, "\tbytes=%lld\n", __atomic_load_n(&matched_bytes, __ATOMIC_SEQ_CST));
+    if (n > 0 && n < (int)sizeof line) real_write(fd, line, (size_t)n);
+    close(fd);
 }

@@ -3,7 +3,9 @@
 The shim is compiled with gcc on first use into a cache directory keyed by the source's hash, so
 editing the C file rebuilds it and parallel sessions share one build. The shim appends a line to
 a side log at each injection: :meth:`IoFault.prove` reads it, so a test can show the store really
-met the error before judging how it coped.
+met the error before judging how it coped. Each process under the shim also reports, at its normal
+exit, how many matching calls it made: a fault that was never injected because the store never made
+the call it waits for (a configuration that does not sync) is then told apart from a shim that missed.
 """
 
 from __future__ import annotations
@@ -178,6 +180,12 @@ class IoFault:
         return self._workdir / "injections.log"
 
     @property
+    def calls_log_path(self) -> Path:
+        if self._workdir is None:
+            raise RuntimeError("IoFault is not entered")
+        return self._workdir / "calls.log"
+
+    @property
     def env(self) -> dict[str, str]:
         """Only the variables the shim needs (see :meth:`child_env` for a full environment)."""
         if self._shim is None:
@@ -192,6 +200,7 @@ class IoFault:
             "TESTKIT_IOFAULT_AFTER_BYTES": str(-1 if self.after_bytes is None else self.after_bytes),
             "TESTKIT_IOFAULT_TIMES": str(self.times or 0),
             "TESTKIT_IOFAULT_LOG": str(self.log_path),
+            "TESTKIT_IOFAULT_CALLS_LOG": str(self.calls_log_path),
         }
 
     def child_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -217,9 +226,37 @@ class IoFault:
             counts[injection.op] = counts.get(injection.op, 0) + 1
         return counts
 
+    def calls_seen(self) -> dict[str, int] | None:
+        """Matching calls per op and ``bytes`` of matching writes, summed over every process that exited
+        normally under the shim; None when none did (killed or ``_exit``: nothing is known)."""
+        try:
+            lines = self.calls_log_path.read_text().splitlines()
+        except FileNotFoundError:
+            return None
+        totals: dict[str, int] = {}
+        for line in filter(None, lines):
+            for field in line.split("\t")[1:]:
+                name, _, count = field.partition("=")
+                totals[name] = totals.get(name, 0) + int(count)
+        return totals or None
+
+    def injection_point_reached(self, calls: Mapping[str, int] | None) -> bool | None:
+        """Whether the processes made the call the fault waits for (a matching call past ``after_calls``, a
+        write past ``after_bytes``); None when no process reported."""
+        if calls is None:
+            return None
+        for op in self.ops:
+            if op in WRITE_OPS and self.after_bytes is not None:
+                if calls.get("bytes", 0) > self.after_bytes:
+                    return True
+            elif calls.get(op, 0) > self.after_calls:
+                return True
+        return False
+
     def prove(self) -> FaultRecord:
         """Proven when the shim logged at least one injection."""
         found = self.injections()
+        calls = self.calls_seen()
         errno_name = errno_module.errorcode.get(self.errno, str(self.errno))
         summary = ", ".join(sorted({f"{i.op}:{i.action}" for i in found})) or "none"
         return self._clock.record(
@@ -232,6 +269,8 @@ class IoFault:
             ops=list(self.ops),
             errno=self.errno,
             mode=self.mode,
+            calls_seen=calls,
+            injection_point_reached=self.injection_point_reached(calls),
         )
 
     def __enter__(self) -> IoFault:

@@ -55,6 +55,7 @@ __all__ = [
     "Recovered",
     "WorkloadServer",
     "WorkloadSpec",
+    "import_roots",
     "journals",
     "load_history",
     "readback_problems",
@@ -588,7 +589,7 @@ def _thread_states(pid: int) -> dict[int, str]:
     return states
 
 
-def _import_roots(modules: Sequence[str]) -> list[str]:
+def import_roots(modules: Sequence[str]) -> list[str]:
     """Directories that make already-imported ``modules`` importable under the same names in a child.
 
     Test runners import test helpers under names that only their own import hooks resolve (pytest's
@@ -644,7 +645,7 @@ class WorkloadServer:
             listener.settimeout(0.05)
             modules = [self.spec.adapter.factory.partition(":")[0], "testkit.data", *self._preload]
             env = dict(os.environ)
-            roots = _import_roots(modules)
+            roots = import_roots(modules)
             if roots:
                 env["PYTHONPATH"] = os.pathsep.join([*roots, *filter(None, [env.get("PYTHONPATH")])])
             self._child = ChildProcess.python(_serve, (address, modules), env=env, wrapper=self._wrapper)

@@ -76,3 +76,15 @@ def test_expect_caught_passes_on_any_failing_check_and_fails_when_none() -> None
     with pytest.raises(ChaosFailure, match="in-place passed 2 snapshot cases unnoticed"):
         expect_caught(_result(proven=2, caught=[False, False]), _recorder(), fault="snapshot", label="in-place",
                       seed=1)
+
+
+def test_a_fault_that_cannot_be_injected_skips_with_the_reason_unless_a_check_failed() -> None:
+    reason = "sqlite made 0 fdatasync calls: the fault cannot be injected into this configuration"
+    unproven = _result(proven=0, caught=[False])
+    unproven.not_applicable = reason
+    with pytest.raises(pytest.skip.Exception, match="0 fdatasync calls"):
+        settle(unproven, _recorder(), fault="io_error", expected_unsafe=False, seed=1)
+    failing = _result(proven=0, caught=[True], failures=["writes did not resume"])
+    failing.not_applicable = reason
+    with pytest.raises(ChaosFailure, match="0/1 io_error faults proven"):
+        settle(failing, _recorder(), fault="io_error", expected_unsafe=False, seed=1)

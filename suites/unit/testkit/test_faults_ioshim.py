@@ -166,6 +166,30 @@ def test_nothing_is_injected_when_nothing_matches(tmp_path: Path) -> None:
         results = run_child(fault, fsync_both, str(tmp_path / "a"), str(tmp_path / "b"), 1)
     assert results == [(None, None)]
     assert fault.record is not None and not fault.record.proven
+    assert fault.record.evidence["calls_seen"]["fsync"] == 0  # the child reported: it made no aimed call
+    assert fault.record.evidence["injection_point_reached"] is False
+
+
+@pytest.mark.parametrize(("after_calls", "reached"), [(3, True), (4, False)])
+def test_the_shim_reports_the_aimed_calls_it_saw(tmp_path: Path, after_calls: int, reached: bool) -> None:
+    """A store that never makes the call a fault waits for is told apart from a fault that was missed."""
+    with IoFault("target", op=("fsync", "fdatasync"), after_calls=after_calls, times=1) as fault:
+        run_child(fault, fsync_both, str(tmp_path / "target"), str(tmp_path / "other"), 4)
+    record = fault.record
+    assert record is not None and record.proven is reached
+    assert {op: record.evidence["calls_seen"][op] for op in ("fsync", "fdatasync", "write")} == {
+        "fsync": 4, "fdatasync": 0, "write": 0}
+    assert record.evidence["injection_point_reached"] is reached
+
+
+def test_write_bytes_are_reported_against_after_bytes(tmp_path: Path) -> None:
+    with IoFault("target.log", op="write", errno="ENOSPC", after_bytes=500) as fault:
+        assert run_child(fault, write_chunks, str(tmp_path / "target.log"), 100, 5) == [100] * 5
+    assert fault.record is not None and not fault.record.proven
+    assert fault.record.evidence["calls_seen"]["bytes"] == 500
+    assert fault.record.evidence["injection_point_reached"] is False
+    assert fault.injection_point_reached({"bytes": 501}) is True
+    assert fault.injection_point_reached(None) is None  # no process reported: nothing is known
 
 
 def test_existing_ld_preload_is_kept(tmp_path: Path) -> None:
