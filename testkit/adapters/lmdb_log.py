@@ -93,14 +93,14 @@ class LmdbAdapter(SerialLogAdapter):
             for event_id in event_ids:
                 key = txn.get(event_id.encode(), db=self._ids)
                 if key is not None:
-                    found[event_id] = (_SEQ.unpack(key)[0], bytes(txn.get(key, db=self._events)))
+                    found[event_id] = (_sequence(key), bytes(txn.get(key, db=self._events)))
         return found
 
     def _insert(self, events: Sequence[Mapping[str, Any]], payloads: Sequence[bytes]) -> list[int]:
         sequences = []
         with self._begin(write=True) as txn:
             cursor = txn.cursor(db=self._events)
-            last = _SEQ.unpack(cursor.key())[0] if cursor.last() else 0
+            last = _sequence(cursor.key()) if cursor.last() else 0
             for offset, (event, payload) in enumerate(zip(events, payloads, strict=True), start=1):
                 key = _SEQ.pack(last + offset)
                 if not txn.put(event["event_id"].encode(), key, db=self._ids, overwrite=False):
@@ -124,7 +124,7 @@ class LmdbAdapter(SerialLogAdapter):
                         continue
                     if aggregate_ids and event["aggregate_id"] not in aggregate_ids:
                         continue
-                rows.append((_SEQ.unpack(key)[0], payload))
+                rows.append((_sequence(key), payload))
                 if len(rows) >= limit:
                     break
         return rows
@@ -137,6 +137,14 @@ class LmdbAdapter(SerialLogAdapter):
         if isinstance(exc, lmdb.Error | OSError):
             return AdapterError(str(exc), code="write_failed", retryable=True)
         return None
+
+
+def _sequence(key: bytes) -> int:
+    """A sequence key; any other length is a damaged database (a crash without sync can leave one): typed."""
+    if len(key) != _SEQ.size:
+        raise AdapterError(f"damaged database: a {len(key)}-byte key where sequences are {_SEQ.size} bytes",
+                           code="store_corrupted")
+    return int(_SEQ.unpack(key)[0])
 
 
 @declaring(LmdbAdapter.testkit_capabilities)

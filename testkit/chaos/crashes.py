@@ -116,12 +116,15 @@ def _judge(spec: WorkloadSpec, reader: ReaderProcess) -> tuple[Judgement, list[d
 
 def run_posix_crashes(
     adapter: AdapterSpec, crashes: int, root: Path, rng: random.Random, seed: int, *, fault_kind: str = "posix_crash",
-    min_proven: int = 1, until_caught: bool = False, inject: tuple[str, ...] = (), sync_delay_us: int | None = None,
+    min_proven: int = 1, min_catches: int = 0, until_caught: bool = False, inject: tuple[str, ...] = (),
+    sync_delay_us: int | None = None,
 ) -> CampaignResult:
     """Kill a traced worker, then leave only what POSIX guarantees (see :mod:`testkit.faults.persistence`).
 
     A crash that lands when everything happened to be synced drops nothing and proves nothing, so the
-    campaign goes on past ``crashes`` (up to three times as many) until ``min_proven`` crashes dropped data.
+    campaign goes on past ``crashes`` (up to three times as many) until ``min_proven`` crashes dropped data,
+    and, for a configuration expected to lose writes, until ``min_catches`` crashes caught a loss (whether a
+    crash state loses anything depends on where the kill landed, e.g. LMDB without sync in 1 of 5).
     ``until_caught`` stops at the first crash that lost an acknowledged event. ``inject`` fails chosen calls
     in the same strace run (see :class:`~testkit.faults.persistence.SyscallTrace`). Every sync is held
     ``sync_delay_us`` (default :data:`~testkit.faults.persistence.DISK_SYNC_DELAY_US`) at its start, as a disk
@@ -141,7 +144,8 @@ def run_posix_crashes(
         # A store that exists before the trace starts: creating one is not what this model judges.
         server.join(server.spawn(crashes, spec.replace(phases=(Phase(ops_per_client=2),))))
         crash = 0
-        while crash < crashes or (result.tally.proven < min_proven and crash < 3 * crashes):
+        while crash < crashes or ((result.tally.proven < min_proven or result.catches < min_catches)
+                                  and crash < 3 * crashes):
             trace.mark()
             model = PosixCrashModel(data_dir)
             worker = server.spawn(crash)

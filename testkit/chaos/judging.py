@@ -178,8 +178,8 @@ def recover_and_judge(adapter: Any, data_dir: Any, journal_dir: Any, *, reader: 
     After a crash or a power cut a correct store finds at most a torn tail: anything else it reports
     means recovery mistook a crash for corruption (or really lost data). Recovery runs in ``reader``'s child
     process (a campaign passes one for all its checks; without one a child is started for this call): a store
-    that kills its reader (LMDB's map past a truncated file is SIGBUS) has nothing readable, so every
-    acknowledged event counts as lost and the damage list says how the reader died.
+    that kills its reader (LMDB's map past a truncated file is SIGBUS), or refuses to open or read (typed or
+    not), has nothing readable: every acknowledged event counts as lost and the damage list says why.
     """
     from testkit.chaos.preload import modules_of
     from testkit.faults.workload import Recovered, load_history, recover
@@ -193,6 +193,10 @@ def recover_and_judge(adapter: Any, data_dir: Any, journal_dir: Any, *, reader: 
     except ReaderDied as death:
         detail = f"recovering the store killed its reading process ({death}): nothing it holds can be read"
         recovered = Recovered([], {"damage": [{"kind": "reader_died", "detail": detail}]},
+                              time.monotonic() - started)
+    except Exception as refusal:  # noqa: BLE001 - whatever the store raised, it did not give its events back
+        detail = f"the store could not be opened and read after the fault: {type(refusal).__name__}: {refusal}"
+        recovered = Recovered([], {"damage": [{"kind": "recovery_failed", "detail": detail}]},
                               time.monotonic() - started)
     history = load_history(journal_dir)
     judgement = judge(history, recovered.events, voided=recovered.voided_ranges(),

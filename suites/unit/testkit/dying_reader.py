@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import signal
+import struct
 from collections.abc import AsyncIterator
 
 from testkit.adapters import AdapterError, StoredEvent
 from testkit.adapters.sqlite import SqliteAdapter
 
-__all__ = ["ReadKillsItself", "kill_self", "refuse_typed"]
+__all__ = ["ReadKillsItself", "ReadRaises", "kill_self", "refuse_typed"]
 
 
 class ReadKillsItself(SqliteAdapter):
@@ -27,6 +28,14 @@ class ReadKillsItself(SqliteAdapter):
         os.kill(os.getpid(), signal.Signals[self.signal_name])
         async for event in super().read_all():  # not reached: the signal's default action ends the process
             yield event
+
+
+class ReadRaises(SqliteAdapter):
+    """SQLite whose reads raise what a damaged page does in a careless adapter (LMDB's 3-byte key: struct.error)."""
+
+    async def read_all(self) -> AsyncIterator[StoredEvent]:
+        raise struct.error("unpack requires a buffer of 8 bytes")
+        yield  # an async generator, like the real one
 
 
 def kill_self(signal_name: str) -> int:

@@ -66,16 +66,21 @@ def test_a_module_known_only_by_its_file_is_importable_in_the_child(importable_o
         reader.call(importable_only_by_its_root.where)  # the child cannot unpickle the call and exits
 
 
-def test_the_judge_survives_a_store_that_kills_its_reader(tmp_path: Path) -> None:
-    spec = WorkloadSpec(DYING, str(tmp_path / "data"), str(tmp_path / "journal"), seed=3, clients=2,
+@pytest.mark.parametrize(("adapter", "kind", "named"), [
+    (DYING, "reader_died", "killed by SIGBUS"),
+    (AdapterSpec("read-raises", "suites.unit.testkit.dying_reader:ReadRaises"), "recovery_failed",
+     "error: unpack requires a buffer of 8 bytes")])
+def test_the_judge_survives_a_store_that_kills_its_reader_or_raises(tmp_path: Path, adapter: AdapterSpec, kind: str,
+                                                                     named: str) -> None:
+    spec = WorkloadSpec(adapter, str(tmp_path / "data"), str(tmp_path / "journal"), seed=3, clients=2,
                         phases=(Phase(ops_per_client=5),))
     Path(spec.journal_dir).mkdir()
     run_incarnation(spec, 0)  # appends only: nothing reads
     acknowledged = load_history(spec.journal_dir).status_counts()["ok"]
     assert acknowledged == 10
     judgement, recovered, damage = recover_and_judge(spec.adapter, spec.data_dir, spec.journal_dir)
-    assert [d["kind"] for d in damage] == ["reader_died"]
-    assert "killed by SIGBUS" in damage[0]["detail"]
+    assert [d["kind"] for d in damage] == [kind]
+    assert named in damage[0]["detail"]
     assert not judgement.ok and recovered.events == []
     assert len(judgement.lost_event_ids()) >= acknowledged  # nothing readable: every acknowledged event is gone
 
