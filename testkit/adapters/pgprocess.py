@@ -9,6 +9,12 @@ whatever of that group is still alive, by the process-group id recorded in ``pos
 
 A fresh cluster is a copy of one ``initdb`` template per machine (initdb takes seconds, a copy a
 fraction), synced with ``syncfs`` before first use so a power cut never finds half a cluster.
+
+As root, the server runs as the ``pgserver`` account (postgres refuses root) with one capability,
+``CAP_DAC_READ_SEARCH``: it opens its files by absolute path (``pg_control`` at every checkpoint and
+crash recovery), and the directories above the cluster are not ours to keep open to other accounts:
+pytest resets ``/tmp/pytest-of-root`` to 0700 whenever any session starts, which made a restarted
+server PANIC with "could not open file .../global/pg_control: Permission denied".
 """
 
 from __future__ import annotations
@@ -62,6 +68,14 @@ def _run_as(owner: tuple[int, int] | None) -> dict[str, object]:
     if owner is None:
         return {}
     return {"user": owner[0], "group": owner[1], "extra_groups": []}
+
+
+def _server_credentials(owner: tuple[int, int] | None) -> list[str]:
+    """``setpriv`` options that make the server ``owner`` and let it reach its cluster through any parent."""
+    if owner is None:
+        return []
+    return ["--reuid", str(owner[0]), "--regid", str(owner[1]), "--clear-groups",
+            "--inh-caps", "+dac_read_search", "--ambient-caps", "+dac_read_search"]
 
 
 def _server_owner() -> tuple[int, int] | None:
@@ -216,8 +230,6 @@ class PgServer:
     def start(self) -> None:
         owner = _server_owner()
         self.cluster_dir.parent.mkdir(parents=True, exist_ok=True)
-        if owner is not None:
-            _allow_traversal(self.cluster_dir.parent)
         self._ensure_cluster(owner)
         self._reap_previous()
         if len(str(self.cluster_dir.resolve())) <= _MAX_SOCKET_DIR:
@@ -227,13 +239,13 @@ class PgServer:
             if owner is not None:
                 os.chown(self._socket_dir, *owner)
         command: Sequence[str] = [
-            "setpriv", "--pdeathsig", "KILL", "--", str(pg_binaries() / "postgres"),
+            "setpriv", *_server_credentials(owner), "--pdeathsig", "KILL", "--", str(pg_binaries() / "postgres"),
             "-D", str(self.cluster_dir), "-k", str(self._socket_dir),
             *(arg for key, value in self.settings.items() for arg in ("-c", f"{key}={value}")),
         ]
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                             start_new_session=True, **_run_as(owner))  # type: ignore[arg-type]
+                                             start_new_session=True)
 
     def exited(self) -> int | None:
         return None if self._process is None else self._process.poll()
