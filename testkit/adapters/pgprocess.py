@@ -20,6 +20,7 @@ server PANIC with "could not open file .../global/pg_control: Permission denied"
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -138,6 +139,34 @@ def _template(owner: tuple[int, int] | None) -> Path:
     return template
 
 
+def _copy_cluster(template: Path, target: Path, owner: tuple[int, int] | None) -> None:
+    """Copy the template to ``target`` (owned by ``owner``), failing at the first error with its errno: a full
+    or read-only filesystem must be told apart (``shutil.copytree`` gathers every file's error in one)."""
+    target.mkdir(mode=0o700)
+    for root, dirnames, filenames in os.walk(template):
+        here = target / Path(root).relative_to(template)
+        for name in dirnames:
+            (here / name).mkdir(mode=0o700)
+        for name in filenames:
+            source = Path(root) / name
+            if source.is_symlink():
+                (here / name).symlink_to(os.readlink(source))
+            else:
+                shutil.copy2(source, here / name)
+        if owner is not None:
+            for name in (".", *dirnames, *filenames):
+                os.chown(here / name, *owner, follow_symlinks=False)
+
+
+def _unavailable(exc: OSError, doing: str) -> AdapterError:
+    """The typed error for a filesystem refusal while starting: out of space is retryable once space is freed."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return AdapterError(f"postgres cannot {doing}: {exc}", code="resource_exhausted", retryable=True)
+    if exc.errno == errno.EROFS:
+        return AdapterError(f"postgres cannot {doing}: {exc}", code="store_read_only", retryable=True)
+    return AdapterError(f"postgres cannot {doing}: {exc}", code="store_unavailable")
+
+
 def _syncfs(path: Path) -> None:
     subprocess.run(["sync", "-f", str(path)], check=True)
 
@@ -205,10 +234,12 @@ class PgServer:
             return
         staging = self.cluster_dir.with_name(self.cluster_dir.name + ".copying")
         shutil.rmtree(staging, ignore_errors=True)  # a copy cut short by a kill
-        shutil.copytree(_template(owner), staging, symlinks=True)
-        staging.chmod(0o700)
-        if owner is not None:
-            _chown_tree(staging, owner)
+        template = _template(owner)
+        try:
+            _copy_cluster(template, staging, owner)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)  # never leave half a cluster taking the space
+            raise
         _syncfs(staging)
         os.rename(staging, self.cluster_dir)
         _syncfs(self.cluster_dir.parent)
@@ -228,10 +259,14 @@ class PgServer:
                 stale.unlink(missing_ok=True)
 
     def start(self) -> None:
+        """Create the cluster if there is none, clear what a killed server left, and start the postmaster."""
         owner = _server_owner()
-        self.cluster_dir.parent.mkdir(parents=True, exist_ok=True)
-        self._ensure_cluster(owner)
-        self._reap_previous()
+        try:
+            self.cluster_dir.parent.mkdir(parents=True, exist_ok=True)
+            self._ensure_cluster(owner)
+            self._reap_previous()
+        except OSError as exc:
+            raise _unavailable(exc, "prepare its cluster") from exc
         if len(str(self.cluster_dir.resolve())) <= _MAX_SOCKET_DIR:
             self._socket_dir, self._own_socket_dir = self.cluster_dir.resolve(), False
         else:
@@ -243,7 +278,11 @@ class PgServer:
             "-D", str(self.cluster_dir), "-k", str(self._socket_dir),
             *(arg for key, value in self.settings.items() for arg in ("-c", f"{key}={value}")),
         ]
-        with open(self.log_path, "ab") as log:
+        try:
+            log = open(self.log_path, "ab")
+        except OSError as exc:
+            raise _unavailable(exc, "open its log") from exc
+        with log:
             self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                              start_new_session=True)
 
@@ -254,6 +293,18 @@ class PgServer:
         with contextlib.suppress(OSError):
             return self.log_path.read_text(errors="replace")[-limit:]
         return ""
+
+    def start_failure(self, detail: str) -> AdapterError:
+        """The typed error for a server that did not come up: its log's last lines say why (a full or read-only
+        filesystem, where it could not even write ``postmaster.pid``, is retryable once the condition clears)."""
+        tail = self.log_tail()
+        last = tail.rstrip().rsplit("\n", 1)[-1]
+        message = f"postgres did not start (exit {self.exited()}): {detail}; log: {tail}"
+        if "No space left on device" in last or "Disk quota exceeded" in last:
+            return AdapterError(message, code="resource_exhausted", retryable=True)
+        if "Read-only file system" in last:
+            return AdapterError(message, code="store_read_only", retryable=True)
+        return AdapterError(message, code="store_unavailable")
 
     def ready_deadline(self) -> float:
         return time.monotonic() + _READY_TIMEOUT_S

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from testkit.chaos.capabilities import Capabilities, capabilities_of
+from testkit.chaos.capabilities import Capabilities, Footprint, capabilities_of
 from testkit.chaos.registry import parse_options, system_from_arguments
 from testkit.chaos.sut import SystemUnderTest, load_factory
 
@@ -50,6 +50,11 @@ def test_capabilities_from_a_dict_and_unknown_faults_refused() -> None:
     caps = capabilities_of(Factory)
     assert caps == Capabilities(file_based=False, crash_points=("a",), expected_loss=frozenset({"power_cut"}))
     assert capabilities_of(object) == Capabilities()
+
+    class Server:
+        testkit_capabilities = {"footprint": {"mib": 32, "files": 1100}}
+
+    assert capabilities_of(Server).footprint == Footprint(mib=32, files=1100)
     with pytest.raises(ValueError, match="unknown faults"):
         Capabilities(expected_loss=frozenset({"meteor"}))
 
