@@ -231,6 +231,8 @@ class PgServer:
 
     def _ensure_cluster(self, owner: tuple[int, int] | None) -> None:
         if (self.cluster_dir / "PG_VERSION").exists():
+            if owner is not None and self.cluster_dir.stat().st_uid != owner[0]:
+                _chown_tree(self.cluster_dir, owner)  # copied by root (a backup restored): postgres refuses it
             return
         staging = self.cluster_dir.with_name(self.cluster_dir.name + ".copying")
         shutil.rmtree(staging, ignore_errors=True)  # a copy cut short by a kill
