@@ -63,6 +63,10 @@ class Capabilities:
     expected_loss: frozenset[str] = field(default_factory=frozenset)
     io_preload: bool = True  # False: its files are written by a server process an LD_PRELOAD shim cannot reach
     footprint: Footprint = field(default_factory=Footprint)
+    #: True: its unsynced writes overwrite preallocated files (PostgreSQL's recycled WAL segments). The POSIX crash
+    #: model keeps unsynced overwrites inside a file's durable size (a documented limit), so it cannot produce
+    #: a loss only they would cause: such an expected loss is left to the real power cut.
+    unsynced_overwrites: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.expected_loss) - set(FAULTS)

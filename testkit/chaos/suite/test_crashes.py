@@ -67,6 +67,10 @@ def test_posix_crash_model(system_under_test: SystemUnderTest, tmp_path: Path, t
     system = system_under_test
     _file_based(system)
     require("strace", probe_strace())
+    if system.expects_loss("posix_crash") and system.capabilities.unsynced_overwrites \
+            and not system.expects_loss("sigkill"):
+        pytest.skip(f"{system.name} loses only unsynced overwrites of preallocated files, which the POSIX crash "
+                    "model keeps (capability unsynced_overwrites); its expected loss is judged by the power cut")
     result = run_posix_crashes(system.spec, scaled(5), tmp_path, testkit_rng, case_seed)
     settle(result, testkit_record, fault="posix_crash", expected_unsafe=system.expects_loss("posix_crash"),
            seed=testkit_seed, min_proven=0.0)
