@@ -120,3 +120,14 @@ def test_an_installed_distribution_registers_adapters_through_entry_points(
 def test_a_name_that_is_no_registered_entry_point_is_refused_with_the_known_names() -> None:
     with pytest.raises(ValueError, match="one of the registered names"):
         system_from_arguments("no-such-adapter-name")
+
+
+def test_postgres_fsync_off_leaves_its_expected_loss_to_the_power_cut_not_the_posix_model() -> None:
+    """fsync=off loses unsynced WAL overwrites, which the POSIX crash model keeps: the shipped test skips it."""
+    pytest.importorskip("psycopg")
+    fsync_off = SystemUnderTest.from_reference("testkit.adapters.postgres:postgres_fsync_off")
+    sync_off = SystemUnderTest.from_reference("testkit.adapters.postgres:postgres_sync_off")
+    assert fsync_off.capabilities.unsynced_overwrites and fsync_off.capabilities.footprint.mib >= 27
+    assert fsync_off.expects_loss("power_cut") and fsync_off.expects_loss("posix_crash")
+    assert not fsync_off.expects_loss("sigkill")  # so test_posix_crash_model skips it with the reason
+    assert sync_off.expects_loss("sigkill")  # a SIGKILL alone loses its commits: the posix test still runs
