@@ -9,11 +9,18 @@ whatever of that group is still alive, by the process-group id recorded in ``pos
 
 A fresh cluster is a copy of one ``initdb`` template per machine (initdb takes seconds, a copy a
 fraction), synced with ``syncfs`` before first use so a power cut never finds half a cluster.
+
+As root, the server runs as the ``pgserver`` account (postgres refuses root) with one capability,
+``CAP_DAC_READ_SEARCH``: it opens its files by absolute path (``pg_control`` at every checkpoint and
+crash recovery), and the directories above the cluster are not ours to keep open to other accounts:
+pytest resets ``/tmp/pytest-of-root`` to 0700 whenever any session starts, which made a restarted
+server PANIC with "could not open file .../global/pg_control: Permission denied".
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -62,6 +69,14 @@ def _run_as(owner: tuple[int, int] | None) -> dict[str, object]:
     if owner is None:
         return {}
     return {"user": owner[0], "group": owner[1], "extra_groups": []}
+
+
+def _server_credentials(owner: tuple[int, int] | None) -> list[str]:
+    """``setpriv`` options that make the server ``owner`` and let it reach its cluster through any parent."""
+    if owner is None:
+        return []
+    return ["--reuid", str(owner[0]), "--regid", str(owner[1]), "--clear-groups",
+            "--inh-caps", "+dac_read_search", "--ambient-caps", "+dac_read_search"]
 
 
 def _server_owner() -> tuple[int, int] | None:
@@ -122,6 +137,34 @@ def _template(owner: tuple[int, int] | None) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return template
+
+
+def _copy_cluster(template: Path, target: Path, owner: tuple[int, int] | None) -> None:
+    """Copy the template to ``target`` (owned by ``owner``), failing at the first error with its errno: a full
+    or read-only filesystem must be told apart (``shutil.copytree`` gathers every file's error in one)."""
+    target.mkdir(mode=0o700)
+    for root, dirnames, filenames in os.walk(template):
+        here = target / Path(root).relative_to(template)
+        for name in dirnames:
+            (here / name).mkdir(mode=0o700)
+        for name in filenames:
+            source = Path(root) / name
+            if source.is_symlink():
+                (here / name).symlink_to(os.readlink(source))
+            else:
+                shutil.copy2(source, here / name)
+        if owner is not None:
+            for name in (".", *dirnames, *filenames):
+                os.chown(here / name, *owner, follow_symlinks=False)
+
+
+def _unavailable(exc: OSError, doing: str) -> AdapterError:
+    """The typed error for a filesystem refusal while starting: out of space is retryable once space is freed."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return AdapterError(f"postgres cannot {doing}: {exc}", code="resource_exhausted", retryable=True)
+    if exc.errno == errno.EROFS:
+        return AdapterError(f"postgres cannot {doing}: {exc}", code="store_read_only", retryable=True)
+    return AdapterError(f"postgres cannot {doing}: {exc}", code="store_unavailable")
 
 
 def _syncfs(path: Path) -> None:
@@ -188,13 +231,17 @@ class PgServer:
 
     def _ensure_cluster(self, owner: tuple[int, int] | None) -> None:
         if (self.cluster_dir / "PG_VERSION").exists():
+            if owner is not None and self.cluster_dir.stat().st_uid != owner[0]:
+                _chown_tree(self.cluster_dir, owner)  # copied by root (a backup restored): postgres refuses it
             return
         staging = self.cluster_dir.with_name(self.cluster_dir.name + ".copying")
         shutil.rmtree(staging, ignore_errors=True)  # a copy cut short by a kill
-        shutil.copytree(_template(owner), staging, symlinks=True)
-        staging.chmod(0o700)
-        if owner is not None:
-            _chown_tree(staging, owner)
+        template = _template(owner)
+        try:
+            _copy_cluster(template, staging, owner)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)  # never leave half a cluster taking the space
+            raise
         _syncfs(staging)
         os.rename(staging, self.cluster_dir)
         _syncfs(self.cluster_dir.parent)
@@ -214,12 +261,14 @@ class PgServer:
                 stale.unlink(missing_ok=True)
 
     def start(self) -> None:
+        """Create the cluster if there is none, clear what a killed server left, and start the postmaster."""
         owner = _server_owner()
-        self.cluster_dir.parent.mkdir(parents=True, exist_ok=True)
-        if owner is not None:
-            _allow_traversal(self.cluster_dir.parent)
-        self._ensure_cluster(owner)
-        self._reap_previous()
+        try:
+            self.cluster_dir.parent.mkdir(parents=True, exist_ok=True)
+            self._ensure_cluster(owner)
+            self._reap_previous()
+        except OSError as exc:
+            raise _unavailable(exc, "prepare its cluster") from exc
         if len(str(self.cluster_dir.resolve())) <= _MAX_SOCKET_DIR:
             self._socket_dir, self._own_socket_dir = self.cluster_dir.resolve(), False
         else:
@@ -227,13 +276,17 @@ class PgServer:
             if owner is not None:
                 os.chown(self._socket_dir, *owner)
         command: Sequence[str] = [
-            "setpriv", "--pdeathsig", "KILL", "--", str(pg_binaries() / "postgres"),
+            "setpriv", *_server_credentials(owner), "--pdeathsig", "KILL", "--", str(pg_binaries() / "postgres"),
             "-D", str(self.cluster_dir), "-k", str(self._socket_dir),
             *(arg for key, value in self.settings.items() for arg in ("-c", f"{key}={value}")),
         ]
-        with open(self.log_path, "ab") as log:
+        try:
+            log = open(self.log_path, "ab")
+        except OSError as exc:
+            raise _unavailable(exc, "open its log") from exc
+        with log:
             self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                             start_new_session=True, **_run_as(owner))  # type: ignore[arg-type]
+                                             start_new_session=True)
 
     def exited(self) -> int | None:
         return None if self._process is None else self._process.poll()
@@ -242,6 +295,18 @@ class PgServer:
         with contextlib.suppress(OSError):
             return self.log_path.read_text(errors="replace")[-limit:]
         return ""
+
+    def start_failure(self, detail: str) -> AdapterError:
+        """The typed error for a server that did not come up: its log's last lines say why (a full or read-only
+        filesystem, where it could not even write ``postmaster.pid``, is retryable once the condition clears)."""
+        tail = self.log_tail()
+        last = tail.rstrip().rsplit("\n", 1)[-1]
+        message = f"postgres did not start (exit {self.exited()}): {detail}; log: {tail}"
+        if "No space left on device" in last or "Disk quota exceeded" in last:
+            return AdapterError(message, code="resource_exhausted", retryable=True)
+        if "Read-only file system" in last:
+            return AdapterError(message, code="store_read_only", retryable=True)
+        return AdapterError(message, code="store_unavailable")
 
     def ready_deadline(self) -> float:
         return time.monotonic() + _READY_TIMEOUT_S

@@ -14,13 +14,25 @@ from typing import Any, TypeVar
 
 _Factory = TypeVar("_Factory")
 
-__all__ = ["FAULTS", "Capabilities", "capabilities_of", "declaring"]
+__all__ = ["FAULTS", "Capabilities", "Footprint", "capabilities_of", "declaring"]
 
 #: The fault names an expectation can name (``expected_loss={"power_cut"}``), one per campaign family.
 FAULTS: tuple[str, ...] = (
     "sigkill", "crash_point", "power_cut", "posix_crash", "disk_full", "inodes_exhausted", "read_only",
     "rlimit", "io_error", "network", "corruption",
 )
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Disk space (MiB) and files a fresh store occupies once opened, before its first event.
+
+    An embedded store starts from almost nothing; a server's cluster does not (PostgreSQL's catalogs and
+    WAL: 27 MiB in about 1,000 files). The disk campaigns give their small private filesystems this much
+    on top of their own room, so the fault lands on the store's writes and not on its creation."""
+
+    mib: int = 0
+    files: int = 0
 
 
 @dataclass(frozen=True)
@@ -37,7 +49,8 @@ class Capabilities:
     must refuse cleanly without inodes); ``opens_read_only``: it can serve reads from a read-only filesystem
     and open on a full one; ``finishes_short_writes``: it completes a write the OS cut short (False: it fails
     the operation instead, so writes that are always short stop it); ``expected_loss``: faults this
-    configuration is *documented* to lose acknowledged writes under (the run fails if such a loss is not caught).
+    configuration is *documented* to lose acknowledged writes under (the run fails if such a loss is not caught);
+    ``footprint``: what a fresh store occupies (see :class:`Footprint`).
     """
 
     file_based: bool = True
@@ -53,6 +66,11 @@ class Capabilities:
     #: False: a write the OS cuts short (POSIX lets write() return less than asked) fails the store's operation
     #: instead of being finished, so under writes that are always short it takes no writes at all.
     finishes_short_writes: bool = True
+    footprint: Footprint = field(default_factory=Footprint)
+    #: True: its unsynced writes overwrite preallocated files (PostgreSQL's recycled WAL segments). The POSIX crash
+    #: model keeps unsynced overwrites inside a file's durable size (a documented limit), so it cannot produce
+    #: a loss only they would cause: such an expected loss is left to the real power cut.
+    unsynced_overwrites: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.expected_loss) - set(FAULTS)
@@ -79,6 +97,8 @@ def capabilities_of(factory: Any) -> Capabilities:
             values["expected_loss"] = frozenset(values["expected_loss"])
         if "crash_points" in values:
             values["crash_points"] = tuple(values["crash_points"])
+        if isinstance(values.get("footprint"), Mapping):
+            values["footprint"] = Footprint(**values["footprint"])
         return Capabilities(**values)
     raise TypeError(f"testkit_capabilities of {factory!r} must be a Capabilities or a dict, not {type(declared)}")
 

@@ -48,6 +48,8 @@ class AcknowledgedStore:
     acknowledged: dict[str, StoredEvent]
     #: The writes that filled it, for the campaign's picture.
     history: History | None = None
+    #: Files (relative paths) whose size changed while the events were appended: where the store keeps them.
+    grown: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,15 +76,21 @@ class FileDamage:
         return f"{self.kind} {self.path}@{self.offset}+{self.length}"
 
 
+def _sizes(directory: Path) -> dict[str, int]:
+    return {p.relative_to(directory).as_posix(): p.stat().st_size for p in directory.rglob("*") if p.is_file()}
+
+
 async def _fill(adapter: AdapterSpec, directory: Path, seed: int, operations: int) -> AcknowledgedStore:
     store = adapter.create(directory)
     await store.open()
     try:
+        opened = _sizes(directory)
         appender = Appender(store, seed=seed, payload_max_bytes=1024)
         await appender.append(operations)
+        grown = tuple(sorted(path for path, size in _sizes(directory).items() if opened.get(path) != size))
         acknowledged = appender.acknowledged_ids()
         events = {e.event_id: e for e in await appender.read_all() if e.event_id in acknowledged}
-        return AcknowledgedStore(directory, events, appender.history)
+        return AcknowledgedStore(directory, events, appender.history, grown)
     finally:
         await store.close()
 
@@ -93,15 +101,20 @@ def build_acknowledged_store(adapter: AdapterSpec, directory: Path, *, seed: int
     return asyncio.run(_fill(adapter, directory, seed, operations))
 
 
-def plan_file_damage(directory: Path, rng: random.Random, cases: int) -> list[FileDamage]:
-    """``cases`` seeded damages spread over the non-empty files of ``directory`` (weighted by nothing: any file)."""
+def plan_file_damage(directory: Path, rng: random.Random, cases: int, *, grown: tuple[str, ...] = ()
+                     ) -> list[FileDamage]:
+    """``cases`` seeded damages spread over the non-empty files of ``directory`` (weighted by nothing: any file).
+
+    ``grown``: files the events went into; half the damages land there. A server's cluster holds a thousand
+    files besides its data (PostgreSQL: 60 damages over all of them hit the events table about once)."""
     files = sorted((p.relative_to(directory).as_posix(), p.stat().st_size)
                    for p in directory.rglob("*") if p.is_file() and p.stat().st_size > 0)
     if not files:
         raise ValueError(f"{directory} holds no non-empty file to damage")
+    data = [(path, size) for path, size in files if path in set(grown)]
     plan = []
     for _ in range(cases):
-        path, size = rng.choice(files)
+        path, size = rng.choice(data if data and rng.random() < 0.5 else files)
         kind = rng.choice(DAMAGE_KINDS)
         offset = rng.randrange(size)
         length = min(rng.randint(1, 64), size - offset)
@@ -142,14 +155,37 @@ def run_generic_corruption(adapter: AdapterSpec, root: Path, rng: random.Random,
     result.timeline.history = pristine.history  # the picture: the writes, then every damaged copy read back
     counts = {"refused": 0, "reported": 0, "intact": 0, "silent_drops": 0, "crashed": 0, "unchanged": 0}
     with ReaderProcess(modules_of(adapter)) as reader:
+        if not _copy_reads_back(result, reader, adapter, pristine, root):
+            return result
         # Zeroing bytes that are already zero changes nothing (page stores are full of padding): such a case
         # proves no fault and is drawn again, up to three plans' worth, until ``cases`` damages changed bytes.
-        for number, damage in enumerate(plan_file_damage(pristine.directory, rng, 3 * cases)):
+        plan = plan_file_damage(pristine.directory, rng, 3 * cases, grown=pristine.grown)
+        for number, damage in enumerate(plan):
             if result.tally.cases >= cases:
                 break
             _judge_case(result, counts, reader, adapter, pristine, root, number, damage, strict_loss)
     result.parameters.update(generic_corruption=counts)
     return result
+
+
+def _copy_reads_back(result: CampaignResult, reader: ReaderProcess, adapter: AdapterSpec,
+                     pristine: AcknowledgedStore, root: Path) -> bool:
+    """The control case: an undamaged copy must read back exactly as acknowledged, or every refusal of a
+    damaged one means nothing (a server that refuses a data directory copied by another account)."""
+    copy = root / "case"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(pristine.directory, copy)
+    try:
+        events, _ = reader.call(_read_back_here, adapter, copy)
+    except Exception as exc:  # noqa: BLE001 - whatever it was, nothing damaged can be judged against this copy
+        result.problem(f"an undamaged copy of the store does not read back ({type(exc).__name__}: "
+                       f"{str(exc)[:300]}): damaged copies cannot be judged", "recovers")
+        return False
+    if sorted(e.event_id for e in events) != sorted(pristine.acknowledged):
+        result.problem(f"an undamaged copy served {len(events)} events, not the {len(pristine.acknowledged)} "
+                       "acknowledged: damaged copies cannot be judged", "recovers")
+        return False
+    return True
 
 
 def _judge_case(result: CampaignResult, counts: dict[str, int], reader: ReaderProcess, adapter: AdapterSpec,

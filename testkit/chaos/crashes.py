@@ -37,8 +37,8 @@ def run_kill_cycles(
 ) -> CampaignResult:
     """SIGKILL a worker ``cycles`` times at random moments (10% inside recovery), judging every few cycles.
 
-    ``kill_delay_s``: the kill lands this long after the store opened (slower stores need longer to have
-    writes in flight)."""
+    ``kill_delay_s``: the kill lands this long after the incarnation's first acknowledged write (so that
+    writes are in flight however slowly the store opens and commits on a loaded machine)."""
     result = CampaignResult(Tally("sigkill", adapter.name))
     base = WorkloadSpec(adapter, str(root / "d0"), str(root / "j0"), seed=seed)
     modules = modules_of(adapter)
@@ -56,6 +56,8 @@ def run_kill_cycles(
                 if server.wait_opened(worker) is None:
                     error = (server.result(worker) or {}).get("open_error")
                     result.problem(f"cycle {cycle}: the store did not open: {error}", "recovers")
+                else:
+                    server.wait_acknowledged(worker)
                 time.sleep(rng.uniform(*kill_delay_s))  # the fault's moment: appends in flight
             record = server.kill9(worker)
             result.timeline.fault(record)

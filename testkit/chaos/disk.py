@@ -18,6 +18,7 @@ from pathlib import Path
 
 from testkit.adapters import AdapterError, AdapterSpec
 from testkit.chaos.appender import Appender, StepCounts
+from testkit.chaos.capabilities import Footprint
 from testkit.chaos.judging import Tally, judge
 from testkit.chaos.result import CampaignResult
 from testkit.faults.disk import Ballast, SmallTmpfs, disk_full, exhaust_inodes, free_space, remount_readonly
@@ -25,15 +26,22 @@ from testkit.faults.mounts import MountedFs
 from testkit.faults.powerloss import LoopExt4
 from testkit.faults.workload import recover_async
 
-__all__ = ["FILESYSTEMS", "RESUME_DEADLINE_S", "run_disk_full", "run_inodes_exhausted", "run_open_on_full_disk",
-           "run_read_only_remount"]
+__all__ = ["FILESYSTEMS", "RESUME_DEADLINE_S", "private_filesystem", "run_disk_full", "run_inodes_exhausted",
+           "run_open_on_full_disk", "run_read_only_remount"]
 
-#: Small private filesystems by kind: a tmpfs (ENOSPC at write) and a loop ext4 (also at fsync).
-FILESYSTEMS: dict[str, Callable[[], MountedFs]] = {
-    "tmpfs": lambda: SmallTmpfs(8 * 1024 * 1024, nr_inodes=64),
-    "ext4": lambda: LoopExt4(16, inodes=64),
+_MIB = 1024 * 1024
+#: Small private filesystems by kind: a tmpfs (ENOSPC at write) and a loop ext4 (also at fsync), each given
+#: (MiB, files) on top of the store's :class:`~testkit.chaos.capabilities.Footprint`.
+FILESYSTEMS: dict[str, Callable[[int, int], MountedFs]] = {
+    "tmpfs": lambda mib, files: SmallTmpfs((8 + mib) * _MIB, nr_inodes=64 + files),
+    "ext4": lambda mib, files: LoopExt4(16 + mib, inodes=64 + files),
 }
 RESUME_DEADLINE_S = 15.0
+
+
+def private_filesystem(kind: str, footprint: Footprint = Footprint()) -> MountedFs:
+    """A small filesystem of ``kind`` ("tmpfs", "ext4") with room for the store's ``footprint``."""
+    return FILESYSTEMS[kind](footprint.mib, footprint.files)
 
 
 async def _judge_into(result: CampaignResult, appender: Appender, adapter: AdapterSpec, data_dir: Path) -> None:
@@ -122,7 +130,8 @@ def _under_pressure(result: CampaignResult, adapter: AdapterSpec, fs: MountedFs,
     return steps
 
 
-def run_disk_full(adapter: AdapterSpec, fs_kind: str, seed: int) -> CampaignResult:
+def run_disk_full(adapter: AdapterSpec, fs_kind: str, seed: int, *,
+                  footprint: Footprint = Footprint()) -> CampaignResult:
     """Fill the disk under an open store: it must refuse (typed), serve reads, and resume once space is freed."""
     result = CampaignResult(Tally(f"disk_full[{fs_kind}]", adapter.name))
 
@@ -130,21 +139,22 @@ def run_disk_full(adapter: AdapterSpec, fs_kind: str, seed: int) -> CampaignResu
         full = await appender.until_refused(500)
         return [full, await appender.append(10)]  # and it keeps refusing, cleanly
 
-    with FILESYSTEMS[fs_kind]() as fs:
+    with private_filesystem(fs_kind, footprint) as fs:
         full, more = _under_pressure(result, adapter, fs, seed, _DISK_FULL, before=20, during=fill_up,
                                      must_refuse="500 writes went through on a full disk: the store never noticed")
     result.parameters.update(refused=dict(full.refused + more.refused))
     return result
 
 
-def run_inodes_exhausted(adapter: AdapterSpec, fs_kind: str, seed: int, *, creates_files: bool) -> CampaignResult:
+def run_inodes_exhausted(adapter: AdapterSpec, fs_kind: str, seed: int, *, creates_files: bool,
+                         footprint: Footprint = Footprint()) -> CampaignResult:
     """No inode left. ``creates_files``: the store needs new files within 40 writes, so it must refuse cleanly."""
     result = CampaignResult(Tally("inodes_exhausted", adapter.name))
 
     async def forty(appender: Appender) -> list[StepCounts]:
         return [await appender.append(40)]
 
-    with FILESYSTEMS[fs_kind]() as fs:
+    with private_filesystem(fs_kind, footprint) as fs:
         _under_pressure(result, adapter, fs, seed, _NO_INODES, before=10, during=forty,
                         must_refuse="40 writes deep without an inode and the store never refused"
                         if creates_files else None)
@@ -162,10 +172,10 @@ async def _filled_then_closed(adapter: AdapterSpec, data_dir: Path, seed: int) -
         await store.close()
 
 
-def run_read_only_remount(adapter: AdapterSpec, seed: int) -> CampaignResult:
+def run_read_only_remount(adapter: AdapterSpec, seed: int, *, footprint: Footprint = Footprint()) -> CampaignResult:
     """The filesystem goes read-only under a closed store: reads served, appends refused (typed), resume after."""
     result = CampaignResult(Tally("read_only_remount", adapter.name))
-    with SmallTmpfs(8 * 1024 * 1024) as fs:
+    with SmallTmpfs((8 + footprint.mib) * _MIB) as fs:
         data_dir = fs.path / "data"
 
         async def scenario() -> None:
@@ -179,6 +189,7 @@ def run_read_only_remount(adapter: AdapterSpec, seed: int) -> CampaignResult:
                 try:
                     await reader.open()
                 except AdapterError as exc:  # typed refusal to open: acceptable, but reads are not served
+                    result.parameters["refused_open"] = exc.code
                     result.problem(f"refused to open read-only ({exc.code}): acknowledged events unreadable",
                                    "recovers")
                     return
@@ -208,10 +219,10 @@ def run_read_only_remount(adapter: AdapterSpec, seed: int) -> CampaignResult:
     return result
 
 
-def run_open_on_full_disk(adapter: AdapterSpec, seed: int) -> CampaignResult:
+def run_open_on_full_disk(adapter: AdapterSpec, seed: int, *, footprint: Footprint = Footprint()) -> CampaignResult:
     """A restart while the disk is full: recovery must not need space to serve what is there."""
     result = CampaignResult(Tally("disk_full[at open]", adapter.name))
-    with SmallTmpfs(8 * 1024 * 1024) as fs:
+    with SmallTmpfs((8 + footprint.mib) * _MIB) as fs:
         data_dir = fs.path / "data"
 
         async def scenario() -> None:
@@ -224,6 +235,7 @@ def run_open_on_full_disk(adapter: AdapterSpec, seed: int) -> CampaignResult:
                 try:
                     await store.open()
                 except AdapterError as exc:
+                    result.parameters["refused_open"] = exc.code
                     result.problem(f"cannot open on a full disk ({exc.code}: {exc}): nothing can be read", "recovers")
                     return
                 writer.adapter = store

@@ -23,19 +23,15 @@ from typing import Any, Literal
 
 from testkit.adapters.factory import AdapterSpec
 from testkit.checkers import check_durability
-from testkit.checkers.history import OK, History
 from testkit.checkers.voids import check_voids_required
 from testkit.faults.errors import InvalidFaultSpec
-from testkit.faults.workload import (JOURNAL_NAME, Phase, WorkloadServer, WorkloadSpec, load_history,
-                                     readback_problems, recover)
+from testkit.faults.workload import Phase, WorkloadServer, WorkloadSpec, load_history, readback_problems, recover
 
 __all__ = ["RESTART_FAULTS", "RestartCampaignResult", "run_restart_cycles"]
 
 RestartFault = Literal["sigkill", "posix_crash"]
 RESTART_FAULTS: tuple[RestartFault, ...] = ("sigkill", "posix_crash")
 CRASH_DELAY_S = (0.02, 0.12)
-#: How long an incarnation may take to get its first write acknowledged (a loaded 2-core machine is slow).
-FIRST_ACK_DEADLINE_S = 30.0
 
 
 @dataclass
@@ -122,7 +118,7 @@ def run_restart_cycles(
             if server.wait_opened(worker) is None:
                 result.failures.append(f"case {case}: the store did not open: {server.result(worker)}")
             else:  # on a busy machine a fixed delay can end before the incarnation wrote anything
-                _wait_for_an_acknowledgement(server, worker, journal_dir / JOURNAL_NAME.format(case))
+                server.wait_acknowledged(worker)
             time.sleep(rng.uniform(*CRASH_DELAY_S))  # the fault's moment: retries and appends in flight
             kill = server.kill9(worker)
             result.kills.append(kill)
@@ -144,12 +140,3 @@ def run_restart_cycles(
                 break
     return result
 
-
-def _wait_for_an_acknowledgement(server: WorkloadServer, worker: Any, journal: Path) -> None:
-    """Wait until this incarnation's journal holds an acknowledged write (or it exited, or the deadline
-    passed), so that every crash lands after the incarnation repaired the store *and* wrote behind it."""
-    deadline = time.monotonic() + FIRST_ACK_DEADLINE_S
-    while time.monotonic() < deadline and not server.exited(worker):
-        if journal.exists() and OK in bytes(History.load(journal).columns().status):
-            return
-        time.sleep(0.005)  # polling the journal file: the worker is another process

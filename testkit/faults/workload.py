@@ -68,6 +68,8 @@ JOURNAL_NAME = _JOURNAL = "journal-{:05d}.jsonl"  # one per incarnation
 _OPENED = "opened-{:05d}.json"
 _RESULT = "result-{:05d}.json"
 _CONNECT_TIMEOUT_S = 60.0
+#: How long an incarnation may take to get its first write acknowledged (a loaded 2-core machine is slow).
+FIRST_ACK_TIMEOUT_S = 30.0
 
 #: One write to make: its events and their content digests.
 Operation = tuple[list[dict[str, Any]], list[str]]
@@ -708,6 +710,19 @@ class WorkloadServer:
                 raise FaultError(f"worker {worker.pid} did not open its store within {timeout}s")
             time.sleep(pause_s)
             pause_s = min(pause_s * 2, 0.005)
+
+    def wait_acknowledged(self, worker: ForkedWorker, timeout: float = FIRST_ACK_TIMEOUT_S) -> bool:
+        """Wait until the worker's journal holds an acknowledged write; False if it exited or ``timeout`` passed.
+
+        On a busy machine a fixed delay after the open can end before the incarnation wrote anything (a
+        server store's first commit can take long): a crash landed then judges no write in flight."""
+        journal = Path(worker.spec.journal_dir) / _JOURNAL.format(worker.incarnation)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.exited(worker):
+            if journal.exists() and OK in bytes(History.load(journal).columns().status):
+                return True
+            time.sleep(0.005)  # polling the journal file: the worker is another process
+        return False
 
     def join(self, worker: ForkedWorker, timeout: float = 60.0) -> int:
         """Wait for the worker to end by itself; its exit code (negative: killed by that signal)."""

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from testkit.chaos.capabilities import Capabilities, capabilities_of
+from testkit.chaos.capabilities import Capabilities, Footprint, capabilities_of
 from testkit.chaos.registry import parse_options, system_from_arguments
 from testkit.chaos.sut import SystemUnderTest, load_factory
 
@@ -50,6 +50,11 @@ def test_capabilities_from_a_dict_and_unknown_faults_refused() -> None:
     caps = capabilities_of(Factory)
     assert caps == Capabilities(file_based=False, crash_points=("a",), expected_loss=frozenset({"power_cut"}))
     assert capabilities_of(object) == Capabilities()
+
+    class Server:
+        testkit_capabilities = {"footprint": {"mib": 32, "files": 1100}}
+
+    assert capabilities_of(Server).footprint == Footprint(mib=32, files=1100)
     with pytest.raises(ValueError, match="unknown faults"):
         Capabilities(expected_loss=frozenset({"meteor"}))
 
@@ -115,3 +120,14 @@ def test_an_installed_distribution_registers_adapters_through_entry_points(
 def test_a_name_that_is_no_registered_entry_point_is_refused_with_the_known_names() -> None:
     with pytest.raises(ValueError, match="one of the registered names"):
         system_from_arguments("no-such-adapter-name")
+
+
+def test_postgres_fsync_off_leaves_its_expected_loss_to_the_power_cut_not_the_posix_model() -> None:
+    """fsync=off loses unsynced WAL overwrites, which the POSIX crash model keeps: the shipped test skips it."""
+    pytest.importorskip("psycopg")
+    fsync_off = SystemUnderTest.from_reference("testkit.adapters.postgres:postgres_fsync_off")
+    sync_off = SystemUnderTest.from_reference("testkit.adapters.postgres:postgres_sync_off")
+    assert fsync_off.capabilities.unsynced_overwrites and fsync_off.capabilities.footprint.mib >= 27
+    assert fsync_off.expects_loss("power_cut") and fsync_off.expects_loss("posix_crash")
+    assert not fsync_off.expects_loss("sigkill")  # so test_posix_crash_model skips it with the reason
+    assert sync_off.expects_loss("sigkill")  # a SIGKILL alone loses its commits: the posix test still runs

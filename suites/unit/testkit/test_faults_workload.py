@@ -58,6 +58,21 @@ def test_kill9_is_proven_and_the_journal_survives_it(tmp_path: Path) -> None:
     assert verdict.ok, verdict.summary()
 
 
+def test_wait_acknowledged_returns_after_the_first_acknowledged_write_and_false_for_a_worker_that_ended(
+        tmp_path: Path) -> None:
+    spec = _spec(tmp_path)  # runs until killed
+    (tmp_path / "not-a-dir").write_text("")
+    with WorkloadServer(spec) as server:
+        worker = server.spawn(0)
+        assert server.wait_acknowledged(worker, timeout=30.0)
+        assert load_history(spec.journal_dir).status_counts()["ok"] >= 1  # returned only once a write was acked
+        assert server.kill9(worker).proven
+        unopenable = server.spawn(1, spec.replace(data_dir=str(tmp_path / "not-a-dir" / "data")))
+        assert server.wait_opened(unopenable) is None  # it ended without opening
+        assert not server.wait_acknowledged(unopenable, timeout=30.0)
+        server.join(unopenable)
+
+
 def test_a_phase_under_a_descriptor_limit_proves_the_limit_then_gives_it_back(tmp_path: Path) -> None:
     spec = _spec(tmp_path, phases=(Phase(name="tight", ops_per_client=3, headroom=Limits(nofile=1)),
                                    Phase(name="after", ops_per_client=3)))

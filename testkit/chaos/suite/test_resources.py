@@ -40,14 +40,16 @@ def test_disk_full(file_based: SystemUnderTest, fs_kind: str, testkit_record, te
     """Fill the disk under the open store: typed refusals, reads served, writes resume once space is freed."""
     require("tmpfs mounts" if fs_kind == "tmpfs" else "loop ext4",
             probe_tmpfs() if fs_kind == "tmpfs" else probe_loop_mount())
-    _settle(run_disk_full(file_based.spec, fs_kind, case_seed), file_based, "disk_full", testkit_record, testkit_seed)
+    _settle(run_disk_full(file_based.spec, fs_kind, case_seed, footprint=file_based.capabilities.footprint), file_based,
+            "disk_full", testkit_record, testkit_seed)
 
 
 def test_inodes_exhausted(file_based: SystemUnderTest, testkit_record, testkit_seed: int, case_seed: int,
                           require) -> None:
     require("tmpfs mounts", probe_tmpfs())
     result = run_inodes_exhausted(file_based.spec, "tmpfs", case_seed,
-                                  creates_files=file_based.capabilities.creates_files)
+                                  creates_files=file_based.capabilities.creates_files,
+                                  footprint=file_based.capabilities.footprint)
     _settle(result, file_based, "inodes_exhausted", testkit_record, testkit_seed)
 
 
@@ -57,12 +59,15 @@ def test_read_only_and_restart_on_full_disk(file_based: SystemUnderTest, scenari
     """Reads must survive a read-only filesystem and a restart on a full disk (unless the store declares it cannot)."""
     require("tmpfs mounts", probe_tmpfs())
     run = run_read_only_remount if scenario == "read_only_remount" else run_open_on_full_disk
+    result = run(file_based.spec, case_seed, footprint=file_based.capabilities.footprint)
     try:
-        _settle(run(file_based.spec, case_seed), file_based, "read_only" if scenario == "read_only_remount"
-                else "disk_full", testkit_record, testkit_seed)
+        _settle(result, file_based, "read_only" if scenario == "read_only_remount" else "disk_full", testkit_record,
+                testkit_seed)
     except ChaosFailure:
-        if not file_based.capabilities.opens_read_only:
-            pytest.xfail(f"{file_based.name} declares it cannot open on a read-only or full filesystem")
+        refused = result.parameters.get("refused_open")
+        if refused and len(result.failures) == 1 and not file_based.capabilities.opens_read_only:
+            pytest.xfail(f"{file_based.name} declares it cannot open on a read-only or full filesystem, "
+                         f"and refused to with a typed error ({refused})")
         raise
 
 
