@@ -25,7 +25,7 @@ class ActivitySample:
 
     t: float
     disk_busy_ms: dict[str, int]  # per physical disk: milliseconds with I/O in flight
-    disk_written_bytes: int  # all physical disks, all processes
+    disk_written_bytes: int  # all storage devices (loop disks included), all processes
     cpu_busy_s: float  # the whole machine: every core's non-idle, non-iowait time
     own_cpu_s: float  # the measured process (all threads; children are not counted)
 
@@ -44,8 +44,11 @@ class MachineActivity:
         busy = cpu.user + cpu.nice + cpu.system + getattr(cpu, "irq", 0.0) + getattr(cpu, "softirq", 0.0) \
             + getattr(cpu, "steal", 0.0)
         own = self.process.cpu_times()
+        # The total from psutil's own sum over whole storage devices: partitions and device-mapper volumes listed
+        # per disk would count every write two or three times.
+        total = psutil.disk_io_counters(perdisk=False)
         return ActivitySample(t, {name: int(getattr(io, "busy_time", 0)) for name, io in disks.items()},
-                              sum(io.write_bytes for io in disks.values()), busy, own.user + own.system)
+                              total.write_bytes if total is not None else 0, busy, own.user + own.system)
 
 
 def activity_per_interval(samples: Sequence[ActivitySample], cpus: int) -> list[dict[str, float]]:

@@ -52,6 +52,7 @@ class LmdbAdapter(SerialLogAdapter):
         self._events: Any = None
         self._ids: Any = None
         self.reopened_after_panic = 0
+        self._reopen_pending = False  # a panic closed the environment and its reopen failed: try again
 
     def _open_store(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -76,13 +77,18 @@ class LmdbAdapter(SerialLogAdapter):
         on the adapter's thread, after :meth:`open`, so a missing environment means a reopen that failed.
         """
         if self._env is None:
+            if not self._reopen_pending:  # closed by close(): a call queued behind it must not reopen the file
+                raise AdapterError("adapter is not open", code="store_closed")
             self._open_store()
+            self._reopen_pending = False
         assert self._env is not None
         try:
             return self._env.begin(write=write)
         except lmdb.PanicError:
             self._close_store()
+            self._reopen_pending = True
             self._open_store()
+            self._reopen_pending = False
             self.reopened_after_panic += 1
             assert self._env is not None
             return self._env.begin(write=write)

@@ -291,6 +291,10 @@ class PgServer:
     def exited(self) -> int | None:
         return None if self._process is None else self._process.poll()
 
+    def running(self) -> bool:
+        """Started and not exited (False too after a start that failed)."""
+        return self._process is not None and self._process.poll() is None
+
     def log_tail(self, limit: int = 800) -> str:
         with contextlib.suppress(OSError):
             return self.log_path.read_text(errors="replace")[-limit:]

@@ -197,7 +197,7 @@ class PostgresAdapter(SerialLogAdapter):
         """A new session, as a client does after its connection broke. A postmaster that exited (it could not
         recover by itself) is started again, as its service manager would; until it accepts connections again
         every call fails with a retryable ``store_unavailable`` and the next call tries once more."""
-        if self._server.exited() is not None:
+        if not self._server.running():  # exited by itself, or a restart that failed (full or read-only disk)
             self._server.stop()  # reaps what is left of it
             self._server.start()
         try:

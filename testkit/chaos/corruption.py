@@ -77,7 +77,15 @@ class FileDamage:
 
 
 def _sizes(directory: Path) -> dict[str, int]:
-    return {p.relative_to(directory).as_posix(): p.stat().st_size for p in directory.rglob("*") if p.is_file()}
+    """File sizes under a live store's directory (a file it renames or removes meanwhile is left out)."""
+    sizes = {}
+    for path in directory.rglob("*"):
+        try:
+            if path.is_file():
+                sizes[path.relative_to(directory).as_posix()] = path.stat().st_size
+        except FileNotFoundError:
+            continue
+    return sizes
 
 
 async def _fill(adapter: AdapterSpec, directory: Path, seed: int, operations: int) -> AcknowledgedStore:

@@ -81,8 +81,18 @@ def run_io_errors(adapter: AdapterSpec, scenario: str, root: Path, seed: int, *,
     result.parameters.update(injections=record.evidence.get("injections"), refused=worker["phases"][0]["errors"],
                              acked_after=worker["phases"][-1]["ok"])
     if not record.proven and record.evidence.get("injection_point_reached") is False:
-        result.not_applicable = _never_reached(adapter, scenario, target or str(data_dir), record.evidence)
+        # The shim counts only calls on files matching the target: a target that names no file the store has
+        # would count zero too, and must not pass as "this configuration never makes such a call".
+        if _names_a_file(data_dir, target or str(data_dir)):
+            result.not_applicable = _never_reached(adapter, scenario, target or str(data_dir), record.evidence)
+        else:
+            result.problem(f"the I/O shim's target {target!r} matches no file under {data_dir}: nothing was aimed at")
     return result
+
+
+def _names_a_file(data_dir: Path, target: str) -> bool:
+    """The shim matches a call when the file's path contains ``target``: does any file of the store's?"""
+    return any(target in str(path.resolve()) for path in data_dir.rglob("*") if path.is_file())
 
 
 def only_writes_never_resumed(result: CampaignResult) -> bool:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from testkit.adapters import AdapterError
 from testkit.chaos.reader_process import ReaderDied, ReaderProcess
 from testkit.checkers import History, Verdict, ViolationKind, check_durability
 from testkit.checkers.history import OK
@@ -178,8 +179,10 @@ def recover_and_judge(adapter: Any, data_dir: Any, journal_dir: Any, *, reader: 
     After a crash or a power cut a correct store finds at most a torn tail: anything else it reports
     means recovery mistook a crash for corruption (or really lost data). Recovery runs in ``reader``'s child
     process (a campaign passes one for all its checks; without one a child is started for this call): a store
-    that kills its reader (LMDB's map past a truncated file is SIGBUS), or refuses to open or read (typed or
-    not), has nothing readable: every acknowledged event counts as lost and the damage list says why.
+    that kills its reader with a signal (LMDB's map past a truncated file is SIGBUS), or refuses to open or read
+    with a typed error, has nothing readable: every acknowledged event counts as lost and the damage list says
+    why. Anything else (an untyped exception, a reader that exited or hung) is raised: a harness failure must
+    never pass as a caught loss.
     """
     from testkit.chaos.preload import modules_of
     from testkit.faults.workload import Recovered, load_history, recover
@@ -191,11 +194,13 @@ def recover_and_judge(adapter: Any, data_dir: Any, journal_dir: Any, *, reader: 
     try:
         recovered = reader.call(recover, adapter, str(data_dir))
     except ReaderDied as death:
+        if "killed by" not in str(death):  # an exit or a hang is the harness's failure, never the store's loss
+            raise
         detail = f"recovering the store killed its reading process ({death}): nothing it holds can be read"
         recovered = Recovered([], {"damage": [{"kind": "reader_died", "detail": detail}]},
                               time.monotonic() - started)
-    except Exception as refusal:  # noqa: BLE001 - whatever the store raised, it did not give its events back
-        detail = f"the store could not be opened and read after the fault: {type(refusal).__name__}: {refusal}"
+    except AdapterError as refusal:  # typed: the store itself refuses; anything untyped stays an error of the test
+        detail = f"the store could not be opened and read after the fault: {refusal.code}: {refusal}"
         recovered = Recovered([], {"damage": [{"kind": "recovery_failed", "detail": detail}]},
                               time.monotonic() - started)
     history = load_history(journal_dir)

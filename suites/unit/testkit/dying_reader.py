@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from testkit.adapters import AdapterError, StoredEvent
 from testkit.adapters.sqlite import SqliteAdapter
 
-__all__ = ["ReadKillsItself", "ReadRaises", "kill_self", "refuse_typed"]
+__all__ = ["ExitsOnRead", "ReadKillsItself", "ReadRaises", "kill_self", "refuse_typed"]
 
 
 class ReadKillsItself(SqliteAdapter):
@@ -31,10 +31,25 @@ class ReadKillsItself(SqliteAdapter):
 
 
 class ReadRaises(SqliteAdapter):
-    """SQLite whose reads raise what a damaged page does in a careless adapter (LMDB's 3-byte key: struct.error)."""
+    """SQLite whose reads fail after a crash: typed (``store_corrupted``, as LMDB's adapter says of a damaged key)
+    or, with ``typed=False``, untyped as a careless adapter would (``struct.error``)."""
+
+    def __init__(self, data_dir: str | os.PathLike[str], *, typed: bool = True) -> None:
+        super().__init__(data_dir)
+        self.typed = typed
 
     async def read_all(self) -> AsyncIterator[StoredEvent]:
+        if self.typed:
+            raise AdapterError("damaged database: a 3-byte key where sequences are 8 bytes", code="store_corrupted")
         raise struct.error("unpack requires a buffer of 8 bytes")
+        yield  # an async generator, like the real one
+
+
+class ExitsOnRead(SqliteAdapter):
+    """A reader that ends its process with a plain exit (a harness failure, not a store's signal death)."""
+
+    async def read_all(self) -> AsyncIterator[StoredEvent]:
+        os._exit(3)
         yield  # an async generator, like the real one
 
 

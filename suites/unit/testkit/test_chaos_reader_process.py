@@ -69,7 +69,7 @@ def test_a_module_known_only_by_its_file_is_importable_in_the_child(importable_o
 @pytest.mark.parametrize(("adapter", "kind", "named"), [
     (DYING, "reader_died", "killed by SIGBUS"),
     (AdapterSpec("read-raises", "suites.unit.testkit.dying_reader:ReadRaises"), "recovery_failed",
-     "error: unpack requires a buffer of 8 bytes")])
+     "store_corrupted: damaged database")])
 def test_the_judge_survives_a_store_that_kills_its_reader_or_raises(tmp_path: Path, adapter: AdapterSpec, kind: str,
                                                                      named: str) -> None:
     spec = WorkloadSpec(adapter, str(tmp_path / "data"), str(tmp_path / "journal"), seed=3, clients=2,
@@ -83,6 +83,20 @@ def test_the_judge_survives_a_store_that_kills_its_reader_or_raises(tmp_path: Pa
     assert named in damage[0]["detail"]
     assert not judgement.ok and recovered.events == []
     assert len(judgement.lost_event_ids()) >= acknowledged  # nothing readable: every acknowledged event is gone
+
+
+def test_an_untyped_error_or_a_reader_that_exits_is_a_harness_failure_never_a_caught_loss(tmp_path: Path) -> None:
+    """Counted as "every acknowledged event lost", a harness bug would pass as an unsafe configuration caught."""
+    spec = WorkloadSpec(AdapterSpec("read-raises", "suites.unit.testkit.dying_reader:ReadRaises", {"typed": False}),
+                        str(tmp_path / "data"), str(tmp_path / "journal"), seed=3, clients=1,
+                        phases=(Phase(ops_per_client=2),))
+    Path(spec.journal_dir).mkdir()
+    run_incarnation(spec, 0)
+    with pytest.raises(Exception, match="unpack requires"):
+        recover_and_judge(spec.adapter, spec.data_dir, spec.journal_dir)
+    with ReaderProcess() as reader, pytest.raises(ReaderDied, match="exited with status"):
+        recover_and_judge(AdapterSpec("exits", "suites.unit.testkit.dying_reader:ExitsOnRead"), spec.data_dir,
+                          spec.journal_dir, reader=reader)
 
 
 def test_a_crash_campaign_reports_the_dead_reader_and_goes_on(tmp_path: Path) -> None:
