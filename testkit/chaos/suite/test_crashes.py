@@ -69,8 +69,9 @@ def test_posix_crash_model(system_under_test: SystemUnderTest, tmp_path: Path, t
     require("strace", probe_strace())
     unsafe = system.expects_loss("posix_crash")
     if unsafe and system.capabilities.unsynced_overwrites and not system.expects_loss("sigkill"):
-        pytest.skip(f"{system.name} loses only unsynced overwrites of preallocated files, which the POSIX crash "
-                    "model keeps (capability unsynced_overwrites); its expected loss is judged by the power cut")
+        pytest.skip(f"{system.name} loses unsynced overwrites inside its files (recycled WAL files, pages rewritten "
+                    "in place), which the POSIX crash model keeps (capability unsynced_overwrites); its expected "
+                    "loss is judged by the power cut")
     result = run_posix_crashes(system.spec, scaled(5), tmp_path, testkit_rng, case_seed, min_catches=int(unsafe))
     settle(result, testkit_record, fault="posix_crash", expected_unsafe=unsafe,
            seed=testkit_seed, min_proven=0.0)
