@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from lighthouse.models import EventType
+from lighthouse.server.app import SERVER_AGENT
 from lighthouse.server.auth import Role
 from testkit.data import AgentSessionGenerator, compare, project
 
@@ -60,11 +62,18 @@ def test_generated_sessions_through_the_bridge_rebuild_the_expected_outcome(serv
     driver.wait_for_timeouts(admin, timeout=EXPERT_TIMEOUT_S * 4)
     assert driver.timed_out, "the scenario must include escalations nobody answers"
 
-    log = read_all(admin)
+    # The server writes its own alert changes into the log (a latency alert entered and cleared while make test
+    # ran beside two CPU hogs): they are not the agents' session, so the projection leaves them out, and they
+    # may be nothing else.
+    everything = read_all(admin)
+    log = [e for e in everything if e["source_agent"] != SERVER_AGENT]
+    assert {e["event_type"] for e in everything if e["source_agent"] == SERVER_AGENT} <= {
+        EventType.DEGRADATION_ENTERED.value, EventType.DEGRADATION_CLEARED.value}
     from_log = project(log)
     log_vs_oracle = compare(oracle, from_log)
     assert log_vs_oracle.equal, log_vs_oracle.mismatches
     state = admin.get("/bridge/state").json()
+    state["agents"].pop(SERVER_AGENT, None)  # the bridge tallies the server's alert events like any agent's
     bridge_vs_oracle = compare(oracle, outcome_from_bridge_state(state))
     assert bridge_vs_oracle.equal, bridge_vs_oracle.mismatches
     assert bridge_vs_oracle.total > 500  # a real comparison, not an empty one
