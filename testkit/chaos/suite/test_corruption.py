@@ -17,8 +17,9 @@ def test_generic_corruption(system_under_test: SystemUnderTest, tmp_path: Path, 
     system = system_under_test
     if not system.capabilities.file_based:
         pytest.skip(f"{system.name} keeps no state in its data directory (capability file_based=False)")
-    result = run_generic_corruption(system.spec, tmp_path, testkit_rng, case_seed, scaled(60))
-    settle(result, testkit_record, fault="corruption", expected_unsafe=system.expects_loss("corruption"),
+    unsafe = system.expects_loss("corruption")
+    result = run_generic_corruption(system.spec, tmp_path, testkit_rng, case_seed, scaled(60), min_catches=int(unsafe))
+    settle(result, testkit_record, fault="corruption", expected_unsafe=unsafe,
            seed=testkit_seed, min_proven=0.9)
 
 
