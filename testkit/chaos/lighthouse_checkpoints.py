@@ -104,10 +104,10 @@ async def _open_state(path: Path) -> tuple[dict[str, Any], dict[str, Any], int]:
 
 
 def run_checkpoint_kills(root: Path, rounds: int, rng: random.Random) -> CheckpointKills:
-    """``rounds`` SIGKILLs of a checkpointing writer on a log under ``root`` (a fresh one every ``ROUNDS_PER_LOG``
-    rounds); after each, checkpoint + tail must
-    equal a full scan (:class:`ChaosFailure` otherwise, also when no kill is proven or no round recovered
-    from a checkpoint plus a tail: then the campaign proved nothing)."""
+    """``rounds`` SIGKILLs of a checkpointing writer on a log under ``root`` (a fresh one every
+    ``ROUNDS_PER_LOG`` rounds); after each, checkpoint + tail must equal a full scan (:class:`ChaosFailure`
+    otherwise, also when no kill is proven or no round recovered from a checkpoint plus a tail: then the
+    campaign proved nothing)."""
     compared = with_tail = 0
 
     def copy(name: str) -> Path:
@@ -115,7 +115,7 @@ def run_checkpoint_kills(root: Path, rounds: int, rng: random.Random) -> Checkpo
 
     for round_ in range(rounds):
         # A fresh log every ROUNDS_PER_LOG rounds: comparing two whole recovered states costs as much as the log
-        # holds, so one ever-growing log made the campaign quadratic (30 rounds: 215-256 s, 40 % of make chaos).
+        # holds, and one ever-growing log made every round dearer than the last (30 rounds: 215-256 s).
         log = root / f"log-{round_ // ROUNDS_PER_LOG}"
         args = (str(log), rng.randint(10, 150), rng.choice([8192, 65536, 1 << 20]), rng.randrange(1 << 30))
         with ChildProcess.python(append_until_killed, args) as child:
