@@ -22,8 +22,8 @@ from testkit.regression import Comparison, compare
 from testkit.results import Metric, RunResults, TestRecord
 
 NODEID = "suites/perf/test_append_latency.py::test_single_appender_latency"
-ROUNDS = 8
-BLOCK = 40  # appends per block: 320 per store
+ROUNDS = 32
+BLOCK = 10  # appends per block: 320 per store, finely interleaved so a shift in the disk's latency hits both
 CALIBRATION_APPENDS = 200
 SLOWDOWN = 0.30
 
@@ -32,6 +32,10 @@ class SlowedStore(EventStore):
     """``EventStore`` with ``delay_s`` of extra work after every durable write (test-only)."""
 
     delay_s = 0.0
+    # Every write on the I/O thread: a lone append may otherwise sync on the event loop while writes are quick and
+    # on the thread after a slow one, and two identical stores that happened to sit in different modes differed
+    # by 19.5 % in an A/A run of make test (p = 5e-6), which is the store's choice, not what the gate is tested on.
+    inline_write_budget_s = -1.0
 
     def _sync_after_write(self, fd: int) -> None:
         super()._sync_after_write(fd)
