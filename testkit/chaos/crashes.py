@@ -143,8 +143,9 @@ def run_posix_crashes(
     modules = modules_of(adapter)
     with SyscallTrace(inject=inject, sync_delay_us=delay) as trace, ReaderProcess(modules) as reader, \
             WorkloadServer(spec, preload=modules, wrapper=trace.wrapper) as server:
-        # A store that exists before the trace starts: creating one is not what this model judges.
-        server.join(server.spawn(crashes, spec.replace(phases=(Phase(ops_per_client=2),))))
+        # A store that exists before the trace starts: creating one is not what this model judges. Its
+        # incarnation number is past every crash's, so no crash reuses its journal.
+        server.join(server.spawn(3 * crashes, spec.replace(phases=(Phase(ops_per_client=2),))))
         crash = 0
         while crash < crashes or ((result.tally.proven < min_proven or result.catches < min_catches)
                                   and crash < 3 * crashes):
@@ -154,6 +155,8 @@ def run_posix_crashes(
             if server.wait_opened(worker) is None:
                 result.tally.violated("recovers")
                 result.failures.append(f"crash {crash}: the store did not open: {server.result(worker)}")
+            else:  # a kill before the incarnation's first write would find nothing unsynced
+                server.wait_acknowledged(worker)
             time.sleep(rng.uniform(*KILL_DELAY_S))  # the fault's moment: appends in flight
             kill = server.kill9(worker)
             result.timeline.fault(kill, fault_kind)
@@ -167,6 +170,8 @@ def run_posix_crashes(
             result.injected += sum(model.injected.values())
             state = model.crash(rng)
             result.tally.case(kill.proven and complete and state.proven)
+            if not state.proven:  # kept for the message when too few crash states proved anything
+                result.fault(fault_kind, False, f"crash {crash}: {state.detail}")
             result.judged(crash, *_judge(spec, reader))
             crash += 1
             if until_caught and result.catches:

@@ -45,8 +45,9 @@ def settle(result: CampaignResult, recorder: Any, *, fault: str, expected_unsafe
     if expected_unsafe:
         recorder.metric(f"sensitivity.{label}.catch_rate", result.catch_rate, "ratio", direction="higher")
     if result.tally.proven < max(at_least, min_proven * result.tally.cases):
+        unproven = [f["detail"] for f in result.faults if not f["proven"] and f["detail"]]
         raise ChaosFailure(f"seed {seed}: only {result.tally.proven}/{result.tally.cases} {fault} faults proven:\n"
-                           + "\n".join(result.failures[:3]))
+                           + "\n".join(result.failures[:3] + unproven[:3]))
     result.require_needs(seed, f"{label} under {fault}")
     if not expected_unsafe:
         result.require_clean(seed, f"{label} under {fault}")
