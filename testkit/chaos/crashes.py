@@ -76,7 +76,7 @@ def run_power_cuts(
     """Cut power to a loop-mounted ext4 under a running worker ``cuts`` times; remount, recover, judge each.
 
     ``until_caught`` stops at the first cut that lost an acknowledged event (quick sensitivity checks).
-    ``cut_delay_s``: the cut lands this long after the store opened.
+    ``cut_delay_s``: the cut lands this long after the incarnation's first acknowledged write.
     """
     result = CampaignResult(Tally(fault_kind, adapter.name))
     journal_dir = root / "journal"
@@ -94,6 +94,8 @@ def run_power_cuts(
                     result.tally.violated("recovers")
                     error = (server.result(worker) or {}).get("open_error")
                     result.failures.append(f"cut {cut}: the store did not open: {error}")
+                else:  # a cut before the incarnation's first write would find nothing in flight
+                    server.wait_acknowledged(worker)
                 time.sleep(rng.uniform(*cut_delay_s))  # the fault's moment: appends in flight
                 # Freeze first: like a real cut, nothing the worker does after this instant is seen.
                 frozen = server.freeze(worker)
