@@ -13,6 +13,13 @@ views of the mapping, so open costs one checksum pass over the page cache and no
 index's pages are file-backed (the kernel can drop and re-read them). The store closes the mapping
 (``CheckpointMap.close``) when it closes, so no file stays mapped or its filesystem busy.
 
+What the mapping trusts: the checksum is checked once, at open. The store only ever replaces the file
+by rename, so the mapped inode never changes under it; but a process that rewrites ``index.ckpt`` in
+place while the store is open would be served unchecked (a private mapping still shows the file's pages
+it has not copied), and a disk that fails to re-read an evicted page kills the process with SIGBUS
+instead of raising. Both are declared limits: copying the arrays into anonymous memory would close them
+at the price of the constant-time open and the file-backed resident memory.
+
 Layout (little endian)::
 
     header (32 bytes): magic "LHIDX\\0\\0\\1" | format u32 | meta_len u32 | body_len u64 | crc32c u32 | pad u32
