@@ -7,6 +7,7 @@ framing cannot hide the damage a test thinks it is making.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import shutil
 import struct
@@ -20,7 +21,7 @@ import pytest
 
 from testkit.aio import run_with_deadline
 
-from lighthouse import Event, EventStore, EventType
+from lighthouse import Event, EventStore, EventType, HealthState
 from testkit.chaos.lighthouse_checkpoints import recovered_state
 
 T = TypeVar("T")
@@ -183,3 +184,23 @@ def gated_store() -> type[GatedSyncStore]:
 def recovered() -> Callable[[EventStore], Awaitable[dict[str, Any]]]:
     """``await recovered(store)``: the store's recovered state (index, ids, versions, voids, damage)."""
     return recovered_state
+
+
+async def wait_healed(store: EventStore, deadline: float = 60.0) -> None:
+    """Until the store is healthy again and has recorded the void range its failed write left.
+
+    A healed store writes that range by itself, right after its probe succeeds: a test that plants
+    the next failure before that write would fail the void's write instead of its own append.
+    Generous deadline: a loaded 2-core CI.
+    """
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while store.health().state != HealthState.HEALTHY or store._void is not None:
+        assert loop.time() < end, f"store did not heal: {store.health().reasons}, pending void {store._void}"
+        await asyncio.sleep(0.005)
+
+
+@pytest.fixture(scope="session")
+def healed() -> Callable[[EventStore], Awaitable[None]]:
+    """``await healed(store)``: healthy again, with its pending void range recorded."""
+    return wait_healed
