@@ -5,8 +5,9 @@ log must give equal states); the unit property tests use it too. :func:`run_chec
 campaign: a child (:func:`append_until_killed`, importable by its absolute name in a fresh
 interpreter) appends with a checkpoint every few dozen events and is SIGKILLed at a random moment
 after it wrote its first checkpoint (awaited, so a slow start on a loaded machine cannot leave a round
-with nothing to compare), possibly while writing a checkpoint or a group; the log is then opened twice, with the checkpoint it
-left and without any, and both must rebuild the same index, ids, versions, voids and damage record.
+with nothing to compare), possibly while writing a checkpoint or a group; the log is then opened
+twice, with the checkpoint it left and without any, and both must rebuild the same index, ids,
+versions, voids and damage record.
 The next round's child continues the same log (recovering through its checkpoint). Format-aware:
 it reads the store's internals, so it imports lighthouse (never at ``testkit.chaos`` import time).
 """
