@@ -106,11 +106,11 @@ def test_source_agent_comes_from_the_token_never_from_the_body(server: RunningSe
 
 def test_websocket_needs_a_valid_token(server: RunningServer) -> None:
     with pytest.raises(InvalidStatus) as missing:
-        websockets.sync.client.connect(f"{server.ws_url}/stream", open_timeout=5)
+        websockets.sync.client.connect(f"{server.ws_url}/stream", open_timeout=30)
     assert missing.value.response.status_code == 401
     forged = TokenAuthority(b"another-secret-entirely-0123456789").issue("x", Role.ADMIN)
     with pytest.raises(InvalidStatus) as bad:
-        websockets.sync.client.connect(f"{server.ws_url}/stream", additional_headers=bearer(forged), open_timeout=5)
+        websockets.sync.client.connect(f"{server.ws_url}/stream", additional_headers=bearer(forged), open_timeout=30)
     assert bad.value.response.status_code == 401
     assert json.loads(bad.value.response.body)["error"] == "invalid_token"
 

@@ -19,12 +19,25 @@ from testkit.data import classify, propose
 
 from .support import RunningServer, poll_until, read_all, start_server
 
-TIMEOUT_S = 0.5
+TIMEOUT_S = 0.5  # only on the servers whose tests are about expiry: they wait for it
+PATIENT_S = 60.0  # everywhere else: a loaded machine's round trips must never outlast a deadline
+WAIT_S = 30  # ?wait= for a decision that comes at TIMEOUT_S (the server allows up to 60)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     running = start_server(tmp_path_factory.mktemp("policy"), config={"bridge": {
+        "expert_timeout_seconds": PATIENT_S, "pair_request_ttl_seconds": PATIENT_S, "tick_seconds": 0.05}})
+    try:
+        yield running
+    finally:
+        assert running.stop() == 0, running.log()
+
+
+@pytest.fixture(scope="module")
+def expiring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """Escalations and pair requests expire after TIMEOUT_S: for the tests that wait for it to happen."""
+    running = start_server(tmp_path_factory.mktemp("expiring"), config={"bridge": {
         "expert_timeout_seconds": TIMEOUT_S, "pair_request_ttl_seconds": TIMEOUT_S, "tick_seconds": 0.05}})
     try:
         yield running
@@ -117,10 +130,10 @@ def test_an_expert_cannot_approve_their_own_proposal(server: RunningServer) -> N
     assert decision.status_code == 403
 
 
-def test_unanswered_escalations_fail_closed_and_late_decisions_are_refused(server: RunningServer) -> None:
-    builder = server.client("builder-t")
-    expert = server.client("expert-late", Role.EXPERT)
-    waited = builder.post("/validate", params={"wait": 5}, json=bash("git push --force origin main",
+def test_unanswered_escalations_fail_closed_and_late_decisions_are_refused(expiring: RunningServer) -> None:
+    builder = expiring.client("builder-t", timeout=2 * WAIT_S)
+    expert = expiring.client("expert-late", Role.EXPERT)
+    waited = builder.post("/validate", params={"wait": WAIT_S}, json=bash("git push --force origin main",
                                                                      preferred_expert="expert-late"))
     body = waited.json()
     assert (body["status"], body["approval_method"], body["approver"]) == ("rejected", "timeout", "validation-bridge")
@@ -133,12 +146,12 @@ def test_unanswered_escalations_fail_closed_and_late_decisions_are_refused(serve
 
 
 def test_a_timeout_never_approves_a_dangerous_command(lenient: RunningServer) -> None:
-    builder = lenient.client("builder-l")
-    review = builder.post("/validate", params={"wait": 5}, json=bash("npm install left-pad")).json()
+    builder = lenient.client("builder-l", timeout=2 * WAIT_S)
+    review = builder.post("/validate", params={"wait": WAIT_S}, json=bash("npm install left-pad")).json()
     assert (review["status"], review["approval_method"]) == ("approved", "timeout")
     dangerous = builder.post("/validate", json=bash("sudo reboot")).json()
     assert (dangerous["risk"], dangerous["status"]) == ("dangerous", "escalated")
-    final = builder.get(f"/validate/{dangerous['command_id']}", params={"wait": 5}).json()
+    final = builder.get(f"/validate/{dangerous['command_id']}", params={"wait": WAIT_S}).json()
     assert (final["status"], final["approval_method"]) == ("rejected", "timeout")
 
 
@@ -180,17 +193,18 @@ def test_a_pair_session_from_request_to_review(server: RunningServer) -> None:
     assert [e["causation_id"] for e in steps[1:]] == [e["event_id"] for e in steps[:-1]]
 
 
-def test_pair_sessions_complete_cancel_and_expire(server: RunningServer) -> None:
+def test_pair_sessions_complete_cancel_and_expire(server: RunningServer, expiring: RunningServer) -> None:
     alice, bob = server.client("alice"), server.client("bob")
     completed = alice.post("/pair", json={"mode": "PASSIVE", "task": "watch"}).json()["pair_id"]
     pair(bob, f"/pair/{completed}/accept")
     assert pair(bob, f"/pair/{completed}/complete").json()["state"] == "completed"
     cancelled = alice.post("/pair", json={"mode": "ACTIVE", "task": "debug"}).json()["pair_id"]
     assert pair(alice, f"/pair/{cancelled}/cancel").json()["state"] == "cancelled"
-    expiring = alice.post("/pair", json={"mode": "REVIEW", "task": "review"}).json()["pair_id"]
-    poll_until(lambda: alice.get(f"/pair/{expiring}").json()["state"] == "expired", timeout=10,
+    late_alice, late_bob = expiring.client("alice"), expiring.client("bob")
+    unaccepted = late_alice.post("/pair", json={"mode": "REVIEW", "task": "review"}).json()["pair_id"]
+    poll_until(lambda: late_alice.get(f"/pair/{unaccepted}").json()["state"] == "expired", timeout=WAIT_S,
                what="the unaccepted request to expire")
-    assert pair(bob, f"/pair/{expiring}/accept").status_code == 409
+    assert pair(late_bob, f"/pair/{unaccepted}/accept").status_code == 409
     assert alice.post("/pair", json={"mode": "SOLO", "task": "x"}).status_code == 400
     assert alice.post("/pair", json={"mode": "ACTIVE", "task": "x", "partner": "alice"}).status_code == 400
     assert alice.get("/pair/no-such-pair").status_code == 404

@@ -21,7 +21,7 @@ from testkit.data import AgentSessionGenerator, compare, project
 from .scenario_driver import ScenarioDriver, outcome_from_bridge_state
 from .support import RunningServer, read_all, start_server
 
-EXPERT_TIMEOUT_S = 3.0
+EXPERT_TIMEOUT_S = 15.0  # an answered escalation's decision comes dozens of requests later: at load, seconds
 
 
 @pytest.fixture(scope="module")

@@ -109,8 +109,11 @@ def test_master_and_two_workers_merge_histograms_and_expose_a_stall(tmp_path: Pa
     print(f"history: {verdict.summary()}")
     # One agent has at most one request in flight, so Locust sees about one slow request per agent; the
     # requests planned during the stall (about 120 of them) all start late and the intended-time view counts them.
+    # A request is never faster from its intended start than from its send, so what a loaded machine makes slow
+    # counts in both views; the difference is what Locust's own figures hide (a ratio would shrink with the load).
+    hidden = intended_slow - locust["requests_over_500ms"]
     assert intended_slow >= 40, intended_slow
-    assert intended_slow >= 4 * locust["requests_over_500ms"], (intended_slow, locust)
+    assert hidden >= 40, (intended_slow, locust)
     assert test.metrics["intended_p99_ms"].value > locust["p99_ms"]
     assert verdict.ok, verdict.summary()
     assert verdict.counts["acknowledged"] == params["totals"]["events_ok"] > 0

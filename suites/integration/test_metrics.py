@@ -98,7 +98,7 @@ def test_gauges_equal_the_store_on_disk(server: RunningServer) -> None:
 def test_stream_subscribers_are_counted(server: RunningServer) -> None:
     agent = server.client("metrics-agent")
     with websockets.sync.client.connect(f"{server.ws_url}/stream", additional_headers=server.headers("w"),
-                                        open_timeout=5) as ws:
+                                        open_timeout=30) as ws:
         ws.recv(timeout=5)
         assert value(scrape(agent), "lighthouse_stream_subscribers") == 1
     poll_until(lambda: value(scrape(agent), "lighthouse_stream_subscribers") == 0, timeout=10,

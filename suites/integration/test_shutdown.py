@@ -56,7 +56,7 @@ def test_sigterm_under_load_loses_no_acknowledged_append(tmp_path: Path) -> None
                     return
 
     with websockets.sync.client.connect(f"{server.ws_url}/stream", additional_headers=server.headers("watcher"),
-                                        open_timeout=5) as ws:
+                                        open_timeout=30) as ws:
         ws.recv(timeout=5)
         workers = [threading.Thread(target=load) for _ in range(6)]
         for worker in workers:

@@ -58,7 +58,7 @@ def append(client: httpx.Client, batch: list[dict[str, Any]]) -> list[int]:
 def connect(server: RunningServer, **params: Any) -> websockets.sync.client.ClientConnection:
     query = httpx.QueryParams(params)
     return websockets.sync.client.connect(
-        f"{server.ws_url}/stream?{query}", additional_headers=server.headers("reader"), open_timeout=5,
+        f"{server.ws_url}/stream?{query}", additional_headers=server.headers("reader"), open_timeout=30,
         max_size=None,
     )
 

@@ -152,7 +152,7 @@ def test_no_credentials_in_logs_and_one_line_per_refused_handshake(tmp_path: Pat
 
 def test_sigterm_cuts_a_slow_upload_and_says_1001_to_subscribers(tmp_path: Path) -> None:
     websockets_sync = pytest.importorskip("websockets.sync.client")
-    running = start_server(tmp_path / "term", config={"server": {"shutdown_grace_seconds": 30}})
+    running = start_server(tmp_path / "term", config={"server": {"shutdown_grace_seconds": 120}})
     token = running.token("uploader")
     upload = socket.create_connection((running.host, running.port))
     upload.sendall(f"POST /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
@@ -170,11 +170,11 @@ def test_sigterm_cuts_a_slow_upload_and_says_1001_to_subscribers(tmp_path: Path)
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
     started = time.monotonic()
-    status = running.stop(timeout=60)
+    status = running.stop(timeout=180)
     took = time.monotonic() - started
     listener.join(10)
     upload.close()
-    assert status == 0 and took < 20, (status, took)
+    assert status == 0 and took < 60, (status, took)  # cut, not waited for: well inside the 120 s grace
     assert subscriber.close_code == 1001 and "shutting_down" in (subscriber.close_reason or ""), (
         subscriber.close_code, subscriber.close_reason)
     log = running.log_path.read_text(errors="replace")

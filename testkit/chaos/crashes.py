@@ -162,7 +162,7 @@ def run_posix_crashes(
             time.sleep(rng.uniform(*KILL_DELAY_S))  # the fault's moment: appends in flight
             kill = server.kill9(worker)
             result.timeline.fault(kill, fault_kind)
-            complete = trace.wait_for_death(worker.pid, timeout=3.0)
+            complete = trace.wait_for_death(worker.pid, timeout=30.0)
             lines = trace.lines()
             if not complete:
                 result.failures.append(

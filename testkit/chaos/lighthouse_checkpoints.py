@@ -3,9 +3,11 @@
 :func:`recovered_state` is everything recovery rebuilds, in comparable form (two opens of the same
 log must give equal states); the unit property tests use it too. :func:`run_checkpoint_kills` is the
 campaign: a child (:func:`append_until_killed`, importable by its absolute name in a fresh
-interpreter) appends with a checkpoint every few dozen events and is SIGKILLed at a random moment,
-possibly while writing a checkpoint or a group; the log is then opened twice, with the checkpoint it
-left and without any, and both must rebuild the same index, ids, versions, voids and damage record.
+interpreter) appends with a checkpoint every few dozen events and is SIGKILLed at a random moment
+after it wrote its first checkpoint (awaited, so a slow start on a loaded machine cannot leave a round
+with nothing to compare), possibly while writing a checkpoint or a group; the log is then opened
+twice, with the checkpoint it left and without any, and both must rebuild the same index, ids,
+versions, voids and damage record.
 The next round's child continues the same log (recovering through its checkpoint). Format-aware:
 it reads the store's internals, so it imports lighthouse (never at ``testkit.chaos`` import time).
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import random
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +30,9 @@ from testkit.faults.process import ChildProcess, kill_at_random
 
 __all__ = ["CheckpointKills", "CountingStore", "append_until_killed", "recovered_state", "run_checkpoint_kills"]
 
-KILL_WINDOW_S = (1.0, 2.5)  # from spawn: python starts slowly on a busy machine (a kill before the first
-# checkpoint skips its round; each round of appends grows the states two recoveries must compare)
+KILL_WINDOW_S = (0.0, 1.5)  # after the round's first checkpoint of its own, however slowly python started: the
+# kill may land in a group or a later checkpoint; each round of appends grows the states two recoveries compare
+CHECKPOINT_DEADLINE_S = 60.0  # for that first checkpoint: generous enough for a fresh interpreter at load 8
 ROUNDS_PER_LOG = 10
 
 
@@ -89,6 +93,27 @@ def append_until_killed(path: str, checkpoint_every: int, segment_bytes: int, se
     asyncio.run(main())
 
 
+def _checkpoint_identity(log: Path) -> tuple[int, int] | None:
+    """(inode, mtime) of the log's checkpoint: a checkpoint replaces the file by rename, so both change."""
+    try:
+        stat = (log / CHECKPOINT_NAME).stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def _await_own_checkpoint(child: ChildProcess, log: Path, inherited: tuple[int, int] | None) -> bool:
+    """Poll until ``child`` has written a checkpoint (one other than ``inherited``); False if it exited first
+    or none came within CHECKPOINT_DEADLINE_S."""
+    deadline = time.monotonic() + CHECKPOINT_DEADLINE_S
+    while child.poll() is None and time.monotonic() < deadline:
+        current = _checkpoint_identity(log)
+        if current is not None and current != inherited:
+            return True
+        time.sleep(0.01)
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class CheckpointKills:
     """Rounds run, rounds that left a checkpoint to compare, and rounds recovered from a checkpoint + a tail."""
@@ -118,12 +143,14 @@ def run_checkpoint_kills(root: Path, rounds: int, rng: random.Random) -> Checkpo
         # holds, and one ever-growing log made every round dearer than the last (30 rounds: 215-256 s).
         log = root / f"log-{round_ // ROUNDS_PER_LOG}"
         args = (str(log), rng.randint(10, 150), rng.choice([8192, 65536, 1 << 20]), rng.randrange(1 << 30))
+        inherited = _checkpoint_identity(log)
         with ChildProcess.python(append_until_killed, args) as child:
+            if not _await_own_checkpoint(child, log, inherited) and child.poll() is None:
+                raise ChaosFailure(f"round {round_}: no checkpoint within {CHECKPOINT_DEADLINE_S} s\n"
+                                   f"{child.stderr_text()}")
             kill = kill_at_random(child, rng, KILL_WINDOW_S)
             if not kill.proven:
                 raise ChaosFailure(f"round {round_}: {kill.detail}\n{child.stderr_text()}\n{child.outcome(5)}")
-        if not (log / CHECKPOINT_NAME).exists():
-            continue  # killed before its first checkpoint: nothing to compare this round
         full = copy(f"full-{round_}")
         (full / CHECKPOINT_NAME).unlink()
         expected, _, _ = run_with_deadline(_open_state(full), 120)

@@ -55,19 +55,40 @@ def _set(faults: LinkFaults) -> Callable[[BackgroundFaultProxy], Callable[[], No
     return inject
 
 
+HOLD_AFTER_PROOF_S = 0.3  # a passing fault lasts this long once the proxy shows it acted on real traffic
+HOLD_CAP_S = 30.0  # and ends by then even unproven (the case then reports it unproven)
+
+
+def _end_once_proven(proxy: BackgroundFaultProxy, record_kind: str, end: Callable[[], None]) -> Callable[[], None]:
+    """Call ``end`` once the proxy's counters prove ``record_kind`` acted (however slowly a loaded machine
+    brought traffic to it), plus HOLD_AFTER_PROOF_S; the callable returned ends the fault at once."""
+    stopped = threading.Event()
+
+    def watch() -> None:
+        deadline = time.monotonic() + HOLD_CAP_S
+        while not stopped.is_set() and time.monotonic() < deadline and not proxy.record(record_kind).proven:
+            stopped.wait(0.02)  # polling the proxy's counters
+        stopped.wait(HOLD_AFTER_PROOF_S)
+        end()
+
+    watcher = threading.Thread(target=watch, name=f"end-{record_kind}-once-proven", daemon=True)
+    watcher.start()
+
+    def stop() -> None:
+        stopped.set()
+        watcher.join()
+    return stop
+
+
 def _blackhole(proxy: BackgroundFaultProxy) -> Callable[[], None]:
     """Answers vanish for a while: the server commits, the client times out and must retry safely."""
     proxy.set_faults(downstream=LinkFaults(blackhole=True))
-    timer = threading.Timer(0.8, proxy.clear)
-    timer.start()
-    return timer.cancel
+    return _end_once_proven(proxy, "blackhole", proxy.clear)
 
 
 def _partition(proxy: BackgroundFaultProxy) -> Callable[[], None]:
     proxy.partition()
-    timer = threading.Timer(0.8, proxy.heal)
-    timer.start()
-    return timer.cancel
+    return _end_once_proven(proxy, "partition", proxy.heal)
 
 
 #: fault kind -> (inject: returns a stop callable, the proxy's record kind that proves it)

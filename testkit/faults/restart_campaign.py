@@ -124,7 +124,7 @@ def run_restart_cycles(
             result.kills.append(kill)
             proven = kill.proven
             if trace is not None and model is not None:
-                complete = trace.wait_for_death(worker.pid, timeout=3.0)
+                complete = trace.wait_for_death(worker.pid, timeout=30.0)
                 model.feed(trace.lines())
                 proven = proven and complete and model.crash(rng).proven
             if tear is not None and rng.random() < tear_share:

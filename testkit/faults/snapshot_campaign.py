@@ -156,7 +156,7 @@ def run_snapshot_crashes(
                 result.faults.append(kill)
                 proven = kill.proven
                 if trace is not None and model is not None:
-                    complete = trace.wait_for_death(worker.pid, timeout=3.0)
+                    complete = trace.wait_for_death(worker.pid, timeout=30.0)
                     lines = trace.lines()
                     result.order_problems.extend(check_atomic_publish(lines, data_dir))
                     model.feed(lines)

@@ -68,9 +68,12 @@ def test_open_loop_latency_includes_the_queueing_a_stall_causes_while_closed_loo
 
     assert opened.completed == opened.offered == OPEN_RATE * OPEN_RUN_S
     assert opened.latency.summary().p99_ns >= 1 * NS  # open loop: queueing behind the stall counts
-    assert opened.service_time.summary().p99_ns < 0.1 * NS  # the service-time view: one slow call
-    assert closed.latency.summary().p99_ns < 0.1 * NS  # closed loop: coordinated omission hides it
-    assert closed.completed > 1_000
+    # "Far below the stall": a quarter of it, so that the scheduling delays of a loaded machine (tens of ms here at
+    # load 5.5: service p99 10 ms, closed-loop p99 0.07 ms) cannot blur the contrast with the open loop's >= 1 s.
+    far_below_the_stall = STALL_S / 4 * NS
+    assert opened.service_time.summary().p99_ns < far_below_the_stall  # the service-time view: one slow call
+    assert closed.latency.summary().p99_ns < far_below_the_stall  # closed loop: coordinated omission hides it
+    assert closed.completed >= 100 * 2  # the stall's samples (one per client) lie above the p99, not beyond the run
     # the per-second timeline shows the stall in the second where it ended
     worst = max(opened.timeline, key=lambda point: point.max_ns or 0)
     assert worst.max_ns is not None and worst.p99_ns is not None

@@ -204,12 +204,12 @@ def test_an_absolute_rate_threshold_replaces_the_relative_one() -> None:
 def test_a_long_soak_is_binned_before_the_quadratic_estimator() -> None:
     rng = np.random.default_rng(10)
     rss = 300 * MIB + rng.normal(0, 2 * MIB, 200_000)
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: a loaded machine's waits are not the estimator's cost
 
     verdict = leak_verdict(_series(72 * 3600, rss))
 
     assert not verdict.leaking and verdict.samples_used == 2_000
-    assert time.perf_counter() - started < 10
+    assert time.process_time() - started < 10
 
 
 def test_too_few_samples_or_bad_parameters_raise() -> None:
