@@ -53,11 +53,9 @@ def run_kill_cycles(
             if rng.random() < KILL_DURING_OPEN_SHARE:
                 time.sleep(rng.uniform(0.0, 0.03))  # the fault's moment: possibly inside recovery
             else:
-                if server.wait_opened(worker) is None:
+                if server.wait_writing(worker) is None:
                     error = (server.result(worker) or {}).get("open_error")
                     result.problem(f"cycle {cycle}: the store did not open: {error}", "recovers")
-                else:
-                    server.wait_acknowledged(worker)
                 time.sleep(rng.uniform(*kill_delay_s))  # the fault's moment: appends in flight
             record = server.kill9(worker)
             result.timeline.fault(record)
@@ -90,12 +88,10 @@ def run_power_cuts(
         with WorkloadServer(spec, preload=modules) as server, ReaderProcess(modules) as reader:
             for cut in range(cuts):
                 worker = server.spawn(cut)
-                if server.wait_opened(worker) is None:
+                if server.wait_writing(worker) is None:
                     result.tally.violated("recovers")
                     error = (server.result(worker) or {}).get("open_error")
                     result.failures.append(f"cut {cut}: the store did not open: {error}")
-                else:  # a cut before the incarnation's first write would find nothing in flight
-                    server.wait_acknowledged(worker)
                 time.sleep(rng.uniform(*cut_delay_s))  # the fault's moment: appends in flight
                 # Freeze first: like a real cut, nothing the worker does after this instant is seen.
                 frozen = server.freeze(worker)
@@ -154,11 +150,9 @@ def run_posix_crashes(
             trace.mark()
             model = PosixCrashModel(data_dir)
             worker = server.spawn(crash)
-            if server.wait_opened(worker) is None:
+            if server.wait_writing(worker) is None:
                 result.tally.violated("recovers")
                 result.failures.append(f"crash {crash}: the store did not open: {server.result(worker)}")
-            else:  # a kill before the incarnation's first write would find nothing unsynced
-                server.wait_acknowledged(worker)
             time.sleep(rng.uniform(*KILL_DELAY_S))  # the fault's moment: appends in flight
             kill = server.kill9(worker)
             result.timeline.fault(kill, fault_kind)

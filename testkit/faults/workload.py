@@ -711,6 +711,14 @@ class WorkloadServer:
             time.sleep(pause_s)
             pause_s = min(pause_s * 2, 0.005)
 
+    def wait_writing(self, worker: ForkedWorker) -> dict[str, Any] | None:
+        """The worker's open report once it has also acknowledged a write (see :meth:`wait_acknowledged`);
+        None if it exited before opening. Campaigns draw a fault's random moment from here."""
+        opened = self.wait_opened(worker)
+        if opened is not None:
+            self.wait_acknowledged(worker)
+        return opened
+
     def wait_acknowledged(self, worker: ForkedWorker, timeout: float = FIRST_ACK_TIMEOUT_S) -> bool:
         """Wait until the worker's journal holds an acknowledged write; False if it exited or ``timeout`` passed.
 

@@ -10,8 +10,9 @@ import pytest
 
 from testkit.adapters import AdapterSpec
 from testkit.checkers import check_durability
+from testkit.checkers.history import OK, History
 from testkit.faults import InvalidFaultSpec, Limits
-from testkit.faults.workload import Phase, WorkloadServer, WorkloadSpec, load_history, recover
+from testkit.faults.workload import JOURNAL_NAME, Phase, WorkloadServer, WorkloadSpec, load_history, recover
 
 SQLITE = AdapterSpec("sqlite", "testkit.adapters.sqlite:SqliteAdapter")
 
@@ -67,9 +68,14 @@ def test_wait_acknowledged_returns_after_the_first_acknowledged_write_and_false_
         assert server.wait_acknowledged(worker, timeout=30.0)
         assert load_history(spec.journal_dir).status_counts()["ok"] >= 1  # returned only once a write was acked
         assert server.kill9(worker).proven
+        writing = server.spawn(2)
+        assert server.wait_writing(writing) is not None  # its open report, returned once it also acked a write
+        assert OK in bytes(History.load(Path(spec.journal_dir) / JOURNAL_NAME.format(2)).columns().status)
+        assert server.kill9(writing).proven
         unopenable = server.spawn(1, spec.replace(data_dir=str(tmp_path / "not-a-dir" / "data")))
         assert server.wait_opened(unopenable) is None  # it ended without opening
         assert not server.wait_acknowledged(unopenable, timeout=30.0)
+        assert server.wait_writing(unopenable) is None
         server.join(unopenable)
 
 
