@@ -7,6 +7,7 @@ import random
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,37 +25,34 @@ PATIENT_S = 60.0  # everywhere else: a loaded machine's round trips must never o
 WAIT_S = 30  # ?wait= for a decision that comes at TIMEOUT_S (the server allows up to 60)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("policy"), config={"bridge": {
-        "expert_timeout_seconds": PATIENT_S, "pair_request_ttl_seconds": PATIENT_S, "tick_seconds": 0.05}})
+def serving(workdir: Path, config: dict[str, Any]) -> Iterator[RunningServer]:
+    """A server for one module's fixture; it must stop cleanly (exit 0) when the module is done."""
+    running = start_server(workdir, config=config)
     try:
         yield running
     finally:
         assert running.stop() == 0, running.log()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    yield from serving(tmp_path_factory.mktemp("policy"), {"bridge": {
+        "expert_timeout_seconds": PATIENT_S, "pair_request_ttl_seconds": PATIENT_S, "tick_seconds": 0.05}})
 
 
 @pytest.fixture(scope="module")
 def expiring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """Escalations and pair requests expire after TIMEOUT_S: for the tests that wait for it to happen."""
-    running = start_server(tmp_path_factory.mktemp("expiring"), config={"bridge": {
+    yield from serving(tmp_path_factory.mktemp("expiring"), {"bridge": {
         "expert_timeout_seconds": TIMEOUT_S, "pair_request_ttl_seconds": TIMEOUT_S, "tick_seconds": 0.05}})
-    try:
-        yield running
-    finally:
-        assert running.stop() == 0, running.log()
 
 
 @pytest.fixture(scope="module")
 def lenient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """Timeouts approve (review-level only), and dangerous proposals go to an expert instead of a refusal."""
-    running = start_server(tmp_path_factory.mktemp("lenient"), config={
+    yield from serving(tmp_path_factory.mktemp("lenient"), {
         "bridge": {"expert_timeout_seconds": TIMEOUT_S, "timeout_action": "approve", "tick_seconds": 0.05},
         "policy": {"dangerous_action": "escalate"}})
-    try:
-        yield running
-    finally:
-        assert running.stop() == 0, running.log()
 
 
 def bash(command: str, **extra: Any) -> dict[str, Any]:
