@@ -11,7 +11,8 @@ overwrite the frames the new writer appends at the offsets it still believes are
 the sync catches a claim that landed during the write: that append is not acknowledged.
 
 Integration (a few marked lines in the store): ``claim()`` right after the lock is taken, ``check()``
-at the top of the write, rotation and probe paths and again after the sync.
+at the top of the write, rotation and probe paths and again after the sync; ``check_known()`` (no
+``stat``) at the door of an append.
 """
 
 from __future__ import annotations
@@ -98,6 +99,13 @@ class WriterFence:
     @property
     def deferred(self) -> bool:
         return self._deferred is not None
+
+    def check_known(self) -> None:
+        """``check`` without looking at the disk: raises only for a fencing or deferral already noticed. The cheap
+        gate at the door of an append; the write path's ``check`` (one ``stat`` before and after each write) is
+        what notices a new claim before any byte lands."""
+        if self._deferred is not None or self._fenced is not None:
+            self.check()
 
     def check(self) -> None:
         """``WriterFenced`` unless ``OWNER`` is still the file this writer created (``StoreReadOnly`` while the

@@ -94,6 +94,9 @@ class EventStore(WritePath, RecoveryPath, ReadPath, HealthPath):
         self._next_seq = 1
         self._last_recorded_at = 0.0
         self._pending = []
+        self._committing = False
+        self._lone_appender = False
+        self._yielding_lone = 0
         self._void = None
         self._damage = []
         self._voided = []

@@ -84,6 +84,12 @@ class StoreState:
     _next_seq: int
     _last_recorded_at: float
     _pending: list[Pending]
+    #: the writer task is inside a commit (which may await the I/O thread): no append may commit meanwhile
+    _committing: bool
+    #: appends have been coming one at a time (the latest group held one): a lone one may commit in its own task
+    _lone_appender: bool
+    #: lone appends that committed in their own task and are yielding once before they return
+    _yielding_lone: int
     #: sequences handed to a write that failed: (first, count, reason), recorded by the next write
     _void: tuple[int, int, str] | None
     _damage: list[Damage]

@@ -126,7 +126,7 @@ class WritePath(StoreState):
 
     def _check_writable(self) -> None:
         self._check_open()
-        self._fence.check()  # a superseded writer answers every append with WriterFenced
+        self._fence.check_known()  # a writer known to be superseded answers every append with WriterFenced
         if self._health.state in (HealthState.READ_ONLY, HealthState.FAILED):
             reason = self._health.reason_for(HealthState.READ_ONLY) or "store failed"
             raise StoreReadOnly(f"the store is read-only: {reason}", reason=reason)
@@ -141,6 +141,19 @@ class WritePath(StoreState):
             if isinstance(expected_version, bool) or not isinstance(expected_version, int) or expected_version < 0:
                 raise InvalidEvent("expected_version must be a non-negative integer")
             expected = {event.aggregate_id: expected_version}
+        if self._yielding_lone:
+            self._lone_appender = False  # another append came in while a lone one yielded: they overlap, group them
+        elif self._lone_appender and self._may_commit_here():
+            pending = Pending([event], [record], expected, asyncio.get_running_loop().create_future())
+            self._commit_here(pending)
+            self._yielding_lone += 1
+            try:
+                await asyncio.sleep(0)  # a suspension point, as the queue was: other tasks get their turn
+            finally:
+                self._yielding_lone -= 1
+            stored = pending.future.result()  # the append's own error, raised here, if it failed
+            self._counters["appends"] += 1
+            return stored[0]
         stored = await self._submit([event], [record], expected)
         self._counters["appends"] += 1
         return stored[0]
@@ -192,6 +205,8 @@ class WritePath(StoreState):
             await self._wake.wait()
             self._wake.clear()
             group, self._pending = self._pending, []
+            if group:
+                self._lone_appender = len(group) == 1
             flush_void = self._void is not None and self._health.state not in (
                 HealthState.READ_ONLY,
                 HealthState.FAILED,
@@ -200,6 +215,7 @@ class WritePath(StoreState):
                 if self._closing:
                     return
                 continue
+            self._committing = True
             try:
                 await self._commit(group)
             except BaseException as exc:  # never leave an appender waiting forever
@@ -210,6 +226,8 @@ class WritePath(StoreState):
                         )
                 if isinstance(exc, asyncio.CancelledError):
                     raise
+            finally:
+                self._committing = False
             if self._pending or self._closing:
                 self._wake.set()
 
@@ -235,12 +253,45 @@ class WritePath(StoreState):
             return
         self._publish(plan, segment, len(data))
 
+    def _may_commit_here(self) -> bool:
+        """A lone appender's append may skip the queue and be committed in its caller's task when the writer
+        task is idle (nothing queued or being written, no void range to record, no rotation due) and the
+        append would be written on the loop anyway (``_may_write_inline``): the same write and sync, minus
+        the hop to the writer task and back. Nothing in ``_commit_here`` awaits, so no other append
+        interleaves. Only while appends come one at a time (``append`` tracks that): concurrent appenders
+        must keep sharing one sync per group, not take one each."""
+        return (not self._pending and not self._committing and self._void is None and not self._closing
+                and not self._wake.is_set()  # type: ignore[union-attr]  # set once the store is open
+                and self._segments[-1].size < self.segment_bytes
+                and self._may_write_inline_one())
+
+    def _commit_here(self, pending: Pending) -> None:
+        """``_commit`` for one append that ``_may_commit_here`` let through, without an await: its outcome is
+        left in ``pending.future``."""
+        group = [pending]
+        if not self._admit(group):
+            return
+        segment = self._segments[-1]
+        plan = self._plan(group, segment.size)
+        if not plan.frames:
+            return  # an identical retry of a stored append: the future holds the stored copies
+        data = plan.frames[0]
+        try:
+            self._timed_write(segment.size, data)
+        except OSError as exc:
+            self._after_failed_write(exc, self._next_seq, plan.next_seq, plan.accepted)
+            return
+        self._publish(plan, segment, len(data))
+
     def _may_write_inline(self, group: list[Pending]) -> bool:
         """A lone append under ``fsync`` durability while writes are quick: written and synced on the loop (one
         sync's stall, no thread hop). Never under ``batch``, whose flusher syncs the same file on the I/O thread;
         never while a health probe may be writing at the tail on the I/O thread; never for the first write after
         open or after a slow one (a stalled disk must stall the I/O thread, not the loop)."""
-        return (self.durability == "fsync" and len(group) == 1 and len(group[0].events) == 1
+        return len(group) == 1 and len(group[0].events) == 1 and self._may_write_inline_one()
+
+    def _may_write_inline_one(self) -> bool:
+        return (self.durability == "fsync"
                 and (self._probe_task is None or self._probe_task.done())
                 and self._health.state is HealthState.HEALTHY
                 and self._last_write_seconds <= self.inline_write_budget_s)

@@ -71,3 +71,27 @@ def test_after_a_slow_write_a_lone_append_goes_back_to_the_io_thread(store_dir: 
             assert store.threads[-1] == "loop"
 
     run(scenario())
+
+
+def test_appenders_that_overlap_still_share_syncs_after_lone_appends(store_dir: Path, run, make_event) -> None:
+    """A lone appender's append commits in its own task; that shortcut must not turn a burst of concurrent
+    appends into one sync each: they queue up and share group syncs as before."""
+
+    async def scenario() -> None:
+        async with _SyncThreads(store_dir) as store:
+            store.loop_thread = threading.get_ident()
+            for n in range(8):
+                await store.append(make_event(n))
+            assert store.threads[1:] == ["loop"] * 7  # one at a time: each synced on the loop
+            before = len(store.threads)
+            stored = await asyncio.gather(*(store.append(make_event(n)) for n in range(8, 40)))
+            assert [e.sequence for e in stored] == list(range(9, 41))
+            burst_syncs = len(store.threads) - before
+            assert burst_syncs <= 4, f"32 overlapping appends took {burst_syncs} syncs"
+            for n in range(40, 44):  # one at a time again: back to the loop once a group of one went by
+                await store.append(make_event(n))
+            assert store.threads[-1] == "loop"
+        async with EventStore(store_dir) as reopened:
+            assert reopened.head_sequence == 44
+
+    run(scenario())
