@@ -1,9 +1,10 @@
 """The store's write path: validation, group commit, rotation, voids.
 
 Appends are encoded (and read back) by the caller, then queue up. One writer task drains the
-queue: it settles retries and version checks, encodes every accepted append as one frame, writes
-the whole group with one ``write`` and one ``fdatasync`` on the I/O thread, and only then
-publishes the group to the index and acknowledges it. Sequences handed to a write that failed are
+queue: it settles retries and version checks, encodes each accepted batch as one frame and the
+single-event appends between them together as another, writes the whole group with one ``write``
+and one ``fdatasync`` on the I/O thread, and only then publishes the group to the index and
+acknowledges it. Sequences handed to a write that failed are
 never reused: they become a void range recorded by the next successful write.
 
 Seams: ``_before_write`` and ``_before_rotation`` run on the I/O thread just before a group's bytes
@@ -55,11 +56,14 @@ _Origins = list[tuple[Pending, int]]
 
 @dataclass(slots=True)
 class _Accepted:
-    pending: Pending
+    """Appends written as one frame: a batch on its own, or a group's single-event appends together."""
+
+    pendings: list[Pending]
     first: int
     offset: int
     versions: list[int]
     record_offsets: list[int]
+    events: list[Event]
 
 
 @dataclass(slots=True)
@@ -330,13 +334,18 @@ class WritePath(StoreState):
         return True
 
     def _plan(self, group: list[Pending], offset: int) -> _Plan:
-        """Settle retries and version checks, and encode each accepted append as one frame at ``offset``."""
+        """Settle retries and version checks, and encode the accepted appends as frames from ``offset``: a
+        batch as its own frame, the single-event appends in between together as one (one header, one
+        checksum and one index insert for many appenders; each append is still all or nothing)."""
         plan = _Plan(next_seq=self._next_seq, recorded_at=max(time.time(), self._last_recorded_at))
         if self._void is not None:
             plan.frames.append(encode_void_frame(*self._void))
             offset += len(plan.frames[-1])
         group_ids: dict[str, tuple[bytes, Pending, int]] = {}
         last = group[-1] if group else None
+        singles = _Accepted([], plan.next_seq, 0, [], [], [])
+        singles_records: list[bytes] = []
+        singles_bytes = 0
         for pending in group:
             try:
                 origins = self._same_group_origins(pending, group_ids)
@@ -354,18 +363,43 @@ class WritePath(StoreState):
             if conflict is not None:
                 pending.future.set_exception(conflict)
                 continue
+            if len(pending.events) > 1 or singles_bytes + len(pending.records[0]) > MAX_BATCH_BYTES or (
+                len(singles_records) == MAX_BATCH_EVENTS
+            ):
+                offset = self._add_frame(plan, singles, singles_records, offset)
+                singles, singles_records, singles_bytes = _Accepted([], plan.next_seq, 0, [], [], []), [], 0
             versions = self._assign_versions(pending.events, plan)
             if pending is not last:  # only a later append of this group looks its ids up
                 for slot, (event, record) in enumerate(zip(pending.events, pending.records)):
                     group_ids[event[0]] = (record, pending, slot)
-            frame, record_offsets = encode_events_frame_with_offsets(
-                plan.next_seq, plan.recorded_at, versions, pending.records
-            )
-            plan.accepted.append(_Accepted(pending, plan.next_seq, offset, versions, record_offsets))
-            plan.frames.append(frame)
-            offset += len(frame)
             plan.next_seq += len(pending.events)
+            if len(pending.events) > 1:
+                offset = self._add_frame(
+                    plan, _Accepted([pending], plan.next_seq - len(pending.events), 0, versions, [], pending.events),
+                    pending.records, offset,
+                )
+                singles.first = plan.next_seq
+            else:
+                singles.pendings.append(pending)
+                singles.versions += versions
+                singles.events += pending.events
+                singles_records += pending.records
+                singles_bytes += len(pending.records[0])
+        self._add_frame(plan, singles, singles_records, offset)
         return plan
+
+    @staticmethod
+    def _add_frame(plan: _Plan, accepted: _Accepted, records: list[bytes], offset: int) -> int:
+        """Encode ``accepted``'s appends as one frame at ``offset`` (nothing if it holds none); the next offset."""
+        if not accepted.pendings:
+            return offset
+        frame, accepted.record_offsets = encode_events_frame_with_offsets(
+            accepted.first, plan.recorded_at, accepted.versions, records
+        )
+        accepted.offset = offset
+        plan.accepted.append(accepted)
+        plan.frames.append(frame)
+        return offset + len(frame)
 
     def _assign_versions(self, events: list[Event], plan: _Plan) -> list[int]:
         """Each event's aggregate version (its aggregate's newest, in this group or stored, plus one)."""
@@ -408,17 +442,22 @@ class WritePath(StoreState):
         self._versions.update(plan.versions)
         published: list[Event] = []
         for accepted in plan.accepted:
-            pending, first, versions = accepted.pending, accepted.first, accepted.versions
+            first, versions = accepted.first, accepted.versions
             self._index_events(
-                first, segment.number, accepted.offset, accepted.record_offsets, recorded_at, pending.events
+                first, segment.number, accepted.offset, accepted.record_offsets, recorded_at, accepted.events
             )
             stored = [
                 _new(Event, (*event[:CLIENT_FIELD_COUNT], first + slot, recorded_at, versions[slot]))
-                for slot, event in enumerate(pending.events)
+                for slot, event in enumerate(accepted.events)
             ]
             published.extend(stored)
-            if not pending.future.done():
-                pending.future.set_result(stored)
+            if len(accepted.pendings) == 1:
+                if not accepted.pendings[0].future.done():
+                    accepted.pendings[0].future.set_result(stored)
+                continue
+            for slot, pending in enumerate(accepted.pendings):  # single-event appends sharing a frame
+                if not pending.future.done():
+                    pending.future.set_result(stored[slot : slot + 1])
         self._settle_followers(plan.followers)
         if self._subscribers:
             if self.upcasters:
@@ -579,9 +618,9 @@ class WritePath(StoreState):
         outcome = "unknown" if self._tail_dirty else "not_written"
         # The numbers this group was given (with any void before it): the client can hold the store to voiding them.
         numbered = {"first_sequence": first_attempted, "last_sequence": next_seq - 1} if next_seq > first_attempted else {}
-        for item in accepted:
-            if not item.pending.future.done():
-                item.pending.future.set_exception(
+        for pending in (pending for item in accepted for pending in item.pendings):
+            if not pending.future.done():
+                pending.future.set_exception(
                     WriteFailed(
                         f"append was not acknowledged: {exc.strerror or exc} (outcome {outcome})",
                         errno=errno.errorcode.get(exc.errno or 0, str(exc.errno)),
