@@ -98,7 +98,7 @@ class WritePath(StoreState):
 
     def _encode(self, event: Event) -> bytes:
         try:
-            record = self._packer.pack(event.client_record())
+            record = self._packer.pack(event[:CLIENT_FIELD_COUNT])  # as client_record() packs (see _encode_batch)
             msgpack.unpackb(record, strict_map_key=False)  # never write what we could not read back
         except MemoryError:
             raise ResourceExhausted("out of memory while encoding the event") from None
@@ -346,10 +346,12 @@ class WritePath(StoreState):
         singles = _Accepted([], plan.next_seq, 0, [], [], [])
         singles_records: list[bytes] = []
         singles_bytes = 0
+        # one lookup of the whole group's ids answers the common case (none stored) for every append in it
+        may_be_stored = self._index.may_hold_any([event[0] for pending in group for event in pending.events])
         for pending in group:
             try:
                 origins = self._same_group_origins(pending, group_ids)
-                stored_copies = None if origins is not None else self._already_stored(pending)
+                stored_copies = None if origins is not None or not may_be_stored else self._already_stored(pending)
             except LighthouseError as exc:
                 pending.future.set_exception(exc)
                 continue
