@@ -348,7 +348,26 @@ class WritePath(StoreState):
         singles_bytes = 0
         # one lookup of the whole group's ids answers the common case (none stored) for every append in it
         may_be_stored = self._index.may_hold_any([event[0] for pending in group for event in pending.events])
+        local, stored_versions = plan.versions, self._versions
         for pending in group:
+            events, records = pending.events, pending.records
+            if (len(events) == 1 and pending.expected is None and not may_be_stored and events[0][0] not in group_ids
+                    and singles_bytes + len(records[0]) <= MAX_BATCH_BYTES and len(singles_records) < MAX_BATCH_EVENTS):
+                # The common lone append, in short: no retry to settle, no version to check, room in the shared
+                # frame. What follows is what the general path below does for it.
+                event, record = events[0], records[0]
+                hit = local.get(event[2])
+                version = (hit[0] if hit is not None else stored_versions.get(event[2], 0)) + 1
+                local[event[2]] = (version, plan.next_seq)
+                if pending is not last:
+                    group_ids[event[0]] = (record, pending, 0)
+                plan.next_seq += 1
+                singles.pendings.append(pending)
+                singles.versions.append(version)
+                singles.events.append(event)
+                singles_records.append(record)
+                singles_bytes += len(record)
+                continue
             try:
                 origins = self._same_group_origins(pending, group_ids)
                 stored_copies = None if origins is not None or not may_be_stored else self._already_stored(pending)
