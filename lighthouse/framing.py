@@ -1,8 +1,8 @@
 """On-disk framing: segment headers and checksummed frames.
 
 A segment file starts with a fixed header and holds frames back to back. A frame is the unit of
-atomicity: one append or one whole batch is one frame, so a crash leaves either all of a batch or
-none of it. Layout (little endian)::
+atomicity: a whole batch is one frame (and the single-event appends of one group commit share
+another), so a crash leaves either all of a batch or none of it. Layout (little endian)::
 
     segment header (32 bytes): magic "LHSEG\\0\\0\\1" | format u32 | reserved u32 | first_seq u64 | crc32c u32 | pad u32
     frame header   (28 bytes): magic "LHF1" | payload_len u32 | crc32c u32 | first_seq u64 | count u32 | kind u16 | reserved u16
