@@ -4,8 +4,9 @@ Appends are encoded (and read back) by the caller, then queue up. One writer tas
 queue: it settles retries and version checks, encodes each accepted batch as one frame and the
 single-event appends between them together as another, writes the whole group with one ``write``
 and one ``fdatasync`` on the I/O thread, and only then publishes the group to the index and
-acknowledges it. Sequences handed to a write that failed are
-never reused: they become a void range recorded by the next successful write.
+acknowledges it. While appends come one at a time, a lone append skips the queue and is committed in
+its caller's task (same write, sync and publish). Sequences handed to a write that failed are never
+reused: they become a void range recorded by the next successful write.
 
 Seams: ``_before_write`` and ``_before_rotation`` run on the I/O thread just before a group's bytes
 are written and before a new segment is created (writer fencing hooks in there); ``_sync_file``,
