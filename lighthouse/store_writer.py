@@ -80,6 +80,47 @@ class _Plan:
     recorded_at: float = 0.0
 
 
+def _write_frame_into(plan: _Plan, accepted: _Accepted, records: list[bytes], offset: int) -> int:
+    """Encode ``accepted``'s appends as one frame of ``plan`` at ``offset`` (nothing if it holds none); the
+    offset after it."""
+    if not accepted.pendings:
+        return offset
+    frame, accepted.record_offsets = encode_events_frame_with_offsets(
+        accepted.first, plan.recorded_at, accepted.versions, records
+    )
+    accepted.offset = offset
+    plan.accepted.append(accepted)
+    plan.frames.append(frame)
+    return offset + len(frame)
+
+
+@dataclass(slots=True)
+class _SharedFrame:
+    """A group's single-event appends gathering into one frame, within a batch's limits."""
+
+    accepted: _Accepted
+    records: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+    @classmethod
+    def starting_at(cls, first: int) -> _SharedFrame:
+        return cls(_Accepted([], first, 0, [], [], []))
+
+    def has_room(self, record: bytes) -> bool:
+        return self.size + len(record) <= MAX_BATCH_BYTES and len(self.records) < MAX_BATCH_EVENTS
+
+    def add(self, pending: Pending, version: int) -> None:
+        accepted, record = self.accepted, pending.records[0]
+        accepted.pendings.append(pending)
+        accepted.versions.append(version)
+        accepted.events.append(pending.events[0])
+        self.records.append(record)
+        self.size += len(record)
+
+    def write_into(self, plan: _Plan, offset: int) -> int:
+        return _write_frame_into(plan, self.accepted, self.records, offset)
+
+
 class WritePath(StoreState):
     """Append, append_batch and the writer task behind them (a mixin of ``EventStore``)."""
 
@@ -344,84 +385,54 @@ class WritePath(StoreState):
             offset += len(plan.frames[-1])
         group_ids: dict[str, tuple[bytes, Pending, int]] = {}
         last = group[-1] if group else None
-        singles = _Accepted([], plan.next_seq, 0, [], [], [])
-        singles_records: list[bytes] = []
-        singles_bytes = 0
+        shared = _SharedFrame.starting_at(plan.next_seq)
         # one lookup of the whole group's ids answers the common case (none stored) for every append in it
         may_be_stored = self._index.may_hold_any([event[0] for pending in group for event in pending.events])
-        local, stored_versions = plan.versions, self._versions
         for pending in group:
-            events, records = pending.events, pending.records
-            if (len(events) == 1 and pending.expected is None and not may_be_stored and events[0][0] not in group_ids
-                    and singles_bytes + len(records[0]) <= MAX_BATCH_BYTES and len(singles_records) < MAX_BATCH_EVENTS):
-                # The common lone append, in short: no retry to settle, no version to check, room in the shared
-                # frame. What follows is what the general path below does for it.
-                event, record = events[0], records[0]
-                hit = local.get(event[2])
-                version = (hit[0] if hit is not None else stored_versions.get(event[2], 0)) + 1
-                local[event[2]] = (version, plan.next_seq)
-                if pending is not last:
-                    group_ids[event[0]] = (record, pending, 0)
-                plan.next_seq += 1
-                singles.pendings.append(pending)
-                singles.versions.append(version)
-                singles.events.append(event)
-                singles_records.append(record)
-                singles_bytes += len(record)
-                continue
-            try:
-                origins = self._same_group_origins(pending, group_ids)
-                stored_copies = None if origins is not None or not may_be_stored else self._already_stored(pending)
-            except LighthouseError as exc:
-                pending.future.set_exception(exc)
-                continue
-            if origins is not None:
-                plan.followers.append((pending, origins))
-                continue
-            if stored_copies is not None:
-                pending.future.set_result(stored_copies)
-                continue
-            conflict = self._version_conflict(pending, plan.versions)
-            if conflict is not None:
-                pending.future.set_exception(conflict)
-                continue
-            if len(pending.events) > 1 or singles_bytes + len(pending.records[0]) > MAX_BATCH_BYTES or (
-                len(singles_records) == MAX_BATCH_EVENTS
-            ):
-                offset = self._add_frame(plan, singles, singles_records, offset)
-                singles, singles_records, singles_bytes = _Accepted([], plan.next_seq, 0, [], [], []), [], 0
-            versions = self._assign_versions(pending.events, plan)
+            events = pending.events
+            plain = len(events) == 1 and pending.expected is None and not may_be_stored and events[0][0] not in group_ids
+            if not plain and not self._accepts(pending, group_ids, plan, may_be_stored):
+                continue  # settled here: a retry, a follower of one in this group, a conflict
+            if len(events) > 1 or not shared.has_room(pending.records[0]):
+                offset = shared.write_into(plan, offset)
+                shared = _SharedFrame.starting_at(plan.next_seq)
+            versions = self._assign_versions(events, plan)
             if pending is not last:  # only a later append of this group looks its ids up
-                for slot, (event, record) in enumerate(zip(pending.events, pending.records)):
+                for slot, (event, record) in enumerate(zip(events, pending.records)):
                     group_ids[event[0]] = (record, pending, slot)
-            plan.next_seq += len(pending.events)
-            if len(pending.events) > 1:
-                offset = self._add_frame(
-                    plan, _Accepted([pending], plan.next_seq - len(pending.events), 0, versions, [], pending.events),
-                    pending.records, offset,
-                )
-                singles.first = plan.next_seq
+            if len(events) > 1:
+                batch = _Accepted([pending], plan.next_seq, 0, versions, [], events)
+                offset = _write_frame_into(plan, batch, pending.records, offset)
+                plan.next_seq += len(events)
+                shared = _SharedFrame.starting_at(plan.next_seq)
             else:
-                singles.pendings.append(pending)
-                singles.versions += versions
-                singles.events += pending.events
-                singles_records += pending.records
-                singles_bytes += len(pending.records[0])
-        self._add_frame(plan, singles, singles_records, offset)
+                shared.add(pending, versions[0])
+                plan.next_seq += 1
+        shared.write_into(plan, offset)
         return plan
 
-    @staticmethod
-    def _add_frame(plan: _Plan, accepted: _Accepted, records: list[bytes], offset: int) -> int:
-        """Encode ``accepted``'s appends as one frame at ``offset`` (nothing if it holds none); the next offset."""
-        if not accepted.pendings:
-            return offset
-        frame, accepted.record_offsets = encode_events_frame_with_offsets(
-            accepted.first, plan.recorded_at, accepted.versions, records
-        )
-        accepted.offset = offset
-        plan.accepted.append(accepted)
-        plan.frames.append(frame)
-        return offset + len(frame)
+    def _accepts(
+        self, pending: Pending, group_ids: dict[str, tuple[bytes, Pending, int]], plan: _Plan, may_be_stored: bool
+    ) -> bool:
+        """True if ``pending`` is to be written; otherwise it is settled here (refused, answered with the stored
+        copies of an identical retry, or made a follower of an identical append earlier in this group)."""
+        try:
+            origins = self._same_group_origins(pending, group_ids)
+            stored_copies = None if origins is not None or not may_be_stored else self._already_stored(pending)
+        except LighthouseError as exc:
+            pending.future.set_exception(exc)
+            return False
+        if origins is not None:
+            plan.followers.append((pending, origins))
+            return False
+        if stored_copies is not None:
+            pending.future.set_result(stored_copies)
+            return False
+        conflict = self._version_conflict(pending, plan.versions)
+        if conflict is not None:
+            pending.future.set_exception(conflict)
+            return False
+        return True
 
     def _assign_versions(self, events: list[Event], plan: _Plan) -> list[int]:
         """Each event's aggregate version (its aggregate's newest, in this group or stored, plus one)."""
