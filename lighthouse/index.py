@@ -73,6 +73,8 @@ class Row:
     offset: int
     slot: int
     record_offset: int
+    #: where the next record of the frame starts; 0 for the frame's last record (it ends with the frame)
+    record_end: int
 
 
 class EventIndex:
@@ -176,13 +178,24 @@ class EventIndex:
         return self._tail[column][pos]
 
     def row(self, row: int) -> Row:
+        segment, offset = int(self._value("seg", row)), int(self._value("off", row))
         return Row(
             int(self._value("seq", row)),
-            int(self._value("seg", row)),
-            int(self._value("off", row)),
+            segment,
+            offset,
             int(self._value("slot", row)),
             int(self._value("roff", row)),
+            self._next_record_at(row + 1, segment, offset),
         )
+
+    def _next_record_at(self, row: int, segment: int, offset: int) -> int:
+        """Where the record of ``row`` starts if it is in the frame at (``segment``, ``offset``), else 0.
+
+        A frame's events are consecutive rows, so the row after an event's row is either the next
+        record of its frame (whose start is where the event's record ends) or the next frame's first."""
+        if row < self._rows and self._value("seg", row) == segment and self._value("off", row) == offset:
+            return int(self._value("roff", row))
+        return 0
 
     def sequence_at(self, row: int) -> int:
         return int(self._value("seq", row))
@@ -306,9 +319,11 @@ class EventIndex:
         causation_hash: int | None = None,
         want: int,
         descending: bool = False,
-    ) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
-        """Locations (sequences, segments, offsets, slots, record offsets) of up to ``want`` rows in
-        ``[start, stop)`` whose hashed fields match, in the asked order."""
+    ) -> tuple[list[int], list[int], list[int], list[int], list[int], list[int]]:
+        """Locations (sequences, segments, offsets, slots, record offsets, record ends as in ``Row``) of
+        up to ``want`` rows in ``[start, stop)`` whose hashed fields match, in the asked order.
+
+        Knowing where each record ends lets a reader decode exactly its bytes, whatever else the frame holds."""
         located = ("seq", "seg", "off", "slot", "roff")
         names = list(located)
         if type_codes is not None:
@@ -323,35 +338,47 @@ class EventIndex:
             names.append("caus")
         found = 0
         parts: list[dict[str, np.ndarray]] = []
-        for _base, cols in self.column_slices(start, stop, names, descending=descending):
+        for base, cols in self.column_slices(start, stop, names, descending=descending):
             mask = None
             if type_codes is not None:
-                mask = _and(mask, np.isin(cols["etype"], np.asarray(type_codes, dtype="u1")))
+                mask = _and(mask, _one_of(cols["etype"], type_codes))
             if aggregate_hashes is not None:
-                mask = _and(mask, np.isin(cols["agg"], np.asarray(aggregate_hashes, dtype="i4")))
+                mask = _and(mask, _one_of(cols["agg"], aggregate_hashes))
             if source_hashes is not None:
-                mask = _and(mask, np.isin(cols["src"], np.asarray(source_hashes, dtype="i4")))
+                mask = _and(mask, _one_of(cols["src"], source_hashes))
             if correlation_hash is not None:
                 mask = _and(mask, cols["corr"] == correlation_hash)
             if causation_hash is not None:
                 mask = _and(mask, cols["caus"] == causation_hash)
-            if mask is None:
-                picked = {name: cols[name] for name in located}
-            else:
-                rows = np.flatnonzero(mask)
-                picked = {name: cols[name][rows] for name in located}
+            rows = np.arange(len(cols["seq"])) if mask is None else np.flatnonzero(mask)
             if descending:
-                picked = {name: arr[::-1] for name, arr in picked.items()}
-            picked = {name: arr[: want - found] for name, arr in picked.items()}
+                rows = rows[::-1]
+            rows = rows[: want - found]
+            picked = {name: cols[name][rows] for name in located}
+            picked["end"] = self._record_ends(base, cols, rows)
             parts.append(picked)
-            found += len(picked["seq"])
+            found += len(rows)
             if found >= want:
                 break
         if not parts:
-            return [], [], [], [], []
+            return [], [], [], [], [], []
         return tuple(  # type: ignore[return-value]
-            np.concatenate([p[name] for p in parts]).tolist() for name in located
+            np.concatenate([p[name] for p in parts]).tolist() for name in (*located, "end")
         )
+
+    def _record_ends(self, base: int, cols: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
+        """``Row.record_end`` of these rows of a slice starting at row ``base`` (vectorised but for a row
+        whose successor lies past the slice)."""
+        seg, off, roff = cols["seg"], cols["off"], cols["roff"]
+        ends = np.zeros(len(rows), dtype="u4")
+        inside = rows + 1 < len(seg)
+        this = rows[inside]
+        after = this + 1
+        ends[inside] = np.where((seg[after] == seg[this]) & (off[after] == off[this]), roff[after], 0)
+        for k in np.flatnonzero(~inside).tolist():
+            last = int(rows[k])
+            ends[k] = self._next_record_at(base + last + 1, int(seg[last]), int(off[last]))
+        return ends
 
     def nbytes(self) -> int:
         """Bytes held by the columns and the id table (what "index memory per event" means)."""
@@ -360,6 +387,13 @@ class EventIndex:
             total += sum(chunk.nbytes for chunk in self._chunks[name])
             total += self._tail[name].buffer_info()[1] * self._tail[name].itemsize
         return total
+
+
+def _one_of(column: np.ndarray, values: Sequence[int]) -> np.ndarray:
+    """Where ``column`` holds one of ``values`` (one comparison for one value: ``isin`` sorts and merges)."""
+    if len(values) == 1:
+        return column == values[0]
+    return np.isin(column, np.asarray(values, dtype=column.dtype))
 
 
 def _and(mask: np.ndarray | None, other: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ import os
 import time
 import uuid
 from collections import namedtuple
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -314,26 +314,32 @@ class EventFilter:
 
     def matches(self, event: Event) -> bool:
         """The exact predicate; indexes only narrow candidates, this decides."""
-        if self.event_types is not None and event[1] not in self.event_types:
-            return False
-        if self.aggregate_ids is not None and event.aggregate_id not in self.aggregate_ids:
-            return False
-        if self.source_agents is not None and event.source_agent not in self.source_agents:
-            return False
-        if self.correlation_id is not None and event.correlation_id != self.correlation_id:
-            return False
-        if self.causation_id is not None and event.causation_id != self.causation_id:
-            return False
-        seq = event.sequence
-        if self.from_sequence is not None and seq < self.from_sequence:
-            return False
-        if self.to_sequence is not None and seq > self.to_sequence:
-            return False
-        if self.recorded_after is not None and event.recorded_at < self.recorded_after:
-            return False
-        if self.recorded_before is not None and event.recorded_at >= self.recorded_before:
-            return False
-        return True
+        return self.predicate()(event)
+
+    def predicate(self) -> Callable[[Event], bool]:
+        """``matches`` as one test that looks only at the fields this filter sets: for many events."""
+        members = tuple((position, allowed) for position, allowed in (
+            (1, self.event_types),
+            (2, self.aggregate_ids),
+            (6, self.source_agents),
+            (4, None if self.correlation_id is None else frozenset((self.correlation_id,))),
+            (5, None if self.causation_id is None else frozenset((self.causation_id,))),
+        ) if allowed is not None)
+        first = -math.inf if self.from_sequence is None else self.from_sequence
+        last = math.inf if self.to_sequence is None else self.to_sequence
+        after = -math.inf if self.recorded_after is None else self.recorded_after
+        before = math.inf if self.recorded_before is None else self.recorded_before
+        timed = self.recorded_after is not None or self.recorded_before is not None
+
+        def test(event: Event) -> bool:
+            for position, allowed in members:
+                if event[position] not in allowed:
+                    return False
+            if not first <= event[11] <= last:
+                return False
+            return not timed or (after <= event[12] and (event[12] < before))
+
+        return test
 
     def fingerprint(self) -> str:
         """A stable text form, bound into cursors so a cursor cannot be replayed against another filter."""

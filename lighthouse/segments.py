@@ -9,7 +9,6 @@ open-time scan) are caught here: the read fails with ``StoreCorrupted`` and the 
 
 from __future__ import annotations
 
-import itertools
 import mmap
 import os
 from collections.abc import Callable, Iterator
@@ -208,14 +207,13 @@ class _SpanFrames:
         self._fd, self._buf, self._base, self._name = fd, buf, base, name
         self._on_corrupt = on_corrupt
 
-    def events(self, offset: int, slots: list[int], record_offsets: list[int]) -> dict[int, Event]:
-        """The events at ``slots`` (sorted; their records start at ``record_offsets`` from the frame's first
-        byte) of the frame at ``offset``; the whole frame is checksummed before any of it is decoded."""
+    def events(self, offset: int, slots: list[int], record_offsets: list[int], record_ends: list[int]) -> list[Event]:
+        """``decode_frame_records`` of the frame at ``offset``, checksummed whole before any of it is decoded."""
         try:
             buf, rel, header = _checked(self._buf, offset - self._base, self._fd, offset, self._name)
         except StoreCorrupted as error:
             raise _reported(self._on_corrupt, error) from None
-        return decode_frame_records(buf, rel, header, slots, record_offsets)
+        return decode_frame_records(buf, rel, header, slots, record_offsets, record_ends)
 
 
 def _iter_frame(buf: Any, offset: int, header: FrameHeader, first_slot: int) -> Iterator[Event]:
@@ -244,73 +242,51 @@ def record_offsets(buf: Any, offset: int, header: FrameHeader) -> list[int]:
     return out
 
 
-_FIRST_FEED_BYTES = 4096  # enough for most single records
-_FEED_BYTES = 16384
 _LONG_RUN = 16
-#: wanted records at most this far apart are reached by skipping the ones between (cheaper than a
-#: fresh decoder per record); farther apart, each starts its own decoder at its record offset
-_WALK_GAP_BYTES = 8192
+#: bytes before a frame's first record, at most: array header, recorded_at, the versions' array header
+#: and one version of at most 9 bytes per event
+_STAMP_BYTES = 1 + 9 + 5
+_VERSION_BYTES = 9
+
+
+def _stamp(view: memoryview, offset: int, header: FrameHeader) -> tuple[float, list[int]]:
+    """The frame's ``recorded_at`` and aggregate versions, decoded from the bytes before its records."""
+    start = offset + FRAME_HEADER
+    prefix = view[start : min(offset + header.size, start + _STAMP_BYTES + _VERSION_BYTES * header.count)]
+    unpacker = msgpack.Unpacker(strict_map_key=False, read_size=len(prefix) + 1)
+    unpacker.feed(prefix)
+    unpacker.read_array_header()
+    return unpacker.unpack(), unpacker.unpack()
 
 
 def decode_frame_records(
-    buf: Any, offset: int, header: FrameHeader, slots: list[int], record_offsets: list[int]
-) -> dict[int, Event]:
-    """Events of a verified frame by slot (sorted), decoded from where their records start: nearby
-    slots are decoded in one pass, and no record before the first wanted one is walked or copied."""
+    buf: Any, offset: int, header: FrameHeader, slots: list[int], record_offsets: list[int], record_ends: list[int]
+) -> list[Event]:
+    """Events of a verified frame at ``slots`` (distinct, in any order), in that order, each decoded from
+    exactly its own record's bytes (``record_offsets`` to ``record_ends``, counted from the frame's first
+    byte; an end of 0 is the frame's end): nothing else in the frame is walked or copied."""
     if header.kind != FRAME_EVENTS:
-        return {}
-    if len(slots) == header.count:  # the whole frame (slots are distinct): one decode of its payload
-        return dict(enumerate(decode_frame(buf, offset, header)))
+        return []
+    if len(slots) == header.count:  # the whole frame: one decode of its payload
+        whole = decode_frame(buf, offset, header)
+        return whole if slots == list(range(header.count)) else [whole[slot] for slot in slots]
     with memoryview(buf) as view:
-        before_records = view[offset + FRAME_HEADER : offset + record_offsets[0]]
-        stamp = msgpack.Unpacker(strict_map_key=False, read_size=len(before_records) + 1)
-        stamp.feed(before_records)
-        stamp.read_array_header()
-        recorded_at, versions = stamp.unpack(), stamp.unpack()
-        first, end = header.first_seq, offset + header.size
-        out: dict[int, Event] = {}
-        i = 0
-        while i < len(slots):
-            j = i + 1
-            while j < len(slots) and record_offsets[j] - record_offsets[j - 1] <= _WALK_GAP_BYTES:
-                j += 1
-            skips = [0] + [b - a - 1 for a, b in zip(slots[i : j - 1], slots[i + 1 : j])]
-            records = _records_from(view, offset + record_offsets[i], end, skips)
-            for slot, record in zip(slots[i:j], records):
-                out[slot] = _new(Event, (*record, first + slot, recorded_at, versions[slot]))
-            i = j
-    return out
-
-
-def _records_from(view: memoryview, start: int, end: int, skips: list[int]) -> list[Any]:
-    """The record at ``start`` and more after it (``skips[k]`` records passed over before the k-th; the
-    first is 0), fed to the decoder a little at a time, not up to ``end``.
-
-    ``read_size`` keeps the decoder's first buffer small: its default is the whole allowance, and a
-    large allocation is an mmap and munmap per call."""
-    limit = end - start + 1
-    unpacker = msgpack.Unpacker(strict_map_key=False, max_buffer_size=limit, read_size=min(limit, _FEED_BYTES))
-    if len(skips) >= _LONG_RUN and not any(skips):  # a long contiguous run: the decoder's own iterator
-        unpacker.feed(view[start:end])
-        return list(itertools.islice(unpacker, len(skips)))
-    records: list[Any] = []
-    fed = start
-    for skip in skips:
-        left = skip
-        while True:
-            try:
-                while left:
-                    unpacker.skip()
-                    left -= 1
-                records.append(unpacker.unpack())
-                break
-            except msgpack.OutOfData:
-                if fed >= end:
-                    raise ValueError("a record offset points past its frame's records") from None
-                step = min(end, fed + (_FEED_BYTES if records or skip else _FIRST_FEED_BYTES))
-                unpacker.feed(view[fed:step])
-                fed = step
-    return records
+        frame = view[offset : offset + header.size]
+        recorded_at, versions = _stamp(view, offset, header)
+        first, size = header.first_seq, header.size
+        if len(slots) >= _LONG_RUN and slots[-1] - slots[0] == len(slots) - 1:  # an ascending run: one decoder
+            unpacker = msgpack.Unpacker(strict_map_key=False, max_buffer_size=size + 1)
+            unpacker.feed(frame[record_offsets[0] : record_ends[-1] or size])
+            events = [_new(Event, (*record, first + slot, recorded_at, versions[slot]))
+                      for slot, record in zip(slots, unpacker)]
+            if len(events) == len(slots) and next(unpacker, None) is None:
+                return events
+        else:
+            unpack = msgpack.unpackb
+            return [_new(Event, (*unpack(frame[start : end or size], strict_map_key=False), first + slot, recorded_at,
+                                 versions[slot]))
+                    for slot, start, end in zip(slots, record_offsets, record_ends)]
+    raise ValueError("the index's record bounds do not match its frame's records")
 
 
 class WindowReader:

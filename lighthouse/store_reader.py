@@ -42,7 +42,7 @@ class ReadPath(StoreState):
 
     def _event_at_row(self, row: int) -> Event:
         where = self._index.row(row)
-        return self._fetch([where.segment], [where.offset], [where.slot], [where.record_offset])[0]
+        return self._fetch([where.segment], [where.offset], [where.slot], [where.record_offset], [where.record_end])[0]
 
     def _find_by_id(self, event_id: str) -> Event | None:
         for seq in self._index.sequences_for_id(event_id):
@@ -54,12 +54,12 @@ class ReadPath(StoreState):
     def _newest_event_of(self, aggregate: str) -> Event | None:
         """The aggregate's newest event, found through the index's aggregate hashes (newest first)."""
         index = self._index
-        _seqs, segs, offs, slots, roffs = index.candidate_rows(
+        _seqs, segs, offs, slots, roffs, ends = index.candidate_rows(
             0, len(index), aggregate_hashes=[hash_key(aggregate)], want=len(index) or 1, descending=True
         )
         for start in range(0, len(segs), 64):
             page = slice(start, start + 64)
-            for event in self._fetch(segs[page], offs[page], slots[page], roffs[page]):
+            for event in self._fetch(segs[page], offs[page], slots[page], roffs[page], ends[page]):
                 if event[2] == aggregate:
                     return event
         return None
@@ -93,7 +93,7 @@ class ReadPath(StoreState):
         if not isinstance(flt, EventFilter):
             raise InvalidQuery("the filter must be an EventFilter")
         start, stop = self._row_range(flt, cursor, descending)
-        seqs, segs, offs, slots, roffs = self._index.candidate_rows(
+        seqs, segs, offs, slots, roffs, ends = self._index.candidate_rows(
             start,
             stop,
             type_codes=[TYPE_CODES[t.value] for t in flt.event_types] if flt.event_types else None,
@@ -105,8 +105,17 @@ class ReadPath(StoreState):
             descending=descending,
         )
         with collector_paused():
-            fetched = self._fetch(segs[:limit], offs[:limit], slots[:limit], roffs[:limit])
-        events = [self._upcast(e) for e in fetched if flt.matches(e)]  # hashes only nominate candidates
+            fetched = self._fetch(segs[:limit], offs[:limit], slots[:limit], roffs[:limit], ends[:limit])
+        # The row range and the type codes are exact; the hashed fields only nominate candidates.
+        hashed = EventFilter(aggregate_ids=flt.aggregate_ids, source_agents=flt.source_agents,
+                             correlation_id=flt.correlation_id, causation_id=flt.causation_id)
+        if hashed.is_empty:
+            events = fetched
+        else:
+            matches = hashed.predicate()
+            events = [e for e in fetched if matches(e)]
+        if self.upcasters:
+            events = [self.upcasters.upcast(e) for e in events]
         last_seq = seqs[min(limit, len(seqs)) - 1] if seqs else None
         next_cursor = self._encode_cursor(last_seq, flt, descending) if len(seqs) > limit and last_seq else None
         return QueryResult(events, next_cursor)
@@ -131,36 +140,35 @@ class ReadPath(StoreState):
                 start = max(start, index.first_row_at_or_after("seq", after + 1))
         return start, stop
 
-    def _fetch(self, segs: list[int], offs: list[int], slots: list[int], roffs: list[int]) -> list[Event]:
-        """Events at these locations (frame offset, slot, record offset), reading each run of nearby frames
-        with one positional read."""
+    def _fetch(
+        self, segs: list[int], offs: list[int], slots: list[int], roffs: list[int], ends: list[int]
+    ) -> list[Event]:
+        """Events at these locations (frame offset, slot, record bounds as in ``Row``), in the given order.
+
+        Consecutive locations in one frame are decoded together, and a run of nearby frames of one
+        segment is read with one positional read; every frame is checksummed whole before use."""
+        n = len(segs)
+        if not n:
+            return []
+        frames = [0, *(k for k in range(1, n) if offs[k] != offs[k - 1] or segs[k] != segs[k - 1]), n]
         out: list[Event] = []
-        i, n = 0, len(segs)
-        while i < n:
-            segment = segs[i]
-            j = i
-            lo = hi = offs[i]
-            while j < n and segs[j] == segment:
+        f = 0
+        while f < len(frames) - 1:
+            segment = segs[frames[f]]
+            lo = hi = offs[frames[f]]
+            g = f + 1
+            while g < len(frames) - 1 and segs[frames[g]] == segment:
                 # One read covers a run of nearby frames; a far jump (a sparse filter) starts a new read
                 # rather than dragging megabytes of unwanted frames in between.
-                if j > i and abs(offs[j] - offs[j - 1]) > _FETCH_GAP:
+                off = offs[frames[g]]
+                if abs(off - offs[frames[g - 1]]) > _FETCH_GAP or max(hi, off) - min(lo, off) > _FETCH_SPAN:
                     break
-                new_lo, new_hi = min(lo, offs[j]), max(hi, offs[j])
-                if new_hi - new_lo > _FETCH_SPAN:
-                    break
-                lo, hi = new_lo, new_hi
-                j += 1
+                lo, hi = min(lo, off), max(hi, off)
+                g += 1
             span = self._reader.read_span(segment, lo, hi, name=self._segments[segment].path.name)
-            wanted: dict[int, dict[int, int]] = {}
-            for off, slot, roff in zip(offs[i:j], slots[i:j], roffs[i:j]):
-                wanted.setdefault(off, {})[slot] = roff
-            decoded = {}
-            for off, want in wanted.items():
-                in_order = sorted(want)
-                decoded[off] = span.events(off, in_order, [want[slot] for slot in in_order])
-            for k in range(i, j):
-                out.append(decoded[offs[k]][slots[k]])
-            i = j
+            for a, b in itertools.pairwise(frames[f : g + 1]):
+                out.extend(span.events(offs[a], slots[a:b], roffs[a:b], ends[a:b]))
+            f = g
         return out
 
     @staticmethod
@@ -200,7 +208,7 @@ class ReadPath(StoreState):
         stop = len(index)
         if to_sequence is not None:
             stop = min(stop, index.first_row_at_or_after("seq", to_sequence + 1))
-        flt = event_filter if event_filter is not None and not event_filter.is_empty else None
+        matches = event_filter.predicate() if event_filter is not None and not event_filter.is_empty else None
         upcast = self.upcasters.upcast if self.upcasters else None
         reader: WindowReader | None = None
         reader_segment = -1
@@ -220,7 +228,7 @@ class ReadPath(StoreState):
                 take = min(header.count - slot, n - i)
                 i += take
                 for event in itertools.islice(events, take):
-                    if flt is None or flt.matches(event):
+                    if matches is None or matches(event):
                         yield upcast(event) if upcast else event
             await asyncio.sleep(0)  # between chunks, let appends and other readers run
 

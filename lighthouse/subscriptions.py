@@ -36,6 +36,7 @@ class Subscription:
     ) -> None:
         self._store = store
         self.filter = event_filter if event_filter is not None and not event_filter.is_empty else None
+        self._matches = self.filter.predicate() if self.filter is not None else None
         # "Only new events" means new from the moment subscribe() was called, not from the first read.
         self._from = from_sequence if from_sequence is not None else store.head_sequence + 1
         self.buffer_size = buffer_size
@@ -52,10 +53,10 @@ class Subscription:
     def offer(self, events: Iterable[Event]) -> None:
         if self._overflowed or self._closed:
             return
-        flt = self.filter
+        matches = self._matches
         start = self._from
         for event in events:
-            if event[11] >= start and (flt is None or flt.matches(event)):
+            if event[11] >= start and (matches is None or matches(event)):
                 if len(self._buffer) >= self.buffer_size:
                     self._overflowed = True
                     self._buffer.clear()
@@ -99,7 +100,7 @@ class Subscription:
                     break
                 async for event in store.replay(scanned + 1, to_sequence=head):
                     scanned = event.sequence
-                    if self.filter is None or self.filter.matches(event):
+                    if self._matches is None or self._matches(event):
                         self.last_sequence = event.sequence
                         self.delivered += 1
                         yield event

@@ -167,8 +167,33 @@ def test_record_offsets_of_the_writer_and_of_a_scan_agree_and_any_subset_decodes
     header = parse_frame_header(frame, 0)
     assert header is not None and verify_frame(frame, 0, header)
     assert record_offsets(frame, 0, header) == offsets  # what recovery indexes is what the writer indexed
-    slots = sorted(data.draw(st.sets(st.integers(min_value=0, max_value=len(events) - 1), min_size=1)))
-    decoded = decode_frame_records(frame, 0, header, slots, [offsets[s] for s in slots])
+    slots = data.draw(st.permutations(range(len(events))))[: data.draw(st.integers(1, len(events)))]
+    ends = [offsets[s + 1] if s + 1 < len(events) else 0 for s in slots]
+    decoded = decode_frame_records(frame, 0, header, slots, [offsets[s] for s in slots], ends)
     whole = decode_frame(frame, 0, header)
-    assert decoded == {s: whole[s] for s in slots}
-    assert [decoded[s].event_id for s in slots] == [events[s].event_id for s in slots]
+    assert decoded == [whole[s] for s in slots]
+    assert [event.event_id for event in decoded] == [events[s].event_id for s in slots]
+
+
+@pytest.mark.parametrize("slots", [list(range(3, 31)), list(range(30, 2, -1)), list(range(24, 40))],
+                         ids=["ascending run", "descending run", "run to the frame's end"])
+def test_runs_of_slots_decode_in_the_asked_order(slots: list[int]) -> None:
+    events = [Event(EventType.CUSTOM, aggregate_id=f"a:{i}", data={"pad": "y" * i}, timestamp=1.0) for i in range(40)]
+    frame, offsets = encode_events_frame_with_offsets(1, 2.5, list(range(40)), [_packed(e) for e in events])
+    header = parse_frame_header(frame, 0)
+    assert header is not None
+    ends = [offsets[s + 1] if s + 1 < len(events) else 0 for s in slots]
+    decoded = decode_frame_records(frame, 0, header, slots, [offsets[s] for s in slots], ends)
+    assert [(e.event_id, e.sequence, e.aggregate_version) for e in decoded] == [
+        (events[s].event_id, 1 + s, s) for s in slots]
+
+
+def test_record_bounds_that_do_not_fit_their_frame_are_an_error() -> None:
+    events = [Event(EventType.CUSTOM, aggregate_id=f"a:{i}", timestamp=1.0) for i in range(20)]
+    frame, offsets = encode_events_frame_with_offsets(1, 2.5, [1] * 20, [_packed(e) for e in events])
+    header = parse_frame_header(frame, 0)
+    assert header is not None
+    with pytest.raises(ValueError):  # one record's start with the end of the record after it: two records
+        decode_frame_records(frame, 0, header, [4], [offsets[4]], [offsets[6]])
+    with pytest.raises(ValueError):  # a run said to hold 16 records whose bytes hold 17
+        decode_frame_records(frame, 0, header, list(range(16)), offsets[:16], [*offsets[1:16], offsets[17]])
