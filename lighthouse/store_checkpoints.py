@@ -127,9 +127,10 @@ class CheckpointPath(StoreState):
         if snapshot is None:
             return
         checkpoint, recent = snapshot
+        base = checkpoint.versions
         loop = asyncio.get_running_loop()
         self._checkpoint_task = loop.run_in_executor(self._checkpoint_io, self._write_checkpoint, checkpoint, recent)
-        self._checkpoint_task.add_done_callback(lambda _done: self._adopt_ids(checkpoint))
+        self._checkpoint_task.add_done_callback(lambda _done: self._adopt(checkpoint, base, recent))
 
     async def _checkpoint_on_close(self) -> None:
         if self._checkpoint_task is not None:
@@ -188,6 +189,13 @@ class CheckpointPath(StoreState):
         """On the loop, after a checkpoint was written: the ids it merged become the index's sorted base."""
         if isinstance(checkpoint.ids, IdsSnapshot) and not self._closed:
             self._index.adopt_ids(checkpoint.ids)
+
+    def _adopt(self, checkpoint: IndexCheckpoint, base: IdTable, recent: dict[str, tuple[int, int]]) -> None:
+        """``_adopt_ids``, and the aggregate versions the checkpoint folded (into a copy of ``base``) become
+        the live base (whether or not its file could be written: the table is right either way)."""
+        self._adopt_ids(checkpoint)
+        if checkpoint.versions is not base and not self._closed:
+            self._versions.adopt(checkpoint.versions, recent)
 
     def _new_checkpoint_executor(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="lighthouse-checkpoint")

@@ -191,7 +191,7 @@ class HealthPath(StoreState):
             head_sequence=self.head_sequence,
             segments=len(self._segments),
             bytes_on_disk=sum(s.size for s in self._segments),
-            index_bytes=self._index.nbytes(),
+            index_bytes=self._index.nbytes() + self._versions.nbytes(),
             appends=self._counters["appends"],
             batches=self._counters["batches"],
             groups=self._counters["groups"],

@@ -53,6 +53,17 @@ class AggregateVersions:
     def update(self, versions: Mapping[str, tuple[int, int]]) -> None:
         self.recent.update(versions)
 
+    def adopt(self, base: IdTable, folded: Mapping[str, tuple[int, int]]) -> None:
+        """A checkpoint folded ``folded`` (``recent`` as it was when the checkpoint began) into ``base``:
+        take it as the base and keep in ``recent`` only what changed since, so ``recent`` holds the
+        aggregates of one checkpoint interval, not of every aggregate since the store opened."""
+        self.base = base
+        self.recent = {aggregate: hit for aggregate, hit in self.recent.items() if folded.get(aggregate) != hit}
+
+    def nbytes(self) -> int:
+        """Bytes of the base table (``recent`` is bounded by one checkpoint interval's aggregates)."""
+        return self.base.nbytes()
+
     def compact(self) -> None:
         """Fold ``recent`` into ``base`` (the ids' strings are dropped; their versions stay exact)."""
         put = self.base.put

@@ -19,8 +19,11 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from lighthouse import EventStore, WriteFailed
+from lighthouse import ConcurrencyConflict, Event, EventStore, EventType, WriteFailed
 from lighthouse.checkpoint import CHECKPOINT_NAME
+from lighthouse.id_table import IdTable
+from lighthouse.index import id_key
+from lighthouse.versions import AggregateVersions
 from testkit.chaos.lighthouse_checkpoints import CountingStore
 
 pytestmark = pytest.mark.ci
@@ -218,3 +221,46 @@ def test_a_periodic_checkpoint_is_written_while_appends_continue(store_dir: Path
 
     report = run(scenario())
     assert report["written"] >= 1 and report["last_rows"] >= 100
+
+
+def test_a_live_store_keeps_only_one_checkpoint_intervals_aggregates_as_strings(
+    store_dir: Path, run, make_event
+) -> None:
+    """Each checkpoint folds the versions of recently written aggregates into the compact table, and the
+    live store takes that table: a long-running writer's memory per aggregate does not grow forever."""
+
+    async def scenario() -> None:
+        async with EventStore(store_dir, checkpoint_every=100) as store:
+            for b in range(8):  # 50 new aggregates per batch of 100
+                await store.append_batch([make_event(b * 100 + i, aggregate_id=f"agg:{(b * 100 + i) // 2}")
+                                          for i in range(100)])
+                await _settled(store)
+                assert len(store._versions.recent) <= 100, "the aggregates of more than one interval are held"
+            assert store.health().details["checkpoint"]["written"] >= 7
+            # versions now answered from the table (read back and confirmed) stay exact
+            assert (await store.append(make_event(aggregate_id="agg:0"), expected_version=2)).aggregate_version == 3
+            with pytest.raises(ConcurrencyConflict) as stale:
+                await store.append(make_event(aggregate_id="agg:1"), expected_version=1)
+            assert stale.value.details["actual"] == 2
+            assert (await store.append(make_event(aggregate_id="agg:399"), expected_version=2)).aggregate_version == 3
+
+    run(scenario())
+
+
+def test_versions_written_while_a_checkpoint_was_taken_stay_in_the_exact_table() -> None:
+    events = {1: _stored("a", 1, version=1), 5: _stored("b", 5, version=2), 9: _stored("b", 9, version=3)}
+    versions = AggregateVersions(events.get, lambda aggregate: None)
+    versions.update({"a": (1, 1), "b": (2, 5)})
+    folded = dict(versions.recent)  # what the checkpoint snapshot copied
+    table = IdTable()
+    for aggregate, (_version, sequence) in folded.items():
+        table.put(id_key(aggregate), sequence)
+    versions.set("b", 3, 9)  # written after the snapshot, before the checkpoint finished
+    versions.adopt(table, folded)
+    assert versions.recent == {"b": (3, 9)}
+    assert versions.get("a") == 1 and versions.get("b") == 3 and versions.get("c") == 0
+
+
+def _stored(aggregate: str, sequence: int, *, version: int) -> Event:
+    event = Event(EventType.CUSTOM, aggregate_id=aggregate, event_id=f"evt-{sequence}")
+    return tuple.__new__(Event, (*event[:11], sequence, 1.0, version))
