@@ -9,7 +9,7 @@
 A checkpoint snapshot freezes ``live`` (constant time, on the loop); the checkpoint thread merges
 ``base`` and the frozen tables into new sorted arrays (numpy, off the loop), writes them, and the
 loop adopts the merged arrays as the new ``base`` and drops the tables they hold. The live table
-only ever holds the ids since the last checkpoint, so its growth (a rehash in Python) stays small.
+only ever holds the ids since the last checkpoint, and its growth re-places entries with numpy.
 """
 
 from __future__ import annotations

@@ -110,19 +110,13 @@ class IdTable:
         return out
 
     def _grow(self) -> None:
-        old_keys, old_values = self._keys, self._values
-        capacity = (self._mask + 1) * 2
-        self._keys = array("q", bytes(8 * capacity))
-        self._values = array("Q", bytes(8 * capacity))
-        self._mask = mask = capacity - 1
-        keys, values = self._keys, self._values
-        for key, value in zip(old_keys, old_values):
-            if key:
-                i = key & mask
-                while keys[i]:
-                    i = (i + 1) & mask
-                keys[i] = key
-                values[i] = value
+        """Double the capacity, re-placing every entry with numpy (a Python loop over a million slots held
+        the event loop for half a second, once per doubling)."""
+        old_keys = np.frombuffer(self._keys, dtype=np.int64)
+        occupied = old_keys != 0
+        keys, values = old_keys[occupied], np.frombuffer(self._values, dtype=np.uint64)[occupied]
+        self._keys, self._values = _placed(keys, values, (self._mask + 1) * 2)
+        self._mask = len(self._keys) - 1
 
     def entries(self) -> tuple[np.ndarray, np.ndarray]:
         """Copies of the occupied slots' keys and values (in slot order)."""
@@ -136,3 +130,24 @@ class IdTable:
     @property
     def capacity(self) -> int:
         return self._mask + 1
+
+
+def _placed(keys: np.ndarray, values: np.ndarray, capacity: int) -> tuple[array[int], array[int]]:
+    """Slot arrays of ``capacity`` (a power of two) holding these entries as ``add`` would place them by
+    linear probing, in vectorised rounds: each round every unplaced entry tries its next slot, and of
+    the entries trying one free slot one takes it. A slot is never emptied, so every slot between an
+    entry's home and its place is occupied, which is all a lookup needs."""
+    slot_keys, slot_values = array("q", bytes(8 * capacity)), array("Q", bytes(8 * capacity))
+    into_keys = np.frombuffer(slot_keys, dtype=np.int64)
+    into_values = np.frombuffer(slot_values, dtype=np.uint64)
+    claims = np.full(capacity, -1, dtype=np.int64)
+    mask = capacity - 1
+    waiting = np.arange(len(keys))
+    at = keys & mask
+    while len(waiting):
+        trying = into_keys[at] == 0
+        claims[at[trying]] = waiting[trying]  # of several entries trying one slot, one claim stays
+        won = trying & (claims[at] == waiting)
+        into_keys[at[won]], into_values[at[won]] = keys[waiting[won]], values[waiting[won]]
+        waiting, at = waiting[~won], (at[~won] + 1) & mask
+    return slot_keys, slot_values

@@ -1,0 +1,49 @@
+"""The id table: whatever was added is found after any number of growths (which re-place every entry
+in vectorised rounds), duplicates included, and nothing else is."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lighthouse.id_table import IdTable
+
+pytestmark = pytest.mark.ci
+
+# Keys from a narrow range share home slots, so probing runs long and wraps around the table's end.
+_KEYS = st.one_of(st.integers(1, 64), st.integers(1, 2**63 - 1), st.integers(1, 8).map(lambda k: k << 40))
+
+
+@settings(max_examples=60, deadline=None)
+@given(runs=st.lists(st.lists(_KEYS, min_size=1, max_size=300), min_size=1, max_size=12),
+       absent=st.lists(_KEYS, max_size=20))
+def test_every_added_key_is_found_after_growing_and_no_other(runs: list[list[int]], absent: list[int]) -> None:
+    table, model, sequence = IdTable(capacity=4), defaultdict(list), 1
+    for run in runs:
+        if len(run) == 1:
+            table.add(run[0], sequence)
+        else:
+            table.add_run(run, sequence)
+        for key in run:
+            model[key].append(sequence)
+            sequence += 1
+    assert len(table) == sum(map(len, model.values()))
+    assert table.capacity > 4 or len(table) <= 2  # it grew whenever it had to
+    for key, sequences in model.items():
+        assert sorted(table.candidates(key)) == sequences
+        assert table.holds_any([key])
+    missing = [key for key in absent if key not in model]
+    assert table.holds_any(missing) is False
+    for key in missing:
+        assert table.candidates(key) == []
+
+
+def test_put_replaces_the_value_of_a_key_after_growth() -> None:
+    table = IdTable(capacity=4)
+    for key in range(1, 200):
+        table.put(key, key * 10)
+    table.put(7, 1)
+    assert table.candidates(7) == [1] and table.candidates(8) == [80] and len(table) == 199
