@@ -167,7 +167,7 @@ class CheckpointPath(StoreState):
             created_at=time.time(),
         )
         self._checkpoint_rows = len(self._index)
-        return checkpoint, dict(self._versions.recent)
+        return checkpoint, self._versions.take_recent()
 
     def _write_checkpoint(self, checkpoint: IndexCheckpoint, recent: dict[str, tuple[int, int]]) -> None:
         """Runs on the checkpoint thread; a failure is reported, never raised (the log is still intact)."""

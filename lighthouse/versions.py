@@ -5,7 +5,7 @@ id as a Python string costs about 130 bytes per aggregate (a third of the store'
 million events), so the versions live in two tiers:
 
 - ``recent``: an exact dict (id -> (version, last sequence)) of aggregates written or looked up
-  since the last compaction;
+  since the last checkpoint began (and, while one is written, the dict it took: ``folding``);
 - ``base``: an id table (stable 63-bit hash of the id -> sequence of its latest event), written to
   and loaded from the index checkpoint. A hit there is only a candidate: the event at that sequence
   is read back and its aggregate id compared, so a hash collision costs a read, never a wrong
@@ -33,12 +33,16 @@ class AggregateVersions:
 
     def __init__(self, event_at: EventAt, newest_of: NewestOf, base: IdTable | None = None) -> None:
         self.recent: dict[str, tuple[int, int]] = {}
+        #: ``recent`` as a checkpoint in flight took it (read-only), until its folded table is adopted
+        self.folding: dict[str, tuple[int, int]] | None = None
         self.base = base if base is not None else IdTable()
         self._event_at = event_at
         self._newest_of = newest_of
 
     def get(self, aggregate: str, default: int = 0) -> int:
         hit = self.recent.get(aggregate)
+        if hit is None and self.folding is not None:
+            hit = self.folding.get(aggregate)
         if hit is not None:
             return hit[0]
         found = self._from_base(aggregate)
@@ -53,12 +57,18 @@ class AggregateVersions:
     def update(self, versions: Mapping[str, tuple[int, int]]) -> None:
         self.recent.update(versions)
 
-    def adopt(self, base: IdTable, folded: Mapping[str, tuple[int, int]]) -> None:
-        """A checkpoint folded ``folded`` (``recent`` as it was when the checkpoint began) into ``base``:
-        take it as the base and keep in ``recent`` only what changed since, so ``recent`` holds the
-        aggregates of one checkpoint interval, not of every aggregate since the store opened."""
-        self.base = base
-        self.recent = {aggregate: hit for aggregate, hit in self.recent.items() if folded.get(aggregate) != hit}
+    def take_recent(self) -> dict[str, tuple[int, int]]:
+        """For a checkpoint: the exact versions not yet in ``base`` (constant time: ``recent`` is handed
+        over, not copied, and a fresh one takes the writes from now on). ``adopt`` ends the hand-over."""
+        self.folding = self.recent if self.folding is None else {**self.folding, **self.recent}
+        self.recent = {}
+        return self.folding
+
+    def adopt(self, base: IdTable, folded: dict[str, tuple[int, int]]) -> None:
+        """A checkpoint folded ``folded`` (what ``take_recent`` gave it) into ``base``: take that as the base,
+        so the strings held are only those of the aggregates written since, not of every one since open."""
+        if folded is self.folding:
+            self.base, self.folding = base, None
 
     def nbytes(self) -> int:
         """Bytes of the base table (``recent`` is bounded by one checkpoint interval's aggregates)."""
@@ -67,9 +77,9 @@ class AggregateVersions:
     def compact(self) -> None:
         """Fold ``recent`` into ``base`` (the ids' strings are dropped; their versions stay exact)."""
         put = self.base.put
-        for aggregate, (_version, last_sequence) in self.recent.items():
+        for aggregate, (_version, last_sequence) in {**(self.folding or {}), **self.recent}.items():
             put(id_key(aggregate), last_sequence)
-        self.recent.clear()
+        self.recent, self.folding = {}, None
 
     def _from_base(self, aggregate: str) -> tuple[int, int] | None:
         candidates = self.base.candidates(id_key(aggregate))

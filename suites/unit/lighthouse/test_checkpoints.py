@@ -251,14 +251,25 @@ def test_versions_written_while_a_checkpoint_was_taken_stay_in_the_exact_table()
     events = {1: _stored("a", 1, version=1), 5: _stored("b", 5, version=2), 9: _stored("b", 9, version=3)}
     versions = AggregateVersions(events.get, lambda aggregate: None)
     versions.update({"a": (1, 1), "b": (2, 5)})
-    folded = dict(versions.recent)  # what the checkpoint snapshot copied
+    folded = versions.take_recent()  # what the checkpoint snapshot takes
+    assert versions.recent == {} and versions.get("b") == 2  # answered from the hand-over meanwhile
     table = IdTable()
     for aggregate, (_version, sequence) in folded.items():
         table.put(id_key(aggregate), sequence)
     versions.set("b", 3, 9)  # written after the snapshot, before the checkpoint finished
     versions.adopt(table, folded)
-    assert versions.recent == {"b": (3, 9)}
-    assert versions.get("a") == 1 and versions.get("b") == 3 and versions.get("c") == 0
+    assert versions.recent == {"b": (3, 9)} and versions.folding is None
+    assert versions.get("a") == 1 and versions.get("b") == 3 and versions.get("c") == 0  # "a" read back via the table
+
+
+def test_a_hand_over_never_adopted_is_folded_by_the_next_checkpoint() -> None:
+    versions = AggregateVersions({}.get, lambda aggregate: None)
+    versions.update({"a": (1, 1)})
+    lost = versions.take_recent()  # its checkpoint failed before folding: never adopted
+    versions.update({"b": (1, 2)})
+    assert versions.take_recent() == {"a": (1, 1), "b": (1, 2)}
+    versions.adopt(IdTable(), lost)  # a stale hand-over changes nothing
+    assert versions.folding == {"a": (1, 1), "b": (1, 2)} and versions.get("a") == 1
 
 
 def _stored(aggregate: str, sequence: int, *, version: int) -> Event:
