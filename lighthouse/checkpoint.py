@@ -62,6 +62,7 @@ CHECKPOINT_FORMAT = 3  # 2: the index's record-offset column; 3: event ids as so
 _MAGIC = b"LHIDX\x00\x00\x01"
 _HEADER = struct.Struct("<8sIIQII")
 _ALIGN = 64
+_SYNC_EVERY = 2 << 20
 
 _log = logging.getLogger("lighthouse.store")
 
@@ -329,10 +330,20 @@ def _decode(meta: dict[str, Any], mapping: mmap.mmap, body_start: int) -> IndexC
 
 
 def _write(fd: int, data: Any) -> None:
+    """Write all of ``data``, syncing the file after every ``_SYNC_EVERY`` bytes of the file.
+
+    A checkpoint is hundreds of megabytes at millions of events. Left dirty until one fsync at the
+    end, on ext4 it all had to reach the disk before the next append's fdatasync could finish (the
+    journal commit waits for it): a stall of ~250 ms per 300 MB checkpoint, measured beside a
+    writer syncing 200-byte appends; synced 2 MB at a time, the appender's worst sync was 6-34 ms."""
     view = memoryview(data).cast("B")
     while view.nbytes:
-        written = os.write(fd, view)
+        position = os.lseek(fd, 0, os.SEEK_CUR)
+        room = _SYNC_EVERY - position % _SYNC_EVERY
+        written = os.write(fd, view[:room])
         view = view[written:]
+        if (position + written) % _SYNC_EVERY == 0:
+            os.fdatasync(fd)
 
 
 def _aligned(position: int) -> int:
