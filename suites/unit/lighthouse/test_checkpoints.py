@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from lighthouse import ConcurrencyConflict, Event, EventStore, EventType, WriteFailed
-from lighthouse.checkpoint import CHECKPOINT_NAME
+from lighthouse.checkpoint import _SYNC_EVERY, CHECKPOINT_NAME
 from lighthouse.id_table import IdTable
 from lighthouse.index import id_key
 from lighthouse.versions import AggregateVersions
@@ -275,3 +275,23 @@ def test_a_hand_over_never_adopted_is_folded_by_the_next_checkpoint() -> None:
 def _stored(aggregate: str, sequence: int, *, version: int) -> Event:
     event = Event(EventType.CUSTOM, aggregate_id=aggregate, event_id=f"evt-{sequence}")
     return tuple.__new__(Event, (*event[:11], sequence, 1.0, version))
+
+
+def test_a_checkpoint_written_in_several_sync_steps_loads_as_a_full_scan_finds(
+    store_dir: Path, tmp_path: Path, run, make_event, recovered
+) -> None:
+    async def scenario() -> None:
+        async with EventStore(store_dir, checkpoint_every=0) as store:  # written once, on close
+            for b in range(80):
+                await store.append_batch([make_event(b * 1000 + i) for i in range(1000)])
+        assert (store_dir / CHECKPOINT_NAME).stat().st_size > 2 * _SYNC_EVERY  # crosses several sync steps
+        scanned = tmp_path / "scanned"
+        shutil.copytree(store_dir, scanned)
+        (scanned / CHECKPOINT_NAME).unlink()
+        async with _Store(scanned, checkpoint_every=0) as store:
+            expected = await recovered(store)
+        async with _Store(store_dir, checkpoint_every=0) as store:
+            assert store.health().details["checkpoint"]["loaded_rows"] == 80_000 and store.indexed_frames == 0
+            assert await recovered(store) == expected
+
+    run(scenario(), timeout=120)
