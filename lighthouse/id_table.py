@@ -118,6 +118,21 @@ class IdTable:
         self._keys, self._values = _placed(keys, values, (self._mask + 1) * 2)
         self._mask = len(self._keys) - 1
 
+    def updated(self, keys: list[int], values: list[int]) -> IdTable:
+        """A copy with each of ``keys`` set to its value, added or replaced (``put`` for many, in numpy: a
+        checkpoint thread folding a million keys in a Python loop held the GIL the event loop needs)."""
+        old_keys, old_values = self.entries()
+        all_keys = np.concatenate([np.asarray(keys, dtype=np.int64)[::-1], old_keys])  # the last put of a key wins
+        all_values = np.concatenate([np.asarray(values, dtype=np.uint64)[::-1], old_values])
+        _unique, first = np.unique(all_keys, return_index=True)
+        capacity = self._mask + 1
+        while (len(first) + 1) * 10 > capacity * 7:
+            capacity *= 2
+        table = IdTable.__new__(IdTable)
+        table._keys, table._values = _placed(all_keys[first], all_values[first], capacity)
+        table._mask, table._count = capacity - 1, len(first)
+        return table
+
     def entries(self) -> tuple[np.ndarray, np.ndarray]:
         """Copies of the occupied slots' keys and values (in slot order)."""
         keys = np.frombuffer(self._keys, dtype=np.int64)

@@ -203,8 +203,4 @@ class CheckpointPath(StoreState):
 
 def _with_recent(base: IdTable, recent: dict[str, tuple[int, int]]) -> IdTable:
     """A copy of ``base`` with the recent aggregates' newest sequences folded in."""
-    table = base.copy()
-    put = table.put
-    for aggregate, (_version, last_sequence) in recent.items():
-        put(id_key(aggregate), last_sequence)
-    return table
+    return base.updated([id_key(aggregate) for aggregate in recent], [last for _version, last in recent.values()])

@@ -47,3 +47,20 @@ def test_put_replaces_the_value_of_a_key_after_growth() -> None:
         table.put(key, key * 10)
     table.put(7, 1)
     assert table.candidates(7) == [1] and table.candidates(8) == [80] and len(table) == 199
+
+
+@settings(max_examples=60, deadline=None)
+@given(before=st.lists(st.tuples(_KEYS, st.integers(1, 2**40)), max_size=200),
+       puts=st.lists(st.tuples(_KEYS, st.integers(1, 2**40)), max_size=300))
+def test_updated_is_a_copy_with_every_put_applied(before: list[tuple[int, int]], puts: list[tuple[int, int]]) -> None:
+    base = IdTable(capacity=4)
+    for key, value in before:
+        base.put(key, value)
+    expected = IdTable(capacity=4)
+    for key, value in before + puts:
+        expected.put(key, value)
+    updated = base.updated([key for key, _ in puts], [value for _, value in puts])
+    assert len(updated) == len(expected)
+    for key in {key for key, _ in before + puts}:
+        assert updated.candidates(key) == expected.candidates(key)
+    assert [base.candidates(key) for key, _ in before] == [[dict(before)[key]] for key, _ in before]  # untouched
