@@ -98,10 +98,13 @@ class EventIds:
         return at < len(self._keys) and int(self._keys[at]) == key
 
     def snapshot(self) -> IdsSnapshot:
-        """Freeze the live table (constant time): what a checkpoint written now must hold."""
+        """Freeze the live table: what a checkpoint written now must hold.
+
+        The new live table starts as large as the frozen one grew: a steady writer fills the same number
+        of ids per checkpoint interval, and growing a table of 700,000 ids held the event loop ~100 ms."""
         if len(self._live):
             self._frozen.append(self._live)
-            self._live = IdTable()
+            self._live = IdTable(capacity=self._live.capacity)
         return IdsSnapshot(self._keys, self._values, list(self._frozen))
 
     def adopt(self, snapshot: IdsSnapshot) -> None:
