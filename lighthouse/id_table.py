@@ -23,10 +23,18 @@ class IdTable:
     __slots__ = ("_keys", "_values", "_mask", "_count")
 
     def __init__(self, capacity: int = 1024) -> None:
-        self._keys: array[int] | memoryview = array("q", bytes(8 * capacity))
-        self._values: array[int] | memoryview = array("Q", bytes(8 * capacity))
+        self._keys: array[int] | memoryview = array("q", [0]) * capacity
+        self._values: array[int] | memoryview = array("Q", [0]) * capacity
         self._mask = capacity - 1
         self._count = 0
+
+    @staticmethod
+    def capacity_for(entries: int) -> int:
+        """The smallest table (a power of two, at least 1024 slots) that holds ``entries`` without growing."""
+        capacity = 1024
+        while (entries + 1) * 10 > capacity * 7:
+            capacity *= 2
+        return capacity
 
     @classmethod
     def from_buffers(cls, keys: memoryview, values: memoryview, count: int) -> IdTable:
@@ -119,15 +127,14 @@ class IdTable:
         self._mask = len(self._keys) - 1
 
     def updated(self, keys: list[int], values: list[int]) -> IdTable:
-        """A copy with each of ``keys`` set to its value, added or replaced (``put`` for many, in numpy: a
-        checkpoint thread folding a million keys in a Python loop held the GIL the event loop needs)."""
+        """A copy with each of ``keys`` set to its value, added or replaced (the last of a repeated key wins; a
+        key held twice in the table is kept once), in numpy: a checkpoint thread folding a million keys with
+        ``put`` in a Python loop held the GIL the event loop needs."""
         old_keys, old_values = self.entries()
         all_keys = np.concatenate([np.asarray(keys, dtype=np.int64)[::-1], old_keys])  # the last put of a key wins
         all_values = np.concatenate([np.asarray(values, dtype=np.uint64)[::-1], old_values])
         _unique, first = np.unique(all_keys, return_index=True)
-        capacity = self._mask + 1
-        while (len(first) + 1) * 10 > capacity * 7:
-            capacity *= 2
+        capacity = max(self._mask + 1, IdTable.capacity_for(len(first)))
         table = IdTable.__new__(IdTable)
         table._keys, table._values = _placed(all_keys[first], all_values[first], capacity)
         table._mask, table._count = capacity - 1, len(first)
@@ -148,8 +155,8 @@ class IdTable:
 
 
 def _placed(keys: np.ndarray, values: np.ndarray, capacity: int) -> tuple[array[int], array[int]]:
-    """Slot arrays of ``capacity`` (a power of two) holding these entries as ``add`` would place them by
-    linear probing, in vectorised rounds: each round every unplaced entry tries its next slot, and of
+    """Slot arrays of ``capacity`` (a power of two) holding these entries in a valid linear-probing layout
+    (not necessarily the slots a sequence of ``add`` calls would pick), placed in vectorised rounds: each round every unplaced entry tries its next slot, and of
     the entries trying one free slot one takes it. A slot is never emptied, so every slot between an
     entry's home and its place is occupied, which is all a lookup needs."""
     slot_keys, slot_values = array("q", bytes(8 * capacity)), array("Q", bytes(8 * capacity))

@@ -241,9 +241,10 @@ class EventIndex:
         }
         return columns, self._ids
 
-    def snapshot_ids(self) -> IdsSnapshot:
-        """The ids as of now, for a checkpoint (constant time: the live id table is frozen, not copied)."""
-        return self._ids.snapshot()
+    def snapshot_ids(self, interval: int = 0) -> IdsSnapshot:
+        """The ids as of now, for a checkpoint (the live id table is frozen, not copied; the next one is sized
+        for up to ``interval`` ids: see ``EventIds.snapshot``)."""
+        return self._ids.snapshot(interval)
 
     def adopt_ids(self, snapshot: IdsSnapshot) -> None:
         """A checkpoint merged ``snapshot``'s ids into sorted arrays: use them (and drop what they replace)."""

@@ -305,8 +305,9 @@ class EventFilter:
                 raise InvalidQuery(f"{name} must be a non-negative integer", field=name)
         for name in ("recorded_after", "recorded_before"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise InvalidQuery(f"{name} must be a number of seconds since the epoch", field=name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                raise InvalidQuery(f"{name} must be a finite number of seconds since the epoch", field=name)
 
     @property
     def is_empty(self) -> bool:

@@ -274,7 +274,7 @@ def decode_frame_records(
         frame = view[offset : offset + header.size]
         recorded_at, versions = _stamp(view, offset, header)
         first, size = header.first_seq, header.size
-        if len(slots) >= _LONG_RUN and slots[-1] - slots[0] == len(slots) - 1:  # an ascending run: one decoder
+        if len(slots) >= _LONG_RUN and slots == list(range(slots[0], slots[0] + len(slots))):  # one decoder
             unpacker = msgpack.Unpacker(strict_map_key=False, max_buffer_size=size + 1)
             unpacker.feed(frame[record_offsets[0] : record_ends[-1] or size])
             events = [_new(Event, (*record, first + slot, recorded_at, versions[slot]))

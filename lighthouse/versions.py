@@ -58,8 +58,9 @@ class AggregateVersions:
         self.recent.update(versions)
 
     def take_recent(self) -> dict[str, tuple[int, int]]:
-        """For a checkpoint: the exact versions not yet in ``base`` (constant time: ``recent`` is handed
-        over, not copied, and a fresh one takes the writes from now on). ``adopt`` ends the hand-over."""
+        """For a checkpoint: the exact versions not yet in ``base``. ``recent`` is handed over, not copied
+        (constant time, unless an earlier hand-over was never adopted: then the two are merged), and a
+        fresh one takes the writes from now on. ``adopt`` ends the hand-over."""
         self.folding = self.recent if self.folding is None else {**self.folding, **self.recent}
         self.recent = {}
         return self.folding
@@ -71,7 +72,8 @@ class AggregateVersions:
             self.base, self.folding = base, None
 
     def nbytes(self) -> int:
-        """Bytes of the base table (``recent`` is bounded by one checkpoint interval's aggregates)."""
+        """Bytes of the base table. Not counted: ``recent``, the aggregates written or looked up since the
+        last checkpoint (all of them while checkpoints are off or keep failing)."""
         return self.base.nbytes()
 
     def compact(self) -> None:

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lighthouse.event_ids import EventIds, IdsSnapshot
+from lighthouse.id_table import IdTable
 
 pytestmark = pytest.mark.ci
 
@@ -81,13 +82,15 @@ def test_a_snapshot_freezes_the_live_table_instead_of_copying_it() -> None:
     assert ids._frozen == [] and len(ids.sorted_base()[0]) == 5000 and len(ids) == 5001
 
 
-def test_the_next_interval_starts_with_room_for_as_many_ids_as_the_last() -> None:
+def test_the_next_interval_starts_with_room_for_as_many_ids_as_the_last_up_to_the_interval() -> None:
     ids = EventIds()
     ids.add_run(list(range(1, 5001)), 1)  # grows from its first size on the way
     grown = ids._live.capacity
-    snapshot = ids.snapshot()
+    snapshot = ids.snapshot(interval=10_000)
     snapshot.sorted_arrays()
     ids.adopt(snapshot)
     assert ids._live.capacity == grown > 1024  # a steady writer's next 5,000 ids need no growth on the loop
     ids.add_run(list(range(5001, 10001)), 5001)
     assert ids._live.capacity == grown and len(ids) == 10_000 and ids.candidates(7777) == [7777]
+    ids.snapshot(interval=1000)  # e.g. a full scan's ids frozen by the first checkpoint: not the next size
+    assert ids._live.capacity == IdTable.capacity_for(1000) < grown

@@ -175,8 +175,9 @@ def test_record_offsets_of_the_writer_and_of_a_scan_agree_and_any_subset_decodes
     assert [event.event_id for event in decoded] == [events[s].event_id for s in slots]
 
 
-@pytest.mark.parametrize("slots", [list(range(3, 31)), list(range(30, 2, -1)), list(range(24, 40))],
-                         ids=["ascending run", "descending run", "run to the frame's end"])
+@pytest.mark.parametrize("slots", [list(range(3, 31)), list(range(30, 2, -1)), list(range(24, 40)),
+                                   [0, 2, 1, *range(3, 16)]],
+                         ids=["ascending run", "descending run", "run to the frame's end", "a run out of order"])
 def test_runs_of_slots_decode_in_the_asked_order(slots: list[int]) -> None:
     events = [Event(EventType.CUSTOM, aggregate_id=f"a:{i}", data={"pad": "y" * i}, timestamp=1.0) for i in range(40)]
     frame, offsets = encode_events_frame_with_offsets(1, 2.5, list(range(40)), [_packed(e) for e in events])

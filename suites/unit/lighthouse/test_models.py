@@ -190,6 +190,8 @@ def test_limits_are_the_documented_ones() -> None:
         {"from_sequence": -1},
         {"to_sequence": True},
         {"recorded_after": "yesterday"},
+        {"recorded_after": float("nan")},
+        {"recorded_before": float("inf")},
     ],
 )
 def test_event_filter_rejects_bad_fields_with_invalid_query(kwargs: dict) -> None:
