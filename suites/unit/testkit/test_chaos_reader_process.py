@@ -63,8 +63,10 @@ def importable_only_by_its_root(tmp_path: Path) -> Iterator[ModuleType]:
 def test_a_module_known_only_by_its_file_is_importable_in_the_child(importable_only_by_its_root: ModuleType) -> None:
     with ReaderProcess(["s19_variant_store"]) as reader:
         assert reader.call(importable_only_by_its_root.where) != os.getpid()
-    with ReaderProcess() as reader, pytest.raises(ReaderDied, match="exited with status 1"):
-        reader.call(importable_only_by_its_root.where)  # the child cannot unpickle the call and exits
+    # The child cannot unpickle the call and exits with 1; under the forkserver start method its status can
+    # also read as 255 (the parent lost the forkserver's report of it), so any non-zero status is the answer.
+    with ReaderProcess() as reader, pytest.raises(ReaderDied, match=r"exited with status [1-9]"):
+        reader.call(importable_only_by_its_root.where)
 
 
 @pytest.mark.parametrize(("adapter", "kind", "named"), [
