@@ -23,8 +23,9 @@ class IdTable:
     __slots__ = ("_keys", "_values", "_mask", "_count")
 
     def __init__(self, capacity: int = 1024) -> None:
-        self._keys: array[int] | memoryview = array("q", [0]) * capacity
-        self._values: array[int] | memoryview = array("Q", [0]) * capacity
+        self._keys: array[int] | memoryview
+        self._values: array[int] | memoryview
+        self._keys, self._values = _empty_slots(capacity)
         self._mask = capacity - 1
         self._count = 0
 
@@ -154,12 +155,18 @@ class IdTable:
         return self._mask + 1
 
 
+def _empty_slots(capacity: int) -> tuple[array[int], array[int]]:
+    """Zeroed key and value slot arrays (a key of 0 marks a free slot)."""
+    return array("q", [0]) * capacity, array("Q", [0]) * capacity
+
+
 def _placed(keys: np.ndarray, values: np.ndarray, capacity: int) -> tuple[array[int], array[int]]:
     """Slot arrays of ``capacity`` (a power of two) holding these entries in a valid linear-probing layout
-    (not necessarily the slots a sequence of ``add`` calls would pick), placed in vectorised rounds: each round every unplaced entry tries its next slot, and of
-    the entries trying one free slot one takes it. A slot is never emptied, so every slot between an
-    entry's home and its place is occupied, which is all a lookup needs."""
-    slot_keys, slot_values = array("q", bytes(8 * capacity)), array("Q", bytes(8 * capacity))
+    (not necessarily the slots a sequence of ``add`` calls would pick), placed in vectorised rounds: each
+    round every unplaced entry tries its next slot, and of the entries trying one free slot one takes it.
+    A slot is never emptied, so every slot between an entry's home and its place is occupied, which is
+    all a lookup needs."""
+    slot_keys, slot_values = _empty_slots(capacity)
     into_keys = np.frombuffer(slot_keys, dtype=np.int64)
     into_values = np.frombuffer(slot_values, dtype=np.uint64)
     claims = np.full(capacity, -1, dtype=np.int64)

@@ -162,7 +162,8 @@ class CheckpointPath(StoreState):
             damage=[d.to_dict() for d in self._damage if d.kind != "torn_tail"],
             quarantined_bytes=self._quarantined_bytes,
             columns=columns,
-            ids=self._index.snapshot_ids(self.checkpoint_every),  # frozen, not copied; merged into sorted arrays off the loop
+            # frozen, not copied; merged into sorted arrays off the loop
+            ids=self._index.snapshot_ids(self.checkpoint_every),
             versions=self._versions.base,  # copied with the recent versions folded in, off the loop
             created_at=time.time(),
         )

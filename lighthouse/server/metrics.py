@@ -60,7 +60,9 @@ class _StoreCollector(Collector):
         yield GaugeMetricFamily("lighthouse_head_sequence", "Highest acknowledged sequence", value=stats.head_sequence)
         yield GaugeMetricFamily("lighthouse_disk_bytes", "Bytes of segment files on disk", value=stats.bytes_on_disk)
         yield GaugeMetricFamily("lighthouse_segments", "Segment files", value=stats.segments)
-        yield GaugeMetricFamily("lighthouse_index_bytes", "Bytes held by the in-memory index and its aggregate-version table", value=stats.index_bytes)
+        yield GaugeMetricFamily("lighthouse_index_bytes",
+                                "Bytes held by the in-memory index and its aggregate-version table",
+                                value=stats.index_bytes)
         yield GaugeMetricFamily(
             "lighthouse_store_subscribers", "Live store subscriptions (streams and the bridge)", value=stats.subscribers
         )

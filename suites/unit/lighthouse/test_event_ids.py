@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from lighthouse.event_ids import EventIds, IdsSnapshot
 from lighthouse.id_table import IdTable
+from suites.unit.lighthouse.id_model import add_keys
 
 pytestmark = pytest.mark.ci
 
@@ -38,13 +39,7 @@ def test_layers_answer_like_a_plain_multimap(ops, probes) -> None:
     sequence = 1
     for op, arg in ops:
         if op == "add":
-            if len(arg) == 1:
-                ids.add(arg[0], sequence)
-            else:
-                ids.add_run(arg, sequence)
-            for key in arg:
-                model[key].append(sequence)
-                sequence += 1
+            sequence = add_keys(ids, arg, sequence, model)
         elif op == "snapshot":
             snapshot = ids.snapshot()
             keys, values = snapshot.sorted_arrays() if arg != "fail" else (None, None)

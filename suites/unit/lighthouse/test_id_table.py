@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lighthouse.id_table import IdTable
+from suites.unit.lighthouse.id_model import add_keys
 
 pytestmark = pytest.mark.ci
 
@@ -23,13 +24,7 @@ _KEYS = st.one_of(st.integers(1, 64), st.integers(1, 2**63 - 1), st.integers(1, 
 def test_every_added_key_is_found_after_growing_and_no_other(runs: list[list[int]], absent: list[int]) -> None:
     table, model, sequence = IdTable(capacity=4), defaultdict(list), 1
     for run in runs:
-        if len(run) == 1:
-            table.add(run[0], sequence)
-        else:
-            table.add_run(run, sequence)
-        for key in run:
-            model[key].append(sequence)
-            sequence += 1
+        sequence = add_keys(table, run, sequence, model)
     assert len(table) == sum(map(len, model.values()))
     assert table.capacity > 4 or len(table) <= 2  # it grew whenever it had to
     for key, sequences in model.items():
