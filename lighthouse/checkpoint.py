@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 CHECKPOINT_NAME = "index.ckpt"
-CHECKPOINT_FORMAT = 3  # 2: the index's record-offset column; 3: event ids as sorted arrays
+CHECKPOINT_FORMAT = 4  # 2: the index's record-offset column; 3: event ids as sorted arrays; 4: a version column
 _MAGIC = b"LHIDX\x00\x00\x01"
 _HEADER = struct.Struct("<8sIIQII")
 _ALIGN = 64

@@ -14,6 +14,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from xxhash import xxh3_64_intdigest
@@ -21,7 +22,7 @@ from xxhash import xxh3_64_intdigest
 from lighthouse.errors import StoreClosed
 from lighthouse.event_ids import EventIds, IdsSnapshot
 
-__all__ = ["COLUMNS", "EventIndex", "Row", "hash_key", "id_key"]
+__all__ = ["COLUMNS", "SEGMENT_END", "EventIndex", "Located", "hash_key", "id_key"]
 
 CHUNK_ROWS = 16384
 
@@ -40,7 +41,13 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "src": ("i", "i4"),
     "corr": ("i", "i4"),
     "caus": ("i", "i4"),
+    #: the event's aggregate version (0: above 2**32 - 1, read it from the frame): a read of a few records
+    #: need not decode the versions of the whole frame
+    "ver": ("I", "u4"),
 }
+_VERSION_HELD = 0xFFFFFFFF
+#: ``Located.frame_ends`` of a frame that no later frame of its segment follows in the index
+SEGMENT_END = -1
 _HASH_MASK = 0x7FFFFFFF
 
 
@@ -66,15 +73,38 @@ def _optional_field_hashes(values: list[str | None]) -> list[int]:
     return [0 if v is None else (xxh3_64_intdigest(v.encode()) & mask) or 1 for v in values]
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    sequence: int
-    segment: int
-    offset: int
-    slot: int
-    record_offset: int
+@dataclass(slots=True)
+class Located:
+    """Where some rows' events are, one list per field (equal lengths, in the asked order), and what the
+    index knows of each that its frame would otherwise have to be decoded for."""
+
+    sequences: list[int]
+    segments: list[int]
+    offsets: list[int]
+    slots: list[int]
+    #: where each record starts, from its frame's first byte
+    record_offsets: list[int]
     #: where the next record of the frame starts; 0 for the frame's last record (it ends with the frame)
-    record_end: int
+    record_ends: list[int]
+    #: where the event's frame ends in its segment: ``SEGMENT_END`` for its segment's newest frame, 0 if unknown
+    frame_ends: list[int]
+    #: the aggregate version, 0 if the index does not hold it
+    versions: list[int]
+    recorded_at: list[float]
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def head(self, count: int) -> Located:
+        """The first ``count`` locations."""
+        return Located(*(values[:count] for values in self._fields()))
+
+    def part(self, start: int, stop: int) -> Located:
+        return Located(*(values[start:stop] for values in self._fields()))
+
+    def _fields(self) -> tuple[list[Any], ...]:
+        return (self.sequences, self.segments, self.offsets, self.slots, self.record_offsets, self.record_ends,
+                self.frame_ends, self.versions, self.recorded_at)
 
 
 class EventIndex:
@@ -104,6 +134,7 @@ class EventIndex:
         source_agent: str,
         correlation_id: str | None,
         causation_id: str | None,
+        version: int,
     ) -> None:
         tail = self._tail
         tail["seq"].append(sequence)
@@ -117,6 +148,7 @@ class EventIndex:
         tail["src"].append(hash_key(source_agent))
         tail["corr"].append(hash_key(correlation_id))
         tail["caus"].append(hash_key(causation_id))
+        tail["ver"].append(version if version <= _VERSION_HELD else 0)
         self._ids.add(id_key(event_id), sequence)
         self._rows += 1
         if len(tail["seq"]) == CHUNK_ROWS:
@@ -137,9 +169,12 @@ class EventIndex:
         source_agents: list[str],
         correlation_ids: list[str | None],
         causation_ids: list[str | None],
+        versions: list[int],
     ) -> None:
         """Index every event of one frame at once (column-wise: far fewer Python calls than ``add``)."""
         n = len(event_ids)
+        if max(versions, default=0) > _VERSION_HELD:
+            versions = [v if v <= _VERSION_HELD else 0 for v in versions]
         agg = _field_hashes(aggregate_ids)
         src = _field_hashes(source_agents)
         corr = _optional_field_hashes(correlation_ids)
@@ -161,6 +196,7 @@ class EventIndex:
             tail["src"].extend(src[pos:end])
             tail["corr"].extend(corr[pos:end])
             tail["caus"].extend(caus[pos:end])
+            tail["ver"].extend(versions[pos:end])
             self._rows += take
             pos = end
             if len(tail["seq"]) == CHUNK_ROWS:
@@ -177,15 +213,19 @@ class EventIndex:
             return chunks[chunk][pos].item()
         return self._tail[column][pos]
 
-    def row(self, row: int) -> Row:
+    def locate(self, row: int) -> Located:
+        """Where the event of ``row`` is (its frame's end is left unknown: finding it costs more than it saves)."""
         segment, offset = int(self._value("seg", row)), int(self._value("off", row))
-        return Row(
-            int(self._value("seq", row)),
-            segment,
-            offset,
-            int(self._value("slot", row)),
-            int(self._value("roff", row)),
-            self._next_record_at(row + 1, segment, offset),
+        return Located(
+            [int(self._value("seq", row))],
+            [segment],
+            [offset],
+            [int(self._value("slot", row))],
+            [int(self._value("roff", row))],
+            [self._next_record_at(row + 1, segment, offset)],
+            [0],
+            [int(self._value("ver", row))],
+            [float(self._value("rec_at", row))],
         )
 
     def _next_record_at(self, row: int, segment: int, offset: int) -> int:
@@ -320,12 +360,12 @@ class EventIndex:
         causation_hash: int | None = None,
         want: int,
         descending: bool = False,
-    ) -> tuple[list[int], list[int], list[int], list[int], list[int], list[int]]:
-        """Locations (sequences, segments, offsets, slots, record offsets, record ends as in ``Row``) of
-        up to ``want`` rows in ``[start, stop)`` whose hashed fields match, in the asked order.
+    ) -> Located:
+        """Where up to ``want`` rows in ``[start, stop)`` whose hashed fields match are, in the asked order.
 
-        Knowing where each record ends lets a reader decode exactly its bytes, whatever else the frame holds."""
-        located = ("seq", "seg", "off", "slot", "roff")
+        Knowing where each record ends lets a reader decode exactly its bytes, whatever else the frame holds;
+        knowing where its frame ends lets it read the frame with one ``pread``."""
+        located = ("seq", "seg", "off", "slot", "roff", "ver", "rec_at")
         names = list(located)
         if type_codes is not None:
             names.append("etype")
@@ -357,18 +397,18 @@ class EventIndex:
             rows = rows[: want - found]
             picked = {name: cols[name][rows] for name in located}
             picked["end"] = self._record_ends(base, cols, rows)
+            picked["frame_end"] = self._frame_ends(base, cols, rows)
             parts.append(picked)
             found += len(rows)
             if found >= want:
                 break
+        names = (*located[:5], "end", "frame_end", "ver", "rec_at")
         if not parts:
-            return [], [], [], [], [], []
-        return tuple(  # type: ignore[return-value]
-            np.concatenate([p[name] for p in parts]).tolist() for name in (*located, "end")
-        )
+            return Located(*([] for _ in names))
+        return Located(*(np.concatenate([p[name] for p in parts]).tolist() for name in names))
 
     def _record_ends(self, base: int, cols: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
-        """``Row.record_end`` of these rows of a slice starting at row ``base`` (vectorised but for a row
+        """``Located.record_ends`` of these rows of a slice starting at row ``base`` (vectorised but for a row
         whose successor lies past the slice)."""
         seg, off, roff = cols["seg"], cols["off"], cols["roff"]
         ends = np.zeros(len(rows), dtype="u4")
@@ -379,6 +419,29 @@ class EventIndex:
         for k in np.flatnonzero(~inside).tolist():
             last = int(rows[k])
             ends[k] = self._next_record_at(base + last + 1, int(seg[last]), int(off[last]))
+        return ends
+
+    def _frame_ends(self, base: int, cols: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
+        """Where the frames of these rows of a slice starting at row ``base`` end: the next frame's offset when
+        it follows in the same segment, ``SEGMENT_END`` when no frame follows in that segment, 0 when the index
+        cannot tell cheaply. Only a read-size hint: a reader takes each frame's size from its checksummed header."""
+        seg, off = cols["seg"], cols["off"]
+        ends = np.zeros(len(rows), dtype="i8")
+        if not len(rows):
+            return ends
+        starts = np.flatnonzero((seg[1:] != seg[:-1]) | (off[1:] != off[:-1])) + 1  # each later frame's first row
+        following = np.searchsorted(starts, rows, side="right")
+        inside = following < len(starts)
+        nxt = starts[following[inside]]
+        ends[inside] = np.where(seg[nxt] == seg[rows[inside]], off[nxt].astype("i8"), SEGMENT_END)
+        if inside.all():
+            return ends
+        beyond = base + len(seg)  # the slice's last frame ends at the next slice's first row, unless it goes on
+        last = len(seg) - 1
+        if beyond >= self._rows or self._value("seg", beyond) != seg[last]:
+            ends[~inside] = SEGMENT_END
+        elif self._value("off", beyond) != off[last]:
+            ends[~inside] = self._value("off", beyond)
         return ends
 
     def nbytes(self) -> int:

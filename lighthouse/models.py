@@ -317,15 +317,19 @@ class EventFilter:
         """The exact predicate; indexes only narrow candidates, this decides."""
         return self.predicate()(event)
 
-    def predicate(self) -> Callable[[Event], bool]:
-        """``matches`` as one test that looks only at the fields this filter sets: for many events."""
-        members = tuple((position, allowed) for position, allowed in (
+    def field_tests(self) -> tuple[tuple[int, frozenset[Any]], ...]:
+        """(position in ``Event``, allowed values) of every value field this filter sets (not the bounds)."""
+        return tuple((position, allowed) for position, allowed in (
             (1, self.event_types),
             (2, self.aggregate_ids),
             (6, self.source_agents),
             (4, None if self.correlation_id is None else frozenset((self.correlation_id,))),
             (5, None if self.causation_id is None else frozenset((self.causation_id,))),
         ) if allowed is not None)
+
+    def predicate(self) -> Callable[[Event], bool]:
+        """``matches`` as one test that looks only at the fields this filter sets: for many events."""
+        members = self.field_tests()
         first = -math.inf if self.from_sequence is None else self.from_sequence
         last = math.inf if self.to_sequence is None else self.to_sequence
         after = -math.inf if self.recorded_after is None else self.recorded_after

@@ -178,10 +178,12 @@ class FrameReader:
     def add_segment(self, segment: int, fd: int) -> None:
         self._fds[segment] = fd
 
-    def read_span(self, segment: int, lo: int, hi: int, *, name: str = "") -> _SpanFrames:
-        """The frames starting at offsets ``lo..hi``, read with one pread and decoded on demand."""
+    def read_span(self, segment: int, lo: int, hi: int, *, end: int = 0, name: str = "") -> _SpanFrames:
+        """The frames starting at offsets ``lo..hi``, read with one pread (up to ``end`` when the caller knows
+        where the frame at ``hi`` ends; a frame that reaches past the bytes read is read again whole) and
+        decoded on demand."""
         fd = self._fds[segment]
-        buf = os.pread(fd, hi - lo + FRAME_HEADER + 4096, lo)
+        buf = os.pread(fd, (end if end > hi else hi + FRAME_HEADER + 4096) - lo, lo)
         return _SpanFrames(fd, buf, lo, name, self._on_corrupt)
 
     def fd(self, segment: int) -> int:
@@ -207,13 +209,20 @@ class _SpanFrames:
         self._fd, self._buf, self._base, self._name = fd, buf, base, name
         self._on_corrupt = on_corrupt
 
-    def events(self, offset: int, slots: list[int], record_offsets: list[int], record_ends: list[int]) -> list[Event]:
+    def events(
+        self,
+        offset: int,
+        slots: list[int],
+        record_offsets: list[int],
+        record_ends: list[int],
+        stamp: tuple[float, list[int]] | None = None,
+    ) -> list[Event]:
         """``decode_frame_records`` of the frame at ``offset``, checksummed whole before any of it is decoded."""
         try:
             buf, rel, header = _checked(self._buf, offset - self._base, self._fd, offset, self._name)
         except StoreCorrupted as error:
             raise _reported(self._on_corrupt, error) from None
-        return decode_frame_records(buf, rel, header, slots, record_offsets, record_ends)
+        return decode_frame_records(buf, rel, header, slots, record_offsets, record_ends, stamp)
 
 
 def _iter_frame(buf: Any, offset: int, header: FrameHeader, first_slot: int) -> Iterator[Event]:
@@ -260,11 +269,20 @@ def _stamp(view: memoryview, offset: int, header: FrameHeader) -> tuple[float, l
 
 
 def decode_frame_records(
-    buf: Any, offset: int, header: FrameHeader, slots: list[int], record_offsets: list[int], record_ends: list[int]
+    buf: Any,
+    offset: int,
+    header: FrameHeader,
+    slots: list[int],
+    record_offsets: list[int],
+    record_ends: list[int],
+    stamp: tuple[float, list[int]] | None = None,
 ) -> list[Event]:
     """Events of a verified frame at ``slots`` (distinct, in any order), in that order, each decoded from
     exactly its own record's bytes (``record_offsets`` to ``record_ends``, counted from the frame's first
-    byte; an end of 0 is the frame's end): nothing else in the frame is walked or copied."""
+    byte; an end of 0 is the frame's end): nothing else in the frame is walked or copied.
+
+    ``stamp`` is the frame's ``recorded_at`` and the wanted events' versions (in the order of ``slots``) when
+    the caller knows them (the index holds both); without it they are decoded from the frame."""
     if header.kind != FRAME_EVENTS:
         return []
     if len(slots) == header.count:  # the whole frame: one decode of its payload
@@ -272,20 +290,24 @@ def decode_frame_records(
         return whole if slots == list(range(header.count)) else [whole[slot] for slot in slots]
     with memoryview(buf) as view:
         frame = view[offset : offset + header.size]
-        recorded_at, versions = _stamp(view, offset, header)
+        if stamp is None:
+            recorded_at, frame_versions = _stamp(view, offset, header)
+            versions = [frame_versions[slot] for slot in slots]
+        else:
+            recorded_at, versions = stamp
         first, size = header.first_seq, header.size
         if len(slots) >= _LONG_RUN and slots == list(range(slots[0], slots[0] + len(slots))):  # one decoder
             unpacker = msgpack.Unpacker(strict_map_key=False, max_buffer_size=size + 1)
             unpacker.feed(frame[record_offsets[0] : record_ends[-1] or size])
-            events = [_new(Event, (*record, first + slot, recorded_at, versions[slot]))
-                      for slot, record in zip(slots, unpacker)]
+            events = [_new(Event, (*record, first + slot, recorded_at, version))
+                      for slot, version, record in zip(slots, versions, unpacker)]
             if len(events) == len(slots) and next(unpacker, None) is None:
                 return events
         else:
             unpack = msgpack.unpackb
             return [_new(Event, (*unpack(frame[start : end or size], strict_map_key=False), first + slot, recorded_at,
-                                 versions[slot]))
-                    for slot, start, end in zip(slots, record_offsets, record_ends)]
+                                 version))
+                    for slot, start, end, version in zip(slots, record_offsets, record_ends, versions)]
     raise ValueError("the index's record bounds do not match its frame's records")
 
 

@@ -16,8 +16,8 @@ import crc32c
 import msgpack
 
 from lighthouse.errors import EventNotFound, InvalidCursor, InvalidQuery, InvalidSnapshot, StoreClosed
-from lighthouse.index import hash_key
-from lighthouse.models import MAX_QUERY_LIMIT, Event, EventFilter, QueryResult, Snapshot
+from lighthouse.index import SEGMENT_END, Located, hash_key
+from lighthouse.models import MAX_BATCH_BYTES, MAX_QUERY_LIMIT, Event, EventFilter, QueryResult, Snapshot
 from lighthouse.segments import WindowReader
 from lighthouse.store_state import TYPE_CODES, StoreState, collector_paused
 from lighthouse.subscriptions import Subscription
@@ -26,6 +26,8 @@ __all__ = ["ReadPath"]
 
 _FETCH_SPAN = 4 << 20
 _FETCH_GAP = 64 << 10
+#: no frame is longer: a batch's records, its versions and stamp, and the frame header
+_LARGEST_FRAME = MAX_BATCH_BYTES + 64 * 1024
 
 
 class ReadPath(StoreState):
@@ -41,8 +43,7 @@ class ReadPath(StoreState):
         return self._event_at_row(row)
 
     def _event_at_row(self, row: int) -> Event:
-        where = self._index.row(row)
-        return self._fetch([where.segment], [where.offset], [where.slot], [where.record_offset], [where.record_end])[0]
+        return self._fetch(self._index.locate(row))[0]
 
     def _find_by_id(self, event_id: str) -> Event | None:
         for seq in self._index.sequences_for_id(event_id):
@@ -54,12 +55,11 @@ class ReadPath(StoreState):
     def _newest_event_of(self, aggregate: str) -> Event | None:
         """The aggregate's newest event, found through the index's aggregate hashes (newest first)."""
         index = self._index
-        _seqs, segs, offs, slots, roffs, ends = index.candidate_rows(
+        located = index.candidate_rows(
             0, len(index), aggregate_hashes=[hash_key(aggregate)], want=len(index) or 1, descending=True
         )
-        for start in range(0, len(segs), 64):
-            page = slice(start, start + 64)
-            for event in self._fetch(segs[page], offs[page], slots[page], roffs[page], ends[page]):
+        for start in range(0, len(located), 64):
+            for event in self._fetch(located.part(start, start + 64)):
                 if event[2] == aggregate:
                     return event
         return None
@@ -93,7 +93,7 @@ class ReadPath(StoreState):
         if not isinstance(flt, EventFilter):
             raise InvalidQuery("the filter must be an EventFilter")
         start, stop = self._row_range(flt, cursor, descending)
-        seqs, segs, offs, slots, roffs, ends = self._index.candidate_rows(
+        located = self._index.candidate_rows(
             start,
             stop,
             type_codes=[TYPE_CODES[t.value] for t in flt.event_types] if flt.event_types else None,
@@ -105,17 +105,16 @@ class ReadPath(StoreState):
             descending=descending,
         )
         with collector_paused():
-            fetched = self._fetch(segs[:limit], offs[:limit], slots[:limit], roffs[:limit], ends[:limit])
-        # The row range and the type codes are exact; the hashed fields only nominate candidates.
-        hashed = EventFilter(aggregate_ids=flt.aggregate_ids, source_agents=flt.source_agents,
-                             correlation_id=flt.correlation_id, causation_id=flt.causation_id)
-        if hashed.is_empty:
-            events = fetched
-        else:
-            matches = hashed.predicate()
-            events = [e for e in fetched if matches(e)]
+            fetched = self._fetch(located.head(limit))
+        # The row range and the type codes are exact; the hashed fields only nominate candidates: each is
+        # confirmed on the decoded events, one field at a time.
+        events = fetched
+        for position, allowed in flt.field_tests():
+            if position != 1:
+                events = [e for e in events if e[position] in allowed]
         if self.upcasters:
             events = [self.upcasters.upcast(e) for e in events]
+        seqs = located.sequences
         last_seq = seqs[min(limit, len(seqs)) - 1] if seqs else None
         next_cursor = self._encode_cursor(last_seq, flt, descending) if len(seqs) > limit and last_seq else None
         return QueryResult(events, next_cursor)
@@ -140,16 +139,16 @@ class ReadPath(StoreState):
                 start = max(start, index.first_row_at_or_after("seq", after + 1))
         return start, stop
 
-    def _fetch(
-        self, segs: list[int], offs: list[int], slots: list[int], roffs: list[int], ends: list[int]
-    ) -> list[Event]:
-        """Events at these locations (frame offset, slot, record bounds as in ``Row``), in the given order.
+    def _fetch(self, where: Located) -> list[Event]:
+        """The events at these locations, in the given order.
 
         Consecutive locations in one frame are decoded together, and a run of nearby frames of one
         segment is read with one positional read; every frame is checksummed whole before use."""
-        n = len(segs)
+        n = len(where)
         if not n:
             return []
+        segs, offs, slots, roffs, ends = where.segments, where.offsets, where.slots, where.record_offsets, where.record_ends
+        versions, frame_ends, recorded = where.versions, where.frame_ends, where.recorded_at
         frames = [0, *(k for k in range(1, n) if offs[k] != offs[k - 1] or segs[k] != segs[k - 1]), n]
         out: list[Event] = []
         f = 0
@@ -165,9 +164,16 @@ class ReadPath(StoreState):
                     break
                 lo, hi = min(lo, off), max(hi, off)
                 g += 1
-            span = self._reader.read_span(segment, lo, hi, name=self._segments[segment].path.name)
+            end = frame_ends[next(frames[k] for k in range(f, g) if offs[frames[k]] == hi)]
+            if end == SEGMENT_END:  # its segment's newest frame: it ends where the segment's bytes do
+                end = min(self._segments[segment].size, hi + _LARGEST_FRAME)
+            elif not hi < end <= hi + _LARGEST_FRAME:
+                end = 0  # only a hint: read the frame's start, then the frame whole once its header tells its size
+            span = self._reader.read_span(segment, lo, hi, end=end, name=self._segments[segment].path.name)
             for a, b in itertools.pairwise(frames[f : g + 1]):
-                out.extend(span.events(offs[a], slots[a:b], roffs[a:b], ends[a:b]))
+                held = versions[a:b]
+                stamp = (recorded[a], held) if all(held) else None
+                out.extend(span.events(offs[a], slots[a:b], roffs[a:b], ends[a:b], stamp))
             f = g
         return out
 

@@ -124,7 +124,9 @@ class RecoveryPath(CheckpointPath):
             _, events, record_offsets = reader.frame_with_offsets(offset, name=segment.path.name)
             if not events:
                 continue
-            self._index_events(header.first_seq, segment.number, offset, record_offsets, events[0][12], events)
+            self._index_events(
+                header.first_seq, segment.number, offset, record_offsets, events[0][12], events, [e[13] for e in events]
+            )
             for event in events:
                 versions[event[2]] = (event[13], event[11])
             self._last_recorded_at = events[0][12]

@@ -146,14 +146,16 @@ class StoreState:
         record_offsets: list[int],
         recorded_at: float,
         events: Sequence[Event],
+        versions: list[int],
     ) -> None:
-        """Publish one frame's events (and where each record starts in it) to the index (recovery and the
-        writer both do this)."""
+        """Publish one frame's events (where each record starts in it, and each event's aggregate version) to
+        the index (recovery and the writer both do this)."""
         codes = TYPE_CODES
         if len(events) == 1:  # the common single append: one row is cheaper added directly
             e = events[0]
             self._index.add(
-                first, segment, offset, 0, record_offsets[0], recorded_at, codes[e[1]], e[0], e[2], e[6], e[4], e[5]
+                first, segment, offset, 0, record_offsets[0], recorded_at, codes[e[1]], e[0], e[2], e[6], e[4], e[5],
+                versions[0],
             )
             return
         self._index.add_frame(
@@ -168,8 +170,8 @@ class StoreState:
             [e[6] for e in events],
             [e[4] for e in events],
             [e[5] for e in events],
+            versions,
         )
-
 
     # ---- one path calls another through these; each is defined by exactly one path mixin
     def _create_segment(self, first_seq: int) -> tuple[Segment, int]:

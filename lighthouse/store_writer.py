@@ -477,7 +477,7 @@ class WritePath(StoreState):
         for accepted in plan.accepted:
             first, versions = accepted.first, accepted.versions
             self._index_events(
-                first, segment.number, accepted.offset, accepted.record_offsets, recorded_at, accepted.events
+                first, segment.number, accepted.offset, accepted.record_offsets, recorded_at, accepted.events, versions
             )
             stored = [
                 _new(Event, (*event[:CLIENT_FIELD_COUNT], first + slot, recorded_at, versions[slot]))

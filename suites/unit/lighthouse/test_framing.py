@@ -173,6 +173,9 @@ def test_record_offsets_of_the_writer_and_of_a_scan_agree_and_any_subset_decodes
     whole = decode_frame(frame, 0, header)
     assert decoded == [whole[s] for s in slots]
     assert [event.event_id for event in decoded] == [events[s].event_id for s in slots]
+    # what the index holds of each event (the frame's time, the versions) gives the same events
+    stamped = decode_frame_records(frame, 0, header, slots, [offsets[s] for s in slots], ends, (9.5, [s + 1 for s in slots]))
+    assert stamped == decoded
 
 
 @pytest.mark.parametrize("slots", [list(range(3, 31)), list(range(30, 2, -1)), list(range(24, 40)),
