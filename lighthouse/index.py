@@ -365,7 +365,7 @@ class EventIndex:
 
         Knowing where each record ends lets a reader decode exactly its bytes, whatever else the frame holds;
         knowing where its frame ends lets it read the frame with one ``pread``."""
-        located = ("seq", "seg", "off", "slot", "roff", "ver", "rec_at")
+        located = ("seq", "seg", "off", "slot", "roff")
         names = list(located)
         if type_codes is not None:
             names.append("etype")
@@ -396,13 +396,14 @@ class EventIndex:
                 rows = rows[::-1]
             rows = rows[: want - found]
             picked = {name: cols[name][rows] for name in located}
+            picked["ver"], picked["rec_at"] = self._gather(base, rows, "ver"), self._gather(base, rows, "rec_at")
             picked["end"] = self._record_ends(base, cols, rows)
             picked["frame_end"] = self._frame_ends(base, cols, rows)
             parts.append(picked)
             found += len(rows)
             if found >= want:
                 break
-        names = (*located[:5], "end", "frame_end", "ver", "rec_at")
+        names = (*located, "end", "frame_end", "ver", "rec_at")
         if not parts:
             return Located(*([] for _ in names))
         return Located(*(np.concatenate([p[name] for p in parts]).tolist() for name in names))
@@ -421,6 +422,15 @@ class EventIndex:
             ends[k] = self._next_record_at(base + last + 1, int(seg[last]), int(off[last]))
         return ends
 
+    def _gather(self, base: int, rows: np.ndarray, name: str) -> np.ndarray:
+        """Column ``name`` at rows ``base + rows`` of one chunk (only the picked rows: the tail is not copied whole)."""
+        chunk, first = divmod(base, CHUNK_ROWS)
+        chunks = self._chunks[name]
+        if chunk < len(chunks):
+            return chunks[chunk][first + rows]
+        tail = self._tail[name]
+        return np.array([tail[i] for i in (first + rows).tolist()], dtype=COLUMNS[name][1])
+
     def _frame_ends(self, base: int, cols: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
         """Where the frames of these rows of a slice starting at row ``base`` end: the next frame's offset when
         it follows in the same segment, ``SEGMENT_END`` when no frame follows in that segment, 0 when the index
@@ -429,11 +439,16 @@ class EventIndex:
         ends = np.zeros(len(rows), dtype="i8")
         if not len(rows):
             return ends
-        starts = np.flatnonzero((seg[1:] != seg[:-1]) | (off[1:] != off[:-1])) + 1  # each later frame's first row
-        following = np.searchsorted(starts, rows, side="right")
-        inside = following < len(starts)
-        nxt = starts[following[inside]]
-        ends[inside] = np.where(seg[nxt] == seg[rows[inside]], off[nxt].astype("i8"), SEGMENT_END)
+        if seg[0] == seg[-1]:  # one segment: offsets do not decrease, the next frame is a binary search away
+            nxt = np.searchsorted(off, off[rows], side="right")
+            inside = nxt < len(off)
+            ends[inside] = off[nxt[inside]]
+        else:
+            starts = np.flatnonzero((seg[1:] != seg[:-1]) | (off[1:] != off[:-1])) + 1  # each later frame's first row
+            following = np.searchsorted(starts, rows, side="right")
+            inside = following < len(starts)
+            nxt = starts[following[inside]]
+            ends[inside] = np.where(seg[nxt] == seg[rows[inside]], off[nxt].astype("i8"), SEGMENT_END)
         if inside.all():
             return ends
         beyond = base + len(seg)  # the slice's last frame ends at the next slice's first row, unless it goes on

@@ -143,7 +143,10 @@ class ReadPath(StoreState):
         """The events at these locations, in the given order.
 
         Consecutive locations in one frame are decoded together, and a run of nearby frames of one
-        segment is read with one positional read; every frame is checksummed whole before use."""
+        segment is read with one positional read; every frame is checksummed whole before use. The
+        events' versions and time come from the index (written with the frame, or from a checkpoint
+        checksummed whole when it was loaded), so a few records of a large frame cost no decode of the
+        frame's versions."""
         n = len(where)
         if not n:
             return []

@@ -190,6 +190,9 @@ def test_runs_of_slots_decode_in_the_asked_order(slots: list[int]) -> None:
     decoded = decode_frame_records(frame, 0, header, slots, [offsets[s] for s in slots], ends)
     assert [(e.event_id, e.sequence, e.aggregate_version) for e in decoded] == [
         (events[s].event_id, 1 + s, s) for s in slots]
+    # with the time and versions given by the caller (in the order of the slots) the events are the same
+    stamped = decode_frame_records(frame, 0, header, slots, [offsets[s] for s in slots], ends, (2.5, list(slots)))
+    assert stamped == decoded
 
 
 def test_record_bounds_that_do_not_fit_their_frame_are_an_error() -> None:

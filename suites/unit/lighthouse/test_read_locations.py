@@ -8,6 +8,7 @@ a full scan.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -45,9 +46,9 @@ def _true_frame_ends(store: EventStore, disk) -> dict[tuple[int, int], int]:
     return ends
 
 
-def _check_locations(store: EventStore, disk, replayed: list[Event]) -> None:
+def _check_locations(store: EventStore, disk, replayed: list[Event], start: int, stop: int, descending: bool) -> None:
     index = store._index
-    located = index.candidate_rows(0, len(index), want=len(index))
+    located = index.candidate_rows(start, stop, want=len(index), descending=descending)
     true_ends = _true_frame_ends(store, disk)
     by_sequence = {event.sequence: event for event in replayed}
     unknown = 0
@@ -61,8 +62,8 @@ def _check_locations(store: EventStore, disk, replayed: list[Event]) -> None:
             assert frame_end == true_ends[(segment, offset)], (sequence, segment, offset)
         assert version == by_sequence[sequence].aggregate_version
         assert recorded_at == by_sequence[sequence].recorded_at
-    assert unknown < 1000  # at most one frame's rows
-    assert len(located) == len(replayed)
+    assert unknown <= 2 * 1000  # at most the rows of the frames that go on past a chunk
+    assert len(located) == stop - start
 
 
 @pytest.mark.parametrize("reopen", ["live", "from a checkpoint", "by a full scan"])
@@ -79,7 +80,10 @@ def test_the_index_knows_each_events_frame_end_version_and_time(tmp_path: Path, 
             loaded = store._checkpoint_status.get("loaded_rows")
             assert (loaded is not None) == (reopen != "by a full scan"), store._checkpoint_status
             replayed = [event async for event in store.replay()]
-            _check_locations(store, disk, replayed)
+            rows = len(replayed)
+            for start, stop in [(0, rows), (5, CHUNK_ROWS - 7), (CHUNK_ROWS - 300, rows - 1), (1234, 1235)]:
+                for descending in (False, True):
+                    _check_locations(store, disk, replayed, start, stop, descending)
             # reads that take the version and time from the index return exactly what a replay decodes
             hot = await store.query(EventFilter(aggregate_ids=["hot"]), limit=5000)
             assert hot.events == [e for e in replayed if e.aggregate_id == "hot"]
@@ -100,3 +104,35 @@ def test_a_version_the_index_cannot_hold_is_read_from_the_frame() -> None:
     assert located.versions == [0, 2**32 - 1]  # 0: "not held here", the reader decodes the frame's stamp
     assert located.frame_ends == [SEGMENT_END, SEGMENT_END]
     assert located.record_ends == [90, 0]
+
+
+def test_a_read_of_a_few_records_reads_each_frame_once(tmp_path: Path, run, monkeypatch) -> None:
+    """The frame-end hint sizes the one read of each frame: none is read a second time to get all of it."""
+    path = tmp_path / "store"
+    preads: list[int] = []
+
+    async def scenario() -> None:
+        await _fill(path)
+        async with EventStore(path, segment_bytes=256 * 1024) as store:
+            real = os.pread
+
+            def counted(fd: int, size: int, offset: int) -> bytes:
+                preads.append(size)
+                return real(fd, size, offset)
+
+            spans: list[tuple[int, int]] = []
+            read_span = store._reader.read_span
+
+            def spans_counted(segment: int, lo: int, hi: int, **kwargs):
+                spans.append((segment, lo))
+                return read_span(segment, lo, hi, **kwargs)
+
+            monkeypatch.setattr(store._reader, "read_span", spans_counted)
+            monkeypatch.setattr(os, "pread", counted)
+            for descending in (False, True):
+                result = await store.query(EventFilter(aggregate_ids=["hot"]), limit=2000, descending=descending)
+                assert len(result.events) == 2000
+            monkeypatch.undo()
+            assert spans and len(preads) == len(spans)  # one pread per span: no frame read again whole
+
+    run(scenario(), timeout=120)
