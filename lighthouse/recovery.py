@@ -5,6 +5,10 @@ crash leaves (an append that never finished, never acknowledged) and is truncate
 FOLLOWED by good data is corruption of committed data and must never be silently truncated away.
 Corruption is quarantined (copied aside), reported with the sequence range it cost, and every
 intact frame around it stays readable.
+
+The writer allocates the newest segment's blocks ahead of its appends (see ``WritePath._reserve``), so
+after a crash that segment may end in zeros that were never written: an all-zero tail is that unused
+space, cut without a damage record; anything else after the last good frame is a torn tail.
 """
 
 from __future__ import annotations
@@ -49,9 +53,21 @@ class Damage:
 class SegmentScan:
     frames: list[tuple[int, FrameHeader]] = field(default_factory=list)
     damage: list[Damage] = field(default_factory=list)
-    #: offset to truncate the segment at (a torn tail), or ``None``
+    #: offset to truncate the segment at (a torn tail, or unused preallocated space), or ``None``
     truncate_at: int | None = None
     next_sequence: int = 1
+
+
+_ZEROS = bytes(1 << 20)
+
+
+def _all_zero(buf: Any, start: int, end: int) -> bool:
+    """True if ``buf[start:end]`` holds only zero bytes (compared a megabyte at a time: no large copy)."""
+    for at in range(start, end, len(_ZEROS)):
+        chunk = buf[at : min(end, at + len(_ZEROS))]
+        if chunk != _ZEROS[: len(chunk)]:
+            return False
+    return True
 
 
 def _next_valid_frame(buf: Any, start: int) -> tuple[int, FrameHeader] | None:
@@ -98,7 +114,8 @@ def scan_segment(
         if resync is None:
             if is_last:
                 scan.truncate_at = off
-                scan.damage.append(Damage(name, off, end, "torn_tail"))
+                if not _all_zero(buf, off, end):  # zeros only: space allocated ahead, never written
+                    scan.damage.append(Damage(name, off, end, "torn_tail"))
             else:
                 # A closed segment was fsynced before its successor existed: a bad tail here is corruption.
                 scan.damage.append(Damage(name, off, end, "corrupt", scan.next_sequence, None))

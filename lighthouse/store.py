@@ -105,11 +105,12 @@ class EventStore(WritePath, RecoveryPath, ReadPath, HealthPath):
         self._lock_fd = None
         self._fence = WriterFence(self.path)  # unclaimed until open; an unclaimed fence never refuses
         self._write_fd = None
+        self._allocated_end = 0
         self._tail_dirty = False
         self._unsynced = False
         self._last_write_seconds = float("inf")  # the first write after open goes to the I/O thread
         self._read_only_fs = False
-        self._unclaimed_view: tuple[list[str], int] | None = None  # the directory as seen without a claim
+        self._unclaimed_view: tuple[list[str], int, int] | None = None  # the directory as seen without a claim
         self._opened = False
         self._closed = False
         self._closing = False
@@ -240,6 +241,7 @@ class EventStore(WritePath, RecoveryPath, ReadPath, HealthPath):
                     os.fdatasync(self._write_fd)
             except OSError:
                 pass
+            self._release_reserve()
             os.close(self._write_fd)
             self._write_fd = None
         self._closed = True

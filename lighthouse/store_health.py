@@ -118,6 +118,7 @@ class HealthPath(StoreState):
             return False
         size = self._segments[-1].size
         try:
+            self._allocated_end = size  # the probe's cuts drop any space allocated ahead
             if self._tail_dirty:
                 os.ftruncate(fd, size)
                 os.fdatasync(fd)

@@ -141,10 +141,14 @@ class RecoveryPath(CheckpointPath):
         not while the claim is deferred (a restart on a full disk; another writer may still be appending)."""
         return not self._read_only_fs and not self._fence.deferred
 
-    def _directory_view(self) -> tuple[list[str], int]:
-        """The segment files and the newest one's size, as they are on disk."""
+    def _directory_view(self) -> tuple[list[str], int, int]:
+        """The segment files and the newest one's size and modification time, as they are on disk (the time
+        too: a writer appending into space it allocated ahead changes the file without changing its size)."""
         names = sorted(p.name for p in self.path.glob("*.seg"))
-        return names, (self.path / names[-1]).stat().st_size if names else 0
+        if not names:
+            return names, 0, 0
+        stat = (self.path / names[-1]).stat()
+        return names, stat.st_size, stat.st_mtime_ns
 
     def _quarantine(self, path: Path, damage: Damage) -> None:
         """Copy damaged bytes aside (once) with a description, so nothing is thrown away unseen."""

@@ -100,12 +100,14 @@ class StoreState:
     _read_corruptions: int
     _fence: WriterFence
     _write_fd: int | None
+    #: the newest segment's file holds allocated blocks up to here (see ``WritePath._reserve``)
+    _allocated_end: int
     _tail_dirty: bool
     _unsynced: bool
     #: how long the latest group's write (and sync) took, for choosing where the next lone append syncs
     _last_write_seconds: float
     _read_only_fs: bool
-    _unclaimed_view: tuple[list[str], int] | None
+    _unclaimed_view: tuple[list[str], int, int] | None
     _opened: bool
     _closed: bool
     _closing: bool

@@ -117,12 +117,12 @@ def test_torn_tail_at_every_byte_offset_of_the_last_frame(tmp_path: Path, run, d
 @pytest.mark.parametrize(
     "garbage",
     [
-        b"\x00" * 4096,
+        b"\x00" * 4096 + b"\x01",  # all zeros would be unused allocated space (test_preallocation)
         bytes(random.Random(7).getrandbits(8) for _ in range(1000)),
         b"LHF1" + b"\xff" * 60,
         b"LHF1" + (30).to_bytes(4, "little") + b"\x00" * 20,
     ],
-    ids=["zeros", "random", "magic-then-junk", "magic-plausible-length"],
+    ids=["zeros-then-a-byte", "random", "magic-then-junk", "magic-plausible-length"],
 )
 def test_garbage_after_the_last_frame_is_a_torn_tail(tmp_path: Path, run, disk, garbage: bytes) -> None:
     directory = tmp_path / "s"
