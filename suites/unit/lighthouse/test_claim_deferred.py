@@ -104,3 +104,33 @@ def test_a_directory_changed_while_unclaimed_fails_instead_of_writing(
             assert sorted(store_dir.glob("*.seg"))[-1].stat().st_size == grown  # nothing written or cut
 
     run(scenario())
+
+
+def test_bytes_written_into_allocated_space_while_unclaimed_are_noticed(
+        store_dir: Path, run, make_event, full: _FullDiskForOwner) -> None:
+    """Another writer appending into space its file already holds (allocated ahead) changes no size: the view
+    compares the newest segment's modification time too."""
+    async def scenario() -> None:
+        full.full = False
+        async with EventStore(store_dir) as store:
+            for i in range(3):
+                await store.append(make_event(i))
+        tail = sorted(store_dir.glob("*.seg"))[-1]
+        last_end = tail.stat().st_size
+        with tail.open("ab") as f:
+            f.write(bytes(8192))  # space allocated ahead, unused (as a crash leaves it)
+        os.utime(tail, ns=(10**18, 10**18))  # a time no later write can share (mtime ticks are coarse)
+        full.full = True
+        async with EventStore(store_dir, probe_interval=0.01) as store:
+            assert full.refused >= 1
+            size = tail.stat().st_size
+            with tail.open("r+b") as f:  # another writer's frame lands in the allocated space
+                f.seek(last_end)
+                f.write(b"\x17" * 100)
+            assert tail.stat().st_size == size, "the size changed: this would not test the time"
+            full.full = False
+            await _until(lambda: store.health().state is HealthState.FAILED, "the stale view to be refused")
+            with pytest.raises(StoreReadOnly):
+                await store.append(make_event(9))
+
+    run(scenario())
