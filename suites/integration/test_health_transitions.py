@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from lighthouse.server.auth import Role
+from lighthouse.store_writer import PREALLOCATE_BYTES
 from testkit.faults import MechanismUnavailable, SmallTmpfs, fill, free_space
 
 from .support import RunningServer, poll_until, read_all, start_server
@@ -120,7 +121,9 @@ def test_a_full_disk_makes_the_store_read_only_and_freeing_it_heals(tmpfs: Small
 
         ballast = fill(tmpfs.path, leave_bytes=0)
         ballast.record.require()
-        for _ in range(64):  # the segment's last, partly used page still takes a few small events
+        # The segment's last, partly used page and the space allocated ahead of the writes still take some
+        # events (each over 512 bytes, so the allocated space holds fewer than PREALLOCATE_BYTES // 512).
+        for _ in range(64 + PREALLOCATE_BYTES // 512):
             failed = client.post("/events", json=event())
             if failed.status_code != 201:
                 break
