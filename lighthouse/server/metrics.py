@@ -58,7 +58,8 @@ class _StoreCollector(Collector):
         health = self._store.health()
         yield GaugeMetricFamily("lighthouse_events", "Events in the store's index", value=stats.events)
         yield GaugeMetricFamily("lighthouse_head_sequence", "Highest acknowledged sequence", value=stats.head_sequence)
-        yield GaugeMetricFamily("lighthouse_disk_bytes", "Bytes of segment files on disk", value=stats.bytes_on_disk)
+        yield GaugeMetricFamily("lighthouse_disk_bytes", "Bytes of the log in segment files (not counting space "
+                                "allocated ahead of the writes, at most 64 KiB)", value=stats.bytes_on_disk)
         yield GaugeMetricFamily("lighthouse_segments", "Segment files", value=stats.segments)
         yield GaugeMetricFamily("lighthouse_index_bytes",
                                 "Bytes held by the in-memory index and its aggregate-version table",
