@@ -26,6 +26,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from lighthouse.loop_probes import TimedSteps, idle_loop_lateness, lateness_summary, loop_lateness, steps_summary
 from lighthouse.models import Event, EventFilter, EventType
 from lighthouse.store import EventStore
 
@@ -58,38 +59,11 @@ def _percentiles(samples_ns: list[int]) -> dict[str, float]:
 # ---------------------------------------------------------------- lighthouse
 
 
-async def _loop_stalls(stop: asyncio.Event, stalls: list[int]) -> None:
-    """How long the event loop was blocked: each 1 ms tick's lateness (ns) while the appenders run."""
-    loop_clock = time.perf_counter_ns
-    while not stop.is_set():
-        before = loop_clock()
-        await asyncio.sleep(0.001)
-        stalls.append(max(0, loop_clock() - before - 1_000_000))
-
-
-def _stall_summary(stalls: list[int]) -> dict[str, float]:
-    """p99 and max of the probe's lateness: max alone is one unlucky tick on a shared machine."""
-    return {
-        "loop_stall_p99_ms": float(np.percentile(stalls, 99)) / 1e6 if stalls else 0.0,
-        "loop_stall_max_ms": max(stalls, default=0) / 1e6,
-    }
-
-
-async def _idle_loop(seconds: float) -> dict[str, Any]:
-    """The same probe on a loop with nothing to do, for as long as an appender ran: this machine's own
-    scheduling noise (another tenant, a descheduled thread), the floor under the appenders' stall figures."""
-    stalls: list[int] = []
-    stop = asyncio.Event()
-    probe = asyncio.get_running_loop().create_task(_loop_stalls(stop, stalls))
-    await asyncio.sleep(seconds)  # the measurement window, not a wait for another task
-    stop.set()
-    await probe
-    return _stall_summary(stalls)
-
-
 async def _lh_appends(path: Path, n: int, concurrency: int) -> dict[str, Any]:
     samples: list[int] = []
     stalls: list[int] = []
+    steps: list[int] = []  # the appenders' steps: how long each held the loop at a time
+    beyond_write: list[int] = []  # the same, less the store's write and sync inside the step
     events = [make_event(i) for i in range(n)]  # built before timing: client-side cost is not the store's
     async with EventStore(path) as store:
         counter = iter(events)
@@ -101,9 +75,14 @@ async def _lh_appends(path: Path, n: int, concurrency: int) -> dict[str, Any]:
                 samples.append(time.perf_counter_ns() - t0)
 
         stop = asyncio.Event()
-        probe = asyncio.get_running_loop().create_task(_loop_stalls(stop, stalls))
+        loop = asyncio.get_running_loop()
+        probe = loop.create_task(loop_lateness(stop, stalls))
         t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        if concurrency == 1:  # a lone appender's write runs inside its step: how long it held the loop beyond it
+            timed = [TimedSteps(worker(), steps, inner_clock=lambda: store.write_seconds, beyond_inner=beyond_write)]
+        else:  # the writer task writes (on the I/O thread) while appenders' steps run: nothing to take away
+            timed = [TimedSteps(worker(), steps) for _ in range(concurrency)]
+        await asyncio.gather(*(loop.create_task(coro) for coro in timed))
         elapsed = time.perf_counter() - t0
         stop.set()
         await probe
@@ -111,7 +90,9 @@ async def _lh_appends(path: Path, n: int, concurrency: int) -> dict[str, Any]:
         "events_per_s": n / elapsed,
         "elapsed_s": elapsed,
         **_percentiles(samples),
-        **_stall_summary(stalls),
+        **lateness_summary(stalls),
+        **steps_summary(steps),
+        **(steps_summary(beyond_write, name="loop_step_beyond_write") if beyond_write else {}),
     }
 
 
@@ -456,7 +437,7 @@ def _one_run(base: Path, args: argparse.Namespace) -> dict[str, Any]:
     results["physical"] = {
         "fdatasync": _raw_fdatasync(base / "raw-sync"),
         "decode": _raw_decode(args.events),
-        "idle_loop": asyncio.run(_idle_loop(lh["append_1"]["elapsed_s"])),
+        "idle_loop": asyncio.run(idle_loop_lateness(lh["append_1"]["elapsed_s"])),
     }
     lh_store = fresh("lh_read")
     asyncio.run(_lh_fill(lh_store, args.events))
@@ -482,6 +463,10 @@ _ROWS: list[tuple[str, Callable[[dict[str, Any]], float | None], str, str, float
     ("durable append x1 p99.9", lambda r: r["append_1"]["p999_ms"], "ms", "lower", 100.0),
     ("x1 event-loop stall p99", lambda r: r["append_1"].get("loop_stall_p99_ms"), "ms", "lower", None),
     ("x1 event-loop stall max", lambda r: r["append_1"].get("loop_stall_max_ms"), "ms", "lower", None),
+    ("x1 loop held per step p99", lambda r: r["append_1"].get("loop_step_p99_ms"), "ms", "lower", None),
+    ("x1 loop held per step max", lambda r: r["append_1"].get("loop_step_max_ms"), "ms", "lower", None),
+    ("x1 loop held beyond write p99", lambda r: r["append_1"].get("loop_step_beyond_write_p99_ms"), "ms", "lower", None),
+    ("x1 loop held beyond write max", lambda r: r["append_1"].get("loop_step_beyond_write_max_ms"), "ms", "lower", None),
     ("durable append x64 events/s", lambda r: r["append_64"]["events_per_s"], "ev/s", "higher", 50_000),
     ("durable append x64 p50", lambda r: r["append_64"]["p50_ms"], "ms", "lower", None),
     ("durable append x64 p99", lambda r: r["append_64"]["p99_ms"], "ms", "lower", 5.0),
@@ -537,16 +522,22 @@ def print_table(results: dict[str, Any], *, events: int) -> list[dict[str, Any]]
         x1 = results["lighthouse"]["append_1"]
         print(
             f"physical references (same run): raw write+fdatasync {_fmt(sync['syncs_per_s'])}/s "
-            f"(p50 {sync['p50_ms']:.3g} ms); raw msgpack stream decode {_fmt(decode['events_per_s'])} ev/s; "
-            f"replay = {replay / decode['events_per_s']:.0%} of raw decode; "
-            f"x1 loop stall max = {x1['loop_stall_max_ms'] / sync['p50_ms']:.2g} syncs"
+            f"(p50 {sync['p50_ms']:.3g} ms, p99 {sync['p99_ms']:.3g} ms, max {sync['max_ms']:.3g} ms); "
+            f"raw msgpack stream decode {_fmt(decode['events_per_s'])} ev/s; "
+            f"replay = {replay / decode['events_per_s']:.0%} of raw decode"
         )
+        if "loop_step_beyond_write_p99_ms" in x1:  # absent from figures written before steps were timed
+            print(
+                f"x1 appender held the loop per step (nothing else runs during a step): p99 {x1['loop_step_p99_ms']:.3g} ms,"
+                f" max {x1['loop_step_max_ms']:.3g} ms; beyond the step's own write+sync: p99 "
+                f"{x1['loop_step_beyond_write_p99_ms']:.3g} ms, max {x1['loop_step_beyond_write_max_ms']:.3g} ms"
+            )
         idle = physical.get("idle_loop")  # absent from figures written before it was measured
         if idle:
             print(
-                f"idle event loop, same probe, as long as the x1 run: stall p99 {idle['loop_stall_p99_ms']:.3g} ms, "
-                f"max {idle['loop_stall_max_ms']:.3g} ms (this machine's scheduling noise: an x1 stall at or under"
-                f" it is not the store's; x1 p99 {x1['loop_stall_p99_ms']:.3g} ms, max {x1['loop_stall_max_ms']:.3g} ms)"
+                f"lateness of a 1 ms tick (what another task waits, the work queued ahead of it included): x1 p99 "
+                f"{x1['loop_stall_p99_ms']:.3g} ms, max {x1['loop_stall_max_ms']:.3g} ms; an idle loop as long (this "
+                f"machine's scheduling noise): p99 {idle['loop_stall_p99_ms']:.3g} ms, max {idle['loop_stall_max_ms']:.3g} ms"
             )
     return rows
 

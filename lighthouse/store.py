@@ -109,6 +109,7 @@ class EventStore(WritePath, RecoveryPath, ReadPath, HealthPath):
         self._tail_dirty = False
         self._unsynced = False
         self._last_write_seconds = float("inf")  # the first write after open goes to the I/O thread
+        self._write_ns = 0  # every group write and its sync, summed: how long this store waited on the disk
         self._read_only_fs = False
         self._unclaimed_view: tuple[list[str], int, int] | None = None  # the directory as seen without a claim
         self._opened = False
@@ -147,6 +148,11 @@ class EventStore(WritePath, RecoveryPath, ReadPath, HealthPath):
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def write_seconds(self) -> float:
+        """Time spent writing and syncing appended groups since open (a counter; ``stats()`` has it too)."""
+        return self._write_ns / 1e9
 
     async def _open(self) -> None:
         if self._opened:

@@ -33,6 +33,7 @@ class StoreStats:
     batches: int
     groups: int
     fsyncs: int
+    write_seconds: float
     subscribers: int
     quarantined_bytes: int
     torn_tail_bytes_truncated: int
@@ -197,6 +198,7 @@ class HealthPath(StoreState):
             batches=self._counters["batches"],
             groups=self._counters["groups"],
             fsyncs=self._counters["fsyncs"],
+            write_seconds=self._write_ns / 1e9,
             subscribers=len(self._subscribers),
             quarantined_bytes=self._quarantined_bytes,
             torn_tail_bytes_truncated=self._torn_bytes,

@@ -106,6 +106,7 @@ class StoreState:
     _unsynced: bool
     #: how long the latest group's write (and sync) took, for choosing where the next lone append syncs
     _last_write_seconds: float
+    _write_ns: int
     _read_only_fs: bool
     _unclaimed_view: tuple[list[str], int, int] | None
     _opened: bool

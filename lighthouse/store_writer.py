@@ -565,11 +565,13 @@ class WritePath(StoreState):
         self._fence.check()
 
     def _timed_write(self, offset: int, data: bytes) -> None:
-        started = time.perf_counter()
+        started = time.perf_counter_ns()
         try:
             self._write_durably(offset, data)
         finally:
-            self._last_write_seconds = time.perf_counter() - started
+            elapsed = time.perf_counter_ns() - started
+            self._write_ns += elapsed
+            self._last_write_seconds = elapsed / 1e9
 
     def _write_durably(self, offset: int, data: bytes) -> None:
         """Runs on the I/O thread (or on the event loop for a lone append, see ``INLINE_WRITE_BUDGET_S``): write all of ``data`` at ``offset`` and sync, or leave no trace of it."""

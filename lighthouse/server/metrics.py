@@ -72,6 +72,8 @@ class _StoreCollector(Collector):
         )
         yield CounterMetricFamily("lighthouse_group_commits", "Group commits written", value=stats.groups)
         yield CounterMetricFamily("lighthouse_fsyncs", "fsync/fdatasync calls", value=stats.fsyncs)
+        yield CounterMetricFamily("lighthouse_write_seconds", "Seconds spent writing and syncing appended groups",
+                                  value=stats.write_seconds)
         current = self._state()
         states = GaugeMetricFamily(
             "lighthouse_health_state", "1 for the server's current health state", labels=["state"]

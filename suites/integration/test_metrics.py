@@ -3,6 +3,7 @@ is on disk (segment bytes and files, corruption found)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,7 @@ def event(event_type: str = "custom", **extra: Any) -> dict[str, Any]:
 def test_counters_equal_what_was_done(server: RunningServer) -> None:
     agent = server.client("metrics-agent")
     anonymous = server.client()
+    started = time.perf_counter()
     before = scrape(agent)
 
     singles = [event("file_created") for _ in range(7)] + [event("custom") for _ in range(4)]
@@ -61,6 +63,7 @@ def test_counters_equal_what_was_done(server: RunningServer) -> None:
     assert agent.get(f"/events/{batch[0]['event_id']}").status_code == 200
 
     after = scrape(agent)
+    wall = time.perf_counter() - started
 
     def delta(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
@@ -78,6 +81,7 @@ def test_counters_equal_what_was_done(server: RunningServer) -> None:
     assert delta("lighthouse_http_requests_total", method="POST", route="/events", status="201") == 11
     assert delta("lighthouse_http_requests_total", method="POST", route="/events", status="400") == 3
     assert delta("lighthouse_http_requests_total", method="GET", route="/events", status="401") == 2
+    assert 0 < delta("lighthouse_write_seconds_total") <= wall  # the appends' writes and syncs, one after another
 
 
 def test_gauges_equal_the_store_on_disk(server: RunningServer) -> None:

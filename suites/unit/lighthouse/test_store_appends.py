@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -262,6 +263,26 @@ def test_concurrent_appends_share_one_sync(store_dir: Path, run, make_event) -> 
             groups = after.groups - before.groups
             assert after.fsyncs - before.fsyncs == groups, "one sync per group"
             assert groups < 64, "64 concurrent appends were not grouped at all"
+
+    run(scenario())
+
+
+def test_write_seconds_sum_the_group_writes(store_dir: Path, run, make_event) -> None:
+    """The time spent writing and syncing: zero before any append, growing with them, and never more than the wall
+    time they took (groups are written one after another)."""
+
+    async def scenario() -> None:
+        async with EventStore(store_dir) as store:
+            assert store.write_seconds == store.stats().write_seconds == 0
+            started = time.perf_counter()
+            for i in range(20):
+                await store.append(make_event(i))
+            await asyncio.gather(*(store.append(make_event(i)) for i in range(20, 84)))
+            wall = time.perf_counter() - started
+            stats = store.stats()
+            assert stats.write_seconds == store.write_seconds
+            assert 0 < stats.write_seconds <= wall
+            assert stats.write_seconds >= stats.groups * 1e-6, "each group's write and sync was counted"
 
     run(scenario())
 
