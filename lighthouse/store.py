@@ -233,7 +233,6 @@ class EventStore(WritePath, RecoveryPath, ReadPath, HealthPath):
         self._wake.set()
         if self._writer_task is not None:
             await self._writer_task
-        await self._checkpoint_on_close()
         for task in (self._probe_task, self._flusher_task):
             if task is not None:
                 task.cancel()
@@ -241,13 +240,18 @@ class EventStore(WritePath, RecoveryPath, ReadPath, HealthPath):
                     await task
                 except asyncio.CancelledError:
                     pass
+        cut = False
         if self._write_fd is not None:
             try:
                 if self._unsynced:
                     os.fdatasync(self._write_fd)
             except OSError:
                 pass
-            self._release_reserve()
+            cut = self._release_reserve()
+        # After the cut: the checkpoint records the newest segment's final size and time, so the next open
+        # finds it unchanged instead of re-reading and re-verifying all of it.
+        await self._checkpoint_on_close(force=cut)
+        if self._write_fd is not None:
             os.close(self._write_fd)
             self._write_fd = None
         self._closed = True

@@ -97,6 +97,7 @@ class CheckpointPath(StoreState):
         unchanged = (stat.st_size, stat.st_mtime_ns) == (last.size, last.mtime_ns)
         if not unchanged or last.mtime_ns >= checkpoint.file_mtime_ns:
             self._verify_covered_frames(checkpoint, last)
+            self._checkpoint_status["reverified"] = last.name  # why this open read the newest covered segment whole
 
     def _verify_covered_frames(self, checkpoint: IndexCheckpoint, last: CoveredSegment) -> None:
         """The newest covered segment was written after the checkpoint: its covered frames must be intact."""
@@ -132,10 +133,12 @@ class CheckpointPath(StoreState):
         self._checkpoint_task = loop.run_in_executor(self._checkpoint_io, self._write_checkpoint, checkpoint, recent)
         self._checkpoint_task.add_done_callback(lambda _done: self._adopt(checkpoint, base, recent))
 
-    async def _checkpoint_on_close(self) -> None:
+    async def _checkpoint_on_close(self, *, force: bool = False) -> None:
+        """Write a checkpoint unless the one on disk covers everything and still describes the files (``force``:
+        the newest segment was just cut, so the one on disk records a time and size it no longer has)."""
         if self._checkpoint_task is not None:
             await asyncio.wait([self._checkpoint_task])
-        if len(self._index) == self._checkpoint_rows and self._checkpoint_status.get("ignored") is None:
+        if not force and len(self._index) == self._checkpoint_rows and self._checkpoint_status.get("ignored") is None:
             return  # the checkpoint on disk already covers everything
         snapshot = self._checkpoint_snapshot()
         if snapshot is not None:

@@ -608,18 +608,20 @@ class WritePath(StoreState):
                 pass  # no room, or not supported here: the write grows the file as it would without this
         self._allocated_end = max(end, os.fstat(fd).st_size)
 
-    def _release_reserve(self) -> None:
-        """Cut the newest segment's unused allocated space (on close; never on a file another writer owns)."""
+    def _release_reserve(self) -> bool:
+        """Cut the newest segment's unused allocated space (on close; never on a file another writer owns).
+        True if the file was cut (its size and modification time changed)."""
         fd, size = self._write_fd, self._segments[-1].size if self._segments else 0
         if fd is None or self._allocated_end <= size:
-            return
+            return False
         try:
             self._fence.check()
             os.ftruncate(fd, size)
             os.fdatasync(fd)
             self._allocated_end = size
         except (OSError, LighthouseError):
-            pass  # superseded, or the cut failed: the next open cuts it instead (an all-zero tail)
+            return False  # superseded, or the cut failed: the next open cuts it instead (an all-zero tail)
+        return True
 
     def _sync_after_write(self, fd: int) -> None:
         if self.durability == "fsync":

@@ -9,6 +9,7 @@ the kernel left it. Each test first proves the unused space is there before judg
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from lighthouse import Event, EventStore, EventType, HealthState
+from lighthouse.checkpoint import load_checkpoint
 from lighthouse.recovery import scan_segment
 from lighthouse.store_writer import PREALLOCATE_BYTES
 
@@ -80,6 +82,63 @@ def test_an_open_store_allocates_ahead_and_a_closed_one_ends_at_its_last_frame(t
     assert sum(frame.count for frame in frames) == 5
     assert segment.stat().st_size == frames[-1].end, "close left unused space after the last frame"
     assert size_while_open >= frames[0].end + PREALLOCATE_BYTES, "nothing was allocated ahead of the writes"
+
+
+def _checkpointed_newest_segment(directory: Path) -> tuple[str, int, int]:
+    checkpoint = load_checkpoint(directory)
+    try:
+        last = checkpoint.segments[-1]
+        return last.name, last.size, last.mtime_ns
+    finally:
+        if checkpoint.mapping is not None:
+            checkpoint.mapping.close()
+
+
+@pytest.mark.parametrize("checkpoint_every", [0, 5], ids=["checkpoint-on-close", "background-checkpoint-covers-all"])
+def test_close_cuts_the_allocated_space_before_its_checkpoint_records_the_newest_segment(
+        tmp_path: Path, run, disk, checkpoint_every: int) -> None:
+    """The cut changes the newest segment's size and time: a checkpoint taken before it would describe a file that no
+    longer exists, and the next open would read and re-verify that whole segment. Also when a background checkpoint
+    already covered every event (nothing new to checkpoint on close, except the cut)."""
+    directory = tmp_path / "s"
+
+    async def write() -> int:
+        async with EventStore(directory, checkpoint_every=checkpoint_every) as store:
+            for n in range(5):
+                await store.append(_event(n))
+            while checkpoint_every and store.health().details["checkpoint"].get("written", 0) < 1:
+                await asyncio.sleep(0.01)  # polling the background checkpoint's outcome, not a wait for time
+            return disk.last_segment(directory).stat().st_size
+
+    size_while_open = run(write())
+    segment = disk.last_segment(directory)
+    assert size_while_open > segment.stat().st_size, "nothing was allocated ahead, so nothing was cut"
+    name, size, mtime_ns = _checkpointed_newest_segment(directory)
+    stat = segment.stat()
+    assert (name, size, mtime_ns) == (segment.name, stat.st_size, stat.st_mtime_ns)
+
+
+def test_an_open_that_re_verifies_the_newest_segment_says_so(tmp_path: Path, run, disk) -> None:
+    """Written after its checkpoint (here: its time moved), the newest covered segment is read and verified again, and
+    the checkpoint report names it: the reason such an open is slower."""
+    directory = tmp_path / "s"
+
+    async def write() -> None:
+        async with EventStore(directory) as store:
+            for n in range(5):
+                await store.append(_event(n))
+
+    async def reopen() -> dict[str, object]:
+        async with EventStore(directory) as store:
+            assert store.stats().events == 5
+            return dict(store.health().details["checkpoint"])
+
+    run(write())
+    segment = disk.last_segment(directory)
+    later = segment.stat().st_mtime_ns + 10**9
+    os.utime(segment, ns=(later, later))
+    report = run(reopen())
+    assert report["reverified"] == segment.name and report["loaded_rows"] == 5
 
 
 def test_closed_segments_hold_no_unused_space(tmp_path: Path, run, disk) -> None:
