@@ -26,7 +26,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from lighthouse.loop_probes import TimedSteps, idle_loop_lateness, lateness_summary, loop_lateness, steps_summary
+from lighthouse.loop_probes import TimedSteps, idle_loop_lateness, loop_lateness, p99_and_max
 from lighthouse.models import Event, EventFilter, EventType
 from lighthouse.store import EventStore
 
@@ -90,9 +90,9 @@ async def _lh_appends(path: Path, n: int, concurrency: int) -> dict[str, Any]:
         "events_per_s": n / elapsed,
         "elapsed_s": elapsed,
         **_percentiles(samples),
-        **lateness_summary(stalls),
-        **steps_summary(steps),
-        **(steps_summary(beyond_write, name="loop_step_beyond_write") if beyond_write else {}),
+        **p99_and_max(stalls, "loop_stall"),
+        **p99_and_max(steps, "loop_step"),
+        **(p99_and_max(beyond_write, "loop_step_beyond_write") if beyond_write else {}),
     }
 
 

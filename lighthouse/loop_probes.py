@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TimedSteps", "idle_loop_lateness", "loop_lateness", "lateness_summary", "steps_summary"]
+__all__ = ["TimedSteps", "idle_loop_lateness", "loop_lateness", "p99_and_max"]
 
 _TICK_NS = 1_000_000
 
@@ -34,11 +34,12 @@ async def loop_lateness(stop: asyncio.Event, lateness: list[int]) -> None:
         lateness.append(max(0, clock() - before - _TICK_NS))
 
 
-def lateness_summary(lateness: list[int]) -> dict[str, float]:
-    """p99 and max of the ticks' lateness: max alone is one unlucky tick on a shared machine."""
+def p99_and_max(samples_ns: list[int], name: str) -> dict[str, float]:
+    """``{name}_p99_ms`` and ``{name}_max_ms`` of ticks' lateness or of steps: max alone is one unlucky sample on a
+    shared machine."""
     return {
-        "loop_stall_p99_ms": float(np.percentile(lateness, 99)) / 1e6 if lateness else 0.0,
-        "loop_stall_max_ms": max(lateness, default=0) / 1e6,
+        f"{name}_p99_ms": float(np.percentile(samples_ns, 99)) / 1e6 if samples_ns else 0.0,
+        f"{name}_max_ms": max(samples_ns, default=0) / 1e6,
     }
 
 
@@ -51,7 +52,7 @@ async def idle_loop_lateness(seconds: float) -> dict[str, float]:
     await asyncio.sleep(seconds)  # the measurement window, not a wait for another task
     stop.set()
     await probe
-    return lateness_summary(lateness)
+    return p99_and_max(lateness, "loop_stall")
 
 
 class TimedSteps(collections.abc.Coroutine):  # type: ignore[type-arg]
@@ -103,11 +104,3 @@ class TimedSteps(collections.abc.Coroutine):  # type: ignore[type-arg]
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self  # type: ignore[return-value]  # an iterator with send and throw, as ``yield from`` needs
-
-
-def steps_summary(steps: list[int], *, name: str = "loop_step") -> dict[str, float]:
-    """p99 and max of a task's steps: how long it held the loop at a time."""
-    return {
-        f"{name}_p99_ms": float(np.percentile(steps, 99)) / 1e6 if steps else 0.0,
-        f"{name}_max_ms": max(steps, default=0) / 1e6,
-    }
