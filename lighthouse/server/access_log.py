@@ -13,7 +13,10 @@ import re
 import time
 from typing import Any, Final
 
-__all__ = ["AccessLog", "DropHandshakeChatter", "RedactCredentials", "install_redaction", "principal_name"]
+__all__ = [
+    "AccessLog", "DropHandshakeChatter", "RedactCredentials", "access_logged", "install_redaction", "log_access",
+    "principal_name",
+]
 
 _access: Final[logging.Logger] = logging.getLogger("lighthouse.access")
 _TOKEN: Final[re.Pattern[str]] = re.compile(r"(?i)(bearer\s+)?\blh1\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+|(?i:bearer)\s+\S+")
@@ -24,6 +27,16 @@ _QUERY: Final[re.Pattern[str]] = re.compile(r"(/[^\s\"?]*)\?[^\s\"]*")
 def principal_name(scope: dict[str, Any]) -> str:
     """The agent the request authenticated as (set by the admission gate), or ``-``."""
     return str(scope.get("state", {}).get("lighthouse_principal") or "-")
+
+
+def access_logged() -> bool:
+    """Whether access lines are written at all (checked per request: the level can change at run time)."""
+    return _access.isEnabledFor(logging.INFO)
+
+
+def log_access(method: str, path: str, status: int, principal: str, started: float) -> None:
+    """The access line of one request that began at ``started`` (``time.perf_counter``)."""
+    _access.info("%s %s %d %s %.3fms", method, path, status, principal, (time.perf_counter() - started) * 1000)
 
 
 class RedactCredentials(logging.Filter):
@@ -64,7 +77,7 @@ class AccessLog:
         self.app = app
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] not in ("http", "websocket") or not _access.isEnabledFor(logging.INFO):
+        if scope["type"] not in ("http", "websocket") or not access_logged():
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -83,6 +96,5 @@ class AccessLog:
         try:
             await self.app(scope, receive, observe)
         finally:
-            method = scope.get("method", "WS")
-            _access.info("%s %s %d %s %.3fms", method, scope.get("path", "?"), status[0] or 500,
-                         principal_name(scope), (time.perf_counter() - started) * 1000)
+            log_access(scope.get("method", "WS"), scope.get("path", "?"), status[0] or 500, principal_name(scope),
+                       started)

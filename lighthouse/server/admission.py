@@ -11,15 +11,49 @@ Requests without a valid token pass through untouched: the handler answers them 
 from __future__ import annotations
 
 import json
-from collections import Counter
 from typing import Any, Final
 
 from lighthouse.health import HealthState
 from lighthouse.server.auth import AuthError
 
-__all__ = ["PrincipalAdmission"]
+__all__ = ["InflightBudget", "PrincipalAdmission", "too_many_requests"]
 
 _EXEMPT_PATHS: Final[frozenset[str]] = frozenset({"/health", "/metrics", "/openapi.json"})
+
+
+class InflightBudget:
+    """Requests in flight per principal, and how many were shed: one count for every way a request
+    enters the app (the middleware below and the lean append path), so a budget cannot be doubled."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self.inflight: dict[str, int] = {}
+        self.shed = 0
+
+    def budget(self) -> int:
+        settings = self.ctx.settings
+        alerts = self.ctx.alerts
+        if alerts is not None and alerts.state is not HealthState.HEALTHY:
+            return int(settings.max_requests_per_principal_degraded)
+        return int(settings.max_requests_per_principal)
+
+    def enter(self, agent: str) -> int | None:
+        """Count a request of ``agent`` in: ``None`` when admitted, else the in-flight count it was refused at."""
+        held = self.inflight.get(agent, 0)
+        if held >= self.budget():
+            self.shed += 1
+            if self.ctx.metrics is not None:
+                self.ctx.metrics.count_error("too_many_requests")
+            return held
+        self.inflight[agent] = held + 1
+        return None
+
+    def leave(self, agent: str) -> None:
+        held = self.inflight[agent] - 1
+        if held:
+            self.inflight[agent] = held
+        else:
+            del self.inflight[agent]
 
 
 class PrincipalAdmission:
@@ -28,8 +62,6 @@ class PrincipalAdmission:
     def __init__(self, app: Any, ctx: Any) -> None:
         self.app = app
         self.ctx = ctx
-        self.inflight: Counter[str] = Counter()
-        self.shed = 0
 
     def _agent(self, scope: dict[str, Any]) -> str | None:
         for name, value in scope.get("headers", ()):
@@ -39,13 +71,6 @@ class PrincipalAdmission:
                 except (AuthError, UnicodeDecodeError):
                     return None
         return None
-
-    def budget(self) -> int:
-        settings = self.ctx.settings
-        alerts = self.ctx.alerts
-        if alerts is not None and alerts.state is not HealthState.HEALTHY:
-            return int(settings.max_requests_per_principal_degraded)
-        return int(settings.max_requests_per_principal)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -57,22 +82,19 @@ class PrincipalAdmission:
         if agent is None or scope["type"] != "http" or scope.get("path") in _EXEMPT_PATHS:
             await self.app(scope, receive, send)
             return
-        if self.inflight[agent] >= self.budget():
-            self.shed += 1
-            if self.ctx.metrics is not None:
-                self.ctx.metrics.count_error("too_many_requests")
-            await _too_many(send, self.ctx.settings.retry_after_seconds, self.inflight[agent])
+        gate: InflightBudget = self.ctx.admission
+        refused_at = gate.enter(agent)
+        if refused_at is not None:
+            await too_many_requests(send, self.ctx.settings.retry_after_seconds, refused_at)
             return
-        self.inflight[agent] += 1
         try:
             await self.app(scope, receive, send)
         finally:
-            self.inflight[agent] -= 1
-            if not self.inflight[agent]:
-                del self.inflight[agent]
+            gate.leave(agent)
 
 
-async def _too_many(send: Any, retry_after: float, inflight: int) -> None:
+async def too_many_requests(send: Any, retry_after: float, inflight: int) -> None:
+    """The 429 answer (with Retry-After) for a principal already holding ``inflight`` requests."""
     body = json.dumps({
         "error": "too_many_requests",
         "message": f"this principal already has {inflight} requests in flight; retry later",

@@ -42,7 +42,7 @@ from lighthouse.server.routes.stream import CLOSE_GOING_AWAY, stream
 from lighthouse.server.settings import ServerSettings
 from lighthouse.store import EventStore
 
-__all__ = ["SERVER_AGENT", "create_app"]
+__all__ = ["SERVER_AGENT", "LighthouseApp", "create_app"]
 
 _log = logging.getLogger("lighthouse.server")
 
@@ -115,6 +115,20 @@ def _routes() -> list[Any]:
     ]
 
 
+class LighthouseApp(Starlette):
+    """Starlette with the two append routes answered ahead of its middleware stack, by ``front``
+    (``lighthouse.server.append_front``). ``front = None`` sends them through the stack and router too."""
+
+    front: AppendFront | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        front = self.front
+        if front is not None and front.takes(scope):
+            await front(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
 async def _record_degradation(ctx: ServerContext, change: AlertChange) -> None:
     """Write the level change into the log itself, so an incident can be reconstructed from the log."""
     assert ctx.store is not None and ctx.alerts is not None
@@ -162,7 +176,7 @@ def create_app(
     settings: ServerSettings | None = None,
     policy: Policy | None = None,
     record_degradation_events: bool = True,
-) -> Starlette:
+) -> LighthouseApp:
     """An app serving ``store`` (an open ``EventStore``, or a directory the app opens and closes itself).
 
     ``secret`` (or a ready ``authority``) is required: there is no default secret.
@@ -194,9 +208,9 @@ def create_app(
         finally:
             await _shutdown(ctx, evaluator, owns_store)
 
-    app = Starlette(routes=_routes(), lifespan=lifespan, exception_handlers={HTTPException: _http_error},
-                    middleware=[Middleware(AccessLog), Middleware(PrincipalAdmission, ctx=ctx),
-                                Middleware(AppendFront, ctx=ctx)])
+    app = LighthouseApp(routes=_routes(), lifespan=lifespan, exception_handlers={HTTPException: _http_error},
+                        middleware=[Middleware(AccessLog), Middleware(PrincipalAdmission, ctx=ctx)])
+    app.front = AppendFront(ctx)
     app.state.ctx = ctx
     app.state.openapi = openapi_document()
     return app

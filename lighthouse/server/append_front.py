@@ -1,11 +1,13 @@
 """The lean path for ``POST /events`` and ``POST /events/batch``: the requests that carry the write load.
 
-Appends are most of the server's traffic, and Starlette's generic machinery (router scan, exception
-middleware, ``Request`` and ``Response`` objects, header multi-dicts) costs more per request than the
-append itself. This middleware sits inside the access log and the per-principal admission gate (so
-both still see every request) and answers the two append routes straight from the ASGI messages, with
-the same handlers' logic (``append_one``/``append_many``), the same body limits, codecs, error bodies,
-headers and metrics. Anything unusual (a query string, another method or path) goes on to the router.
+Appends are most of the server's traffic, and Starlette's generic machinery (its middleware stack, the
+router scan, ``Request`` and ``Response`` objects, header multi-dicts, a ``send`` wrapper per layer)
+costs more per request than the append itself. The app hands these two routes to ``AppendFront``
+before its middleware stack runs, and ``AppendFront`` does in one pass what the layers would have done:
+the access line, the per-principal admission gate (the same ``InflightBudget`` the middleware uses),
+one token check, then the same handlers' logic (``append_one``/``append_many``) with the same body
+limits, codecs, error bodies, headers and metrics. Anything unusual (a query string, another method or
+path) goes through the middleware stack and the router.
 """
 
 from __future__ import annotations
@@ -14,14 +16,17 @@ import asyncio
 import time
 from typing import Any, Final
 
+from lighthouse.server.access_log import access_logged, log_access
+from lighthouse.server.admission import too_many_requests
 from lighthouse.server.answers import batch_answer, event_answer
+from lighthouse.server.auth import AuthError, Principal
 from lighthouse.server.codec import Codec, codec_for, decode_body, receive_body
 from lighthouse.server.context import ServerContext, as_api_error
 from lighthouse.server.routes.events import append_many, append_one
 
 __all__ = ["AppendFront"]
 
-_ROUTES: Final[dict[str, str]] = {"/events": "/events", "/events/batch": "/events/batch"}
+_ROUTES: Final[frozenset[str]] = frozenset({"/events", "/events/batch"})
 _WANTED: Final[frozenset[bytes]] = frozenset({b"authorization", b"content-type", b"content-length", b"accept"})
 
 
@@ -35,25 +40,53 @@ def _headers(scope: dict[str, Any]) -> dict[bytes, str]:
 
 
 class AppendFront:
-    """ASGI middleware answering appends without Starlette's per-request objects (see the module doc)."""
+    """Answers appends without Starlette's per-request objects and layers (see the module doc)."""
 
-    def __init__(self, app: Any, ctx: ServerContext) -> None:
-        self.app = app
+    def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
         self._requests: dict[tuple[str, int], Any] = {}  # (route, status) -> the counter's child
 
+    def takes(self, scope: dict[str, Any]) -> bool:
+        """Whether this request is a plain append the lean path answers (the app started, no query string)."""
+        return (scope["type"] == "http" and scope["path"] in _ROUTES and scope["method"] == "POST"
+                and not scope.get("query_string") and self.ctx.metrics is not None and self.ctx.store is not None)
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        route = _ROUTES.get(scope.get("path", "")) if scope["type"] == "http" else None
-        if (route is None or scope["method"] != "POST" or scope.get("query_string")
-                or self.ctx.metrics is None or self.ctx.store is None):
-            await self.app(scope, receive, send)
-            return
         started = time.perf_counter()
-        headers = _headers(scope)
+        route: str = scope["path"]
+        status = 500
+        principal: Principal | None = None
+        agent: str | None = None  # set once admitted: its in-flight count is held until the answer is sent
+        try:
+            headers = _headers(scope)
+            refusal: AuthError | None = None
+            try:
+                principal = self.ctx.authority.authenticate(headers.get(b"authorization"))
+            except AuthError as exc:  # no principal, so no budget to count against: answered 401 below
+                refusal = exc
+            if principal is not None:
+                refused_at = self.ctx.admission.enter(principal.agent_id)
+                if refused_at is not None:
+                    status = 429
+                    await too_many_requests(send, self.ctx.settings.retry_after_seconds, refused_at)
+                    return
+                agent = principal.agent_id
+            status = await self._answer(route, principal, refusal, headers, receive, send, started)
+        finally:
+            if agent is not None:
+                self.ctx.admission.leave(agent)
+            if access_logged():
+                log_access("POST", route, status, principal.agent_id if principal is not None else "-", started)
+
+    async def _answer(self, route: str, principal: Principal | None, refusal: AuthError | None,
+                      headers: dict[bytes, str], receive: Any, send: Any, started: float) -> int:
         codec = codec_for(headers.get(b"accept"), headers.get(b"content-type"))
         extra: dict[str, str] = {}
         try:
-            body, status, extra = await self._append(route, headers, receive, codec)
+            if principal is None:
+                assert refusal is not None
+                raise refusal
+            body, status, extra = await self._append(route, self.ctx.accept(principal), headers, receive, codec)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every error becomes its JSON answer, as in context.endpoint
@@ -63,11 +96,11 @@ class AppendFront:
             body, status, extra = codec.encode(error.body()), error.status, error.headers
         self._count(route, status)
         await _respond(send, codec, body, status, extra, started)
+        return status
 
-    async def _append(self, route: str, headers: dict[bytes, str], receive: Any,
+    async def _append(self, route: str, principal: Principal, headers: dict[bytes, str], receive: Any,
                       codec: Codec) -> tuple[bytes, int, dict[str, str]]:
         ctx = self.ctx
-        principal = ctx.authenticate(headers.get(b"authorization"))
         single = route == "/events"
         limit = ctx.settings.max_event_body_bytes if single else ctx.settings.max_batch_body_bytes
         body = decode_body(await receive_body(receive, headers.get(b"content-length"), limit),

@@ -24,6 +24,7 @@ from lighthouse.bridge.errors import BridgeError
 from lighthouse.bridge.vocabulary import BRIDGE_AGENT
 from lighthouse.errors import LighthouseError
 from lighthouse.health import HealthState
+from lighthouse.server.admission import InflightBudget
 from lighthouse.server.alerts import AlertEvaluator
 from lighthouse.server.auth import AuthError, Forbidden, Principal, Role, TokenAuthority
 from lighthouse.server.reserved import RESERVED_AGENTS
@@ -60,6 +61,10 @@ class ServerContext:
     closing: bool = False
     inflight_writes: int = 0
     writes_drained: asyncio.Event = field(default_factory=asyncio.Event)
+    admission: InflightBudget = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.admission = InflightBudget(self)
 
     # ---------------------------------------------------------------- health and admission
 
@@ -106,7 +111,10 @@ class ServerContext:
 
     def authenticate(self, authorization: str | None, role: Role = Role.AGENT) -> Principal:
         """The principal of an ``Authorization`` header value, refusing reserved agents and too small a role."""
-        principal = self.authority.authenticate(authorization)
+        return self.accept(self.authority.authenticate(authorization), role)
+
+    def accept(self, principal: Principal, role: Role = Role.AGENT) -> Principal:
+        """``principal`` (a verified token's) unless it names a reserved agent or has too small a role."""
         if principal.agent_id in RESERVED_AGENTS:
             raise Forbidden("that agent id is reserved for the server itself", code="reserved_agent")
         if principal.agent_id == BRIDGE_AGENT or (self.bridge is not None and principal.agent_id == self.bridge.identity):

@@ -1,12 +1,15 @@
-"""The lean append path answers exactly as the Starlette routes it bypasses: same status, body, headers, metrics.
+"""The lean append path answers exactly as the Starlette stack and routes it bypasses: same status, body,
+headers, metrics, access lines and admission budget.
 
 Two apps on two fresh stores get the same requests, one with ``AppendFront`` and one without it (the
-router's ``append_event``/``append_batch`` answer there). Store-assigned values (``recorded_at``, the
+middleware stack and the router's ``append_event``/``append_batch`` answer there). Store-assigned values (``recorded_at``, the
 response time) are the only differences allowed.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import secrets
 import uuid
 from collections.abc import Iterator
@@ -70,9 +73,9 @@ async def _unreachable(scope: Any, receive: Any, send: Any) -> None:
 
 def _client(tmp: Path, lean: bool, *, router_appends: bool = True) -> Iterator[TestClient]:
     app = create_app(tmp, secret=SECRET, settings=ServerSettings())
-    assert any(m.cls is AppendFront for m in app.user_middleware), "the server must install the lean path"
+    assert isinstance(app.front, AppendFront), "the server must install the lean path"
     if not lean:
-        app.user_middleware = [m for m in app.user_middleware if m.cls is not AppendFront]
+        app.front = None
     if not router_appends:  # proves the lean path, not the router, answered
         for route in app.router.routes:
             if getattr(route, "path", None) in ("/events", "/events/batch") and "POST" in (route.methods or ()):
@@ -127,3 +130,26 @@ def test_requests_the_lean_path_does_not_take_still_reach_the_router(tmp_path: P
     assert unknown.status_code == 400 and unknown.json()["error"] == "invalid_query"
     assert lean.put("/events", headers=_bearer()).status_code == 405
     next(clients, None)
+
+
+def test_the_lean_path_counts_against_the_same_budget_and_writes_the_same_access_lines(
+        clients: tuple[TestClient, TestClient], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="lighthouse.access")
+    seen: list[tuple[list[tuple[int, Any]], list[str]]] = []
+    for client in clients:
+        ctx = client.app.state.ctx  # type: ignore[attr-defined]
+        caplog.clear()
+        answers = [client.post("/events", json=_event(event_id="budget-1"), headers=_bearer()),
+                   client.post("/events", json=_event(event_id="budget-2"), headers={})]
+        assert ctx.admission.inflight == {}, "every admitted request gave its place back"
+        ctx.admission.inflight["front-agent"] = ctx.settings.max_requests_per_principal  # its budget is held
+        answers.append(client.post("/events/batch", json={"events": [_event(event_id="budget-3")]}, headers=_bearer()))
+        del ctx.admission.inflight["front-agent"]
+        assert ctx.admission.shed == 1
+        lines = [re.sub(r" [0-9.]+ms$", "", r.getMessage()) for r in caplog.records if r.name == "lighthouse.access"]
+        seen.append(([(a.status_code, a.json()) for a in answers], lines))
+        assert [a.status_code for a in answers] == [201, 401, 429]
+        assert lines == ["POST /events 201 front-agent", "POST /events 401 -", "POST /events/batch 429 front-agent"]
+    lean, routed = seen
+    lean[0][0][1].pop("recorded_at"), routed[0][0][1].pop("recorded_at")
+    assert lean == routed

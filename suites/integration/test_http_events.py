@@ -45,6 +45,19 @@ def test_append_returns_the_stored_event_with_store_fields(agent: httpx.Client) 
     assert fetched.status_code == 200 and fetched.json() == stored
 
 
+@pytest.mark.parametrize("event_id", ["Plain_id.1~x-y", "task:7@host+a=b"])
+def test_the_location_of_a_new_event_fetches_it(agent: httpx.Client, event_id: str) -> None:
+    """Ids of unreserved characters are their own path; ``: @ + =`` are percent-encoded, and both fetch back."""
+    event_id = f"{event_id}-{uuid.uuid4().hex[:8]}"
+    response = agent.post("/events", json=new_event(event_id=event_id))
+    assert response.status_code == 201, response.text
+    location = response.headers["location"]
+    expected = event_id.replace(":", "%3A").replace("@", "%40").replace("+", "%2B").replace("=", "%3D")
+    assert location == f"/events/{expected}"
+    fetched = agent.get(location)
+    assert fetched.status_code == 200 and fetched.json()["event_id"] == event_id
+
+
 def test_resending_the_same_event_is_idempotent_and_a_changed_one_conflicts(agent: httpx.Client) -> None:
     event = new_event()
     first = agent.post("/events", json=event)

@@ -8,6 +8,7 @@ the ``timestamp`` themselves; otherwise the retry differs from the original and 
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from urllib.parse import quote
@@ -45,6 +46,8 @@ __all__ = [
 
 _STORE_ASSIGNED: Final[frozenset[str]] = frozenset({"sequence", "recorded_at", "aggregate_version"})
 _CLIENT_FIELDS: Final[frozenset[str]] = frozenset(EVENT_FIELDS) - _STORE_ASSIGNED
+#: Ids ``quote(.., safe="")`` leaves as they are (unreserved characters only).
+_PLAIN_ID: Final = re.compile(r"[A-Za-z0-9_.~-]+").fullmatch
 _FILTER_LISTS: Final[tuple[str, ...]] = ("event_types", "aggregate_ids", "source_agents")
 _FILTER_SCALARS: Final[tuple[str, ...]] = (
     "correlation_id", "causation_id", "from_sequence", "to_sequence", "recorded_after", "recorded_before",
@@ -124,6 +127,10 @@ async def _perform(
     ctx.alerts.record_append(elapsed)
     ctx.metrics.observe_append(kind, elapsed)
     fresh = [e[12] is not None and e[12] >= wall for e in stored]  # stored_is_new, inline: once per event
+    if len(stored) == 1:  # a single append: no tally to build
+        if fresh[0]:
+            ctx.metrics.count_appended(str(stored[0][1]))
+        return stored, fresh
     appended = Counter(event[1] for event, new in zip(stored, fresh) if new)  # an EventType and its value are one key
     for event_type, count in appended.items():
         ctx.metrics.count_appended(str(event_type), count)
@@ -145,7 +152,9 @@ async def append_one(ctx: ServerContext, principal: Principal, body: Any,
         return [await store.append(event, expected_version=expected)]
 
     (stored,), (new,) = await _perform(ctx, "single", append)
-    return stored, 201 if new else 200, {"Location": f"/events/{quote(stored.event_id, safe='')}"}
+    event_id = stored[0]
+    path = event_id if _PLAIN_ID(event_id) else quote(event_id, safe="")  # uuids and most ids quote to themselves
+    return stored, 201 if new else 200, {"Location": f"/events/{path}"}
 
 
 @endpoint("/events")
