@@ -25,7 +25,8 @@ _QUERY: Final[re.Pattern[str]] = re.compile(r"(/[^\s\"?]*)\?[^\s\"]*")
 
 
 def principal_name(scope: dict[str, Any]) -> str:
-    """The agent the request authenticated as (set by the admission gate), or ``-``."""
+    """The agent the request authenticated as (set by the admission middleware), or ``-``. (The lean
+    append path, which runs without the middleware, names its principal itself.)"""
     return str(scope.get("state", {}).get("lighthouse_principal") or "-")
 
 

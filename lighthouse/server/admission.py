@@ -11,10 +11,13 @@ Requests without a valid token pass through untouched: the handler answers them 
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from lighthouse.health import HealthState
 from lighthouse.server.auth import AuthError
+
+if TYPE_CHECKING:
+    from lighthouse.server.context import ServerContext
 
 __all__ = ["InflightBudget", "PrincipalAdmission", "too_many_requests"]
 
@@ -25,7 +28,7 @@ class InflightBudget:
     """Requests in flight per principal, and how many were shed: one count for every way a request
     enters the app (the middleware below and the lean append path), so a budget cannot be doubled."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
         self.inflight: dict[str, int] = {}
         self.shed = 0

@@ -117,9 +117,18 @@ def _routes() -> list[Any]:
 
 class LighthouseApp(Starlette):
     """Starlette with the two append routes answered ahead of its middleware stack, by ``front``
-    (``lighthouse.server.append_front``). ``front = None`` sends them through the stack and router too."""
+    (``lighthouse.server.append_front``). ``front = None`` sends them through the stack and router too,
+    and so does adding middleware or an exception handler: what an embedder adds must see every request."""
 
     front: AppendFront | None = None
+
+    def add_middleware(self, middleware_class: Any, *args: Any, **kwargs: Any) -> None:
+        super().add_middleware(middleware_class, *args, **kwargs)
+        self.front = None
+
+    def add_exception_handler(self, exc_class_or_status_code: Any, handler: Any) -> None:
+        super().add_exception_handler(exc_class_or_status_code, handler)
+        self.front = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         front = self.front

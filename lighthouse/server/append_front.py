@@ -71,7 +71,8 @@ class AppendFront:
                     await too_many_requests(send, self.ctx.settings.retry_after_seconds, refused_at)
                     return
                 agent = principal.agent_id
-            status = await self._answer(route, principal, refusal, headers, receive, send, started)
+            codec, body, status, extra = await self._answer(route, principal, refusal, headers, receive)
+            await _respond(send, codec, body, status, extra, started)  # the status is logged even if sending fails
         finally:
             if agent is not None:
                 self.ctx.admission.leave(agent)
@@ -79,7 +80,8 @@ class AppendFront:
                 log_access("POST", route, status, principal.agent_id if principal is not None else "-", started)
 
     async def _answer(self, route: str, principal: Principal | None, refusal: AuthError | None,
-                      headers: dict[bytes, str], receive: Any, send: Any, started: float) -> int:
+                      headers: dict[bytes, str], receive: Any) -> tuple[Codec, bytes, int, dict[str, str]]:
+        """The answer to send: its codec, body, status and extra headers (counted in the metrics already)."""
         codec = codec_for(headers.get(b"accept"), headers.get(b"content-type"))
         extra: dict[str, str] = {}
         try:
@@ -95,8 +97,7 @@ class AppendFront:
             self.ctx.metrics.count_error(error.code)
             body, status, extra = codec.encode(error.body()), error.status, error.headers
         self._count(route, status)
-        await _respond(send, codec, body, status, extra, started)
-        return status
+        return codec, body, status, extra
 
     async def _append(self, route: str, principal: Principal, headers: dict[bytes, str], receive: Any,
                       codec: Codec) -> tuple[bytes, int, dict[str, str]]:

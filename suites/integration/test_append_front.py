@@ -1,5 +1,5 @@
-"""The lean append path answers exactly as the Starlette stack and routes it bypasses: same status, body,
-headers, metrics, access lines and admission budget.
+"""The lean append path answers exactly as the Starlette stack and routes it bypasses: same status,
+body, headers, metrics, access lines and admission budget.
 
 Two apps on two fresh stores get the same requests, one with ``AppendFront`` and one without it (the
 middleware stack and the router's ``append_event``/``append_batch`` answer there). Store-assigned values (``recorded_at``, the
@@ -8,6 +8,7 @@ response time) are the only differences allowed.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
@@ -151,5 +152,67 @@ def test_the_lean_path_counts_against_the_same_budget_and_writes_the_same_access
         assert [a.status_code for a in answers] == [201, 401, 429]
         assert lines == ["POST /events 201 front-agent", "POST /events 401 -", "POST /events/batch 429 front-agent"]
     lean, routed = seen
-    lean[0][0][1].pop("recorded_at"), routed[0][0][1].pop("recorded_at")
+    lean[0][0][1].pop("recorded_at")
+    routed[0][0][1].pop("recorded_at")
     assert lean == routed
+
+
+def _append_scope(body: bytes) -> dict[str, Any]:
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+            "path": "/events", "raw_path": b"/events", "query_string": b"", "root_path": "",
+            "headers": [(b"authorization", f"Bearer {AGENT}".encode()), (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode())],
+            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80)}
+
+
+def test_the_access_line_names_the_status_that_was_sent_when_the_body_cannot_be(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A client gone after the head: the line says 201 (the head sent, the metrics' count), not 500."""
+    caplog.set_level(logging.INFO, logger="lighthouse.access")
+    app = create_app(tmp_path, secret=SECRET, settings=ServerSettings())
+    body = json.dumps(_event(event_id="head-only")).encode()
+
+    async def post_to_a_client_that_leaves() -> list[int]:
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+        heads: list[int] = []
+
+        async def receive() -> dict[str, Any]:
+            return messages.pop()
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body":
+                raise OSError("the client went away")
+            heads.append(message["status"])
+
+        with pytest.raises(OSError, match="went away"):
+            await app(_append_scope(body), receive, send)
+        return heads
+
+    with TestClient(app) as client:
+        assert client.portal is not None
+        assert client.portal.call(post_to_a_client_that_leaves) == [201]
+        assert app.state.ctx.admission.inflight == {}
+    lines = [re.sub(r" [0-9.]+ms$", "", r.getMessage()) for r in caplog.records if r.name == "lighthouse.access"]
+    assert lines == ["POST /events 201 front-agent"]
+
+
+def test_middleware_an_embedder_adds_sees_appends_too(tmp_path: Path) -> None:
+    app = create_app(tmp_path, secret=SECRET, settings=ServerSettings())
+    seen: list[str] = []
+
+    class Probe:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                seen.append(f"{scope['method']} {scope['path']}")
+            await self.inner(scope, receive, send)
+
+    app.add_middleware(Probe)
+    assert app.front is None
+    with TestClient(app) as client:
+        assert client.post("/events", json=_event(), headers=_bearer()).status_code == 201
+        assert client.post("/events/batch", json={"events": [_event(event_id="probe-1")]},
+                           headers=_bearer()).status_code == 201
+    assert seen == ["POST /events", "POST /events/batch"]
