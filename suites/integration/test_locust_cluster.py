@@ -115,6 +115,10 @@ def test_master_and_two_workers_merge_histograms_and_expose_a_stall(tmp_path: Pa
     assert intended_slow >= 40, intended_slow
     assert hidden >= 40, (intended_slow, locust)
     assert test.metrics["intended_p99_ms"].value > locust["p99_ms"]
+    # The report's timeline places the stall: some second's pooled p99 (both workers merged) is over SLOW_MS.
+    timeline = test.timelines[0]
+    per_second_p99 = [v for v in timeline.series["p99_ms"] if v is not None]
+    assert len(per_second_p99) == len(timeline.t) and max(per_second_p99) >= SLOW_MS, per_second_p99
     assert verdict.ok, verdict.summary()
     assert verdict.counts["acknowledged"] == params["totals"]["events_ok"] > 0
     assert verdict.counts["acknowledged_present"] == verdict.counts["acknowledged"]

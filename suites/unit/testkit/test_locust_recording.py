@@ -8,7 +8,7 @@ import pytest
 
 from testkit.load.locust.agents import AgentTraffic
 from testkit.load.locust.plan import PlanError, timespan_s
-from testkit.load.locust.recording import RunAggregate, WorkerRecorder
+from testkit.load.locust.recording import SETTLE_SECONDS, RunAggregate, WorkerRecorder
 from testkit.load.locust.run_results import build_results
 from testkit.results import RunResults
 
@@ -83,6 +83,66 @@ def test_results_round_trip_the_schema_with_adr_targets_and_the_timeline() -> No
     assert test.metrics["intended_p99_ms"].target is not None and test.metrics["intended_p99_ms"].target.value == 10.0
     assert test.metrics["locust_p99_ms"].value == 2.0
     assert test.parameters["intended_count"] == 200 and test.timelines[0].series["completed"]
+
+
+class _Clock:
+    """A worker's wall clock, moved by the test."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _at(recorder: WorkerRecorder, n: int, latency_ms: float) -> None:
+    for _ in range(n):
+        recorder.record(0, 0, int(latency_ms * MS), events_ok=1, failed=False, unknown=False)
+
+
+def test_each_seconds_latency_is_merged_across_workers_before_its_percentiles_are_taken() -> None:
+    """Worker w1's slow requests are most of w1's but 1.2% of the second's: the pooled p50 stays fast and
+    the p99 shows them (the mean of the two workers' medians would say 201 ms)."""
+    clocks = {"w0": _Clock(1000.2), "w1": _Clock(1000.7)}
+    workers = {name: WorkerRecorder(clock=clock) for name, clock in clocks.items()}
+    _at(workers["w0"], 490, 2.0)
+    _at(workers["w1"], 4, 2.0)
+    _at(workers["w1"], 6, 400.0)
+    clocks["w0"].now = 1001.1
+    _at(workers["w0"], 100, 5.0)
+    aggregate = RunAggregate()
+    for name, recorder in workers.items():
+        aggregate.add(name, json.loads(json.dumps(recorder.take_delta(final=True))))
+    results = build_results(aggregate, plan={"batch": 1, "seed": 1}, locust_figures={}, users=2, host="h",
+                            target_events_per_s=550.0)
+    first, second = aggregate.second_latency[1000], aggregate.second_latency[1001]
+    assert first.count == 500 and second.count == 100
+    assert 1.9 * MS <= first.p50_ns <= 2.1 * MS and first.p99_ns >= 390 * MS
+    assert 4.9 * MS <= second.p99_ns <= 5.1 * MS
+    timeline = results.tests[0].timelines[0]
+    assert timeline.t == [0.0, 1.0] and timeline.units["p99_ms"] == "ms"
+    assert timeline.series["p99_ms"][0] is not None and timeline.series["p99_ms"][0] >= 390.0
+    assert timeline.series["completed"] == [500.0, 100.0] and timeline.series["offered"] == [550.0, 550.0]
+
+
+def test_the_master_keeps_figures_not_histograms_for_settled_seconds_and_counts_what_came_too_late() -> None:
+    clock = _Clock(5000.5)
+    recorder = WorkerRecorder(clock=clock)
+    aggregate = RunAggregate()
+    for _ in range(3 * SETTLE_SECONDS):
+        _at(recorder, 3, 1.0)
+        aggregate.add("w0", recorder.take_delta())
+        clock.now += 1
+    settled = sorted(aggregate.second_latency)
+    assert settled and settled[0] == 5000 and len(settled) >= SETTLE_SECONDS  # settled while the run went on
+    assert all(aggregate.second_latency[s].count == 3 for s in settled)
+    clock.now = 5000.5  # a delta for a second that has settled: pooled, but not drawn
+    _at(recorder, 7, 1.0)
+    aggregate.add("w0", recorder.take_delta(final=True))
+    assert aggregate.unplotted_requests == 7
+    assert aggregate.merged()[0].count == 3 * 3 * SETTLE_SECONDS + 7
+    aggregate.settle()
+    assert len(aggregate.second_latency) == 3 * SETTLE_SECONDS
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("90", 90.0), ("90s", 90.0), ("10m", 600.0), ("1h", 3600.0)])

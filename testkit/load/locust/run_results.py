@@ -70,17 +70,25 @@ def build_results(aggregate: RunAggregate, *, plan: Mapping[str, Any], locust_fi
     for name, value in locust_figures.items():
         metrics[f"locust_{name}"] = Metric(float(value), "ms" if name.endswith("_ms") else "count", "lower")
     origin = seconds[0] if seconds else 0
+    aggregate.settle()
+    per_second = [aggregate.second_latency.get(s) for s in seconds]
     timeline = Timeline(
-        "events per second (all workers)", [float(s - origin) for s in seconds],
+        "events per second and latency from the intended start (all workers)", [float(s - origin) for s in seconds],
         {"completed": [float(aggregate.seconds[s][1]) for s in seconds],
          "requests": [float(aggregate.seconds[s][0]) for s in seconds],
-         "errors": [float(aggregate.seconds[s][2]) for s in seconds]},
-        {"completed": "events/s", "requests": "requests/s", "errors": "requests/s"},
+         "errors": [float(aggregate.seconds[s][2]) for s in seconds],
+         "p50_ms": [None if f is None else f.p50_ns / 1e6 for f in per_second],
+         "p99_ms": [None if f is None else f.p99_ns / 1e6 for f in per_second]},
+        {"completed": "events/s", "requests": "requests/s", "errors": "requests/s", "p50_ms": "ms", "p99_ms": "ms"},
     )
+    if target_events_per_s is not None:  # the plan's rate, drawn next to what was achieved
+        timeline.series["offered"] = [float(target_events_per_s)] * len(seconds)
+        timeline.units["offered"] = "events/s"
     parameters = {
         "engine": "locust", "host": host, "users": users, "workers": len(aggregate.workers), "plan": dict(plan),
         "complete": aggregate.complete, "workers_finished": len(aggregate.finished),
         "totals": totals.to_dict(), "intended_count": intended.count, "sent_count": service.count,
+        "unplotted_requests": aggregate.unplotted_requests,
         "per_worker": {worker_id: {"intended_count": worker.intended.count, **worker.totals.to_dict()}
                        for worker_id, worker in sorted(aggregate.workers.items())},
     }
