@@ -11,12 +11,17 @@ connections and run closed-loop for a fixed time. It prints, side by side in one
 each at 1/8/32/128 connections: events/s, requests/s, pooled p50/p99/p99.9 (every request of every
 client process, merged HDR histograms from testkit.percentiles), and CPU microseconds per request of the
 server process (psutil, all its threads) and of the client processes: CPU per request stays meaningful
-when the machine is shared, where throughput does not. Each connection authenticates as its own agent,
-as a fleet of agents would (one principal for every connection would meet the per-principal budget).
+when the machine is shared, where throughput does not. ``--rounds N`` runs the whole set N times in
+turn (this machine's speed drifts by half within minutes) and ends with a summary per scenario: the
+median and range of the rounds' rates, percentiles pooled over every round's requests, and each
+single-append rate as a share of the no-op rate measured in the same round. Each connection
+authenticates as its own agent, as a fleet of agents would (one principal for every connection would
+meet the per-principal budget).
 The client processes share the machine's cores with the server, so on a small machine the figures are
 a floor.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/http_bench.py [--seconds 5] [--durability fsync] [--json out.json]
+    PYTHONPATH=. .venv/bin/python benchmarks/http_bench.py [--seconds 5] [--rounds 3] [--durability fsync] \
+        [--only "noop c=32,single c=32"] [--json out.json]
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import multiprocessing
 import os
 import secrets
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,7 +52,7 @@ from lighthouse.server.auth import Role, TokenAuthority
 from lighthouse.server.serve import event_loop_factory
 from testkit.percentiles import LatencyRecorder
 
-__all__ = ["Scenario", "main"]
+__all__ = ["Row", "Scenario", "main", "summarize"]
 
 NOOP_PATH = "/bench/noop"
 CONCURRENCIES: tuple[int, ...] = (1, 8, 32, 128)
@@ -188,6 +194,8 @@ class Row:
     errors: int
     server_cpu_us_per_request: float
     client_cpu_us_per_request: float
+    round: int = 1
+    histogram: str = ""  # every request's latency (testkit.percentiles encoding), to pool rounds
 
 
 def _cpu_seconds(process: psutil.Process) -> float:
@@ -196,7 +204,7 @@ def _cpu_seconds(process: psutil.Process) -> float:
 
 
 def run_scenario(server: psutil.Process, port: int, tokens: Sequence[str], scenario: Scenario, seconds: float,
-                 payload_bytes: int, processes: int) -> Row:
+                 payload_bytes: int, processes: int, round_: int = 1) -> Row:
     """Fork the client processes, start them together, merge their histograms into one pooled view."""
     context = multiprocessing.get_context("fork")
     count = min(processes, scenario.connections)
@@ -229,7 +237,40 @@ def run_scenario(server: psutil.Process, port: int, tokens: Sequence[str], scena
     return Row(scenario.name, scenario.connections, count, scenario.events_per_request, done / seconds,
                pooled.count / seconds, pooled.percentile(50) / 1e6, pooled.percentile(99) / 1e6,
                pooled.percentile(99.9) / 1e6, pooled.count, errors, server_cpu / served * 1e6,
-               client_cpu / served * 1e6)
+               client_cpu / served * 1e6, round_, pooled.encode())
+
+
+def _print_row(row: Row, label: str) -> None:
+    print(f"{label:<14} {row.events_per_s:>10,.0f} {row.requests_per_s:>11,.0f} {row.p50_ms:>8.2f} "
+          f"{row.p99_ms:>8.2f} {row.p999_ms:>9.2f} {row.errors:>6} {row.server_cpu_us_per_request:>13,.0f} "
+          f"{row.client_cpu_us_per_request:>13,.0f}", flush=True)
+
+
+def _shares_of_ceiling(rows: Sequence[Row]) -> dict[str, list[float]]:
+    """Each single-append row's request rate over the no-op rate at the same concurrency in the same round."""
+    ceiling = {(r.round, r.connections): r.requests_per_s for r in rows if r.scenario.startswith("noop")}
+    shares: dict[str, list[float]] = {}
+    for row in rows:
+        noop = ceiling.get((row.round, row.connections))
+        if row.scenario.startswith("single") and noop:
+            shares.setdefault(row.scenario, []).append(row.requests_per_s / noop)
+    return shares
+
+
+def summarize(rows: Sequence[Row]) -> None:
+    """Per scenario over the rounds: median rate and its range, percentiles of every round's requests pooled."""
+    rounds = max(r.round for r in rows)
+    print(f"summary of {rounds} rounds: rates are the median [lowest-highest] round; latency pooled over all rounds")
+    print(f"{'scenario':<14} {'events/s':>10} {'range':>17} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} "
+          f"{'server us/req':>13}")
+    for name in dict.fromkeys(r.scenario for r in rows):
+        mine = [r for r in rows if r.scenario == name]
+        rates = sorted(r.events_per_s for r in mine)
+        pooled = LatencyRecorder().merge(*(LatencyRecorder.decode(r.histogram) for r in mine))
+        server_us = statistics.median(r.server_cpu_us_per_request for r in mine)
+        print(f"{name:<14} {statistics.median(rates):>10,.0f} {f'{rates[0]:,.0f}-{rates[-1]:,.0f}':>17} "
+              f"{pooled.percentile(50) / 1e6:>8.2f} {pooled.percentile(99) / 1e6:>8.2f} "
+              f"{pooled.percentile(99.9) / 1e6:>9.2f} {server_us:>13,.0f}")
 
 
 def _stack() -> str:
@@ -252,10 +293,17 @@ def main() -> int:
     parser.add_argument("--durability", default="fsync", choices=("fsync", "batch", "none"))
     parser.add_argument("--payload-bytes", type=int, default=200)
     parser.add_argument("--client-processes", type=int, default=2, help="load-generating processes (at most one per connection)")
-    parser.add_argument("--only", help="run only scenarios whose name starts with this (noop, single, batch100)")
+    parser.add_argument("--only", help="run only scenarios whose name starts with one of these, comma-separated "
+                                       "(noop, single, batch100, 'noop c=8,single c=8')")
+    parser.add_argument("--rounds", type=int, default=1, help="run every scenario this many times, in turn")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
-    chosen = [s for s in scenarios() if args.only is None or s.name.startswith(args.only)]
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    prefixes = tuple(p.strip() for p in args.only.split(",")) if args.only else ("",)
+    chosen = [s for s in scenarios() if s.name.startswith(prefixes)]
+    if not chosen:
+        parser.error(f"--only {args.only!r} names no scenario")
     with tempfile.TemporaryDirectory(prefix="http-bench-") as tmp:
         process, port, secret = start_server(Path(tmp), args.durability)
         authority = TokenAuthority(secret)
@@ -270,18 +318,17 @@ def main() -> int:
             print(f"{'scenario':<14} {'events/s':>10} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} "
                   f"{'p99.9 ms':>9} {'errors':>6} {'server us/req':>13} {'client us/req':>13}")
             run_scenario(server, port, tokens, Scenario("warm-up", "/events", 4, 1), 1.0, args.payload_bytes, 1)
-            for scenario in chosen:
-                row = run_scenario(server, port, tokens, scenario, args.seconds, args.payload_bytes,
-                                   args.client_processes)
-                rows.append(row)
-                print(f"{row.scenario:<14} {row.events_per_s:>10,.0f} {row.requests_per_s:>11,.0f} "
-                      f"{row.p50_ms:>8.2f} {row.p99_ms:>8.2f} {row.p999_ms:>9.2f} {row.errors:>6} "
-                      f"{row.server_cpu_us_per_request:>13,.0f} {row.client_cpu_us_per_request:>13,.0f}",
-                      flush=True)
-            ceiling = {r.connections: r.requests_per_s for r in rows if r.scenario.startswith("noop")}
-            for row in rows:
-                if row.scenario.startswith("single") and ceiling.get(row.connections):
-                    print(f"{row.scenario}: {row.requests_per_s / ceiling[row.connections]:.0%} of the no-op ceiling")
+            for round_ in range(1, args.rounds + 1):
+                for scenario in chosen:
+                    row = run_scenario(server, port, tokens, scenario, args.seconds, args.payload_bytes,
+                                       args.client_processes, round_)
+                    rows.append(row)
+                    _print_row(row, row.scenario if args.rounds == 1 else f"{row.scenario} #{round_}")
+            for name, shares in _shares_of_ceiling(rows).items():
+                each = "" if len(shares) == 1 else f" (rounds: {', '.join(f'{x:.0%}' for x in shares)})"
+                print(f"{name}: {statistics.median(shares):.0%} of the no-op ceiling{each}")
+            if args.rounds > 1:
+                summarize(rows)
             print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         finally:
             os.kill(process.pid, signal.SIGTERM)
