@@ -180,7 +180,8 @@ def summarize(results: RunResults, history: str, leak: LeakVerdict | None, repor
     totals = test.parameters["totals"]
     print(f"achieved {m['throughput_events_per_s']:,.0f} events/s (steady seconds), {totals['events_ok']:,} events "
           f"acknowledged in {totals['requests']:,} requests, {totals['requests_failed']} refused, "
-          f"{totals['requests_unknown']} unknown, {totals['late_starts']:,} late starts")
+          f"{totals['requests_unknown']} answered without a definite outcome, {totals['late_starts']:,} late starts "
+          f"(requests still in flight when the run stopped are counted by the history check below)")
     print(f"pooled latency from the intended start: p50 {m['intended_p50_ms']:.1f} ms, p99 {m['intended_p99_ms']:.1f} ms, "
           f"p99.9 {m['intended_p99.9_ms']:.1f} ms; from the send: p99 {m['sent_p99_ms']:.1f} ms, p99.9 "
           f"{m['sent_p99.9_ms']:.1f} ms; Locust's own p99 {m['locust_p99_ms']:.0f} ms")

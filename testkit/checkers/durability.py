@@ -160,12 +160,17 @@ def _check(
     status = h.event_status
     acked, failed = status == OK, status == FAIL
     unknown = ~(acked | failed)
+    without_outcome = np.zeros(h.n_ops, dtype=bool)
+    without_outcome[history.without_outcome()] = True
+    no_outcome = np.repeat(without_outcome, h.lengths)  # the unknown whose client never heard back (cut off)
     out.counts.update({
         "operations": h.n_ops,
         "acknowledged": int(acked.sum()),
         "acknowledged_present": int((acked & present).sum()),
         "unknown_present": int((unknown & present).sum()),
         "unknown_absent": int((unknown & ~present).sum()),
+        "no_outcome_present": int((no_outcome & present).sum()),
+        "no_outcome_absent": int((no_outcome & ~present).sum()),
         "failed_absent": int((failed & ~present).sum()),
         "recovered": log.n,
         "store_generated": log.store_generated,

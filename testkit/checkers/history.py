@@ -74,6 +74,8 @@ _KIND_CODES: Final[tuple[OpKind, ...]] = (OpKind.APPEND, OpKind.APPEND_BATCH)
 _STATUS_CODES: Final[tuple[OpStatus, ...]] = (OpStatus.PENDING, OpStatus.OK, OpStatus.FAIL, OpStatus.UNKNOWN)
 _KIND_CODE_OF: Final[dict[str, int]] = {kind.value: code for code, kind in enumerate(_KIND_CODES)}
 PENDING, OK, FAIL, UNKNOWN = range(4)
+#: the reason given to a call that was still pending when its history was loaded or resumed
+_NO_OUTCOME: Final[str] = "no outcome recorded: the client stopped mid-call"
 _OUTCOME_TAGS: Final[dict[int, str]] = {OK: "o", FAIL: "f", UNKNOWN: "u"}
 _STATUS_OF_TAG: Final[dict[str, int]] = {tag: code for code, tag in _OUTCOME_TAGS.items()}
 
@@ -482,7 +484,15 @@ class History:
         """Calls a previous incarnation left pending can never complete now: their outcome is unknown."""
         for index, code in enumerate(self._cols.status):
             if code == PENDING:
-                self._complete(index, UNKNOWN, None, "no outcome recorded: the client stopped mid-call")
+                self._complete(index, UNKNOWN, None, _NO_OUTCOME)
+
+    def without_outcome(self) -> list[int]:
+        """Operations whose client never recorded an outcome: still pending, or closed as unknown on loading
+        because their client stopped mid-call (in flight when a run ended). Distinct from calls that ended
+        without a definite answer (a timeout, a lost connection): a report can then say which is which."""
+        cols, errors = self._cols, self._errors
+        return [index for index, code in enumerate(cols.status)
+                if code == PENDING or (code == UNKNOWN and errors.get(index) == _NO_OUTCOME)]
 
     def _intern(self, client_id: str) -> str:
         return self._clients.setdefault(client_id, client_id)

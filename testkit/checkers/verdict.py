@@ -68,8 +68,11 @@ class Verdict:
         head = "OK" if self.ok else f"VIOLATED ({found})"
         keys = ("acknowledged", "acknowledged_present", "unknown_present", "unknown_absent", "recovered")
         figures = " ".join(f"{k}={self.counts.get(k, 0)}" for k in keys)
+        cut_off = self.counts.get("no_outcome_present", 0) + self.counts.get("no_outcome_absent", 0)
+        cut_off_text = (f" (of the unknown, {cut_off} never got an answer: present={self.counts['no_outcome_present']}"
+                        f" absent={self.counts['no_outcome_absent']})") if cut_off else ""
         declared = f" declared_losses={self.declared_loss_count}" if self.declared_loss_count else ""
-        return f"{head}: {figures}{declared}"
+        return f"{head}: {figures}{cut_off_text}{declared}"
 
 
 @dataclass(slots=True)

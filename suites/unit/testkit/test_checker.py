@@ -93,6 +93,28 @@ def test_unknown_outcomes_may_be_present_or_absent(sc: Scenario) -> None:
     assert verdict.counts["unknown_absent"] == 2
 
 
+def test_calls_without_an_answer_are_told_apart_from_indefinite_answers(sc: Scenario, tmp_path: Any) -> None:
+    """A call still in flight when its client stopped (closed as unknown on loading the journal) is counted as
+    never answered; a call that timed out is unknown too, but was answered by the client's own timeout."""
+    journal = tmp_path / "client.journal"
+    sc.history = History(journal, sync="none")
+    sc.write(1)
+    sc.write(2, outcome="unknown", kept=True)  # timed out, but written
+    sc.history.invoke("append_batch", [sc.event(3), sc.event(4)])  # cut off: the store kept it
+    sc.store([sc.event(3), sc.event(4)])
+    sc.history.invoke("append", [sc.event(5)])  # cut off: the store never got it
+    sc.history.close()
+    loaded = History.load(journal)
+    assert loaded.without_outcome() == [2, 3]
+    verdict = check_durability(loaded, sc.log)
+    assert verdict.ok, verdict.to_dict()
+    assert verdict.counts["unknown_present"] == 3 and verdict.counts["unknown_absent"] == 1
+    assert verdict.counts["no_outcome_present"] == 2 and verdict.counts["no_outcome_absent"] == 1
+    assert "3 never got an answer: present=2 absent=1" in verdict.summary()
+    live = check_durability(sc.history, sc.log)  # before loading, the same calls are still pending
+    assert live.counts["no_outcome_present"] == 2 and live.counts["no_outcome_absent"] == 1
+
+
 def test_a_lost_acknowledged_write_at_the_tail_is_lost(sc: Scenario) -> None:
     for n in range(1, 5):
         sc.write(n)
