@@ -30,6 +30,7 @@ __all__ = [
 JSON_TYPE: Final[str] = "application/json"
 MSGPACK_TYPES: Final[frozenset[str]] = frozenset({"application/msgpack", "application/x-msgpack", "application/vnd.msgpack"})
 _MAX_DEPTH: Final[int] = 64
+_CONTAINERS: Final[frozenset[type]] = frozenset((dict, list))  # what msgspec's JSON decoder nests
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,17 +260,16 @@ def _check_nesting(value: Any) -> None:
     (it refuses 1e400): only the nesting is left to check, so scalars are passed over without a look."""
     if type(value) is not dict and type(value) is not list:
         return
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    push, pop = stack.append, stack.pop
-    while stack:
-        item, depth = pop()
-        children = item.values() if type(item) is dict else item
-        if children and depth >= _MAX_DEPTH:
+    # Level by level: the containers one level down, gathered in one comprehension per level (a batch body
+    # is four levels deep however many events it holds): two thirds of the cost of a stack of (item, depth) pairs.
+    level: list[Any] = [value]
+    depth = 0
+    while level:
+        if depth >= _MAX_DEPTH and any(level):
             raise _too_deep()
-        for child in children:
-            kind = type(child)
-            if kind is dict or kind is list:
-                push((child, depth + 1))
+        level = [child for item in level for child in (item.values() if type(item) is dict else item)
+                 if type(child) in _CONTAINERS]
+        depth += 1
 
 
 def _too_deep() -> ApiError:

@@ -71,3 +71,28 @@ def test_the_depth_line_is_exact_for_every_kind_of_leaf(leaf: Any) -> None:
 def test_overflowing_json_numbers_are_refused(raw: bytes) -> None:
     with pytest.raises(ApiError, match="NaN and infinite"):
         decode_body(raw, "application/json")
+
+
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-2**63, max_value=2**64 - 1),
+                         st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=3))
+json_bodies = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(st.text(max_size=2), inner, max_size=3), max_leaves=20)
+
+
+def json_verdict(value: Any) -> bool:
+    import json
+
+    try:
+        decode_body(json.dumps(value).encode(), "application/json")
+    except ApiError as exc:
+        assert exc.status == 400
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=json_bodies, depth=st.integers(min_value=0, max_value=70), as_list=st.booleans())
+def test_the_json_path_agrees_with_the_plain_rule(body: Any, depth: int, as_list: bool) -> None:
+    """JSON bodies take msgspec and a nesting check of its own (it holds no binary or non-finite values)."""
+    value = nested(body, depth, as_list=as_list)
+    assert json_verdict(value) == reference_verdict(value)
