@@ -2,7 +2,8 @@
 
 Starts the server (fsync durability) on a fresh directory, issues one token per simulated agent, runs
 a Locust master and workers on this machine (``testkit.load.locust``) in open loop at the planned rate,
-samples the server's RSS throughout, then reads the whole store back and checks that every
+samples the server's RSS and what the machine did each second (the server's CPU, the other processes',
+the hypervisor's steal, the disk) throughout, then reads the whole store back and checks that every
 acknowledged write is there by id. Judged: pooled percentiles from the intended start against
 ADR-004, the planned rate, the history (0 acknowledged lost) and the leak verdict on the server's RSS.
 Writes ``OUT/results.json`` and the HTML report ``OUT/index.html``.
@@ -30,16 +31,18 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 from lighthouse.server.app import SERVER_AGENT
 from lighthouse.server.auth import Role, TokenAuthority
 from testkit.load.locust.cluster import LocalCluster
 from testkit.load.locust.plan import timespan_s
-from testkit.load.locust.run_results import results_path
+from testkit.load.locust.run_results import ADR_004_TARGETS_MS, results_path
+from testkit.machine_activity import ActivityRecorder, machine_note, split_by_slow_intervals
 from testkit.load.locust.verify import record_verdict, verify_run
 from testkit.memory import InsufficientSamplesError, LeakVerdict, RssSampler, leak_verdict
 from testkit.report import render_report
-from testkit.results import MemoryRecord, RunResults
+from testkit.results import MemoryRecord, RunResults, Timeline
 
 __all__ = ["main"]
 
@@ -124,12 +127,14 @@ def main() -> int:
                               for i in range(args.agents)))
     server, base_url = _start_server(workdir, secret)
     sampler = RssSampler(interval=1.0, pid=server.pid)
+    activity = ActivityRecorder(psutil.Process(server.pid), interval=1.0)
     index = IndexSampler(base_url)
     print(f"soak: {args.rate:,.0f} events/s planned from {args.agents} agents in batches of {args.batch}, "
           f"{args.duration}, {args.workers} Locust workers, server {base_url} (pid {server.pid}); "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
     try:
         sampler.start()
+        activity.start()
         index.start(time.monotonic())
         cluster = LocalCluster(base_url, out, tokens, users=args.agents, run_time=args.duration, workers=args.workers,
                                spawn_rate=max(1.0, args.agents / 10),
@@ -138,6 +143,7 @@ def main() -> int:
         with cluster:
             status = cluster.wait(timeout=duration_s + 600)
         sampler.stop()
+        activity.stop()
         index.stop()
         print(f"locust master exited with {status}; reading the store back for the history check", flush=True)
         verdict = asyncio.run(verify_run(out, base_url, authority.issue("soak-checker", Role.ADMIN),
@@ -152,16 +158,18 @@ def main() -> int:
             leak = None
             print(f"no leak verdict: {exc}")
         results.memory = sampler_record(sampler, leak)
+        machine = add_machine_activity(results, activity.per_interval(), batch=args.batch)
         if leak is not None and leak.leaking:
             results.tests[0].outcome = "failed"
             results.finish("failed")
         results.save(results_path(out))
         report = render_report(results_path(out), out / "index.html", title="lighthouse HTTP soak (Locust)")
-        summarize(results, verdict.summary(), leak, report)
+        summarize(results, verdict.summary(), leak, report, machine)
         return 0 if results.run.verdict == "passed" else 1
     finally:
         if sampler.running:
             sampler.stop()
+        activity.stop()
         if server.poll() is None:
             os.kill(server.pid, signal.SIGTERM)
             server.wait(timeout=120)
@@ -174,7 +182,31 @@ def sampler_record(sampler: RssSampler, leak: LeakVerdict | None) -> MemoryRecor
                         leak=None if leak is None else leak.to_dict())
 
 
-def summarize(results: RunResults, history: str, leak: LeakVerdict | None, report: Path) -> None:
+def add_machine_activity(results: RunResults, rows: list[dict[str, float]], *, batch: int) -> str:
+    """Draw what the server and the machine did each second beside the latency timeline, and compare the
+    seconds whose p99 missed ADR-004 with the rest: the server working harder, the load generators (other
+    processes) crowding it, the hypervisor taking the cores, or the disk. Returns that comparison in words."""
+    test = results.tests[0]
+    origin = test.parameters.get("first_wall_second")
+    if not rows or origin is None or not test.timelines:
+        return "no machine activity sampled"
+    keys = ("measured_process_cpu_pct", "other_processes_cpu_pct", "steal_pct", "busiest_disk_pct", "disk_write_mb_s")
+    aligned = [{**row, "t": row["t"] - origin} for row in rows]
+    test.timelines.append(Timeline(
+        "each second: the server's share of the CPUs, the other processes' (the load generators), steal, disk",
+        [row["t"] for row in aligned], {key: [row[key] for row in aligned] for key in keys},
+        {key: "MB/s" if key == "disk_write_mb_s" else "%" for key in keys}))
+    line = ADR_004_TARGETS_MS["single" if batch == 1 else "batch"]["p99"]
+    latency = test.timelines[0]
+    # a second's slow requests were in flight for up to its p99 before they completed in it
+    slow = [(t + 1.0 - p99 / 1e3, t + 1.0) for t, p99 in zip(latency.t, latency.series["p99_ms"])
+            if p99 is not None and p99 > line]
+    during = split_by_slow_intervals(aligned, slow)
+    test.parameters.update(machine_while_slow=during["slow"], machine_otherwise=during["other"])
+    return f"seconds with p99 > {line:g} ms {machine_note(during['slow'])}; the others {machine_note(during['other'])}"
+
+
+def summarize(results: RunResults, history: str, leak: LeakVerdict | None, report: Path, machine: str) -> None:
     test = results.tests[0]
     m = {name: metric.value for name, metric in test.metrics.items()}
     totals = test.parameters["totals"]
@@ -189,6 +221,7 @@ def summarize(results: RunResults, history: str, leak: LeakVerdict | None, repor
         if metric.target is not None:
             print(f"  {name}: {metric.value:,.1f} {metric.unit} vs {metric.target.op} {metric.target.value:,.1f}: "
                   f"{'met' if metric.target_met else 'NOT met'}")
+    print(f"machine: {machine}")
     print(f"history: {history}")
     if leak is not None:
         print(f"server RSS: {leak.slope_bytes_per_s:,.0f} B/s ({leak.relative_per_hour:.2%}/h): {leak.reason}")

@@ -28,7 +28,13 @@ import psutil
 
 from testkit.adapters import available_adapters
 from testkit.load import ConstantRate, LoadRunner
-from testkit.machine_activity import ActivitySample, MachineActivity, activity_per_interval, split_by_slow_intervals
+from testkit.machine_activity import (
+    ActivitySample,
+    MachineActivity,
+    activity_per_interval,
+    machine_note,
+    split_by_slow_intervals,
+)
 from testkit.memory import InsufficientSamplesError, LeakVerdict, leak_verdict
 from testkit.percentiles import HistogramSpec
 from testkit.speed import SpeedLines
@@ -184,7 +190,8 @@ def test_ten_thousand_events_per_second_soak(tmp_path: Path, run: Any, testkit_d
          "batches_in_flight": flying} for t, anon, expected, rss, flying in samples],
         {"rss_mb": "MB", "anonymous_mb": "MB", "index_and_ledger_mb": "MB"})
     testkit_record.timeline("soak machine", machine,
-                            {"busiest_disk_pct": "%", "disk_write_mb_s": "MB/s", "other_processes_cpu_pct": "%"})
+                            {"busiest_disk_pct": "%", "disk_write_mb_s": "MB/s", "measured_process_cpu_pct": "%",
+                             "other_processes_cpu_pct": "%", "steal_pct": "%"})
 
     assert result.errors == 0, f"failed appends: {result.errors_by_kind}"
     assert outcome["acknowledged"] == result.completed * BATCH > 0
@@ -200,7 +207,4 @@ def test_ten_thousand_events_per_second_soak(tmp_path: Path, run: Any, testkit_d
 
 def _machine_note(during: dict[str, dict[str, float]]) -> str:
     slow, other = during["slow"], during["other"]
-    return (f"while slow ({slow['intervals']:.0f} s): busiest disk {slow['busiest_disk_pct']:.0f}% busy, "
-            f"{slow['disk_write_mb_s']:.1f} MB/s written, other processes {slow['other_processes_cpu_pct']:.0f}% "
-            f"of the CPUs; otherwise ({other['intervals']:.0f} s): {other['busiest_disk_pct']:.0f}%, "
-            f"{other['disk_write_mb_s']:.1f} MB/s, {other['other_processes_cpu_pct']:.0f}%")
+    return f"while slow {machine_note(slow)}; otherwise {machine_note(other)}"

@@ -86,6 +86,7 @@ def build_results(aggregate: RunAggregate, *, plan: Mapping[str, Any], locust_fi
         timeline.units["offered"] = "events/s"
     parameters = {
         "engine": "locust", "host": host, "users": users, "workers": len(aggregate.workers), "plan": dict(plan),
+        "first_wall_second": origin,  # the timeline's t = 0, in seconds since the epoch (to line other samples up)
         "complete": aggregate.complete, "workers_finished": len(aggregate.finished),
         "totals": totals.to_dict(), "intended_count": intended.count, "sent_count": service.count,
         "unplotted_requests": aggregate.unplotted_requests,
