@@ -142,7 +142,8 @@ def _expected_version(reader: QueryReader) -> int | None:
 async def append_one(ctx: ServerContext, principal: Principal, body: Any,
                      expected: int | None) -> tuple[Event, int, dict[str, str]]:
     """Append one decoded event body: (the stored event, status, headers). Shared by the route and the lean front."""
-    event = quick_event(body, principal.agent_id) or event_from_body(body, principal)
+    event = (quick_event(body, principal.agent_id, bridge_types=principal.role.includes(Role.ADMIN))
+             or event_from_body(body, principal))
     assert ctx.store is not None
     store = ctx.store
 
@@ -196,8 +197,8 @@ async def append_many(ctx: ServerContext, principal: Principal, body: Any) -> tu
         raise InvalidEvent("a batch holds at least one event")
     if len(raw_events) > MAX_BATCH_EVENTS:
         raise BatchTooLarge(f"a batch holds 1..{MAX_BATCH_EVENTS} events, got {len(raw_events)}", count=len(raw_events))
-    agent = principal.agent_id
-    events = [quick_event(raw, agent) or event_from_body(raw, principal, where=f"events[{i}]")
+    agent, bridge_types = principal.agent_id, principal.role.includes(Role.ADMIN)
+    events = [quick_event(raw, agent, bridge_types=bridge_types) or event_from_body(raw, principal, where=f"events[{i}]")
               for i, raw in enumerate(raw_events)]
     expected = _expected_versions(body.get("expected_versions"))
     assert ctx.store is not None

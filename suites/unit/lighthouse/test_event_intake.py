@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lighthouse.bridge.vocabulary import BRIDGE_EVENT_TYPES
 from lighthouse.errors import LighthouseError
 from lighthouse.models import CLIENT_FIELD_COUNT, Event, EventType
 from lighthouse.server.auth import Principal, Role
@@ -72,7 +73,7 @@ def packed(value: Any) -> bytes | str:
 @settings(max_examples=500, deadline=None)
 @given(raw=bodies, principal=st.sampled_from([AGENT, ADMIN]))
 def test_what_it_builds_is_what_the_full_path_builds(raw: dict[str, Any], principal: Principal) -> None:
-    quick = quick_event(raw, principal.agent_id)
+    quick = quick_event(raw, principal.agent_id, bridge_types=principal is ADMIN)
     full = full_path(raw, principal)
     if quick is not None:
         assert isinstance(full, Event), full
@@ -101,7 +102,7 @@ def test_every_pair_of_edge_values_is_built_as_the_full_path_builds_it() -> None
         for dropped in (None, *VALID):
             raw = {k: v for k, v in {**VALID, **change}.items() if k != dropped}
             for principal in (AGENT, ADMIN):
-                quick = quick_event(raw, principal.agent_id)
+                quick = quick_event(raw, principal.agent_id, bridge_types=principal is ADMIN)
                 if quick is not None:
                     full = full_path(raw, principal)
                     assert isinstance(full, Event), (raw, full)
@@ -137,6 +138,18 @@ def test_the_common_case_takes_the_quick_path(raw: dict[str, Any]) -> None:
 ])
 def test_anything_else_is_left_to_the_full_path(change: dict[str, Any]) -> None:
     assert quick_event({**COMMON, **change}, AGENT.agent_id) is None
+
+
+@pytest.mark.parametrize("kind", sorted(k.value for k in BRIDGE_EVENT_TYPES))
+def test_an_admin_writes_the_bridge_types_through_the_quick_path(kind: str) -> None:
+    raw = {**COMMON, "event_type": kind}
+    assert quick_event(raw, AGENT.agent_id) is None  # an agent is refused there (403), by the full path
+    assert isinstance(full_path(raw, AGENT), ApiError)
+    quick = quick_event(raw, ADMIN.agent_id, bridge_types=True)
+    full = full_path(raw, ADMIN)
+    assert quick is not None and isinstance(full, Event)
+    assert_same_event(quick, full, raw)
+    assert quick_event({**raw, "event_type": "system_started"}, ADMIN.agent_id, bridge_types=True) is None
 
 
 def test_only_objects_are_events() -> None:
