@@ -38,8 +38,8 @@ from lighthouse.server.auth import Role, TokenAuthority
 from testkit.load.locust.cluster import LocalCluster
 from testkit.load.locust.plan import timespan_s
 from testkit.load.locust.run_results import ADR_004_TARGETS_MS, results_path
-from testkit.machine_activity import ActivityRecorder, machine_note, split_by_slow_intervals
 from testkit.load.locust.verify import record_verdict, verify_run
+from testkit.machine_activity import ActivityRecorder, machine_note, split_by_slow_intervals
 from testkit.memory import InsufficientSamplesError, LeakVerdict, RssSampler, leak_verdict
 from testkit.report import render_report
 from testkit.results import MemoryRecord, RunResults, Timeline
