@@ -9,12 +9,13 @@ left out (a chaos run's loop disks are not the machine's disk).
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psutil
+
+from testkit.periodic import PeriodicSampling
 
 __all__ = ["ActivityRecorder", "ActivitySample", "MachineActivity", "activity_per_interval", "machine_note",
            "split_by_slow_intervals"]
@@ -62,38 +63,19 @@ class ActivityRecorder:
     processes) lines its seconds up with. A process that ends stops the sampling and keeps what was taken."""
 
     def __init__(self, process: psutil.Process | None = None, *, interval: float = 1.0) -> None:
-        if not interval > 0:
-            raise ValueError(f"interval must be > 0 seconds, got {interval}")
+        self._sampling = PeriodicSampling(self._take, interval, "machine-activity")
         self.activity = MachineActivity(process)
-        self.interval = interval
         self.samples: list[ActivitySample] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("the recorder is already running")
-        self._stop.clear()
-        self._take()
-        self._thread = threading.Thread(target=self._run, name="machine-activity", daemon=True)
-        self._thread.start()
+        self._sampling.start()
 
     def stop(self) -> None:
-        if self._thread is None:
-            return
-        self._stop.set()
-        self._thread.join()
-        self._thread = None
-        self._take()
+        self._sampling.stop()
 
     def per_interval(self) -> list[dict[str, float]]:
         """:func:`activity_per_interval` of what was sampled (``t``: wall time at each interval's end)."""
         return activity_per_interval(self.samples, self.activity.cpus)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            if not self._take():
-                return
 
     def _take(self) -> bool:
         try:

@@ -20,6 +20,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import psutil
 
+from testkit.periodic import PeriodicSampling
 from testkit.results import MemoryRecord
 
 __all__ = [
@@ -126,14 +127,11 @@ class RssSampler:
     """
 
     def __init__(self, interval: float = 0.1, pid: int | None = None) -> None:
-        if not interval > 0:
-            raise ValueError(f"interval must be > 0 seconds, got {interval}")
-        self.interval = interval
         self._process = psutil.Process(pid)
+        self._sampling = PeriodicSampling(self._sample, interval, f"rss-sampler-{self._process.pid}")
+        self.interval = interval
         self._samples: list[tuple[float, int]] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._t0 = 0.0
         self.error: BaseException | None = None
 
@@ -146,25 +144,16 @@ class RssSampler:
         self.stop()
 
     def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("the sampler is already running")
-        self._stop.clear()
-        self._t0 = time.monotonic()
-        self._sample()
-        self._thread = threading.Thread(target=self._run, name=f"rss-sampler-{self._process.pid}", daemon=True)
-        self._thread.start()
+        if not self._sampling.running:
+            self._t0 = time.monotonic()
+        self._sampling.start()
 
     def stop(self) -> None:
-        if self._thread is None:
-            return
-        self._stop.set()
-        self._thread.join()
-        self._thread = None
-        self._sample()
+        self._sampling.stop()
 
     @property
     def running(self) -> bool:
-        return self._thread is not None
+        return self._sampling.running
 
     @property
     def samples(self) -> list[tuple[float, int]]:
@@ -184,15 +173,10 @@ class RssSampler:
             with self._lock:
                 if len(self._samples) >= count:
                     return True
-            if self._stop.wait(min(self.interval, max(0.0, deadline - time.monotonic()))):
+            if self._sampling.wait_stopped(min(self.interval, max(0.0, deadline - time.monotonic()))):
                 break
         with self._lock:
             return len(self._samples) >= count
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            if not self._sample():
-                return
 
     def _sample(self) -> bool:
         try:
