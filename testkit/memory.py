@@ -129,7 +129,6 @@ class RssSampler:
     def __init__(self, interval: float = 0.1, pid: int | None = None) -> None:
         self._process = psutil.Process(pid)
         self._sampling = PeriodicSampling(self._sample, interval, f"rss-sampler-{self._process.pid}")
-        self.interval = interval
         self._samples: list[tuple[float, int]] = []
         self._lock = threading.Lock()
         self._t0 = 0.0
@@ -154,6 +153,10 @@ class RssSampler:
     @property
     def running(self) -> bool:
         return self._sampling.running
+
+    @property
+    def interval(self) -> float:
+        return self._sampling.interval
 
     @property
     def samples(self) -> list[tuple[float, int]]:
