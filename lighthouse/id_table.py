@@ -1,30 +1,33 @@
 """The id table: a stable 63-bit key -> sequence map in two flat arrays (open addressing).
 
 It costs about 35 bytes per entry (at its 0.35-0.7 load) where a dict of Python ints costs over 100,
-and its slot arrays can be plain ``array.array`` or memoryviews over a mapped checkpoint.
+and its slot arrays are memoryviews: of zeroed memory, or over a mapped checkpoint.
 """
 
 from __future__ import annotations
 
-from array import array
+import mmap
 
 import numpy as np
 
 __all__ = ["IdTable"]
 
+#: tables of at least this many bytes per array are anonymous mappings (see ``_zeroed``)
+_MAPPED_FROM = 1 << 20
+
 
 class IdTable:
     """Key (a stable 63-bit hash) -> sequence, open addressing over two flat arrays (about 35 bytes per entry).
 
-    The arrays may be ``array.array`` or writable ``memoryview`` (``q`` and ``Q``) over a checkpoint's
+    The arrays are writable ``memoryview`` (``q`` and ``Q``): of lazily zeroed memory, or of a checkpoint's
     buffer, so loading a checkpoint copies nothing.
     """
 
     __slots__ = ("_keys", "_values", "_mask", "_count")
 
     def __init__(self, capacity: int = 1024) -> None:
-        self._keys: array[int] | memoryview
-        self._values: array[int] | memoryview
+        self._keys: memoryview
+        self._values: memoryview
         self._keys, self._values = _empty_slots(capacity)
         self._mask = capacity - 1
         self._count = 0
@@ -46,12 +49,6 @@ class IdTable:
         table._keys, table._values, table._mask, table._count = keys, values, len(keys) - 1, count
         return table
 
-    def copy(self) -> IdTable:
-        table = IdTable.__new__(IdTable)
-        table._keys, table._values = array("q", bytes(self._keys)), array("Q", bytes(self._values))
-        table._mask, table._count = self._mask, self._count
-        return table
-
     def buffers(self) -> tuple[bytes, bytes, int]:
         """Copies of the slot arrays and the entry count (what a checkpoint stores)."""
         return bytes(self._keys), bytes(self._values), self._count
@@ -69,6 +66,10 @@ class IdTable:
 
     def __len__(self) -> int:
         return self._count
+
+    def has_room_for(self, count: int) -> bool:
+        """True if ``count`` more entries fit without the table growing."""
+        return (self._count + count) * 10 <= (self._mask + 1) * 7
 
     def add(self, key: int, sequence: int) -> None:
         if (self._count + 1) * 10 > (self._mask + 1) * 7:
@@ -127,7 +128,7 @@ class IdTable:
         self._keys, self._values = _placed(keys, values, (self._mask + 1) * 2)
         self._mask = len(self._keys) - 1
 
-    def updated(self, keys: list[int], values: list[int]) -> IdTable:
+    def updated(self, keys: list[int] | np.ndarray, values: list[int] | np.ndarray) -> IdTable:
         """A copy with each of ``keys`` set to its value, added or replaced (the last of a repeated key wins; a
         key held twice in the table is kept once), in numpy: a checkpoint thread folding a million keys with
         ``put`` in a Python loop held the GIL the event loop needs."""
@@ -155,12 +156,21 @@ class IdTable:
         return self._mask + 1
 
 
-def _empty_slots(capacity: int) -> tuple[array[int], array[int]]:
+def _empty_slots(capacity: int) -> tuple[memoryview, memoryview]:
     """Zeroed key and value slot arrays (a key of 0 marks a free slot)."""
-    return array("q", [0]) * capacity, array("Q", [0]) * capacity
+    return _zeroed(capacity).cast("q"), _zeroed(capacity).cast("Q")
 
 
-def _placed(keys: np.ndarray, values: np.ndarray, capacity: int) -> tuple[array[int], array[int]]:
+def _zeroed(slots: int) -> memoryview:
+    """Zeroed memory for ``slots`` 8-byte slots. A large table is an anonymous mapping, zeroed lazily by
+    the kernel, so a fresh table of millions of slots costs nothing until its slots are written (filling
+    it on allocation held the event loop 25-90 ms per table of 2-4 million slots; ``calloc`` only maps
+    lazily below glibc's moving mmap threshold, so it cannot be relied on)."""
+    size = slots * 8
+    return memoryview(mmap.mmap(-1, size) if size >= _MAPPED_FROM else bytearray(size))
+
+
+def _placed(keys: np.ndarray, values: np.ndarray, capacity: int) -> tuple[memoryview, memoryview]:
     """Slot arrays of ``capacity`` (a power of two) holding these entries in a valid linear-probing layout
     (not necessarily the slots a sequence of ``add`` calls would pick), placed in vectorised rounds: each
     round every unplaced entry tries its next slot, and of the entries trying one free slot one takes it.

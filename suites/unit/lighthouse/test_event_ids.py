@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lighthouse import event_ids
 from lighthouse.event_ids import EventIds, IdsSnapshot
 from lighthouse.id_table import IdTable
 from suites.unit.lighthouse.id_model import add_keys
@@ -89,3 +90,34 @@ def test_the_next_interval_starts_with_room_for_as_many_ids_as_the_last_up_to_th
     assert ids._live.capacity == grown and len(ids) == 10_000 and ids.candidates(7777) == [7777]
     ids.snapshot(interval=1000)  # e.g. a full scan's ids frozen by the first checkpoint: not the next size
     assert ids._live.capacity == IdTable.capacity_for(1000) < grown
+
+
+def test_a_full_large_live_table_is_frozen_instead_of_grown(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Growing re-places every entry on the event loop (~140 ms at 650,000 ids): past ``_FREEZE_AT`` ids a
+    full live table is frozen and a bigger one takes over; lookups span them, a checkpoint merges them."""
+    regrown: list[int] = []
+    grow = IdTable._grow
+
+    def counting_grow(table: IdTable) -> None:
+        regrown.append(len(table))
+        grow(table)
+
+    monkeypatch.setattr(IdTable, "_grow", counting_grow)
+    ids, model = EventIds(), defaultdict(list)
+    rng = np.random.default_rng(7)
+    keys = rng.integers(1, 1 << 62, 200_000).tolist()
+    sequence = 1
+    for start in range(0, len(keys), 100):  # batches of 100, as appends come
+        sequence = add_keys(ids, keys[start : start + 100], sequence, model)
+    assert regrown and max(regrown) < event_ids._FREEZE_AT  # only small tables were grown
+    assert len(ids._frozen) >= 1 and len(ids) == 200_000
+    for key in keys[::997] + [keys[-1], 12345]:
+        assert ids.candidates(key) == model.get(key, [])
+    assert ids.holds_any([1, 2, keys[150_000]]) and not ids.holds_any([1, 2, 3])
+    snapshot = ids.snapshot(interval=1_000_000)
+    assert len(snapshot) == 200_000
+    assert ids._live.capacity == IdTable.capacity_for(200_000)  # sized for all the interval's ids, not the last table's
+    snapshot.sorted_arrays()
+    ids.adopt(snapshot)
+    assert ids._frozen == [] and len(ids.sorted_base()[0]) == 200_000
+    assert all(ids.candidates(key) == model[key] for key in keys[::991])
