@@ -5,7 +5,12 @@ id as a Python string costs about 130 bytes per aggregate (a third of the store'
 million events), so the versions live in two tiers:
 
 - ``recent``: an exact dict (id -> (version, last sequence)) of aggregates written or looked up
-  since the last checkpoint began (and, while one is written, the dict it took: ``folding``);
+  since the last checkpoint began (and, while one is written, the dict it took: ``folding``), and the
+  writes' id keys and sequences in write order, hashed as they are written (one hash per aggregate per
+  group), so a checkpoint folds them into ``base`` with numpy alone: hashing 250,000 ids in a Python
+  loop on the checkpoint thread starved the event loop's durable appends for ~200 ms (16 bytes per
+  aggregate written per group; like ``recent``, they hold what was written since the last adopted
+  checkpoint: all of it while checkpoints are off or keep failing);
 - ``base``: an id table (stable 63-bit hash of the id -> sequence of its latest event), written to
   and loaded from the index checkpoint. A hit there is only a candidate: the event at that sequence
   is read back and its aggregate id compared, so a hash collision costs a read, never a wrong
@@ -14,18 +19,29 @@ million events), so the versions live in two tiers:
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 from lighthouse.id_table import IdTable
 from lighthouse.index import id_key
 from lighthouse.models import Event
 
-__all__ = ["AggregateVersions"]
+__all__ = ["AggregateVersions", "Handover"]
 
 #: Reads the event at a sequence (``None`` if there is none).
 EventAt = Callable[[int], "Event | None"]
 #: Finds the newest event of an aggregate the slow, exact way (``None`` if it has none).
 NewestOf = Callable[[str], "Event | None"]
+
+
+class Handover(NamedTuple):
+    """What a checkpoint takes to fold into the base table: the exact versions (read-only from now on), and
+    the id keys and last sequences of the writes among them, in write order (a later write of a key wins)."""
+
+    exact: dict[str, tuple[int, int]]
+    keys: array[int]
+    sequences: array[int]
 
 
 class AggregateVersions:
@@ -35,6 +51,8 @@ class AggregateVersions:
         self.recent: dict[str, tuple[int, int]] = {}
         #: ``recent`` as a checkpoint in flight took it (read-only), until its folded table is adopted
         self.folding: dict[str, tuple[int, int]] | None = None
+        self._handed: Handover | None = None
+        self._keys, self._sequences = array("q"), array("Q")  # of the writes in ``recent``
         self.base = base if base is not None else IdTable()
         self._event_at = event_at
         self._newest_of = newest_of
@@ -53,23 +71,32 @@ class AggregateVersions:
 
     def set(self, aggregate: str, version: int, last_sequence: int) -> None:
         self.recent[aggregate] = (version, last_sequence)
+        self._keys.append(id_key(aggregate))
+        self._sequences.append(last_sequence)
 
     def update(self, versions: Mapping[str, tuple[int, int]]) -> None:
         self.recent.update(versions)
+        self._keys.extend([id_key(aggregate) for aggregate in versions])
+        self._sequences.extend([last for _version, last in versions.values()])
 
-    def take_recent(self) -> dict[str, tuple[int, int]]:
-        """For a checkpoint: the exact versions not yet in ``base``. ``recent`` is handed over, not copied
+    def take_recent(self) -> Handover:
+        """For a checkpoint: the versions not yet in ``base``. ``recent`` is handed over, not copied
         (constant time, unless an earlier hand-over was never adopted: then the two are merged), and a
         fresh one takes the writes from now on. ``adopt`` ends the hand-over."""
-        self.folding = self.recent if self.folding is None else {**self.folding, **self.recent}
-        self.recent = {}
-        return self.folding
+        handed = Handover(self.recent, self._keys, self._sequences)
+        if self._handed is not None:  # never adopted: this hand-over carries it too
+            earlier = self._handed
+            handed = Handover({**earlier.exact, **handed.exact}, earlier.keys + handed.keys,
+                              earlier.sequences + handed.sequences)
+        self._handed, self.folding = handed, handed.exact
+        self.recent, self._keys, self._sequences = {}, array("q"), array("Q")
+        return handed
 
-    def adopt(self, base: IdTable, folded: dict[str, tuple[int, int]]) -> None:
-        """A checkpoint folded ``folded`` (what ``take_recent`` gave it) into ``base``: take that as the base,
+    def adopt(self, base: IdTable, handed: Handover) -> None:
+        """A checkpoint folded ``handed`` (what ``take_recent`` gave it) into ``base``: take that as the base,
         so the strings held are only those of the aggregates written since, not of every one since open."""
-        if folded is self.folding:
-            self.base, self.folding = base, None
+        if handed is self._handed:
+            self.base, self.folding, self._handed = base, None, None
 
     def nbytes(self) -> int:
         """Bytes of the base table. Not counted: ``recent``, the aggregates written or looked up since the
@@ -81,7 +108,8 @@ class AggregateVersions:
         put = self.base.put
         for aggregate, (_version, last_sequence) in {**(self.folding or {}), **self.recent}.items():
             put(id_key(aggregate), last_sequence)
-        self.recent, self.folding = {}, None
+        self.recent, self.folding, self._handed = {}, None, None
+        self._keys, self._sequences = array("q"), array("Q")
 
     def _from_base(self, aggregate: str) -> tuple[int, int] | None:
         candidates = self.base.candidates(id_key(aggregate))

@@ -23,6 +23,7 @@ from lighthouse import ConcurrencyConflict, Event, EventStore, EventType, WriteF
 from lighthouse.checkpoint import _SYNC_EVERY, CHECKPOINT_NAME
 from lighthouse.id_table import IdTable
 from lighthouse.index import id_key
+from lighthouse.store_checkpoints import _with_recent
 from lighthouse.versions import AggregateVersions
 from testkit.chaos.lighthouse_checkpoints import CountingStore
 
@@ -254,7 +255,7 @@ def test_versions_written_while_a_checkpoint_was_taken_stay_in_the_exact_table()
     folded = versions.take_recent()  # what the checkpoint snapshot takes
     assert versions.recent == {} and versions.get("b") == 2  # answered from the hand-over meanwhile
     table = IdTable()
-    for aggregate, (_version, sequence) in folded.items():
+    for aggregate, (_version, sequence) in folded.exact.items():
         table.put(id_key(aggregate), sequence)
     versions.set("b", 3, 9)  # written after the snapshot, before the checkpoint finished
     versions.adopt(table, folded)
@@ -267,9 +268,27 @@ def test_a_hand_over_never_adopted_is_folded_by_the_next_checkpoint() -> None:
     versions.update({"a": (1, 1)})
     lost = versions.take_recent()  # its checkpoint failed before folding: never adopted
     versions.update({"b": (1, 2)})
-    assert versions.take_recent() == {"a": (1, 1), "b": (1, 2)}
+    handed = versions.take_recent()
+    assert handed.exact == {"a": (1, 1), "b": (1, 2)}
+    assert list(handed.keys) == [id_key("a"), id_key("b")] and list(handed.sequences) == [1, 2]
     versions.adopt(IdTable(), lost)  # a stale hand-over changes nothing
     assert versions.folding == {"a": (1, 1), "b": (1, 2)} and versions.get("a") == 1
+
+
+def test_a_hand_over_folds_into_the_table_like_each_write_put_in_order() -> None:
+    """The checkpoint thread folds the writes' keys, hashed as they were written, with numpy: the table
+    it makes must hold each aggregate's newest sequence, as putting the exact versions one by one does."""
+    base = IdTable().updated([id_key("old"), id_key("b")], [1, 2])
+    versions = AggregateVersions({}.get, lambda aggregate: None, base=base)
+    versions.update({"a": (1, 3), "b": (2, 4)})
+    versions.set("a", 2, 5)
+    versions.update({"c": (1, 6), "b": (3, 7)})
+    handed = versions.take_recent()
+    folded = _with_recent(base, handed)
+    assert handed.exact == {"a": (2, 5), "b": (3, 7), "c": (1, 6)}
+    for aggregate, newest in {"old": 1, "a": 5, "b": 7, "c": 6}.items():
+        assert folded.candidates(id_key(aggregate)) == [newest], aggregate
+    assert len(folded) == 4 and base.candidates(id_key("b")) == [2]  # a copy: the base is unchanged
 
 
 def _stored(aggregate: str, sequence: int, *, version: int) -> Event:
