@@ -30,8 +30,6 @@ __all__ = ["EventIds", "IdsSnapshot"]
 _SCALAR_SEARCHES = 8
 #: a full live table of this many ids is frozen instead of grown (growing it costs ~8 ms on the loop)
 _FREEZE_AT = 1 << 15
-#: the table that replaces a frozen full one is this many times its size (fewer tables to search)
-_SUCCESSOR_GROWTH = 4
 
 @dataclass(slots=True)
 class IdsSnapshot:
@@ -78,13 +76,14 @@ class EventIds:
         self._live.add_run(keys, first_sequence)
 
     def _make_room(self, count: int) -> None:
-        """Freeze a large live table that ``count`` more ids would make grow; a bigger one takes over."""
+        """Freeze a large live table that ``count`` more ids would make grow; one twice its size takes over
+        (the memory growing would take; a table per doubling to search until the next checkpoint)."""
         self._since_snapshot += count
         live = self._live
         if len(live) < _FREEZE_AT or live.has_room_for(count):
             return
         self._frozen.append(live)
-        self._live = IdTable(capacity=IdTable.capacity_for(max(count, len(live) * _SUCCESSOR_GROWTH)))
+        self._live = IdTable(capacity=max(IdTable.capacity_for(count), live.capacity * 2))  # as growing would
 
     def candidates(self, key: int) -> list[int]:
         """Sequences whose id hashes to ``key`` (normally zero or one), oldest layer first."""

@@ -162,12 +162,13 @@ def _empty_slots(capacity: int) -> tuple[memoryview, memoryview]:
 
 
 def _zeroed(slots: int) -> memoryview:
-    """Zeroed memory for ``slots`` 8-byte slots. A large table is an anonymous mapping, zeroed lazily by
-    the kernel, so a fresh table of millions of slots costs nothing until its slots are written (filling
-    it on allocation held the event loop 25-90 ms per table of 2-4 million slots; ``calloc`` only maps
-    lazily below glibc's moving mmap threshold, so it cannot be relied on)."""
+    """Zeroed memory for ``slots`` 8-byte slots. A large table is a private anonymous mapping, zeroed by the
+    kernel page by page as slots are first written, so creating one costs nothing on the event loop (filling
+    it there held the loop 25-90 ms per table of 2-4 million slots). Hashed keys touch every page soon, so
+    no memory is saved, only the stall. ``calloc`` maps lazily only at or above glibc's mmap threshold,
+    which moves up as large blocks are freed: it cannot be relied on."""
     size = slots * 8
-    return memoryview(mmap.mmap(-1, size) if size >= _MAPPED_FROM else bytearray(size))
+    return memoryview(mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE) if size >= _MAPPED_FROM else bytearray(size))
 
 
 def _placed(keys: np.ndarray, values: np.ndarray, capacity: int) -> tuple[memoryview, memoryview]:

@@ -90,7 +90,9 @@ class EventStore(WritePath, RecoveryPath, ReadPath, HealthPath):
         self._reader = FrameReader(on_corrupt=self._read_failed_checksum)
         self._read_corruptions = 0
         self._segments = []
-        self._versions = AggregateVersions(self._event_at_sequence, self._newest_event_of)
+        self._versions = AggregateVersions(
+            self._event_at_sequence, self._newest_event_of, track_writes=checkpoint_every > 0
+        )
         self._next_seq = 1
         self._last_recorded_at = 0.0
         self._pending = []

@@ -32,6 +32,7 @@ from lighthouse.errors import LighthouseError
 from lighthouse.event_ids import IdsSnapshot
 from lighthouse.framing import SEGMENT_HEADER, parse_segment_header
 from lighthouse.id_table import IdTable
+from lighthouse.index import id_key
 from lighthouse.recovery import scan_segment
 from lighthouse.segments import list_segments
 from lighthouse.store_state import StoreState
@@ -201,8 +202,8 @@ class CheckpointPath(StoreState):
         the live base (whether or not its file could be written: the table is right either way)."""
         self._adopt_ids(checkpoint)
         if checkpoint.versions is not base and not self._closed:
-            self._versions.adopt(checkpoint.versions, recent)
-            if self._versions.folding is None and self._checkpoint_io is not None:  # adopted: drop them off the loop
+            adopted = self._versions.adopt(checkpoint.versions, recent)
+            if adopted and self._checkpoint_io is not None:  # nothing reads the folded dict now: free it off the loop
                 self._checkpoint_io.submit(_empty, recent.exact)
 
     def _new_checkpoint_executor(self) -> ThreadPoolExecutor:
@@ -218,7 +219,9 @@ def _empty(folded: dict[str, tuple[int, int]]) -> None:
 
 
 def _with_recent(base: IdTable, recent: Handover) -> IdTable:
-    """A copy of ``base`` with the recent aggregates' newest sequences folded in (numpy only: the keys were
-    hashed as they were written)."""
-    keys = np.frombuffer(recent.keys, dtype=np.int64)
-    return base.updated(keys, np.frombuffer(recent.sequences, dtype=np.uint64))
+    """A copy of ``base`` with the recent aggregates' newest sequences folded in: numpy only when the keys were
+    hashed as they were written; else (checkpoints off: the one on close) the exact versions are hashed."""
+    if recent.keys is None or recent.sequences is None:
+        exact = recent.exact
+        return base.updated([id_key(aggregate) for aggregate in exact], [last for _version, last in exact.values()])
+    return base.updated(np.frombuffer(recent.keys, dtype=np.int64), np.frombuffer(recent.sequences, dtype=np.uint64))

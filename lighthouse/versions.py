@@ -9,8 +9,8 @@ million events), so the versions live in two tiers:
   writes' id keys and sequences in write order, hashed as they are written (one hash per aggregate per
   group), so a checkpoint folds them into ``base`` with numpy alone: hashing 250,000 ids in a Python
   loop on the checkpoint thread starved the event loop's durable appends for ~200 ms (16 bytes per
-  aggregate written per group; like ``recent``, they hold what was written since the last adopted
-  checkpoint: all of it while checkpoints are off or keep failing);
+  aggregate written per group, held until a checkpoint is adopted; not kept while checkpoints are off,
+  when the one on close hashes ``recent`` instead);
 - ``base``: an id table (stable 63-bit hash of the id -> sequence of its latest event), written to
   and loaded from the index checkpoint. A hit there is only a candidate: the event at that sequence
   is read back and its aggregate id compared, so a hash collision costs a read, never a wrong
@@ -36,23 +36,31 @@ NewestOf = Callable[[str], "Event | None"]
 
 
 class Handover(NamedTuple):
-    """What a checkpoint takes to fold into the base table: the exact versions (read-only from now on), and
-    the id keys and last sequences of the writes among them, in write order (a later write of a key wins)."""
+    """What a checkpoint takes to fold into the base table: the exact versions (read-only until adopted, then
+    emptied off the loop), and the id keys and last sequences of the writes among them, in write order (a
+    later write of a key wins), or ``None`` when writes are not tracked (then ``exact`` is hashed).
+
+    Entries ``get`` cached from the base are not among the writes: the base already holds them (a
+    collision's slow-path answer stays exact, it is only looked up again after the next checkpoint)."""
 
     exact: dict[str, tuple[int, int]]
-    keys: array[int]
-    sequences: array[int]
+    keys: array[int] | None
+    sequences: array[int] | None
 
 
 class AggregateVersions:
     """Aggregate id -> current version (0 for an aggregate with no events)."""
 
-    def __init__(self, event_at: EventAt, newest_of: NewestOf, base: IdTable | None = None) -> None:
+    def __init__(
+        self, event_at: EventAt, newest_of: NewestOf, base: IdTable | None = None, *, track_writes: bool = True
+    ) -> None:
+        """``track_writes``: keep the writes' keys for the next checkpoint (pointless while checkpoints are off)."""
         self.recent: dict[str, tuple[int, int]] = {}
         #: ``recent`` as a checkpoint in flight took it (read-only), until its folded table is adopted
         self.folding: dict[str, tuple[int, int]] | None = None
         self._handed: Handover | None = None
-        self._keys, self._sequences = array("q"), array("Q")  # of the writes in ``recent``
+        self._track = track_writes
+        self._keys, self._sequences = array("q"), array("Q")  # of the writes in ``recent``, if tracked
         self.base = base if base is not None else IdTable()
         self._event_at = event_at
         self._newest_of = newest_of
@@ -71,36 +79,44 @@ class AggregateVersions:
 
     def set(self, aggregate: str, version: int, last_sequence: int) -> None:
         self.recent[aggregate] = (version, last_sequence)
-        self._keys.append(id_key(aggregate))
-        self._sequences.append(last_sequence)
+        if self._track:
+            self._keys.append(id_key(aggregate))
+            self._sequences.append(last_sequence)
 
     def update(self, versions: Mapping[str, tuple[int, int]]) -> None:
         self.recent.update(versions)
-        self._keys.extend([id_key(aggregate) for aggregate in versions])
-        self._sequences.extend([last for _version, last in versions.values()])
+        if self._track:
+            self._keys.extend([id_key(aggregate) for aggregate in versions])
+            self._sequences.extend([last for _version, last in versions.values()])
 
     def take_recent(self) -> Handover:
         """For a checkpoint: the versions not yet in ``base``. ``recent`` is handed over, not copied
         (constant time, unless an earlier hand-over was never adopted: then the two are merged), and a
         fresh one takes the writes from now on. ``adopt`` ends the hand-over."""
-        handed = Handover(self.recent, self._keys, self._sequences)
-        if self._handed is not None:  # never adopted: this hand-over carries it too
-            earlier = self._handed
-            handed = Handover({**earlier.exact, **handed.exact}, earlier.keys + handed.keys,
-                              earlier.sequences + handed.sequences)
+        handed = Handover(self.recent, self._keys, self._sequences) if self._track else Handover(self.recent, None, None)
+        earlier = self._handed
+        if earlier is not None:  # never adopted: this hand-over carries it too
+            exact = {**earlier.exact, **handed.exact}
+            if earlier.keys is None or earlier.sequences is None or handed.keys is None or handed.sequences is None:
+                handed = Handover(exact, None, None)
+            else:
+                handed = Handover(exact, earlier.keys + handed.keys, earlier.sequences + handed.sequences)
         self._handed, self.folding = handed, handed.exact
         self.recent, self._keys, self._sequences = {}, array("q"), array("Q")
         return handed
 
-    def adopt(self, base: IdTable, handed: Handover) -> None:
+    def adopt(self, base: IdTable, handed: Handover) -> bool:
         """A checkpoint folded ``handed`` (what ``take_recent`` gave it) into ``base``: take that as the base,
-        so the strings held are only those of the aggregates written since, not of every one since open."""
-        if handed is self._handed:
-            self.base, self.folding, self._handed = base, None, None
+        so the strings held are only those of the aggregates written since, not of every one since open.
+        False (nothing changes) for a hand-over a later one superseded: its dict may still be read."""
+        if handed is not self._handed:
+            return False
+        self.base, self.folding, self._handed = base, None, None
+        return True
 
     def nbytes(self) -> int:
         """Bytes of the base table. Not counted: ``recent``, the aggregates written or looked up since the
-        last checkpoint (all of them while checkpoints are off or keep failing)."""
+        last checkpoint (all of them while checkpoints are off or keep failing), and the writes' keys."""
         return self.base.nbytes()
 
     def compact(self) -> None:

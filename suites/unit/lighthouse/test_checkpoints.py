@@ -271,24 +271,30 @@ def test_a_hand_over_never_adopted_is_folded_by_the_next_checkpoint() -> None:
     handed = versions.take_recent()
     assert handed.exact == {"a": (1, 1), "b": (1, 2)}
     assert list(handed.keys) == [id_key("a"), id_key("b")] and list(handed.sequences) == [1, 2]
-    versions.adopt(IdTable(), lost)  # a stale hand-over changes nothing
+    assert not versions.adopt(IdTable(), lost)  # a stale hand-over changes nothing (its dict is not freed)
     assert versions.folding == {"a": (1, 1), "b": (1, 2)} and versions.get("a") == 1
 
 
-def test_a_hand_over_folds_into_the_table_like_each_write_put_in_order() -> None:
-    """The checkpoint thread folds the writes' keys, hashed as they were written, with numpy: the table
-    it makes must hold each aggregate's newest sequence, as putting the exact versions one by one does."""
+@pytest.mark.parametrize("track_writes", [True, False], ids=["writes hashed as written", "checkpoints off"])
+def test_a_hand_over_folds_into_the_table_like_each_write_put_in_order(track_writes: bool) -> None:
+    """The checkpoint thread folds the writes' keys, hashed as they were written, with numpy (or, with
+    checkpoints off, hashes the exact versions): the table it makes must hold each aggregate's newest
+    sequence, as putting the exact versions one by one does."""
     base = IdTable().updated([id_key("old"), id_key("b")], [1, 2])
-    versions = AggregateVersions({}.get, lambda aggregate: None, base=base)
+    events = {1: _stored("old", 1, version=4)}
+    versions = AggregateVersions(events.get, lambda aggregate: None, base=base, track_writes=track_writes)
+    assert versions.get("old") == 4  # cached from the base: not a write, the base holds it already
     versions.update({"a": (1, 3), "b": (2, 4)})
     versions.set("a", 2, 5)
     versions.update({"c": (1, 6), "b": (3, 7)})
     handed = versions.take_recent()
+    assert (handed.keys is not None) == track_writes
     folded = _with_recent(base, handed)
-    assert handed.exact == {"a": (2, 5), "b": (3, 7), "c": (1, 6)}
+    assert handed.exact == {"old": (4, 1), "a": (2, 5), "b": (3, 7), "c": (1, 6)}
     for aggregate, newest in {"old": 1, "a": 5, "b": 7, "c": 6}.items():
         assert folded.candidates(id_key(aggregate)) == [newest], aggregate
     assert len(folded) == 4 and base.candidates(id_key("b")) == [2]  # a copy: the base is unchanged
+    assert versions.adopt(folded, handed) and versions.folding is None
 
 
 def _stored(aggregate: str, sequence: int, *, version: int) -> Event:

@@ -121,3 +121,25 @@ def test_a_full_large_live_table_is_frozen_instead_of_grown(monkeypatch: pytest.
     ids.adopt(snapshot)
     assert ids._frozen == [] and len(ids.sorted_base()[0]) == 200_000
     assert all(ids.candidates(key) == model[key] for key in keys[::991])
+
+
+def test_tables_frozen_on_growth_after_a_snapshot_outlive_its_adoption(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A snapshot holds the tables frozen before it; a table frozen on growth while its checkpoint is written
+    is not in it, so adopting it must drop only the snapshot's tables and keep the newer one searchable."""
+    monkeypatch.setattr(event_ids, "_FREEZE_AT", 500)
+    ids, model = EventIds(), defaultdict(list)
+    sequence = 1
+    for start in range(1, 801, 100):  # the first table (1,024 slots) froze when full
+        sequence = add_keys(ids, list(range(start, start + 100)), sequence, model)
+    snapshot = ids.snapshot(interval=100)  # a new live table of capacity_for(100) = 1,024 slots
+    before = list(ids._frozen)
+    for start in range(10_001, 11_501, 100):  # appends of 100 fill it: frozen on growth
+        sequence = add_keys(ids, list(range(start, start + 100)), sequence, model)
+    frozen_since = [table for table in ids._frozen if table not in before]
+    assert frozen_since, "no table was frozen after the snapshot"
+    snapshot.sorted_arrays()
+    ids.adopt(snapshot)
+    assert ids._frozen == frozen_since and len(ids.sorted_base()[0]) == 800
+    assert len(ids) == 2300
+    for key in [1, 400, 800, 10_001, 10_900, 11_500, 5_000]:
+        assert ids.candidates(key) == model.get(key, []), key
