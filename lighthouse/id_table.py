@@ -72,7 +72,7 @@ class IdTable:
         return (self._count + count) * 10 <= (self._mask + 1) * 7
 
     def add(self, key: int, sequence: int) -> None:
-        if (self._count + 1) * 10 > (self._mask + 1) * 7:
+        if not self.has_room_for(1):
             self._grow()
         keys, mask = self._keys, self._mask
         i = key & mask
@@ -84,7 +84,7 @@ class IdTable:
 
     def add_run(self, keys_to_add: list[int], first_sequence: int) -> None:
         """``add`` for consecutive sequences, with the growth check and lookups hoisted out of the loop."""
-        while (self._count + len(keys_to_add)) * 10 > (self._mask + 1) * 7:
+        while not self.has_room_for(len(keys_to_add)):
             self._grow()
         keys, values, mask = self._keys, self._values, self._mask
         sequence = first_sequence

@@ -56,19 +56,22 @@ class AggregateVersions:
     ) -> None:
         """``track_writes``: keep the writes' keys for the next checkpoint (pointless while checkpoints are off)."""
         self.recent: dict[str, tuple[int, int]] = {}
-        #: ``recent`` as a checkpoint in flight took it (read-only), until its folded table is adopted
-        self.folding: dict[str, tuple[int, int]] | None = None
-        self._handed: Handover | None = None
+        self._handed: Handover | None = None  # what a checkpoint in flight took, until its table is adopted
         self._track = track_writes
         self._keys, self._sequences = array("q"), array("Q")  # of the writes in ``recent``, if tracked
         self.base = base if base is not None else IdTable()
         self._event_at = event_at
         self._newest_of = newest_of
 
+    @property
+    def folding(self) -> dict[str, tuple[int, int]] | None:
+        """``recent`` as a checkpoint in flight took it (read-only), until its folded table is adopted."""
+        return None if self._handed is None else self._handed.exact
+
     def get(self, aggregate: str, default: int = 0) -> int:
         hit = self.recent.get(aggregate)
-        if hit is None and self.folding is not None:
-            hit = self.folding.get(aggregate)
+        if hit is None and self._handed is not None:
+            hit = self._handed.exact.get(aggregate)
         if hit is not None:
             return hit[0]
         found = self._from_base(aggregate)
@@ -101,7 +104,7 @@ class AggregateVersions:
                 handed = Handover(exact, None, None)
             else:
                 handed = Handover(exact, earlier.keys + handed.keys, earlier.sequences + handed.sequences)
-        self._handed, self.folding = handed, handed.exact
+        self._handed = handed
         self.recent, self._keys, self._sequences = {}, array("q"), array("Q")
         return handed
 
@@ -111,7 +114,7 @@ class AggregateVersions:
         False (nothing changes) for a hand-over a later one superseded: its dict may still be read."""
         if handed is not self._handed:
             return False
-        self.base, self.folding, self._handed = base, None, None
+        self.base, self._handed = base, None
         return True
 
     def nbytes(self) -> int:
@@ -124,7 +127,7 @@ class AggregateVersions:
         put = self.base.put
         for aggregate, (_version, last_sequence) in {**(self.folding or {}), **self.recent}.items():
             put(id_key(aggregate), last_sequence)
-        self.recent, self.folding, self._handed = {}, None, None
+        self.recent, self._handed = {}, None
         self._keys, self._sequences = array("q"), array("Q")
 
     def _from_base(self, aggregate: str) -> tuple[int, int] | None:
