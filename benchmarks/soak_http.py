@@ -136,8 +136,11 @@ def main() -> int:
         sampler.start()
         activity.start()
         index.start(time.monotonic())
+        # Every agent starts at once (Locust's -r equal to -u): each spawn step of a ramp blocks a Locust 2.x
+        # worker for ~0.2 s (it rebuilds its argument parser once per option of the spawn message), and the
+        # requests held back meanwhile reach the server as one burst. The agents' plans are spread across
+        # their interval by phase, so starting together is no thundering herd.
         cluster = LocalCluster(base_url, out, tokens, users=args.agents, run_time=args.duration, workers=args.workers,
-                               spawn_rate=max(1.0, args.agents / 10),
                                testkit_options=["--testkit-user-rate", str(args.rate / args.agents),
                                                 "--testkit-batch", str(args.batch)])
         with cluster:

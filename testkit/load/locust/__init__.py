@@ -4,7 +4,7 @@
 master/worker plumbing; start it with ``python -m testkit.load.locust`` and Locust's own options plus
 the ``--testkit-*`` ones (the same on master and every worker)::
 
-    python -m testkit.load.locust --master --headless -u 100 -r 50 --run-time 10m --expect-workers 2 \\
+    python -m testkit.load.locust --master --headless -u 100 -r 100 --testkit-run-time 10m --expect-workers 2 \\
         --host http://127.0.0.1:8080 --testkit-tokens tokens.txt --testkit-out run/ --testkit-user-rate 100
     python -m testkit.load.locust --worker --master-host MASTER --testkit-tokens tokens.txt --testkit-out run/ ...
     python -m testkit.load.locust.verify --out run/ --host http://127.0.0.1:8080 --token-file reader.token
