@@ -31,6 +31,7 @@ from lighthouse.checkpoint import (
 from lighthouse.errors import LighthouseError
 from lighthouse.event_ids import IdsSnapshot
 from lighthouse.framing import SEGMENT_HEADER, parse_segment_header
+from lighthouse.heap import release_free_memory
 from lighthouse.id_table import IdTable
 from lighthouse.index import id_key
 from lighthouse.recovery import scan_segment
@@ -205,6 +206,9 @@ class CheckpointPath(StoreState):
             adopted = self._versions.adopt(checkpoint.versions, recent)
             if adopted and self._checkpoint_io is not None:  # nothing reads the folded dict now: free it off the loop
                 self._checkpoint_io.submit(_empty, recent.exact)
+        if self._checkpoint_io is not None and not self._closed:
+            # what the checkpoint replaced is freed by now (or by _empty, queued before): give its pages back
+            self._checkpoint_io.submit(release_free_memory)
 
     def _new_checkpoint_executor(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="lighthouse-checkpoint")
