@@ -99,6 +99,7 @@ BAD_CALLS: dict[str, tuple[type[LighthouseError], BadCall]] = {
     "nested-dicts-10000": (InvalidEvent, lambda s: s.append(event(deep=nested_dicts(10_000)))),
     "self-referencing": (InvalidEvent, lambda s: s.append(event(loop=self_referencing()))),
     "unserialisable-in-batch": (InvalidEvent, lambda s: s.append_batch([event(), event(bad={1})])),
+    "tuple-dict-key-in-batch": (InvalidEvent, lambda s: s.append_batch([event(), event(table={(1, 2): "cell"})])),
     # wrong types and unknown names, through the mapping form clients send
     "not-an-event-int": (InvalidEvent, lambda s: s.append(42)),
     "not-an-event-str": (InvalidEvent, lambda s: s.append("custom")),
