@@ -14,6 +14,7 @@ nothing, and :meth:`apply` says why.
 from __future__ import annotations
 
 import copy
+import pickle
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -71,7 +72,10 @@ class BridgeProjection:
         return float(self.state["clock"])
 
     def to_state(self) -> dict[str, Any]:
-        return copy.deepcopy(self.state)
+        """A deep copy of the state, made through pickle: the state is plain data (dicts, lists, strings,
+        numbers, None), which pickle copies exactly, 3-7x faster than ``copy.deepcopy`` (a soak's 2.2 MB state:
+        17 ms instead of 59-118 ms, on the event loop)."""
+        return pickle.loads(pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL))  # noqa: S301 - our own bytes
 
     def apply_all(self, events: Iterable[Event]) -> None:
         for event in events:
