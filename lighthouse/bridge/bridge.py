@@ -66,8 +66,8 @@ class BridgeSettings:
     tick_seconds: float = 0.1
     snapshot_name: str = "validation-bridge"
     snapshot_every_events: int = 10_000
-    # and at most one per this many seconds (0: no floor): each copies the whole state on the event loop, so
-    # at 10,000 events/s every 10,000 events held the loop ~20 ms (60-120 ms with copy.deepcopy) each second
+    # and at most one per this many seconds (0: no floor): each copies the whole state on the event loop (a
+    # 2.2 MB state: 17 ms) and writes it on the I/O thread appends wait for; at 10,000 events/s, every second
     snapshot_min_interval_seconds: float = 30.0
     apply_timeout_seconds: float = 30.0
     max_wait_seconds: float = 60.0
