@@ -65,6 +65,8 @@ class _ProcessRun:
         runner = self.environment.runner
         if not isinstance(runner, WorkerRunner) and self.plan.run_time_s and runner is not None:
             gevent.spawn_later(self.plan.run_time_s, self._end_gracefully)
+        if not isinstance(runner, WorkerRunner):
+            _warn_of_a_ramp(self.environment.parsed_options)
         if isinstance(runner, MasterRunner):
             self.aggregate = RunAggregate()
             return
@@ -125,6 +127,18 @@ class _ProcessRun:
                        "(stop the run gracefully: --testkit-run-time, or the web UI's stop)",
                        len(self.aggregate.finished), len(self.aggregate.workers))
         _log.warning("testkit results: %s", path)
+
+
+def _warn_of_a_ramp(options: Any) -> None:
+    """A ramp (``-r`` below ``-u``) shows in the intended-time latency as the load generator's own stalls:
+    Locust 2.47's workers rebuild their argument parser once per option of every spawn message (~0.2 s,
+    during which no request leaves), then send what was held back at once."""
+    users = getattr(options, "num_users", None) or 0
+    rate = getattr(options, "spawn_rate", None) or 0
+    if users and rate and rate < users:
+        _log.warning("-r %s < -u %s: every spawn step stalls each worker ~0.2 s and its held-back requests reach "
+                     "the server as one burst, which the intended-time latency counts; start all agents at once "
+                     "(-r %s): open-loop agents spread their plans over their interval themselves", rate, users, users)
 
 
 def _run_of(environment: Environment) -> _ProcessRun:
