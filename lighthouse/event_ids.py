@@ -82,6 +82,7 @@ class EventIds:
         live = self._live
         if len(live) < _FREEZE_AT or live.has_room_for(count):
             return
+        live.seal()  # full: absent keys probe long; a filter answers most of them (frozen at a snapshot: not full)
         self._frozen.append(live)
         self._live = IdTable(capacity=max(IdTable.capacity_for(count), live.capacity * 2))  # as growing would
 
@@ -100,14 +101,17 @@ class EventIds:
 
     def holds_any(self, keys_to_find: list[int]) -> bool:
         """True if any of these keys is present (the base answers a whole batch in one vectorised search)."""
-        if self._live.holds_any(keys_to_find) or any(table.holds_any(keys_to_find) for table in self._frozen):
+        if self._live.holds_any(keys_to_find):
+            return True
+        # a single append: numpy's array set-up costs more than it saves
+        wanted = np.asarray(keys_to_find, dtype=np.int64) if len(keys_to_find) > _SCALAR_SEARCHES else None
+        if any(table.holds_any(keys_to_find, wanted) for table in self._frozen):
             return True
         keys = self._keys
         if not len(keys) or not keys_to_find:
             return False
-        if len(keys_to_find) <= _SCALAR_SEARCHES:  # a single append: numpy's array set-up costs more
+        if wanted is None:
             return any(self._in_base(key) for key in keys_to_find)
-        wanted = np.asarray(keys_to_find, dtype=np.int64)
         at = keys.searchsorted(wanted)
         np.minimum(at, len(keys) - 1, out=at)
         return bool((keys[at] == wanted).any())

@@ -14,6 +14,10 @@ __all__ = ["IdTable"]
 
 #: tables of at least this many bytes per array are anonymous mappings (see ``_zeroed``)
 _MAPPED_FROM = 1 << 20
+#: a sealed table's filter: bits per entry (one hash: about 6% of absent keys pass) and where its bits start
+#: in a key (above those that pick a slot: tables stay far below 2**32 slots)
+_FILTER_BITS_PER_ENTRY = 16
+_FILTER_SHIFT = 32
 
 
 class IdTable:
@@ -23,7 +27,7 @@ class IdTable:
     buffer, so loading a checkpoint copies nothing.
     """
 
-    __slots__ = ("_keys", "_values", "_mask", "_count")
+    __slots__ = ("_keys", "_values", "_mask", "_count", "_filter", "_filter_bits", "_filter_mask")
 
     def __init__(self, capacity: int = 1024) -> None:
         self._keys: memoryview
@@ -31,6 +35,12 @@ class IdTable:
         self._keys, self._values = _empty_slots(capacity)
         self._mask = capacity - 1
         self._count = 0
+        self._unsealed()
+
+    def _unsealed(self) -> None:
+        self._filter: bytes | None = None
+        self._filter_bits: np.ndarray | None = None
+        self._filter_mask = 0
 
     @staticmethod
     def capacity_for(entries: int) -> int:
@@ -47,6 +57,7 @@ class IdTable:
             raise ValueError("id table slot arrays must have the same power-of-two length")
         table = cls.__new__(cls)
         table._keys, table._values, table._mask, table._count = keys, values, len(keys) - 1, count
+        table._unsealed()
         return table
 
     def buffers(self) -> tuple[bytes, bytes, int]:
@@ -72,6 +83,8 @@ class IdTable:
         return (self._count + count) * 10 <= (self._mask + 1) * 7
 
     def add(self, key: int, sequence: int) -> None:
+        if self._filter is not None:
+            raise RuntimeError("a sealed id table is read-only")
         if not self.has_room_for(1):
             self._grow()
         keys, mask = self._keys, self._mask
@@ -84,6 +97,8 @@ class IdTable:
 
     def add_run(self, keys_to_add: list[int], first_sequence: int) -> None:
         """``add`` for consecutive sequences, with the growth check and lookups hoisted out of the loop."""
+        if self._filter is not None:
+            raise RuntimeError("a sealed id table is read-only")
         while not self.has_room_for(len(keys_to_add)):
             self._grow()
         keys, values, mask = self._keys, self._values, self._mask
@@ -97,8 +112,33 @@ class IdTable:
             sequence += 1
         self._count += len(keys_to_add)
 
-    def holds_any(self, keys_to_find: list[int]) -> bool:
-        """True if any of these keys is in the table (one loop for a whole batch)."""
+    def seal(self) -> None:
+        """Promise no more additions, and put a one-hash bit filter in front of ``holds_any``.
+
+        A table frozen full (load 0.7) misses with about six probes per absent key: 100-150 us per batch
+        of 100 ids, per frozen table, in Python (four tables before a store's first checkpoint: 518 us a
+        batch, a quarter of the server's time per event). The filter (16 bits per entry) lets about 6% of
+        absent keys through to the probes and answers the rest in one vectorised test."""
+        keys = np.frombuffer(self._keys, dtype=np.int64)
+        present = keys[keys != 0]
+        size = 64
+        while size < len(present) * _FILTER_BITS_PER_ENTRY:
+            size *= 2
+        marks = np.zeros(size, dtype=np.bool_)
+        marks[(present >> _FILTER_SHIFT) & (size - 1)] = True
+        self._filter = np.packbits(marks, bitorder="little").tobytes()
+        self._filter_bits = np.frombuffer(self._filter, dtype=np.uint8)
+        self._filter_mask = size - 1
+
+    @property
+    def sealed(self) -> bool:
+        return self._filter is not None
+
+    def holds_any(self, keys_to_find: list[int], wanted: np.ndarray | None = None) -> bool:
+        """True if any of these keys is in the table (one loop for a whole batch). ``wanted``: the same keys
+        as an int64 array, which lets a sealed table's filter test them all at once."""
+        if self._filter is not None:
+            keys_to_find = self._past_filter(keys_to_find, wanted)
         keys, mask = self._keys, self._mask
         for key in keys_to_find:
             i = key & mask
@@ -107,6 +147,20 @@ class IdTable:
                     return True
                 i = (i + 1) & mask
         return False
+
+    def _past_filter(self, keys_to_find: list[int], wanted: np.ndarray | None) -> list[int]:
+        """The keys the filter cannot rule out (all of those present, ~6% of the absent)."""
+        mask = self._filter_mask
+        if wanted is None:
+            marks = self._filter
+            assert marks is not None
+            return [key for key in keys_to_find
+                    if marks[((key >> _FILTER_SHIFT) & mask) >> 3] >> (((key >> _FILTER_SHIFT) & mask) & 7) & 1]
+        bits = self._filter_bits
+        assert bits is not None
+        at = (wanted >> _FILTER_SHIFT) & mask
+        passed = np.flatnonzero((bits[at >> 3] >> (at & 7)) & 1)
+        return [keys_to_find[i] for i in passed.tolist()]
 
     def candidates(self, key: int) -> list[int]:
         """Sequences whose id hashes to ``key`` (normally zero or one)."""
@@ -140,6 +194,7 @@ class IdTable:
         table = IdTable.__new__(IdTable)
         table._keys, table._values = _placed(all_keys[first], all_values[first], capacity)
         table._mask, table._count = capacity - 1, len(first)
+        table._unsealed()
         return table
 
     def entries(self) -> tuple[np.ndarray, np.ndarray]:

@@ -114,6 +114,10 @@ def test_a_full_large_live_table_is_frozen_instead_of_grown(monkeypatch: pytest.
     for key in keys[::997] + [keys[-1], 12345]:
         assert ids.candidates(key) == model.get(key, [])
     assert ids.holds_any([1, 2, keys[150_000]]) and not ids.holds_any([1, 2, 3])
+    assert all(table.sealed for table in ids._frozen), "tables frozen full are sealed: a filter before their probes"
+    in_frozen = [keys[1_000], keys[60_000]]  # in the first and a later frozen table
+    assert ids.holds_any(in_frozen[:1]) and ids.holds_any(list(range(1, 20)) + in_frozen[1:])
+    assert not ids.holds_any(list(range(1, 20)))
     snapshot = ids.snapshot(interval=1_000_000)
     assert len(snapshot) == 200_000
     assert ids._live.capacity == IdTable.capacity_for(200_000)  # sized for all the interval's ids, not the last table's

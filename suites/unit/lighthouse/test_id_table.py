@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import numpy as np
 import psutil
 import pytest
 from hypothesis import given, settings
@@ -72,3 +73,34 @@ def test_a_fresh_large_table_takes_no_memory_until_its_slots_are_written() -> No
     table.add_run(list(range(1, 1001)), 1)
     assert allocated < 4 << 20, f"a fresh table of 64 MiB made {allocated:,} bytes resident"
     assert table.candidates(500) == [500] and table.capacity == 1 << 22 and len(table) == 1000
+
+
+@settings(max_examples=60, deadline=None)
+@given(present=st.lists(_KEYS, min_size=1, max_size=400, unique=True), absent=st.lists(_KEYS, max_size=200))
+def test_a_sealed_table_answers_holds_any_as_before_for_one_key_or_a_batch(present: list[int], absent: list[int]) -> None:
+    table = IdTable(capacity=4)
+    table.add_run(present, 1)
+    absent = [key for key in absent if key not in set(present)]
+    before = [table.holds_any([key]) for key in present + absent]
+    table.seal()
+    assert table.sealed
+    assert [table.holds_any([key]) for key in present + absent] == before == [True] * len(present) + [False] * len(absent)
+    for batch in (absent, absent + present[-1:], present[:1] + absent):  # the filter's vectorised path
+        assert table.holds_any(batch, np.asarray(batch, dtype=np.int64)) == (batch != absent)
+    with pytest.raises(RuntimeError, match="sealed"):
+        table.add(present[0], 9)
+    with pytest.raises(RuntimeError, match="sealed"):
+        table.add_run([present[0]], 9)
+
+
+def test_a_sealed_tables_filter_rules_out_most_absent_keys() -> None:
+    """The point of sealing: a full table's absent keys no longer probe (16 bits per entry: ~6% pass)."""
+    rng = np.random.default_rng(3)
+    table = IdTable(capacity=IdTable.capacity_for(50_000))
+    table.add_run(rng.integers(1, 1 << 62, 50_000).tolist(), 1)
+    table.seal()
+    absent = rng.integers(1, 1 << 62, 10_000).tolist()
+    passed_one_by_one = table._past_filter(absent, None)
+    passed_at_once = table._past_filter(absent, np.asarray(absent, dtype=np.int64))
+    assert passed_one_by_one == passed_at_once
+    assert len(passed_at_once) < 0.1 * len(absent), len(passed_at_once)
