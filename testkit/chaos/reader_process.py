@@ -22,7 +22,6 @@ __all__ = ["READ_TIMEOUT_S", "ReaderDied", "ReaderProcess"]
 
 #: How long one read (an open, a recovery and a full read-back) may take before the child is killed.
 READ_TIMEOUT_S = 300.0
-_JOIN_S = 10.0
 _T = TypeVar("_T")
 
 
@@ -69,10 +68,12 @@ class ReaderProcess:
         # The pool keeps its worker processes by pid (not public API, stable since 3.8): the only place that
         # knows the exit code, hence the signal, of a forkserver child.
         workers = list((getattr(pool, "_processes", None) or {}).values())
-        for worker in workers:
-            if kill:
+        if kill:
+            for worker in workers:
                 worker.kill()
-            worker.join(_JOIN_S)
+        # Only the pool's own thread joins them: a forkserver child's status is read once from its sentinel,
+        # and a second thread polling at the same time reads end-of-file and records 255 over it (CPython's
+        # popen_forkserver.poll), which turned "killed by SIGBUS" into "exited with status 255" in a CI run.
         pool.shutdown(wait=True, cancel_futures=True)
         codes = [worker.exitcode for worker in workers if worker.exitcode is not None]
         return ", ".join(_describe(code) for code in codes) or "died (exit status unknown)"
