@@ -103,8 +103,10 @@ class EventIds:
         """True if any of these keys is present (the base answers a whole batch in one vectorised search)."""
         if self._live.holds_any(keys_to_find):
             return True
-        # a single append: numpy's array set-up costs more than it saves
-        wanted = np.asarray(keys_to_find, dtype=np.int64) if len(keys_to_find) > _SCALAR_SEARCHES else None
+        # one array for the sealed tables' filters and the base; none for a single append (numpy's set-up costs
+        # more than it saves) or when nothing but the live table holds ids
+        searched = self._frozen or len(self._keys)
+        wanted = np.asarray(keys_to_find, dtype=np.int64) if searched and len(keys_to_find) > _SCALAR_SEARCHES else None
         if any(table.holds_any(keys_to_find, wanted) for table in self._frozen):
             return True
         keys = self._keys

@@ -154,8 +154,7 @@ class IdTable:
         if wanted is None:
             marks = self._filter
             assert marks is not None
-            return [key for key in keys_to_find
-                    if marks[((key >> _FILTER_SHIFT) & mask) >> 3] >> (((key >> _FILTER_SHIFT) & mask) & 7) & 1]
+            return [key for key in keys_to_find if marks[(at := (key >> _FILTER_SHIFT) & mask) >> 3] >> (at & 7) & 1]
         bits = self._filter_bits
         assert bits is not None
         at = (wanted >> _FILTER_SHIFT) & mask
