@@ -3,7 +3,10 @@
 A leak is judged from the *slope* of resident memory over a soak, with the warm-up (caches filling, arenas
 growing) left out, using the Theil-Sen estimator: it tolerates the sawtooth of garbage collection and
 allocator noise that would swing a least-squares fit, and its confidence interval lets a flat-but-noisy
-process pass while a slow steady climb fails.
+process pass while a slow steady climb fails. That interval assumes independent samples; memory sampled
+every second is not (a process that grows for a minute and then frees, as an index or an allocator does,
+gives sixty samples of one movement), so it is widened by the residuals' lag-1 autocorrelation (an
+effective sample size): a run too short to tell its own steps from a leak is called inconclusive, not leaking.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 import tracemalloc
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
 from types import TracebackType
 from typing import Any, Literal, NamedTuple
 
@@ -197,7 +201,9 @@ class LeakVerdict:
     """The growth of memory after warm-up and whether it counts as a leak.
 
     ``leaking`` needs both: the growth rate exceeds the threshold, and the slope's confidence interval lies
-    wholly above zero (the growth is not an artefact of noise).
+    wholly above zero (the growth is not an artefact of noise). ``inconclusive``: the rate exceeds the
+    threshold but the interval includes zero; the run cannot tell its own ups and downs from a leak.
+    ``effective_samples``: how many independent samples the autocorrelated ones were worth.
     """
 
     slope_bytes_per_s: float
@@ -209,6 +215,8 @@ class LeakVerdict:
     samples_used: int
     duration_s: float
     reason: str
+    inconclusive: bool = False
+    effective_samples: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -223,8 +231,6 @@ def leak_verdict(samples: Sequence[tuple[float, float]], *, warmup_fraction: flo
     (``max_growth_per_hour``, 0.01 = 1 %/h of the median RSS) unless ``max_bytes_per_s`` is given, which
     replaces it. Long soaks are reduced to ``max_points`` time-bin medians first (Theil-Sen is quadratic).
     """
-    from scipy import stats  # imported here: it costs 0.5 s that importing testkit.memory need not pay
-
     if not 0 <= warmup_fraction < 1:
         raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}")
     if not 0 < confidence < 1:
@@ -248,9 +254,9 @@ def leak_verdict(samples: Sequence[tuple[float, float]], *, warmup_fraction: flo
     t, rss = kept[:, 0], kept[:, 1]
     if np.ptp(t) <= 0:
         raise InsufficientSamplesError("all samples after the warm-up share one timestamp")
-    theil = stats.theilslopes(rss, t, alpha=confidence)
-    slope, low, high = float(theil.slope), float(theil.low_slope), float(theil.high_slope)
-    r_squared = 0.0 if np.ptp(rss) == 0 else float(stats.linregress(t, rss).rvalue ** 2)
+    fit = _theil_sen(t, rss, confidence)
+    slope, low, high = fit.slope, fit.low, fit.high
+    r_squared = 0.0 if np.ptp(rss) == 0 else float(np.corrcoef(t, rss)[0, 1] ** 2)
     typical = float(np.median(rss))
     relative_per_hour = slope * 3600.0 / typical if typical > 0 else math.inf
     if max_bytes_per_s is not None:
@@ -261,14 +267,54 @@ def leak_verdict(samples: Sequence[tuple[float, float]], *, warmup_fraction: flo
         rule = f"{relative_per_hour:.2%}/h vs limit {max_growth_per_hour:.2%}/h"
     real = low > 0
     leaking = exceeds and real
+    worth = f"{len(t)} samples worth {fit.effective_samples:,.0f} independent ones"
     if leaking:
-        reason = f"leaking: {rule}, slope CI [{low:,.0f}, {high:,.0f}] B/s above zero"
+        reason = f"leaking: {rule}, slope CI [{low:,.0f}, {high:,.0f}] B/s above zero ({worth})"
     elif exceeds:
-        reason = f"no leak proven: {rule} but slope CI [{low:,.0f}, {high:,.0f}] B/s includes zero (noise)"
+        reason = (f"inconclusive, no leak proven: {rule} but slope CI [{low:,.0f}, {high:,.0f}] B/s includes zero "
+                  f"({worth}: memory moves in steps this run is too short to tell from a leak)")
     else:
         reason = f"no leak: {rule}"
     return LeakVerdict(slope, relative_per_hour, leaking, r_squared, low, high, len(kept), float(end - start),
-                       reason)
+                       reason, inconclusive=exceeds and not real, effective_samples=fit.effective_samples)
+
+
+class _SenFit(NamedTuple):
+    slope: float
+    low: float
+    high: float
+    effective_samples: float
+
+
+def _theil_sen(t: np.ndarray, y: np.ndarray, confidence: float) -> _SenFit:
+    """The Theil-Sen slope (median of the pairwise slopes) and its rank-based confidence interval, with the
+    variance of Kendall's S (ties taken out) scaled by ``n / n_eff``: the effective sample size of the fit's
+    residuals under a lag-1 autoregression, ``n (1 - r1) / (1 + r1)`` (Yue & Wang, 2004)."""
+    n = len(t)
+    pairs = [((y[lag:] - y[:-lag]), (t[lag:] - t[:-lag])) for lag in range(1, n)]
+    rise = np.concatenate([p[0] for p in pairs])
+    run = np.concatenate([p[1] for p in pairs])
+    apart = run > 0
+    slopes = np.sort(rise[apart] / run[apart])
+    slope = float(np.median(slopes))
+    residuals = y - (float(np.median(y - slope * t)) + slope * t)
+    centred = residuals - residuals.mean()
+    spread = float(centred @ centred)
+    r1 = float(centred[:-1] @ centred[1:]) / spread if spread > 0 else 0.0
+    r1 = min(max(r1, 0.0), 0.999)
+    inflation = (1 + r1) / (1 - r1)
+    variance = (n * (n - 1) * (2 * n + 5) - _tie_term(t) - _tie_term(y)) / 18.0 * inflation
+    reach = NormalDist().inv_cdf(0.5 + confidence / 2) * math.sqrt(max(variance, 0.0))
+    count = len(slopes)
+    low_index = max(int(round((count - reach) / 2)) - 1, 0)
+    high_index = min(int(round((count + reach) / 2)), count - 1)
+    return _SenFit(slope, float(slopes[low_index]), float(slopes[high_index]), n / inflation)
+
+
+def _tie_term(values: np.ndarray) -> float:
+    _, counts = np.unique(values, return_counts=True)
+    counts = counts[counts > 1].astype(float)
+    return float(np.sum(counts * (counts - 1) * (2 * counts + 5)))
 
 
 def bytes_per_item(before: int, after: int, n: int) -> float:

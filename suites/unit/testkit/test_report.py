@@ -198,6 +198,12 @@ def test_memory_shows_the_leak_verdict_and_bytes_per_event(full_run: dict[str, A
     leaking["memory"]["leak"] = {**leaking["memory"]["leak"], "leaking": True, "reason": "leaking: 9%/h"}
     memory = section_html(render_html(leaking), "memory")
     assert 'class="badge fail">leak<' in memory and "leaking: 9%/h" in memory
+    unsure = copy.deepcopy(leaking)
+    unsure["memory"]["leak"] = {**unsure["memory"]["leak"], "leaking": False, "inconclusive": True,
+                                "reason": "inconclusive, no leak proven: 4%/h"}
+    memory = section_html(render_html(unsure), "memory")
+    assert 'class="badge warn">inconclusive<' in memory and "no leak proven: 4%/h" in memory
+    assert ">no leak<" not in memory
 
 
 def test_plots_stay_few_however_many_tests_measure(full_run: dict[str, Any]) -> None:

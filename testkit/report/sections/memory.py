@@ -21,9 +21,12 @@ _PER_EVENT_UNITS = ("b/event", "bytes/event", "byte/event", "b/evt")
 
 
 def leak_words(leak: Mapping[str, Any] | None) -> tuple[str, Tone]:
+    """A verdict that could not tell the run's own ups and downs from a leak says so: it is not a pass."""
     if not leak:
         return "not judged", "skip"
-    return ("leak", "fail") if leak.get("leaking") else ("no leak", "pass")
+    if leak.get("leaking"):
+        return "leak", "fail"
+    return ("inconclusive", "warn") if leak.get("inconclusive") else ("no leak", "pass")
 
 
 def render_memory(data: ReportInput) -> Section | None:
@@ -39,7 +42,7 @@ def render_memory(data: ReportInput) -> Section | None:
     tone: Tone = "info"
     for run, record in records:
         words, leak_tone = leak_words(record.get("leak"))
-        tone = "fail" if leak_tone == "fail" or tone == "fail" else ("pass" if leak_tone == "pass" else tone)
+        tone = _worse(tone, leak_tone)
         tiles.append(Tile("peak RSS" + (f" ({run.label})" if len(records) > 1 else ""),
                           format_quantity(record.get("peak_rss_bytes"), "bytes")))
         tiles.append(Tile("leak verdict", words, leak_tone))
@@ -69,10 +72,10 @@ def render_memory(data: ReportInput) -> Section | None:
 def _run_memory(run: RunView, record: Mapping[str, Any], labelled: bool) -> str:
     leak = record.get("leak")
     samples = record.get("samples") or []
-    words, _ = leak_words(leak)
+    words, leak_tone = leak_words(leak)
     facts: list[tuple[str, str]] = [
         ("peak resident memory", escape(format_quantity(record.get("peak_rss_bytes"), "bytes"))),
-        ("leak verdict", badge("fail" if leak and leak.get("leaking") else ("pass" if leak else "skip"), words)),
+        ("leak verdict", badge(leak_tone, words)),
     ]
     warmup_end = None
     if leak:
@@ -92,6 +95,14 @@ def _run_memory(run: RunView, record: Mapping[str, Any], labelled: bool) -> str:
         out += figure(png, "resident memory over time", "RSS sampled in the background; the grey band is the "
                       "warm-up the leak verdict leaves out, the dashed line the slope it judged.")
     return out
+
+
+_SEVERITY: dict[Tone, int] = {"info": 0, "skip": 0, "pass": 1, "warn": 2, "fail": 3}
+
+
+def _worse(tone: Tone, other: Tone) -> Tone:
+    """The section's tone: the worst verdict it holds (a skipped one does not make it pass or fail)."""
+    return other if _SEVERITY[other] > _SEVERITY[tone] else tone
 
 
 def _warmup_end(samples: list[Any], leak: Mapping[str, Any]) -> float | None:
