@@ -7,6 +7,10 @@ tables are frozen, so the duplicate check of every batch probes several of them;
 alone, per batch of 100 absent ids, with the tables the run left frozen.
 
     PYTHONPATH=. .venv/bin/python benchmarks/append_cpu.py --events 900000
+    PYTHONPATH=. .venv/bin/python benchmarks/append_cpu.py --events 300000 --bridge   # as a server runs it
+
+``--bridge`` follows the store with a ValidationBridge, as ``lighthouse serve`` does, so its fold of every
+event is in the loop's CPU.
 
 Compare trees by running each in turn, several times: the machine's speed moves by tens of percent.
 """
@@ -22,22 +26,30 @@ import time
 
 from lighthouse import EventStore
 from lighthouse.bench import make_event
+from lighthouse.bridge import ValidationBridge
 
 BATCH = 100
 
 
-async def run(events: int) -> None:
+async def run(events: int, with_bridge: bool) -> None:
     directory = tempfile.mkdtemp(prefix="append-cpu-")
     try:
         async with EventStore(directory) as store:
+            bridge = ValidationBridge(store) if with_bridge else None
+            if bridge is not None:
+                await bridge.start()
             batches = [[make_event(i * BATCH + j) for j in range(BATCH)] for i in range(events // BATCH)]
             cpu, wall = time.thread_time(), time.perf_counter()
             for batch in batches:
                 await store.append_batch(batch)
+            if bridge is not None:
+                await bridge.wait_applied(store.head_sequence)
             cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
             written = len(batches) * BATCH
-            print(f"{written:,} events in batches of {BATCH}: loop thread CPU {cpu / written * 1e6:.2f} us/event, "
-                  f"wall {wall / written * 1e6:.2f} us/event")
+            print(f"{written:,} events in batches of {BATCH}{' followed by the bridge' if bridge else ''}: loop "
+                  f"thread CPU {cpu / written * 1e6:.2f} us/event, wall {wall / written * 1e6:.2f} us/event")
+            if bridge is not None:
+                await bridge.stop(snapshot=False)
             ids = store._index._ids  # the store's id lookup, as the run left it
             frozen = [len(table) for table in ids._frozen]
             rng = random.Random(1)
@@ -56,7 +68,9 @@ async def run(events: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=900_000)
-    asyncio.run(run(parser.parse_args().events))
+    parser.add_argument("--bridge", action="store_true", help="follow the store with a ValidationBridge")
+    args = parser.parse_args()
+    asyncio.run(run(args.events, args.bridge))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ of growing memory without bound.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING
@@ -20,7 +21,10 @@ from lighthouse.models import Event, EventFilter
 if TYPE_CHECKING:
     from lighthouse.store import EventStore
 
-__all__ = ["Subscription"]
+__all__ = ["CATCH_UP_RUN", "Subscription"]
+
+#: Events read from disk per list that ``Subscription.runs`` yields while catching up.
+CATCH_UP_RUN = 1000
 
 
 class Subscription:
@@ -47,7 +51,9 @@ class Subscription:
         self._on_close = on_close
         self.last_sequence = 0
         self.delivered = 0
-        self._iterator: AsyncIterator[Event] | None = None
+        self._run_end = 0  # ``delivered`` once the consumer has taken the run it is in
+        self._iterator: AsyncIterator[Event] | AsyncIterator[list[Event]] | None = None
+        self._in_runs = False
 
     # called by the store after each durable commit
     def offer(self, events: Iterable[Event]) -> None:
@@ -70,12 +76,25 @@ class Subscription:
 
     @property
     def lag(self) -> int:
-        return len(self._buffer)
+        """Events delivered live but not yet taken by the consumer."""
+        return len(self._buffer) + self._run_end - self.delivered
 
     def __aiter__(self) -> AsyncIterator[Event]:
         if self._iterator is None:
-            self._iterator = self._run()
-        return self._iterator
+            self._iterator = self._one_by_one()
+        elif self._in_runs:
+            raise RuntimeError("this subscription is already being read in runs")
+        return self._iterator  # type: ignore[return-value]
+
+    def runs(self) -> AsyncIterator[list[Event]]:
+        """The same stream as lists of consecutive events: each catch-up read (up to ``CATCH_UP_RUN``), then
+        everything delivered live since the last list. For a consumer that folds every event (the bridge):
+        one resumption per list instead of one per event. Use either this or plain iteration, not both."""
+        if self._iterator is None:
+            self._iterator, self._in_runs = self._taken_in_runs(), True
+        elif not self._in_runs:
+            raise RuntimeError("this subscription is already being read event by event")
+        return self._iterator  # type: ignore[return-value]
 
     async def __anext__(self) -> Event:
         return await self.__aiter__().__anext__()
@@ -88,8 +107,26 @@ class Subscription:
         if iterator is not None and not getattr(iterator, "ag_running", False):
             await iterator.aclose()  # type: ignore[attr-defined]
 
-    async def _run(self) -> AsyncIterator[Event]:
+    async def _one_by_one(self) -> AsyncIterator[Event]:
+        async with contextlib.aclosing(self._runs()) as runs:
+            async for run in runs:
+                self._run_end = self.delivered + len(run)
+                for event in run:
+                    self.last_sequence = event[11]
+                    self.delivered += 1
+                    yield event
+
+    async def _taken_in_runs(self) -> AsyncIterator[list[Event]]:
+        async with contextlib.aclosing(self._runs()) as runs:
+            async for run in runs:
+                self.last_sequence = run[-1][11]
+                self.delivered += len(run)
+                self._run_end = self.delivered
+                yield run
+
+    async def _runs(self) -> AsyncIterator[list[Event]]:
         store = self._store
+        matches = self._matches
         scanned = self._from - 1
         try:
             # Catch up from disk until, in one loop step, we find nothing new and register for live events.
@@ -98,19 +135,23 @@ class Subscription:
                 if scanned >= head:
                     store._register_live(self)  # same step as the head check: no gap, no duplicate
                     break
+                run: list[Event] = []
                 async for event in store.replay(scanned + 1, to_sequence=head):
-                    scanned = event.sequence
-                    if self._matches is None or self._matches(event):
-                        self.last_sequence = event.sequence
-                        self.delivered += 1
-                        yield event
+                    scanned = event[11]
+                    if matches is None or matches(event):
+                        run.append(event)
+                        if len(run) >= CATCH_UP_RUN:
+                            yield run
+                            run = []
+                if run:
+                    yield run
                 scanned = max(scanned, head)
             while True:
-                while self._buffer:
-                    event = self._buffer.popleft()
-                    self.last_sequence = event.sequence
-                    self.delivered += 1
-                    yield event
+                if self._buffer:
+                    run = list(self._buffer)
+                    self._buffer.clear()
+                    yield run
+                    continue
                 if self._overflowed:
                     raise SubscriberOverflow(
                         f"subscriber fell more than {self.buffer_size} events behind; resubscribe from "

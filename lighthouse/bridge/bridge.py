@@ -46,6 +46,8 @@ __all__ = ["BridgeSettings", "ValidationBridge"]
 _log = logging.getLogger("lighthouse.bridge")
 _MAX_TEXT: Final[int] = 64 * 1024
 _MAX_ID: Final[int] = 128
+#: What a decision's event type reports to the server's metrics (a decoded event holds the type's string).
+_DECISIONS: Final[dict[str, str]] = {EventType.COMMAND_APPROVED: "approved", EventType.COMMAND_REJECTED: "rejected"}
 _COMMAND_VIEW: Final[tuple[str, ...]] = (
     "command_id", "agent_id", "session_id", "tool", "tool_input", "risk", "rule", "expert_role", "status",
     "decision", "approver", "approval_method", "reason", "escalated_to", "deadline", "correlation_id",
@@ -189,8 +191,10 @@ class ValidationBridge:
         while not self._stopping:
             subscription = self.store.subscribe(from_sequence=self.projection.last_sequence + 1)
             try:
-                async for event in subscription:
-                    self._apply(event)
+                async for run in subscription.runs():  # a run per commit, not a resumption per event
+                    apply = self._apply
+                    for event in run:
+                        apply(event)
                     if not subscription.lag:
                         async with self._changed:
                             self._changed.notify_all()
@@ -209,17 +213,15 @@ class ValidationBridge:
         waiter = self._waiters.pop(event.event_id, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(note)
+        decision = _DECISIONS.get(event[1])  # the type first: most events are no decision
         if (
-            note is None
+            decision is not None
+            and note is None
             and self._on_decision is not None
             and event.sequence is not None
             and event.sequence > self._started_at_sequence
-            and event.event_type in (EventType.COMMAND_APPROVED, EventType.COMMAND_REJECTED)
         ):
-            self._on_decision(
-                "approved" if event.event_type is EventType.COMMAND_APPROVED else "rejected",
-                str(event.data.get("approval_method")),
-            )
+            self._on_decision(decision, str(event.data.get("approval_method")))
 
     async def _maybe_snapshot(self) -> None:
         every = self.settings.snapshot_every_events

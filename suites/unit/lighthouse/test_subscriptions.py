@@ -18,7 +18,7 @@ from lighthouse import (
     StoreClosed,
     SubscriberOverflow,
 )
-from lighthouse.subscriptions import Subscription
+from lighthouse.subscriptions import CATCH_UP_RUN, Subscription
 
 
 async def wait_until(predicate, what: str, deadline: float = 5.0) -> None:
@@ -262,5 +262,67 @@ def test_subscribe_rejects_a_malformed_from_sequence(store_dir: Path, run, bad: 
         async with EventStore(store_dir) as store:
             with pytest.raises(InvalidQuery):
                 store.subscribe(from_sequence=bad)  # type: ignore[arg-type]
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_runs_deliver_the_same_stream_in_lists_catch_up_and_live(store_dir: Path, run, make_event, seed: int) -> None:
+    history, live = CATCH_UP_RUN + 300, 500
+
+    async def scenario() -> None:
+        async with EventStore(store_dir) as store:
+            await write_racing(store, make_event, history, seed)
+            by_event, in_runs = store.subscribe(from_sequence=1), store.subscribe(from_sequence=1)
+            writer = asyncio.create_task(write_racing(store, make_event, live, seed + 100))
+            one_by_one: list[int] = []
+            runs: list[list[int]] = []
+
+            async def read_each() -> None:
+                async for event in by_event:
+                    one_by_one.append(event.sequence)
+                    # the rest of the list this event came in still counts as not yet taken
+                    assert by_event.lag >= 0 and by_event.last_sequence == event.sequence
+                    if event.sequence == history + live:
+                        return
+
+            async def read_runs() -> None:
+                async for events in in_runs.runs():
+                    runs.append([e.sequence for e in events])
+                    assert in_runs.last_sequence == events[-1].sequence and in_runs.lag == 0
+                    if events[-1].sequence == history + live:
+                        return
+
+            await asyncio.gather(writer, read_each(), read_runs())
+            everything = list(range(1, history + live + 1))
+            assert one_by_one == everything and [s for r in runs for s in r] == everything
+            assert in_runs.delivered == by_event.delivered == history + live
+            assert max(len(r) for r in runs) == CATCH_UP_RUN  # catch-up read in lists of at most that many
+            assert any(r[0] > history for r in runs)  # and the live part came as lists too
+            with pytest.raises(RuntimeError, match="event by event"):
+                by_event.runs()
+            with pytest.raises(RuntimeError, match="in runs"):
+                aiter(in_runs)
+            await by_event.aclose()
+            await in_runs.aclose()
+            assert store.stats().subscribers == 0
+
+    run(scenario())
+
+
+def test_lag_counts_what_a_one_by_one_reader_has_not_taken_yet(store_dir: Path, run, make_event) -> None:
+    async def scenario() -> None:
+        async with EventStore(store_dir) as store:
+            subscription = store.subscribe()
+            first = asyncio.create_task(subscription.__anext__())
+            await wait_until(lambda: store.stats().subscribers == 1, "the subscriber to go live")
+            await store.append_batch([make_event(i) for i in range(5)])
+            assert (await first).sequence == 1
+            assert subscription.lag == 4  # four events of that commit are still to be taken
+            await store.append(make_event(5))
+            assert subscription.lag == 5
+            assert [(await subscription.__anext__()).sequence for _ in range(5)] == [2, 3, 4, 5, 6]
+            assert subscription.lag == 0
+            await subscription.aclose()
 
     run(scenario())
