@@ -152,16 +152,18 @@ def main() -> int:
         verdict = asyncio.run(verify_run(out, base_url, authority.issue("soak-checker", Role.ADMIN),
                                          store_generated=lambda event: event.source_agent == SERVER_AGENT))
         results = record_verdict(out, verdict)
+        judged = [(t, rss - index.at(t)) for t, rss in sampler.samples]
         try:
             raw = leak_verdict(sampler.samples, warmup_fraction=0.2)
-            leak = leak_verdict([(t, rss - index.at(t)) for t, rss in sampler.samples], warmup_fraction=0.2)
+            leak = leak_verdict(judged, warmup_fraction=0.2)
             print(f"server RSS as sampled: {raw.slope_bytes_per_s:,.0f} B/s ({raw.reason}); the index grew "
                   f"{(index.samples[-1][1] - index.samples[0][1]) if index.samples else 0:,} B; judged below: RSS minus index")
         except InsufficientSamplesError as exc:
             leak = None
             print(f"no leak verdict: {exc}")
-        results.memory = sampler_record(sampler, leak)
+        results.memory = sampler_record(sampler, judged, leak)
         machine = add_machine_activity(results, activity.per_interval(), batch=args.batch)
+        add_memory_timeline(results, sampler.samples, index)
         if leak is not None and leak.leaking:
             results.tests[0].outcome = "failed"
             results.finish("failed")
@@ -180,9 +182,28 @@ def main() -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def sampler_record(sampler: RssSampler, leak: LeakVerdict | None) -> MemoryRecord:
-    return MemoryRecord(peak_rss_bytes=sampler.peak, samples=sampler.samples,
-                        leak=None if leak is None else leak.to_dict())
+def sampler_record(sampler: RssSampler, judged: list[tuple[float, int]], leak: LeakVerdict | None) -> MemoryRecord:
+    """The series the leak verdict judged (RSS minus the index), so the report's slope is drawn over its own
+    samples; the RSS as sampled is in the memory timeline beside it."""
+    return MemoryRecord(peak_rss_bytes=sampler.peak, samples=judged, leak=None if leak is None else leak.to_dict())
+
+
+def add_memory_timeline(results: RunResults, rss: list[tuple[float, int]], index: IndexSampler) -> None:
+    """The server's RSS, the index size it reported and their difference at each index sample (MB): where a
+    leak verdict's slope comes from (the index grows in steps, resident memory as pages are touched)."""
+    if not index.samples or not rss:
+        return
+    points, position = [], 0
+    for when, size in index.samples:
+        while position + 1 < len(rss) and rss[position + 1][0] <= when:
+            position += 1
+        points.append((when, rss[position][1], size))
+    results.tests[0].timelines.append(Timeline(
+        "server memory: RSS, the index size the store reports, and RSS minus the index (what the leak verdict judges)",
+        [when for when, _, _ in points],
+        {"rss_mb": [r / 1e6 for _, r, _ in points], "index_mb": [i / 1e6 for _, _, i in points],
+         "rss_minus_index_mb": [(r - i) / 1e6 for _, r, i in points]},
+        {"rss_mb": "MB", "index_mb": "MB", "rss_minus_index_mb": "MB"}))
 
 
 def add_machine_activity(results: RunResults, rows: list[dict[str, float]], *, batch: int) -> str:
@@ -220,6 +241,9 @@ def summarize(results: RunResults, history: str, leak: LeakVerdict | None, repor
     print(f"pooled latency from the intended start: p50 {m['intended_p50_ms']:.1f} ms, p99 {m['intended_p99_ms']:.1f} ms, "
           f"p99.9 {m['intended_p99.9_ms']:.1f} ms; from the send: p99 {m['sent_p99_ms']:.1f} ms, p99.9 "
           f"{m['sent_p99.9_ms']:.1f} ms; Locust's own p99 {m['locust_p99_ms']:.0f} ms")
+    if "server_p99_ms" in m:
+        print(f"inside the server (its Server-Timing header): p50 {m['server_p50_ms']:.1f} ms, p99 "
+              f"{m['server_p99_ms']:.1f} ms, p99.9 {m['server_p99.9_ms']:.1f} ms")
     for name, metric in sorted(test.metrics.items()):
         if metric.target is not None:
             print(f"  {name}: {metric.value:,.1f} {metric.unit} vs {metric.target.op} {metric.target.value:,.1f}: "

@@ -76,7 +76,7 @@ class Subscription:
 
     @property
     def lag(self) -> int:
-        """Events delivered live but not yet taken by the consumer."""
+        """Events held for the consumer and not yet taken: the live buffer and the rest of the list being read."""
         return len(self._buffer) + self._run_end - self.delivered
 
     def __aiter__(self) -> AsyncIterator[Event]:

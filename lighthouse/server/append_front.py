@@ -124,6 +124,8 @@ class AppendFront:
 async def _respond(send: Any, codec: Codec, body: bytes, status: int, extra: dict[str, str], started: float) -> None:
     raw = [(b"content-length", str(len(body)).encode()), (b"content-type", codec.media_type.encode())]
     raw.extend((name.lower().encode("latin-1"), text.encode("latin-1")) for name, text in extra.items())
-    raw.append((b"x-response-time-ms", f"{(time.perf_counter() - started) * 1000:.3f}".encode()))
+    elapsed = f"{(time.perf_counter() - started) * 1000:.3f}".encode()
+    raw.append((b"x-response-time-ms", elapsed))
+    raw.append((b"server-timing", b"app;dur=" + elapsed))
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})

@@ -166,7 +166,9 @@ def endpoint(route: str) -> Callable[[Handler], Handler]:
                 response = _error_response(request, error)
             if ctx.metrics is not None:
                 ctx.metrics.requests.labels(method=request.method, route=route, status=str(response.status_code)).inc()
-            response.headers.setdefault("X-Response-Time-Ms", f"{(time.perf_counter() - started) * 1000:.3f}")
+            elapsed = f"{(time.perf_counter() - started) * 1000:.3f}"
+            response.headers.setdefault("X-Response-Time-Ms", elapsed)
+            response.headers.setdefault("Server-Timing", f"app;dur={elapsed}")  # W3C: what load generators read
             return response
 
         return wrapped

@@ -109,7 +109,14 @@ def test_master_and_two_workers_merge_histograms_and_expose_a_stall(tmp_path: Pa
           f"{intended_slow} requests over {SLOW_MS} ms")
     print(f"Locust's own figures: p50 {locust['p50_ms']:.0f} ms, p99 {locust['p99_ms']:.0f} ms, p99.9 "
           f"{locust['p99.9_ms']:.0f} ms, {locust['requests_over_500ms']:.0f} requests over {SLOW_MS} ms")
+    print(f"inside the server (its Server-Timing): p50 {test.metrics['server_p50_ms'].value:.1f} ms, p99 "
+          f"{test.metrics['server_p99_ms'].value:.1f} ms, p99.9 {test.metrics['server_p99.9_ms'].value:.1f} ms")
     print(f"history: {verdict.summary()}")
+    # Every answer said how long the server spent on it, which lies inside the client's send-to-answer time:
+    # so does every percentile of it (a request the stall caught waiting in a socket never reached its timer).
+    assert params["server_timed_count"] == merged_count, params["server_timed_count"]
+    for label in ("p50", "p99", "p99.9"):
+        assert test.metrics[f"server_{label}_ms"].value <= 1.01 * test.metrics[f"sent_{label}_ms"].value, label
     # One agent has at most one request in flight, so Locust sees about one slow request per agent; the
     # requests planned during the stall (about 120 of them) all start late and the intended-time view counts them.
     # A request is never faster from its intended start than from its send, so what a loaded machine makes slow

@@ -10,6 +10,7 @@ from testkit.load.locust.agents import AgentTraffic
 from testkit.load.locust.plan import PlanError, timespan_s
 from testkit.load.locust.recording import SETTLE_SECONDS, RunAggregate, WorkerRecorder
 from testkit.load.locust.run_results import build_results
+from testkit.load.server_timing import server_time_ns
 from testkit.results import RunResults
 
 pytestmark = pytest.mark.ci
@@ -154,3 +155,39 @@ def test_durations_read_like_locusts(text: str, seconds: float) -> None:
 def test_bad_durations_are_a_plan_error(text: str) -> None:
     with pytest.raises(PlanError):
         timespan_s(text)
+
+
+@pytest.mark.parametrize(("header", "expected_ns"), [
+    ("app;dur=12.5", 12_500_000),
+    ('db;dur=3.25, app;desc="whole request";dur=40', 40_000_000),  # the longest: a total covers its parts
+    ("cache;desc=hit, total;dur = \"7\"", 7_000_000),
+    ("app;dur=0", 1),
+    ("miss", None), ("", None), (None, None), ("app;dur=abc", None),
+])
+def test_the_server_timing_header_gives_the_longest_duration_it_names(header: str | None,
+                                                                      expected_ns: int | None) -> None:
+    assert server_time_ns(header) == expected_ns
+
+
+def test_the_servers_own_time_is_merged_apart_and_reported_only_when_the_server_gave_it() -> None:
+    workers = {"w0": WorkerRecorder(), "w1": WorkerRecorder()}
+    aggregate = RunAggregate()
+    for index, (name, recorder) in enumerate(workers.items()):
+        for i in range(100):  # 60 ms from the intended start, of which the server says it spent 5 (w0) or 9 (w1)
+            recorder.record(i * MS, i * MS + 20 * MS, i * MS + 60 * MS, events_ok=1, failed=False, unknown=False,
+                            server_ns=(5 + 4 * index) * MS if i % 2 else None)
+        aggregate.add(name, json.loads(json.dumps(recorder.take_delta(final=True))))
+    server = aggregate.merged_server()
+    assert server.count == 100 == sum(r.server.count for r in workers.values())  # half the requests said
+    test = build_results(aggregate, plan={"batch": 100, "seed": 1}, locust_figures={}, users=2, host="h").tests[0]
+    assert test.metrics["server_p50_ms"].value == pytest.approx(5, rel=0.01)
+    assert test.metrics["server_p99_ms"].value == pytest.approx(9, rel=0.01)
+    assert test.metrics["intended_p99_ms"].value == pytest.approx(60, rel=0.01)
+    assert test.metrics["server_p99_ms"].target is None and test.parameters["server_timed_count"] == 100
+
+    silent = RunAggregate()
+    recorder = WorkerRecorder()
+    _record(recorder, 10)
+    silent.add("w0", recorder.take_delta(final=True))
+    assert "server_p99_ms" not in build_results(silent, plan={"batch": 1}, locust_figures={}, users=1,
+                                                host="h").tests[0].metrics

@@ -33,6 +33,7 @@ from testkit.load.locust.agents import AgentTraffic
 from testkit.load.locust.plan import LocustPlan, PlanError, add_plan_arguments
 from testkit.load.locust.recording import RunAggregate, WorkerRecorder
 from testkit.load.locust.run_results import build_results, results_path
+from testkit.load.server_timing import server_time_ns
 
 __all__ = ["AgentUser", "MESSAGE_TYPE"]
 
@@ -225,6 +226,7 @@ class AgentUser(FastHttpUser):
                               catch_response=True) as response:
             done = time.perf_counter_ns()
             status = response.status_code or 0
+            server_ns = server_time_ns(response.headers.get("server-timing")) if response.headers else None
             if status in (200, 201):
                 response.success()
                 if op is not None and history is not None:
@@ -237,7 +239,7 @@ class AgentUser(FastHttpUser):
                     (history.fail if definite else history.unknown)(op, code)
                 response.failure(f"HTTP {status}: {code}")
         run.recorder.record(intended, sent, done, events_ok=0 if failed or unknown else len(request.event_ids),
-                            failed=failed, unknown=unknown)
+                            failed=failed, unknown=unknown, server_ns=server_ns)
         self.next_intended_ns = intended + self.interval_ns if self.interval_ns else done + int(request.think_s * 1e9)
 
 

@@ -2,7 +2,8 @@
 
 A worker records every request twice: from its *intended* start (the planned arrival time, so a
 stalled server's queueing counts, as in the kit's own open loop) and from when it was actually sent
-(what Locust's own statistics see). It ships the histograms recorded since the last shipment as
+(what Locust's own statistics see); and, when the server reports it (``Server-Timing``), the time the
+server says it spent, which tells a slow percentile's server part from the client's and the network's. It ships the histograms recorded since the last shipment as
 encoded deltas; the master adds each worker's deltas up, and the merged histogram of all workers is
 the run's pooled distribution. Nothing here imports Locust, so it is testable on its own.
 
@@ -68,22 +69,28 @@ class WorkerRecorder:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.intended = LatencyRecorder()
         self.service = LatencyRecorder()
+        self.server = LatencyRecorder()
         self.totals = WorkerTotals()
         self._clock = clock
         self._delta_intended = LatencyRecorder()
         self._delta_service = LatencyRecorder()
+        self._delta_server = LatencyRecorder()
         self._delta = WorkerTotals()
         self._seconds: dict[int, list[int]] = {}  # wall second -> [requests, events ok, errors]
         self._second_latency: dict[int, LatencyRecorder] = {}  # wall second -> intended latency
 
     def record(self, intended_ns: int, sent_ns: int, done_ns: int, *, events_ok: int, failed: bool,
-               unknown: bool) -> None:
-        """One request: ``intended_ns``/``sent_ns``/``done_ns`` on ``time.perf_counter_ns``."""
+               unknown: bool, server_ns: int | None = None) -> None:
+        """One request: ``intended_ns``/``sent_ns``/``done_ns`` on ``time.perf_counter_ns``; ``server_ns``:
+        what the server said it spent (``None``: it did not say)."""
         intended = max(1, done_ns - intended_ns)
         for recorder in (self.intended, self._delta_intended):
             recorder.record(intended)
         for recorder in (self.service, self._delta_service):
             recorder.record(max(1, done_ns - sent_ns))
+        if server_ns is not None:
+            for recorder in (self.server, self._delta_server):
+                recorder.record(server_ns)
         late = int(sent_ns - intended_ns > self.LATE_NS)
         for totals in (self.totals, self._delta):
             totals.requests += 1
@@ -105,11 +112,12 @@ class WorkerRecorder:
         """The message a worker sends its master: encoded histograms and counts since the previous one;
         ``final`` marks the last one of a run (sent once the worker's users have stopped)."""
         message = {"intended": self._delta_intended.encode(), "service": self._delta_service.encode(),
-                   "totals": self._delta.to_dict(), "seconds": {str(k): v for k, v in self._seconds.items()},
+                   "server": self._delta_server.encode(), "totals": self._delta.to_dict(), "seconds": {str(k): v for k, v in self._seconds.items()},
                    "second_latency": {str(k): v.encode() for k, v in self._second_latency.items()},
                    "final": final}
         self._delta_intended.reset()
         self._delta_service.reset()
+        self._delta_server.reset()
         self._delta = WorkerTotals()
         self._seconds = {}
         self._second_latency = {}
@@ -118,13 +126,15 @@ class WorkerRecorder:
     def summary(self) -> dict[str, Any]:
         """The worker's own cumulative account, written next to its journal (to check the master's merge)."""
         return {"totals": self.totals.to_dict(), "intended_count": self.intended.count,
-                "service_count": self.service.count, "intended": self.intended.encode()}
+                "service_count": self.service.count, "server_count": self.server.count,
+                "intended": self.intended.encode()}
 
 
 @dataclass(slots=True)
 class _Worker:
     intended: LatencyRecorder = field(default_factory=LatencyRecorder)
     service: LatencyRecorder = field(default_factory=LatencyRecorder)
+    server: LatencyRecorder = field(default_factory=LatencyRecorder)
     totals: WorkerTotals = field(default_factory=WorkerTotals)
 
 
@@ -145,6 +155,8 @@ class RunAggregate:
         worker = self.workers.setdefault(worker_id, _Worker())
         worker.intended.merge(LatencyRecorder.decode(message["intended"]))
         worker.service.merge(LatencyRecorder.decode(message["service"]))
+        if message.get("server"):  # absent from older workers
+            worker.server.merge(LatencyRecorder.decode(message["server"]))
         worker.totals.add(message["totals"])
         if message.get("final"):
             self.finished.add(worker_id)
@@ -183,3 +195,10 @@ class RunAggregate:
             service.merge(worker.service)
             totals.add(worker.totals.to_dict())
         return intended, service, totals
+
+    def merged_server(self) -> LatencyRecorder:
+        """Every worker's record of the time the server reported (empty when it reported none)."""
+        server = LatencyRecorder()
+        for worker in self.workers.values():
+            server.merge(worker.server)
+        return server

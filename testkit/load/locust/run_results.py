@@ -67,6 +67,9 @@ def build_results(aggregate: RunAggregate, *, plan: Mapping[str, Any], locust_fi
         target=None if target_events_per_s is None else Target(">=", _RATE_TOLERANCE * target_events_per_s))}
     metrics.update(_latency_metrics("intended", intended, ADR_004_TARGETS_MS[kind]))
     metrics.update(_latency_metrics("sent", service, {}))
+    server = aggregate.merged_server()
+    if server.count:  # the server's own account (Server-Timing), where it gave one: reported, not judged
+        metrics.update(_latency_metrics("server", server, {}))
     for name, value in locust_figures.items():
         metrics[f"locust_{name}"] = Metric(float(value), "ms" if name.endswith("_ms") else "count", "lower")
     origin = seconds[0] if seconds else 0
@@ -89,6 +92,7 @@ def build_results(aggregate: RunAggregate, *, plan: Mapping[str, Any], locust_fi
         "first_wall_second": origin,  # the timeline's t = 0, in seconds since the epoch (to line other samples up)
         "complete": aggregate.complete, "workers_finished": len(aggregate.finished),
         "totals": totals.to_dict(), "intended_count": intended.count, "sent_count": service.count,
+        "server_timed_count": server.count,
         "unplotted_requests": aggregate.unplotted_requests,
         "per_worker": {worker_id: {"intended_count": worker.intended.count, **worker.totals.to_dict()}
                        for worker_id, worker in sorted(aggregate.workers.items())},
