@@ -118,9 +118,15 @@ class AggregateVersions:
         return True
 
     def nbytes(self) -> int:
-        """Bytes of the base table. Not counted: ``recent``, the aggregates written or looked up since the
-        last checkpoint (all of them while checkpoints are off or keep failing), and the writes' keys."""
-        return self.base.nbytes()
+        """Bytes of the base table and of the writes' keys and sequences held for the next checkpoint (16 per
+        aggregate written per group: they grow with the writes between checkpoints, 50-80 KB/s at 10,000
+        events/s of agent traffic, which a leak verdict on RSS minus this count read as a leak). Not counted:
+        ``recent``, the aggregates written or looked up since the last checkpoint (all of them while
+        checkpoints are off or keep failing)."""
+        held = [(self._keys, self._sequences)]
+        if self._handed is not None and self._handed.keys is not None and self._handed.sequences is not None:
+            held.append((self._handed.keys, self._handed.sequences))
+        return self.base.nbytes() + sum(len(keys) * keys.itemsize + len(seqs) * seqs.itemsize for keys, seqs in held)
 
     def compact(self) -> None:
         """Fold ``recent`` into ``base`` (the ids' strings are dropped; their versions stay exact)."""
