@@ -134,6 +134,7 @@ def main() -> int:
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
     try:
         sampler.start()
+        sampled_from_wall = time.time()  # the RSS and index samples' t = 0, to line them up with the others
         activity.start()
         index.start(time.monotonic())
         # Every agent starts at once (Locust's -r equal to -u): each spawn step of a ramp blocks a Locust 2.x
@@ -161,9 +162,9 @@ def main() -> int:
         except InsufficientSamplesError as exc:
             leak = None
             print(f"no leak verdict: {exc}")
-        results.memory = sampler_record(sampler, judged, leak)
+        results.memory = sampler_record(sampler, leak)
         machine = add_machine_activity(results, activity.per_interval(), batch=args.batch)
-        add_memory_timeline(results, sampler.samples, index)
+        add_memory_timeline(results, sampler.samples, index, sampled_from_wall)
         if leak is not None and leak.leaking:
             results.tests[0].outcome = "failed"
             results.finish("failed")
@@ -182,22 +183,26 @@ def main() -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def sampler_record(sampler: RssSampler, judged: list[tuple[float, int]], leak: LeakVerdict | None) -> MemoryRecord:
-    """The series the leak verdict judged (RSS minus the index), so the report's slope is drawn over its own
-    samples; the RSS as sampled is in the memory timeline beside it."""
-    return MemoryRecord(peak_rss_bytes=sampler.peak, samples=judged, leak=None if leak is None else leak.to_dict())
+def sampler_record(sampler: RssSampler, leak: LeakVerdict | None) -> MemoryRecord:
+    """RSS as sampled; the verdict judged RSS minus the index, which the memory timeline draws."""
+    return MemoryRecord(peak_rss_bytes=sampler.peak, samples=sampler.samples,
+                        leak=None if leak is None else leak.to_dict())
 
 
-def add_memory_timeline(results: RunResults, rss: list[tuple[float, int]], index: IndexSampler) -> None:
+def add_memory_timeline(results: RunResults, rss: list[tuple[float, int]], index: IndexSampler,
+                        sampled_from_wall: float) -> None:
     """The server's RSS, the index size it reported and their difference at each index sample (MB): where a
-    leak verdict's slope comes from (the index grows in steps, resident memory as pages are touched)."""
-    if not index.samples or not rss:
+    leak verdict's slope comes from. On the latency timeline's clock (its t = 0 is ``first_wall_second``)."""
+    origin = results.tests[0].parameters.get("first_wall_second")
+    if not index.samples or not rss or origin is None:
         return
-    points, position = [], 0
+    shift = sampled_from_wall - float(origin)
+    points: list[tuple[float, int, int]] = []
+    position = 0
     for when, size in index.samples:
         while position + 1 < len(rss) and rss[position + 1][0] <= when:
             position += 1
-        points.append((when, rss[position][1], size))
+        points.append((when + shift, rss[position][1], size))
     results.tests[0].timelines.append(Timeline(
         "server memory: RSS, the index size the store reports, and RSS minus the index (what the leak verdict judges)",
         [when for when, _, _ in points],

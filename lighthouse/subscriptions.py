@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CATCH_UP_RUN", "Subscription"]
 
-#: Events read from disk per list that ``Subscription.runs`` yields while catching up.
+#: While catching up, a list is handed over once it holds this many events or this many were read from disk.
 CATCH_UP_RUN = 1000
 
 
@@ -61,9 +61,10 @@ class Subscription:
             return
         matches = self._matches
         start = self._from
+        taken_but_unread = self._run_end - self.delivered  # the rest of the list a one-by-one reader is in
         for event in events:
             if event[11] >= start and (matches is None or matches(event)):
-                if len(self._buffer) >= self.buffer_size:
+                if len(self._buffer) + taken_but_unread >= self.buffer_size:
                     self._overflowed = True
                     self._buffer.clear()
                     break
@@ -136,13 +137,15 @@ class Subscription:
                     store._register_live(self)  # same step as the head check: no gap, no duplicate
                     break
                 run: list[Event] = []
+                read = 0
                 async for event in store.replay(scanned + 1, to_sequence=head):
                     scanned = event[11]
+                    read += 1
                     if matches is None or matches(event):
                         run.append(event)
-                        if len(run) >= CATCH_UP_RUN:
-                            yield run
-                            run = []
+                    if run and (len(run) >= CATCH_UP_RUN or read >= CATCH_UP_RUN):  # a sparse filter's few
+                        yield run  # matches are not held back until the whole history is scanned
+                        run, read = [], 0
                 if run:
                     yield run
                 scanned = max(scanned, head)

@@ -267,7 +267,7 @@ def leak_verdict(samples: Sequence[tuple[float, float]], *, warmup_fraction: flo
         rule = f"{relative_per_hour:.2%}/h vs limit {max_growth_per_hour:.2%}/h"
     real = low > 0
     leaking = exceeds and real
-    worth = f"{len(t)} samples worth {fit.effective_samples:,.0f} independent ones"
+    worth = f"{len(t)} samples worth {fit.effective_samples:,.1f} independent ones"
     if leaking:
         reason = f"leaking: {rule}, slope CI [{low:,.0f}, {high:,.0f}] B/s above zero ({worth})"
     elif exceeds:
@@ -289,7 +289,8 @@ class _SenFit(NamedTuple):
 def _theil_sen(t: np.ndarray, y: np.ndarray, confidence: float) -> _SenFit:
     """The Theil-Sen slope (median of the pairwise slopes) and its rank-based confidence interval, with the
     variance of Kendall's S (ties taken out) scaled by ``n / n_eff``: the effective sample size of the fit's
-    residuals under a lag-1 autoregression, ``n (1 - r1) / (1 + r1)`` (Yue & Wang, 2004)."""
+    residuals under a lag-1 autoregression, ``n (1 - r1) / (1 + r1)`` (the large-sample form of Yue &
+    Wang's 2004 correction, applied whenever r1 > 0: conservative, it only ever widens the interval)."""
     n = len(t)
     pairs = [((y[lag:] - y[:-lag]), (t[lag:] - t[:-lag])) for lag in range(1, n)]
     rise = np.concatenate([p[0] for p in pairs])

@@ -191,9 +191,9 @@ class ValidationBridge:
         while not self._stopping:
             subscription = self.store.subscribe(from_sequence=self.projection.last_sequence + 1)
             try:
-                async for run in subscription.runs():  # a run per commit, not a resumption per event
-                    apply = self._apply
-                    for event in run:
+                apply = self._apply
+                async for run in subscription.runs():  # all that was delivered since the last one: one
+                    for event in run:  # resumption per list (a commit or more), not per event
                         apply(event)
                     if not subscription.lag:
                         async with self._changed:

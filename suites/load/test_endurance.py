@@ -121,7 +121,8 @@ def test_endurance_with_memory_leak_verdict(tmp_path: Path, run: Any, testkit_du
                                                      "lost": len(outcome["missing"])},
             "violations": outcome["missing"][:50]})
         testkit_record.verdict(f"leak[{name}]", {"ok": not verdict.leaking, "counts": {
-            "samples_used": verdict.samples_used}, "violations": [verdict.reason] if verdict.leaking else []})
+            "samples_used": verdict.samples_used,
+            "inconclusive": verdict.inconclusive}, "violations": [verdict.reason] if verdict.leaking else []})
         testkit_record.latency(f"operation[{name}]", outcome["result"].latency)
         testkit_record.timeline(f"endurance memory [{name}]",
                                 [{"t": t, "rss_mb": rss / 1e6, "traced_mb": traced / 1e6}

@@ -180,7 +180,8 @@ def test_ten_thousand_events_per_second_soak(tmp_path: Path, run: Any, testkit_d
         "acknowledged": outcome["acknowledged"], "lost": len(outcome["missing"])},
         "violations": outcome["missing"][:50]})
     if judged_leak:
-        testkit_record.verdict("leak", {"ok": not verdict.leaking, "counts": {"samples_used": verdict.samples_used},
+        counts = {"samples_used": verdict.samples_used, "inconclusive": verdict.inconclusive}
+        testkit_record.verdict("leak", {"ok": not verdict.leaking, "counts": counts,
                                         "violations": [verdict.reason] if verdict.leaking else []})
     testkit_record.timeline("soak", [
         {"t": float(p.second), "completed_events": p.completed * BATCH, "errors": p.errors,

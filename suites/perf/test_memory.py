@@ -101,7 +101,8 @@ def test_memory_per_thousand_events_and_soak(tmp_path: Path, request: pytest.Fix
                 judged=not verdicts["lighthouse"].leaking, **measured(per_event))
     for name, verdict in verdicts.items():
         testkit_record.verdict(f"leak[{name}]", {"ok": not verdict.leaking, "counts": {
-            "samples_used": verdict.samples_used}, "violations": [] if not verdict.leaking else [verdict.reason]})
+            "samples_used": verdict.samples_used,
+            "inconclusive": verdict.inconclusive}, "violations": [] if not verdict.leaking else [verdict.reason]})
 
     assert not verdicts["lighthouse"].leaking, verdicts["lighthouse"].reason
     figures.assert_lines_met()

@@ -14,16 +14,20 @@ from typing import Final
 
 __all__ = ["server_time_ns"]
 
-_DURATION: Final = re.compile(r";\s*dur\s*=\s*\"?([0-9]+(?:\.[0-9]+)?)\"?", re.IGNORECASE)
+_DURATION: Final = re.compile(r";\s*dur\s*=\s*\"?([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\"?", re.IGNORECASE)
+_DESCRIPTION: Final = re.compile(r"desc\s*=\s*\"(?:[^\"\\]|\\.)*\"", re.IGNORECASE)
+#: Longer than any request a load generator times: a value beyond it is the server's mistake, not a time.
+_LONGEST_NS: Final = 3_600_000_000_000
 
 
 def server_time_ns(header: str | None) -> int | None:
     """The longest ``dur`` (milliseconds) among the header's metrics, in nanoseconds: a server's total is at
-    least any of its parts. ``None`` when the header is absent or names no duration."""
+    least any of its parts. ``None`` when the header is absent, names no duration or one over an hour
+    (a histogram's range ends there; a bad header from the system under test must not break the recording)."""
     if not header:
         return None
-    durations = [float(match) for match in _DURATION.findall(header)]
+    durations = [float(match) for match in _DURATION.findall(_DESCRIPTION.sub("desc=\"\"", header))]
     longest = max(durations, default=None)
-    if longest is None or not math.isfinite(longest):
+    if longest is None or not math.isfinite(longest) or longest * 1e6 > _LONGEST_NS:
         return None
     return max(1, round(longest * 1e6))

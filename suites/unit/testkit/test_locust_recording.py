@@ -162,6 +162,9 @@ def test_bad_durations_are_a_plan_error(text: str) -> None:
     ('db;dur=3.25, app;desc="whole request";dur=40', 40_000_000),  # the longest: a total covers its parts
     ("cache;desc=hit, total;dur = \"7\"", 7_000_000),
     ("app;dur=0", 1),
+    ('app;desc="x;dur=99";dur=3', 3_000_000),  # a description's text is not a duration
+    ("app;dur=.5", 500_000), ("app;dur=2e1", 20_000_000),
+    ("app;dur=4000000", None),  # over an hour: the server's mistake, not a request's time
     ("miss", None), ("", None), (None, None), ("app;dur=abc", None),
 ])
 def test_the_server_timing_header_gives_the_longest_duration_it_names(header: str | None,

@@ -262,3 +262,17 @@ def test_too_few_samples_or_bad_parameters_raise() -> None:
         leak_verdict([(0.0, 1, 2)] * 20)  # type: ignore[list-item]
     with pytest.raises(ValueError, match="interval"):
         RssSampler(interval=0)
+
+
+def test_with_independent_residuals_the_interval_is_scipys_theil_sen_interval() -> None:
+    """Residuals that alternate in sign have no positive lag-1 correlation: nothing to widen, so the slope
+    and its interval are exactly the textbook ones (ties in time and in RSS included)."""
+    rng = np.random.default_rng(12)
+    t = np.repeat(np.arange(150.0), 2)  # every time twice
+    rss = np.round(300 * MIB + 2_000 * t + np.where(np.arange(300) % 2, 1, -1) * rng.uniform(0, MIB, 300), -5)
+    verdict = leak_verdict(list(zip(t.tolist(), rss.tolist(), strict=True)), warmup_fraction=0.0)
+    textbook = stats.theilslopes(rss, t, alpha=0.95)
+
+    assert verdict.effective_samples == 300
+    assert (verdict.slope_bytes_per_s, verdict.slope_low, verdict.slope_high) == pytest.approx(
+        (textbook.slope, textbook.low_slope, textbook.high_slope))
