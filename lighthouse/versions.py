@@ -119,8 +119,8 @@ class AggregateVersions:
 
     def nbytes(self) -> int:
         """Bytes of the base table and of the writes' keys and sequences held for the next checkpoint (16 per
-        aggregate written per group: they grow with the writes between checkpoints, 50-80 KB/s at 10,000
-        events/s of agent traffic, which a leak verdict on RSS minus this count read as a leak). Not counted:
+        aggregate written per group: they grow with the writes between checkpoints, which a leak verdict on
+        RSS minus this count read as a leak). Not counted:
         ``recent``, the aggregates written or looked up since the last checkpoint (all of them while
         checkpoints are off or keep failing)."""
         held = [(self._keys, self._sequences)]
