@@ -292,9 +292,8 @@ def _theil_sen(t: np.ndarray, y: np.ndarray, confidence: float) -> _SenFit:
     residuals under a lag-1 autoregression, ``n (1 - r1) / (1 + r1)`` (the large-sample form of Yue &
     Wang's 2004 correction, applied whenever r1 > 0: conservative, it only ever widens the interval)."""
     n = len(t)
-    pairs = [((y[lag:] - y[:-lag]), (t[lag:] - t[:-lag])) for lag in range(1, n)]
-    rise = np.concatenate([p[0] for p in pairs])
-    run = np.concatenate([p[1] for p in pairs])
+    rise = np.concatenate([y[lag:] - y[:-lag] for lag in range(1, n)])
+    run = np.concatenate([t[lag:] - t[:-lag] for lag in range(1, n)])
     apart = run > 0
     slopes = np.sort(rise[apart] / run[apart])
     slope = float(np.median(slopes))

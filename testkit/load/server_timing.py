@@ -12,12 +12,12 @@ import math
 import re
 from typing import Final
 
+from testkit.percentiles import HOUR_NS
+
 __all__ = ["server_time_ns"]
 
 _DURATION: Final = re.compile(r";\s*dur\s*=\s*\"?([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\"?", re.IGNORECASE)
 _DESCRIPTION: Final = re.compile(r"desc\s*=\s*\"(?:[^\"\\]|\\.)*\"", re.IGNORECASE)
-#: Longer than any request a load generator times: a value beyond it is the server's mistake, not a time.
-_LONGEST_NS: Final = 3_600_000_000_000
 
 
 def server_time_ns(header: str | None) -> int | None:
@@ -28,6 +28,6 @@ def server_time_ns(header: str | None) -> int | None:
         return None
     durations = [float(match) for match in _DURATION.findall(_DESCRIPTION.sub("desc=\"\"", header))]
     longest = max(durations, default=None)
-    if longest is None or not math.isfinite(longest) or longest * 1e6 > _LONGEST_NS:
+    if longest is None or not math.isfinite(longest) or longest * 1e6 > HOUR_NS:  # beyond a recorder's range
         return None
     return max(1, round(longest * 1e6))

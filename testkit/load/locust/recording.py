@@ -3,7 +3,8 @@
 A worker records every request twice: from its *intended* start (the planned arrival time, so a
 stalled server's queueing counts, as in the kit's own open loop) and from when it was actually sent
 (what Locust's own statistics see); and, when the server reports it (``Server-Timing``), the time the
-server says it spent, which tells a slow percentile's server part from the client's and the network's. It ships the histograms recorded since the last shipment as
+server says it spent, which tells a slow percentile's server part from the client's and the network's.
+It ships the histograms recorded since the last shipment as
 encoded deltas; the master adds each worker's deltas up, and the merged histogram of all workers is
 the run's pooled distribution. Nothing here imports Locust, so it is testable on its own.
 
@@ -112,7 +113,8 @@ class WorkerRecorder:
         """The message a worker sends its master: encoded histograms and counts since the previous one;
         ``final`` marks the last one of a run (sent once the worker's users have stopped)."""
         message = {"intended": self._delta_intended.encode(), "service": self._delta_service.encode(),
-                   "server": self._delta_server.encode(), "totals": self._delta.to_dict(), "seconds": {str(k): v for k, v in self._seconds.items()},
+                   "server": self._delta_server.encode(), "totals": self._delta.to_dict(),
+                   "seconds": {str(k): v for k, v in self._seconds.items()},
                    "second_latency": {str(k): v.encode() for k, v in self._second_latency.items()},
                    "final": final}
         self._delta_intended.reset()
