@@ -206,6 +206,23 @@ def test_memory_shows_the_leak_verdict_and_bytes_per_event(full_run: dict[str, A
     assert ">no leak<" not in memory
 
 
+@pytest.mark.parametrize(("column", "units", "values", "peak"), [
+    ("rss_mb", {"rss_mb": "MB"}, [650.0, 700.0], "668 MiB"),  # 700e6 bytes
+    ("rss_mb", None, [650.0, 700.0], "668 MiB"),  # the name says it
+    ("rss", {"rss": "MiB"}, [600.0, 700.0], "700 MiB"),
+    ("rss_bytes", None, [1.0e6, 2.0e6], "1.91 MiB"),
+])
+def test_a_memory_timeline_is_drawn_in_the_unit_it_was_written_in(
+        full_run: dict[str, Any], column: str, units: dict[str, str] | None, values: list[float], peak: str) -> None:
+    document = only_tests(full_run)
+    timeline: dict[str, Any] = {"name": "memory", "t": [0.0, 1.0], "series": {column: values}}
+    if units is not None:
+        timeline["units"] = units
+    document["tests"][0]["timelines"] = [timeline]
+    memory = section_html(render_html(document), "memory")
+    assert f"peak {peak}" in memory, re.findall(r"peak [^<]*", memory)
+
+
 def test_plots_stay_few_however_many_tests_measure(full_run: dict[str, Any]) -> None:
     """One figure per measured quantity, a capped number of timelines: never one plot per test."""
     load = next(t for t in full_run["tests"] if "test_latency_under_faults" in t["nodeid"])

@@ -60,12 +60,16 @@ def render_memory(data: ReportInput) -> Section | None:
                 tone = "fail"
     for view, timeline in rss_timelines[:MAX_RSS_TIMELINES]:
         column = _rss_column(timeline)
-        points = [(t, v) for t, v in zip(timeline["t"], timeline["series"][column], strict=False) if v is not None]
+        assert column is not None
+        scale = _bytes_per_unit(column, (timeline.get("units") or {}).get(column))
+        points = [(t, v * scale) for t, v in zip(timeline["t"], timeline["series"][column], strict=False)
+                  if v is not None]
         if len(points) < 2:
             continue
         png = plots.memory_over_time([p[0] for p in points], [p[1] for p in points],
                                      title=f"{view.nodeid.split('::', 1)[-1]} · {view.test.get('sut') or ''}")
-        parts.append(figure(png, f"resident memory of {view.nodeid}", view.nodeid))
+        peak = format_quantity(max(p[1] for p in points), "bytes")
+        parts.append(figure(png, f"resident memory of {view.nodeid}", f"{view.nodeid}: peak {peak}"))
     return Section("memory", "Memory", "".join(parts), tone, tuple(tiles))
 
 
@@ -133,6 +137,19 @@ def _per_event_table(rows: list[tuple[TestView, str, Mapping[str, Any]]]) -> str
 def _is_per_event(name: str, metric: Mapping[str, Any]) -> bool:
     unit = str(metric.get("unit", "")).lower().replace(" ", "")
     return unit in _PER_EVENT_UNITS or ("per_event" in name.lower() and unit in ("b", "bytes", "byte"))
+
+
+#: what one unit of a memory timeline's column is, in bytes (decimal and binary prefixes, as tools write them)
+_BYTES_PER_UNIT: dict[str, float] = {"b": 1.0, "bytes": 1.0, "kb": 1e3, "mb": 1e6, "gb": 1e9,
+                                     "kib": 1024.0, "mib": 1024.0**2, "gib": 1024.0**3}
+
+
+def _bytes_per_unit(column: str, unit: str | None) -> float:
+    """A timeline states its columns' units (``{"rss_mb": "MB"}``) or names them (``rss_mb``); bytes otherwise."""
+    if unit and unit.strip().lower() in _BYTES_PER_UNIT:
+        return _BYTES_PER_UNIT[unit.strip().lower()]
+    suffix = column.lower().rsplit("_", 1)[-1]
+    return _BYTES_PER_UNIT.get(suffix, 1.0) if "_" in column else 1.0
 
 
 def _rss_column(timeline: Mapping[str, Any]) -> str | None:
