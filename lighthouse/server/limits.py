@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from lighthouse.server.backlog import expose_send_backlog
+from lighthouse.server.coalescing import CoalescingTransport
 from lighthouse.store_state import release_free_heap
 
 __all__ = ["ConnectionLimits", "ConnectionRegistry", "guard_protocols", "throttle_accept_errors"]
@@ -179,6 +180,7 @@ class _HttpGuard:
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)  # type: ignore[misc]
+        self.transport = CoalescingTransport(transport)  # the request cycles write through it
         self._lh_since = time.monotonic()
         self._lh_phase = _HEADERS
         self._lh_cycle: Any = None
@@ -269,6 +271,7 @@ class _HttpGuard:
             self._lh_phase = _APP
 
     def on_response_complete(self) -> None:
+        self.transport.flush()  # the whole answer leaves now, in one send
         body_pending = self.cycle is not None and self.cycle.more_body and not self.cycle.disconnected
         super().on_response_complete()  # type: ignore[misc]
         now = time.monotonic()
@@ -287,6 +290,8 @@ class _HttpGuard:
     def handle_websocket_upgrade(self, *args: Any) -> None:
         self._lh_phase = _WEBSOCKET
         self._lh_registry.discard(self)  # the WebSocket protocol registers itself
+        self.transport.flush()
+        self.transport = self.transport.wrapped  # the WebSocket protocol writes for itself
         super().handle_websocket_upgrade(*args)  # type: ignore[misc]
 
     def shutdown(self) -> None:
