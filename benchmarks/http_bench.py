@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -47,6 +48,7 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from lighthouse.server.auth import Role, TokenAuthority
 from lighthouse.server.serve import event_loop_factory
@@ -194,8 +196,20 @@ class Row:
     errors: int
     server_cpu_us_per_request: float
     client_cpu_us_per_request: float
+    events_per_sync: float = 0.0  # appended events per fdatasync of the store (0 for the no-op route)
     round: int = 1
     histogram: str = ""  # every request's latency (testkit.percentiles encoding), to pool rounds
+
+
+def _store_syncs(port: int) -> int:
+    """The store's fsync/fdatasync count, from the server's own /metrics: how many appends share one sync
+    is what single appends' speed turns on (group commit), and it moves with the arrival pattern."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as answer:
+        text = answer.read().decode()
+    for family in text_string_to_metric_families(text):
+        if family.name == "lighthouse_fsyncs":
+            return int(family.samples[0].value)
+    raise RuntimeError("the server's /metrics has no lighthouse_fsyncs")
 
 
 def _cpu_seconds(process: psutil.Process) -> float:
@@ -221,6 +235,7 @@ def run_scenario(server: psutil.Process, port: int, tokens: Sequence[str], scena
         send.close()
         pipes.append(receive)
         children.append(child)
+    syncs = _store_syncs(port)
     barrier.wait()
     server_cpu = _cpu_seconds(server)
     pooled = LatencyRecorder()
@@ -233,17 +248,19 @@ def run_scenario(server: psutil.Process, port: int, tokens: Sequence[str], scena
     server_cpu = _cpu_seconds(server) - server_cpu
     for child in children:
         child.join()
+    syncs = _store_syncs(port) - syncs
     served = max(1, pooled.count)
     return Row(scenario.name, scenario.connections, count, scenario.events_per_request, done / seconds,
                pooled.count / seconds, pooled.percentile(50) / 1e6, pooled.percentile(99) / 1e6,
                pooled.percentile(99.9) / 1e6, pooled.count, errors, server_cpu / served * 1e6,
-               client_cpu / served * 1e6, round_, pooled.encode())
+               client_cpu / served * 1e6, done / syncs if syncs and scenario.path != NOOP_PATH else 0.0, round_,
+               pooled.encode())
 
 
 def _print_row(row: Row, label: str) -> None:
     print(f"{label:<14} {row.events_per_s:>10,.0f} {row.requests_per_s:>11,.0f} {row.p50_ms:>8.2f} "
           f"{row.p99_ms:>8.2f} {row.p999_ms:>9.2f} {row.errors:>6} {row.server_cpu_us_per_request:>13,.0f} "
-          f"{row.client_cpu_us_per_request:>13,.0f}", flush=True)
+          f"{row.client_cpu_us_per_request:>13,.0f} {row.events_per_sync:>7,.1f}", flush=True)
 
 
 def _shares_of_ceiling(rows: Sequence[Row]) -> dict[str, list[float]]:
@@ -316,7 +333,7 @@ def main() -> int:
                   f"{os.cpu_count()} CPUs shared by clients and server; server stack: {_stack()}; "
                   f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
             print(f"{'scenario':<14} {'events/s':>10} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} "
-                  f"{'p99.9 ms':>9} {'errors':>6} {'server us/req':>13} {'client us/req':>13}")
+                  f"{'p99.9 ms':>9} {'errors':>6} {'server us/req':>13} {'client us/req':>13} {'ev/sync':>7}")
             run_scenario(server, port, tokens, Scenario("warm-up", "/events", 4, 1), 1.0, args.payload_bytes, 1)
             for round_ in range(1, args.rounds + 1):
                 for scenario in chosen:
