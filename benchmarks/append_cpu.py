@@ -7,7 +7,7 @@ tables are frozen, so the duplicate check of every batch probes several of them;
 alone, per batch of 100 absent ids, with the tables the run left frozen.
 
     PYTHONPATH=. .venv/bin/python benchmarks/append_cpu.py --events 900000
-    PYTHONPATH=. .venv/bin/python benchmarks/append_cpu.py --events 300000 --bridge   # as a server runs it
+    PYTHONPATH=. .venv/bin/python benchmarks/append_cpu.py --events 300000 --bridge --from-wire  # as a server runs it
 
 ``--bridge`` follows the store with a ValidationBridge, as ``lighthouse serve`` does, so its fold of every
 event is in the loop's CPU.
@@ -31,7 +31,7 @@ from lighthouse.bridge import ValidationBridge
 BATCH = 100
 
 
-async def run(events: int, with_bridge: bool) -> None:
+async def run(events: int, with_bridge: bool, from_wire: bool) -> None:
     directory = tempfile.mkdtemp(prefix="append-cpu-")
     try:
         async with EventStore(directory) as store:
@@ -41,12 +41,13 @@ async def run(events: int, with_bridge: bool) -> None:
             batches = [[make_event(i * BATCH + j) for j in range(BATCH)] for i in range(events // BATCH)]
             cpu, wall = time.thread_time(), time.perf_counter()
             for batch in batches:
-                await store.append_batch(batch)
+                await store.append_batch(batch, from_wire=from_wire)
             if bridge is not None:
                 await bridge.wait_applied(store.head_sequence)
             cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
             written = len(batches) * BATCH
-            print(f"{written:,} events in batches of {BATCH}{' followed by the bridge' if bridge else ''}: loop "
+            print(f"{written:,} events in batches of {BATCH}{' followed by the bridge' if bridge else ''}"
+                  f"{' from the wire (no read-back)' if from_wire else ''}: loop "
                   f"thread CPU {cpu / written * 1e6:.2f} us/event, wall {wall / written * 1e6:.2f} us/event")
             if bridge is not None:
                 await bridge.stop(snapshot=False)
@@ -69,8 +70,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=900_000)
     parser.add_argument("--bridge", action="store_true", help="follow the store with a ValidationBridge")
+    parser.add_argument("--from-wire", action="store_true",
+                        help="append as the server does a request body's events (from_wire: no read-back)")
     args = parser.parse_args()
-    asyncio.run(run(args.events, args.bridge))
+    asyncio.run(run(args.events, args.bridge, args.from_wire))
 
 
 if __name__ == "__main__":

@@ -183,7 +183,7 @@ class StoreState:
     def _before_write(self) -> None:
         raise NotImplementedError  # the write path
 
-    async def append(self, event: Event, *, expected_version: int | None = None) -> Event:
+    async def append(self, event: Event, *, expected_version: int | None = None, from_wire: bool = False) -> Event:
         raise NotImplementedError  # the write path
 
     def _find_by_id(self, event_id: str) -> Event | None:

@@ -59,9 +59,9 @@ class NonAtomicBatch(EventStore):
     """A batch is appended event by event (one frame, one sync each): a crash can keep half of it."""
 
     async def append_batch(
-        self, events: Sequence[Event], *, expected_versions: Mapping[str, int] | None = None
+        self, events: Sequence[Event], *, expected_versions: Mapping[str, int] | None = None, from_wire: bool = False
     ) -> list[Event]:
-        return [await self.append(event) for event in events]
+        return [await self.append(event, from_wire=from_wire) for event in events]
 
 
 class IgnoreShortWrites(EventStore):

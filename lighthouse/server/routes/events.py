@@ -148,7 +148,7 @@ async def append_one(ctx: ServerContext, principal: Principal, body: Any,
     store = ctx.store
 
     async def append() -> list[Event]:
-        return [await store.append(event, expected_version=expected)]
+        return [await store.append(event, expected_version=expected, from_wire=True)]
 
     (stored,), (new,) = await _perform(ctx, "single", append)
     event_id = stored[0]
@@ -205,7 +205,7 @@ async def append_many(ctx: ServerContext, principal: Principal, body: Any) -> tu
     store = ctx.store
 
     async def append() -> list[Event]:
-        return await store.append_batch(events, expected_versions=expected)
+        return await store.append_batch(events, expected_versions=expected, from_wire=True)
 
     stored, fresh = await _perform(ctx, "batch", append)
     return stored, 201 if any(fresh) else 200
