@@ -3,10 +3,11 @@
 uvicorn writes a response's head and its body with two ``transport.write`` calls (the ASGI messages
 arrive separately), and an idle uvloop or asyncio transport sends each at once: two system calls, two
 TCP segments, and a client that wakes up twice for a small answer (the HTTP benchmark's clients spent a
-fifth to a third less CPU per request once both parts left in one segment). ``CoalescingTransport`` holds what is written
-until the protocol says the response is complete, or until the loop runs its next callbacks, whichever
-comes first, so a streamed body still flows and nothing waits for more than one loop turn; what is held
-never exceeds ``FLUSH_AT_BYTES`` plus one write, so the transport's flow control still paces a large body.
+fifth to a third less CPU per request once both parts left in one segment). ``CoalescingTransport``
+holds what is written until the protocol says the response is complete, or until the loop runs its next
+callbacks, whichever comes first, so a streamed body still flows and nothing waits for more than one loop
+turn; what is held never exceeds ``FLUSH_AT_BYTES`` plus one write, so the transport's flow control still
+paces a large body.
 """
 
 from __future__ import annotations

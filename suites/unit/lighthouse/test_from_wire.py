@@ -23,10 +23,11 @@ import lighthouse.store_writer as store_writer
 from lighthouse import Event, EventStore, EventType, InvalidEvent
 from lighthouse.server.codec import decode_body
 
-_scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False,
-                                                                                      allow_infinity=False) | st.text()
-_json = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
-                     max_leaves=20)
+_scalars = (st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
+            | st.floats(allow_nan=False, allow_infinity=False) | st.text())
+_json = st.recursive(
+    _scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20)
 _msgpack_keys = st.text() | st.binary(max_size=8)
 _msgpack = st.recursive(
     _scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_msgpack_keys, inner, max_size=4),
@@ -37,7 +38,8 @@ def _decoded(value: Any, codec: str) -> dict[str, Any]:
     """``value`` as the server decodes it from a request body (wrapped in an object, as event data is)."""
     if codec == "json":
         return decode_body(json.dumps({"v": value}).encode(), "application/json")  # type: ignore[no-any-return]
-    return decode_body(msgpack.packb({"v": value}, use_bin_type=True), "application/msgpack")  # type: ignore[no-any-return]
+    packed = msgpack.packb({"v": value}, use_bin_type=True)
+    return decode_body(packed, "application/msgpack")  # type: ignore[no-any-return]
 
 
 async def _store_and_reopen(path: Path, datas: list[dict[str, Any]]) -> tuple[list[Event], list[Event]]:
