@@ -12,18 +12,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
+from testkit.adapters.base import StoredEvent
 from testkit.adapters.http import HttpEventStoreAdapter
 from testkit.checkers import History, Verdict, check_durability
 from testkit.load.locust.run_results import results_path
 from testkit.results import RunResults, VerdictRecord
 
-__all__ = ["JOURNAL_GLOB", "journals_in", "main", "record_verdict", "verify_run"]
+__all__ = ["JOURNAL_GLOB", "for_the_check", "journals_in", "main", "record_verdict", "verify_run"]
 
 JOURNAL_GLOB = "history-*.journal"
+_NO_DATA: Final[Mapping[str, Any]] = MappingProxyType({})
 
 
 def journals_in(out_dir: str | Path) -> list[Path]:
@@ -32,7 +35,10 @@ def journals_in(out_dir: str | Path) -> list[Path]:
 
 async def verify_run(out_dir: str | Path, base_url: str, token: str, *,
                      store_generated: Callable[[Any], bool] | None = None) -> Verdict:
-    """The durability verdict of the run whose journals are in ``out_dir`` against the store at ``base_url``."""
+    """The durability verdict of the run whose journals are in ``out_dir`` against the store at ``base_url``.
+
+    ``store_generated`` is asked about events as ``for_the_check`` keeps them (ids, type, aggregate,
+    author, sequence and version; no payload)."""
     journals = journals_in(out_dir)
     if not journals:
         raise FileNotFoundError(f"no {JOURNAL_GLOB} in {out_dir}: was the run started with --testkit-out there?")
@@ -40,10 +46,18 @@ async def verify_run(out_dir: str | Path, base_url: str, token: str, *,
     adapter = HttpEventStoreAdapter(base_url, token=token, timeout_s=60.0)
     await adapter.open()
     try:
-        recovered = [event async for event in adapter.read_all()]
+        recovered = [for_the_check(event) async for event in adapter.read_all()]
     finally:
         await adapter.close()
     return check_durability(history, recovered, store_generated=store_generated, verify_digests=False)
+
+
+def for_the_check(event: StoredEvent) -> StoredEvent:
+    """What the check by id reads of a recovered event: no payload (its digest is not checked here, the
+    journals do not keep one) and one shared copy of each repeated name. Kept whole, a read-back of 3.6
+    million soak events held 5.3 GB, and an hour at 10,000 events/s would not fit in this machine's memory."""
+    return StoredEvent(event.event_id, event.sequence, sys.intern(event.event_type), sys.intern(event.aggregate_id),
+                       sys.intern(event.source_agent), _NO_DATA, aggregate_version=event.aggregate_version)
 
 
 def record_verdict(out_dir: str | Path, verdict: Verdict) -> RunResults:
