@@ -47,3 +47,20 @@ def test_the_http_adapter_satisfies_the_protocol_and_keeps_every_acknowledged_wr
         assert all(e.source_agent == "adapter-agent" for e in recovered)
 
     asyncio.run(scenario())
+
+
+def test_a_refused_read_is_a_typed_error_with_the_servers_reason(server: RunningServer) -> None:
+    """Reads ask for MessagePack, so the server answers a refusal in MessagePack too: its code still reaches
+    the caller (not a generic "http_401")."""
+    adapter = HttpEventStoreAdapter(server.base_url, token="not-a-token")
+
+    async def read() -> None:
+        await adapter.open()
+        try:
+            [e async for e in adapter.read_all()]
+        finally:
+            await adapter.close()
+
+    with pytest.raises(AdapterError) as refused:
+        asyncio.run(read())
+    assert refused.value.code == "invalid_token" and "HTTP 401" in str(refused.value)

@@ -3,6 +3,8 @@
 The client names each event (``event_id``) and stamps its ``timestamp`` itself, so a retry after a
 lost response is the same write: a server that deduplicates by id answers with the stored copy
 instead of storing it twice. Only transport failures are retried; a 4xx is the store's answer.
+Reads ask for MessagePack pages: a payload comes back as it was stored (JSON turns bytes into base64
+text and a non-finite float into a string), and a long run's read-back is not held up by JSON.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import httpx
+import msgpack
 
 from testkit.adapters.base import AdapterError, StoredEvent
 
 __all__ = ["HttpEventStoreAdapter"]
+
+_MSGPACK = "application/msgpack"
 
 
 def _stored(raw: Mapping[str, Any]) -> StoredEvent:
@@ -34,9 +39,19 @@ def _stored(raw: Mapping[str, Any]) -> StoredEvent:
     )
 
 
+def _body(response: httpx.Response) -> Any:
+    """The answer decoded as its Content-Type says (MessagePack or JSON); ``ValueError`` if it is neither."""
+    if response.headers.get("content-type", "").split(";")[0].strip() == _MSGPACK:
+        try:
+            return msgpack.unpackb(response.content, raw=False)
+        except (msgpack.UnpackException, ValueError, TypeError) as exc:
+            raise ValueError(f"not MessagePack: {exc}") from None
+    return response.json()
+
+
 def _error(response: httpx.Response) -> AdapterError:
     try:
-        body = response.json()
+        body = _body(response)
     except ValueError:
         body = {}
     code = body.get("error") if isinstance(body, dict) else None
@@ -113,12 +128,15 @@ class HttpEventStoreAdapter:
 
     async def _page(self, params: dict[str, Any]) -> dict[str, Any]:
         try:
-            response = await self._http().get("/events", params=params)
+            response = await self._http().get("/events", params=params, headers={"Accept": _MSGPACK})
         except httpx.TransportError as exc:
             raise AdapterError(f"query failed: {exc!r}", code="unavailable", retryable=True) from None
         if response.status_code >= 400:
             raise _error(response)
-        return response.json()  # type: ignore[no-any-return]
+        try:
+            return _body(response)  # type: ignore[no-any-return]
+        except ValueError as exc:
+            raise AdapterError(f"unreadable page: {exc}", code="bad_response", retryable=False) from None
 
     async def read_all(self) -> AsyncIterator[StoredEvent]:
         params: dict[str, Any] = {"limit": 10_000}
