@@ -26,7 +26,7 @@ import gc
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from itertools import chain, repeat
+from itertools import chain, islice, repeat
 from typing import Any
 
 import numpy as np
@@ -251,52 +251,69 @@ class _Log:
         self.digests_verified = 0
 
 
+#: events judged at a time: the scan keeps only ids, sequences and history rows, never the whole log's events
+_SCAN_CHUNK = 1 << 16
+
+
 def _scan_log(
     recovered: Iterable[Any], h: _HistoryArrays, out: VerdictBuilder, store_generated: Callable[[Any], bool] | None
 ) -> _Log:
-    """Read the recovered stream once, then judge it column by column: phantoms, failed writes present,
-    digests, aggregate versions, duplicates. Per-event Python runs only where there is something to check."""
+    """Read the recovered stream once, a chunk at a time, and judge each chunk column by column: phantoms,
+    failed writes present, digests, aggregate versions; then duplicates over the whole log. Per-event Python
+    runs only where there is something to check. Of each event only its id, sequence and history row are
+    kept (an hour's soak, 36 million events, would not fit in memory as objects)."""
     log = _Log()
-    events = list(recovered)
-    log.n = n = len(events)
-    log.ids = ids = [e.event_id for e in events]
-    log.seqs = np.fromiter((e.sequence for e in events), dtype=np.int64, count=n)
-    log.running_max = np.maximum.accumulate(log.seqs) if n else log.seqs
-    log.rows = rows = np.fromiter(map(h.known_ids.get, ids, repeat(-1)), dtype=np.int64, count=n)
-
-    for i in np.nonzero(rows < 0)[0].tolist():
-        if store_generated is not None and store_generated(events[i]):
-            log.store_generated += 1
-        else:
-            out.add(ViolationKind.PHANTOM, (ids[i],), (int(log.seqs[i]),), "no client ever wrote this event")
-    for i in np.nonzero((rows >= 0) & (h.rank[np.maximum(rows, 0)] == _FAILED))[0].tolist():
-        out.add(ViolationKind.FAILED_WRITE_PRESENT, (ids[i],), (int(log.seqs[i]),),
-                "the store reported this write failed, yet it is in the log")
-    if h.digest_of:
-        digest_of = h.digest_of
-        for i, event in enumerate(events):
-            want = digest_of.get(ids[i])
-            if want is not None:
-                log.digests_verified += 1
-                got = event.digest()
-                if got != want:
-                    out.add(ViolationKind.CORRUPTED, (ids[i],), (int(log.seqs[i]),), f"digest {got} != written {want}")
-    versions = [getattr(e, "aggregate_version", None) for e in events]
-    if versions.count(None) != n:
-        version_of: dict[str, int] = {}
-        for i, version in enumerate(versions):
-            if version is None:
-                continue
-            aggregate = events[i].aggregate_id
-            previous = version_of.get(aggregate)
-            if previous is not None and version <= previous:
-                out.add(ViolationKind.AGGREGATE_ORDER, (ids[i],), (int(log.seqs[i]),),
-                        f"{aggregate} version {version} after version {previous}")
-            version_of[aggregate] = version
+    ids = log.ids
+    seq_parts: list[_Ints] = []
+    row_parts: list[_Ints] = []
+    unknown_ids: list[str] = []  # of events no history row names (phantoms and the store's own)
+    version_of: dict[str, int] = {}
+    stream = iter(recovered)
+    while events := list(islice(stream, _SCAN_CHUNK)):
+        n = len(events)
+        chunk_ids = [e.event_id for e in events]
+        ids.extend(chunk_ids)
+        seqs = np.fromiter((e.sequence for e in events), dtype=np.int64, count=n)
+        rows = np.fromiter(map(h.known_ids.get, chunk_ids, repeat(-1)), dtype=np.int64, count=n)
+        seq_parts.append(seqs)
+        row_parts.append(rows)
+        for i in np.nonzero(rows < 0)[0].tolist():
+            unknown_ids.append(chunk_ids[i])
+            if store_generated is not None and store_generated(events[i]):
+                log.store_generated += 1
+            else:
+                out.add(ViolationKind.PHANTOM, (chunk_ids[i],), (int(seqs[i]),), "no client ever wrote this event")
+        for i in np.nonzero((rows >= 0) & (h.rank[np.maximum(rows, 0)] == _FAILED))[0].tolist():
+            out.add(ViolationKind.FAILED_WRITE_PRESENT, (chunk_ids[i],), (int(seqs[i]),),
+                    "the store reported this write failed, yet it is in the log")
+        if h.digest_of:
+            digest_of = h.digest_of
+            for i, event in enumerate(events):
+                want = digest_of.get(chunk_ids[i])
+                if want is not None:
+                    log.digests_verified += 1
+                    got = event.digest()
+                    if got != want:
+                        out.add(ViolationKind.CORRUPTED, (chunk_ids[i],), (int(seqs[i]),),
+                                f"digest {got} != written {want}")
+        versions = [getattr(e, "aggregate_version", None) for e in events]
+        if versions.count(None) != n:
+            for i, version in enumerate(versions):
+                if version is None:
+                    continue
+                aggregate = events[i].aggregate_id
+                previous = version_of.get(aggregate)
+                if previous is not None and version <= previous:
+                    out.add(ViolationKind.AGGREGATE_ORDER, (chunk_ids[i],), (int(seqs[i]),),
+                            f"{aggregate} version {version} after version {previous}")
+                version_of[aggregate] = version
+    log.n = len(ids)
+    log.seqs = np.concatenate(seq_parts) if seq_parts else np.zeros(0, dtype=np.int64)
+    log.rows = rows = np.concatenate(row_parts) if row_parts else np.zeros(0, dtype=np.int64)
+    log.running_max = np.maximum.accumulate(log.seqs) if log.n else log.seqs
     known_rows = rows[rows >= 0]
-    phantom_ids = [ids[i] for i in np.nonzero(rows < 0)[0].tolist()]
     repeated = bool(len(known_rows)) and int(np.bincount(known_rows).max()) > 1
-    if repeated or len(set(phantom_ids)) != len(phantom_ids):
+    if repeated or len(set(unknown_ids)) != len(unknown_ids):
         first_at: dict[str, int] = {}
         for i, event_id in enumerate(ids):
             if event_id in first_at:

@@ -223,6 +223,15 @@ def test_a_phantom_is_caught_and_store_generated_events_are_not_phantoms(sc: Sce
     assert verdict.counts["store_generated"] == 1
 
 
+def test_a_phantom_recovered_twice_is_also_a_duplicate(sc: Scenario) -> None:
+    sc.write(1)
+    sc.log.append(StoredEvent("ghost", 2, "custom", "agg:x", "nobody"))
+    sc.log.append(StoredEvent("ghost", 3, "custom", "agg:x", "nobody"))
+    verdict = sc.check()
+    assert verdict.violation_counts["phantom"] == 2 and verdict.violation_counts["duplicate"] == 1
+    assert verdict.of_kind("duplicate")[0].sequences == (2, 3)
+
+
 def test_a_torn_batch_is_caught_whatever_its_outcome(sc: Scenario) -> None:
     sc.write(1, 2, 3, 4, outcome="unknown")
     sc.drop("e3")
