@@ -31,7 +31,7 @@ from lighthouse.checkpoint import (
 from lighthouse.errors import LighthouseError
 from lighthouse.event_ids import IdsSnapshot
 from lighthouse.framing import SEGMENT_HEADER, parse_segment_header
-from lighthouse.heap import release_free_memory
+from lighthouse.heap import keep_large_blocks_mapped, release_free_memory
 from lighthouse.id_table import IdTable
 from lighthouse.index import id_key
 from lighthouse.recovery import scan_segment
@@ -211,6 +211,7 @@ class CheckpointPath(StoreState):
             self._checkpoint_io.submit(release_free_memory)
 
     def _new_checkpoint_executor(self) -> ThreadPoolExecutor:
+        keep_large_blocks_mapped()  # or the checkpoints' temporaries stay resident once freed (see lighthouse.heap)
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="lighthouse-checkpoint")
 
 

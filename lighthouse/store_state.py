@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import gc
 import os
@@ -239,17 +237,6 @@ def write_all(fd: int, data: bytes, offset: int) -> None:
             written += n
     finally:
         view.release()
-
-
-def release_free_heap() -> None:
-    """Give the heap that recovery's transient decoding freed back to the OS (glibc keeps it otherwise:
-    about 100 bytes per recovered event of resident memory that the store no longer uses)."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        return
-    trim(0)
 
 
 def merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -33,7 +33,7 @@ from typing import Any, Final
 
 from lighthouse.server.backlog import expose_send_backlog
 from lighthouse.server.coalescing import CoalescingTransport
-from lighthouse.store_state import release_free_heap
+from lighthouse.heap import release_free_memory
 
 __all__ = ["ConnectionLimits", "ConnectionRegistry", "guard_protocols", "throttle_accept_errors"]
 
@@ -153,7 +153,7 @@ class ConnectionRegistry:
             # The previous sweep aborted stuck WebSocket writers: their buffers are freed by now, but glibc
             # keeps large freed blocks in the heap unless asked to return them.
             self._trim_pending = False
-            release_free_heap()
+            release_free_memory()
         for guard in list(self.connections):
             if guard._lh_expired(now):
                 self.timed_out += 1

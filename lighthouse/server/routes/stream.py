@@ -30,7 +30,7 @@ from lighthouse.server.codec import JSON, MSGPACK
 from lighthouse.server.context import as_api_error, context_of
 from lighthouse.server.params import QueryReader
 from lighthouse.server.problems import ApiError
-from lighthouse.store_state import release_free_heap
+from lighthouse.heap import release_free_memory
 
 __all__ = [
     "CLOSE_BAD_REQUEST",
@@ -140,7 +140,7 @@ async def stream(websocket: WebSocket) -> None:
         await subscription.aclose()
         ctx.streams.discard(websocket)
         if not ctx.streams:
-            release_free_heap()  # the last subscriber left: give its buffers back to the OS now
+            release_free_memory()  # the last subscriber left: give its buffers back to the OS now
     if close_code and websocket.application_state == WebSocketState.CONNECTED:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(websocket.close(close_code, close_reason), ctx.settings.stream_send_timeout_seconds)
