@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
+from lighthouse.models import Event
+from lighthouse.store import EventStore
 from testkit.adapters import AdapterError, EventStoreAdapter, HttpEventStoreAdapter
+from testkit.adapters.base import StoredEvent
 from testkit.checkers import History, check_durability
 
-from .support import RunningServer
+from .support import RunningServer, start_server
 
 
 def test_the_http_adapter_satisfies_the_protocol_and_keeps_every_acknowledged_write(server: RunningServer) -> None:
@@ -64,3 +68,30 @@ def test_a_refused_read_is_a_typed_error_with_the_servers_reason(server: Running
     with pytest.raises(AdapterError) as refused:
         asyncio.run(read())
     assert refused.value.code == "invalid_token" and "HTTP 401" in str(refused.value)
+
+
+def test_a_payload_with_non_string_keys_reads_back_as_stored(tmp_path: Path) -> None:
+    """The library stores maps with integer keys (only the API refuses them); a MessagePack page carries them
+    as they are, and reading it must not fail the whole read-back."""
+    data_dir = tmp_path / "data"
+
+    async def write() -> None:
+        async with EventStore(str(data_dir)) as store:
+            await store.append(Event("custom", aggregate_id="agg:int-keys", data={1: "one", "two": 2}))
+
+    asyncio.run(write())
+    running = start_server(tmp_path / "server", data_dir=data_dir)
+    try:
+        adapter = HttpEventStoreAdapter(running.base_url, token=running.token("reader"))
+
+        async def read() -> list[StoredEvent]:
+            await adapter.open()
+            try:
+                return [e async for e in adapter.read_all()]
+            finally:
+                await adapter.close()
+
+        recovered = asyncio.run(read())
+    finally:
+        assert running.stop() == 0, running.log()
+    assert [dict(e.data) for e in recovered] == [{1: "one", "two": 2}]

@@ -41,9 +41,9 @@ def _stored(raw: Mapping[str, Any]) -> StoredEvent:
 
 def _body(response: httpx.Response) -> Any:
     """The answer decoded as its Content-Type says (MessagePack or JSON); ``ValueError`` if it is neither."""
-    if response.headers.get("content-type", "").split(";")[0].strip() == _MSGPACK:
-        try:
-            return msgpack.unpackb(response.content, raw=False)
+    if response.headers.get("content-type", "").split(";")[0].strip().lower() == _MSGPACK:
+        try:  # non-string map keys as stored: events written through the library may hold them
+            return msgpack.unpackb(response.content, raw=False, strict_map_key=False)
         except (msgpack.UnpackException, ValueError, TypeError) as exc:
             raise ValueError(f"not MessagePack: {exc}") from None
     return response.json()
