@@ -266,7 +266,6 @@ def _scan_log(
     ids = log.ids
     seq_parts: list[_Ints] = []
     row_parts: list[_Ints] = []
-    unknown_ids: list[str] = []  # of events no history row names (phantoms and the store's own)
     version_of: dict[str, int] = {}
     stream = iter(recovered)
     while events := list(islice(stream, _SCAN_CHUNK)):
@@ -278,7 +277,6 @@ def _scan_log(
         seq_parts.append(seqs)
         row_parts.append(rows)
         for i in np.nonzero(rows < 0)[0].tolist():
-            unknown_ids.append(chunk_ids[i])
             if store_generated is not None and store_generated(events[i]):
                 log.store_generated += 1
             else:
@@ -312,6 +310,7 @@ def _scan_log(
     log.rows = rows = np.concatenate(row_parts) if row_parts else np.zeros(0, dtype=np.int64)
     log.running_max = np.maximum.accumulate(log.seqs) if log.n else log.seqs
     known_rows = rows[rows >= 0]
+    unknown_ids = [ids[i] for i in np.nonzero(rows < 0)[0].tolist()]  # phantoms and the store's own
     repeated = bool(len(known_rows)) and int(np.bincount(known_rows).max()) > 1
     if repeated or len(set(unknown_ids)) != len(unknown_ids):
         first_at: dict[str, int] = {}

@@ -68,8 +68,10 @@ print(holder(address))
 
 
 def _where_a_block_lands(mode: str, **env: str) -> list[str]:
+    """``env`` is the probe's only malloc setting: one inherited from this process is not passed on."""
+    inherited = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_")}
     answer = subprocess.run([sys.executable, "-c", _WHERE_A_BLOCK_LANDS, mode], capture_output=True, text=True,
-                            env={**os.environ, **env}, timeout=60, check=True)
+                            env={**inherited, **env}, timeout=60, check=True)
     return answer.stdout.split()
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from typing import Any
+from unittest import mock
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from testkit.adapters.base import StoredEvent
-from testkit.checkers import History, OpStatus, check_durability
+from testkit.checkers import History, OpStatus, check_durability, durability
 from testkit.data import AgentSessionGenerator
 
 SETTINGS = settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -145,10 +146,6 @@ def test_changing_any_event_content_is_caught(data: st.DataObject) -> None:
 def test_judging_the_log_in_chunks_changes_no_verdict(data: st.DataObject) -> None:
     """The scan keeps a chunk of events at a time; a phantom, a duplicate or an aggregate going backwards
     that straddles chunks is reported exactly as when the whole log is one chunk."""
-    from unittest import mock
-
-    from testkit.checkers import durability
-
     run = simulate(data)
     versions: dict[str, int] = {}
     damaged = []
@@ -170,7 +167,7 @@ def test_judging_the_log_in_chunks_changes_no_verdict(data: st.DataObject) -> No
                 damaged.append(replace(phantom, sequence=damaged[-1].sequence + 1))
             else:
                 damaged[position] = replace(victim, aggregate_version=1)
-    whole, chunked = check_durability(run.history, damaged), None
+    whole = check_durability(run.history, damaged)
     with mock.patch.object(durability, "_SCAN_CHUNK", data.draw(st.integers(1, 4), label="chunk")):
         chunked = check_durability(run.history, iter(damaged))
     assert chunked.to_dict()["counts"] == whole.to_dict()["counts"]
