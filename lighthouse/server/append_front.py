@@ -6,7 +6,8 @@ costs more per request than the append itself. The app hands these two routes to
 before its middleware stack runs, and ``AppendFront`` does in one pass what the layers would have done:
 the access line, the per-principal admission gate (the same ``InflightBudget`` the middleware uses),
 one token check, then the same handlers' logic (``append_one``/``append_many``) with the same body
-limits, codecs, error bodies, headers and metrics. Anything unusual (a query string, another method or
+limits, codecs, error bodies, headers and metrics; a JSON batch of common events is decoded straight into
+typed fields (``quick_batch``). Anything unusual (a query string, another method or
 path) goes through the middleware stack and the router.
 """
 
@@ -19,10 +20,11 @@ from typing import Any, Final
 from lighthouse.server.access_log import access_logged, log_access
 from lighthouse.server.admission import too_many_requests
 from lighthouse.server.answers import batch_answer, event_answer
-from lighthouse.server.auth import AuthError, Principal
-from lighthouse.server.codec import Codec, codec_for, decode_body, receive_body
+from lighthouse.server.auth import AuthError, Principal, Role
+from lighthouse.server.codec import Codec, codec_for, decode_body, is_json, receive_body
 from lighthouse.server.context import ServerContext, as_api_error
-from lighthouse.server.routes.events import append_many, append_one
+from lighthouse.server.event_intake import quick_batch
+from lighthouse.server.routes.events import append_built, append_many, append_one
 
 __all__ = ["AppendFront"]
 
@@ -104,8 +106,14 @@ class AppendFront:
         ctx = self.ctx
         single = route == "/events"
         limit = ctx.settings.max_event_body_bytes if single else ctx.settings.max_batch_body_bytes
-        body = decode_body(await receive_body(receive, headers.get(b"content-length"), limit),
-                           headers.get(b"content-type"))
+        content_type = headers.get(b"content-type")
+        raw = await receive_body(receive, headers.get(b"content-length"), limit)
+        if not single and is_json(content_type):
+            built = quick_batch(raw, principal.agent_id, bridge_types=principal.role.includes(Role.ADMIN))
+            if built is not None:
+                events, status = await append_built(ctx, *built)
+                return batch_answer(codec, events), status, {}
+        body = decode_body(raw, content_type)
         if single:
             event, status, extra = await append_one(ctx, principal, body, None)
             return event_answer(codec, event), status, extra

@@ -23,8 +23,8 @@ from starlette.responses import Response
 from lighthouse.server.problems import ApiError
 
 __all__ = [
-    "JSON", "MSGPACK", "Codec", "check_declared_length", "codec_for", "decode_body", "integral", "read_body", "receive_body",
-    "response_codec",
+    "JSON", "MSGPACK", "Codec", "check_declared_length", "check_nesting_at", "codec_for", "decode_body", "integral",
+    "is_json", "read_body", "receive_body", "response_codec",
 ]
 
 JSON_TYPE: Final[str] = "application/json"
@@ -173,13 +173,19 @@ def decode_body(raw: bytes, content_type: str | None) -> Any:
         raise ApiError(400, "malformed_body", "the request body is empty")
     if kind in MSGPACK_TYPES:
         return _decode_msgpack(raw)
-    if kind in ("", JSON_TYPE) or kind.endswith("+json"):
+    if is_json(kind):
         return _decode_json(raw)
     raise ApiError(
         415,
         "unsupported_media_type",
         f"Content-Type {kind!r} is not supported; send application/json or application/msgpack",
     )
+
+
+def is_json(content_type: str | None) -> bool:
+    """Whether ``decode_body`` reads a body with this Content-Type as JSON (absent: JSON)."""
+    kind = _media_type(content_type)
+    return kind in ("", JSON_TYPE) or kind.endswith("+json")
 
 
 def _reject_constant(name: str) -> Any:
@@ -258,12 +264,16 @@ def _check_depth(value: Any) -> None:
 def _check_nesting(value: Any) -> None:
     """``_check_depth`` for what msgspec decoded from JSON, which holds no binary and no non-finite number
     (it refuses 1e400): only the nesting is left to check, so scalars are passed over without a look."""
-    if type(value) is not dict and type(value) is not list:
-        return
+    if type(value) is dict or type(value) is list:
+        check_nesting_at([value], 0)
+
+
+def check_nesting_at(containers: list[Any], depth: int) -> None:
+    """Refuse (400) a body in which any of ``containers``, each ``depth`` levels below the body's root,
+    nests too deeply: the nesting check of JSON that msgspec decoded into typed fields around them."""
     # Level by level: the containers one level down, gathered in one comprehension per level (a batch body
     # is four levels deep however many events it holds): two thirds of the cost of a stack of (item, depth) pairs.
-    level: list[Any] = [value]
-    depth = 0
+    level = containers
     while level:
         if depth >= _MAX_DEPTH and any(level):
             raise _too_deep()

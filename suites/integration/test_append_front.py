@@ -64,6 +64,16 @@ REQUESTS: list[tuple[str, dict[str, Any]]] = [
     ("/events/batch", {"json": {"events": [_event(event_id="c-1")], "colour": 1}, "headers": _bearer()}),
     ("/events/batch", {"json": {"events": [_event(event_id="c-2")] * 2}, "headers": _bearer()}),
     ("/events/batch", {"json": [], "headers": _bearer()}),
+    # typed JSON batches (quick_batch) and the bodies it leaves to the general path
+    ("/events/batch", {"json": {"events": [_event(event_id="d-1", aggregate_id="front:9")],
+                                "expected_versions": {"front:9": 0}}, "headers": _bearer()}),
+    ("/events/batch", {"json": {"events": [_event(event_id="d-2", aggregate_id="front:9")],
+                                "expected_versions": {"front:9": 0}}, "headers": _bearer()}),  # 409
+    ("/events/batch", {"json": {"events": [_event(event_id="d-3")], "expected_versions": {"front:1": "x"}},
+                       "headers": _bearer()}),
+    ("/events/batch", {"json": {"events": [_event(event_id="d-4"), _event(event_id="lh:d-5")]}, "headers": _bearer()}),
+    ("/events/batch", {"json": {"events": [_event(event_id="d-6", event_type="system_started")]},
+                       "headers": _bearer()}),
 ]
 
 
@@ -118,7 +128,7 @@ def test_the_lean_path_answers_as_the_routes_do(clients: tuple[TestClient, TestC
         assert _comparable(ours) == _comparable(theirs), (path, kwargs.get("headers"))
         statuses.append(ours.status_code)
     assert statuses == [201, 200, 409, 401, 401, 403, 400, 400, 400, 415, 400, 413, 201, 201, 201, 200, 400, 400, 400,
-                        400]
+                        400, 201, 409, 400, 400, 403]
     lean_metrics = lean.get("/metrics", headers=_bearer()).text
     assert 'lighthouse_http_requests_total{method="POST",route="/events",status="201"} 3.0' in lean_metrics
     assert 'lighthouse_errors_total{code="missing_token"} 1.0' in lean_metrics

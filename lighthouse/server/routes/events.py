@@ -200,7 +200,13 @@ async def append_many(ctx: ServerContext, principal: Principal, body: Any) -> tu
     agent, bridge_types = principal.agent_id, principal.role.includes(Role.ADMIN)
     events = [quick_event(raw, agent, bridge_types=bridge_types) or event_from_body(raw, principal, where=f"events[{i}]")
               for i, raw in enumerate(raw_events)]
-    expected = _expected_versions(body.get("expected_versions"))
+    return await append_built(ctx, events, body.get("expected_versions"))
+
+
+async def append_built(ctx: ServerContext, events: list[Event], expected_versions: Any) -> tuple[list[Event], int]:
+    """``append_many`` once the batch's events are built: checks ``expected_versions`` (as the body gave it) and
+    appends atomically. The lean front calls it directly with what ``quick_batch`` built."""
+    expected = _expected_versions(expected_versions)
     assert ctx.store is not None
     store = ctx.store
 

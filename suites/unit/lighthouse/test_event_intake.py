@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import time
 from typing import Any
@@ -14,9 +15,10 @@ from hypothesis import strategies as st
 
 from lighthouse.bridge.vocabulary import BRIDGE_EVENT_TYPES
 from lighthouse.errors import LighthouseError
-from lighthouse.models import CLIENT_FIELD_COUNT, Event, EventType
+from lighthouse.models import CLIENT_FIELD_COUNT, MAX_BATCH_EVENTS, Event, EventType
 from lighthouse.server.auth import Principal, Role
-from lighthouse.server.event_intake import quick_event
+from lighthouse.server.codec import decode_body
+from lighthouse.server.event_intake import quick_batch, quick_event
 from lighthouse.server.problems import ApiError
 from lighthouse.server.routes.events import event_from_body
 
@@ -51,13 +53,14 @@ def full_path(raw: Any, principal: Principal) -> Event | Exception:
         return exc
 
 
-def assert_same_event(quick: Event, full: Event, raw: dict[str, Any]) -> None:
+def assert_same_event(quick: Event, full: Event, raw: dict[str, Any], *, copied: bool = True) -> None:
     if raw.get("timestamp") is None:  # both stamped it with the time they ran
         assert abs(quick[7] - full[7]) < 60
         quick, full = quick.replace(timestamp=0.0), full.replace(timestamp=0.0)
     assert quick == full
     assert [type(v) for v in quick] == [type(v) for v in full]
-    assert quick[8] is not raw.get("data") and quick[9] is not raw.get("metadata")  # copies, as the full path makes
+    if copied:  # copies, as the full path makes (a typed batch's mappings are its own: nothing else holds them)
+        assert quick[8] is not raw.get("data") and quick[9] is not raw.get("metadata")
     # the store packs a batch's records from the tuple's first fields: the same bytes as client_record(), or the
     # same refusal for a value msgpack cannot hold (an integer over 64 bits: the store refuses it as InvalidEvent)
     assert packed(quick[:CLIENT_FIELD_COUNT]) == packed(full.client_record())
@@ -155,3 +158,94 @@ def test_an_admin_writes_the_bridge_types_through_the_quick_path(kind: str) -> N
 def test_only_objects_are_events() -> None:
     assert quick_event([COMMON], AGENT.agent_id) is None
     assert quick_event(COMMON, "") is None
+
+
+def generic_batch(body: bytes, principal: Principal) -> list[Event | Exception] | Exception:
+    """What the general path makes of a JSON batch body: its decode, then each event's own verdict."""
+    try:
+        decoded = decode_body(body, "application/json")
+    except ApiError as exc:
+        return exc
+    return [full_path(raw, principal) for raw in decoded["events"]]
+
+
+def assert_batch_as_general_path(body: bytes, principal: Principal) -> bool:
+    """``quick_batch`` builds what the general path builds, event by event, or leaves the body to it; True if built."""
+    built = quick_batch(body, principal.agent_id, bridge_types=principal is ADMIN)
+    if built is None:
+        return False
+    events, expected = built
+    general = generic_batch(body, principal)
+    assert isinstance(general, list), general
+    raws = json.loads(body)["events"]
+    assert len(events) == len(general) == len(raws)
+    for quick, full, raw in zip(events, general, raws):
+        assert isinstance(full, Event), (raw, full)
+        assert_same_event(quick, full, raw, copied=False)
+    assert expected == json.loads(body).get("expected_versions")
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(raws=st.lists(bodies, min_size=1, max_size=4), principal=st.sampled_from([AGENT, ADMIN]))
+def test_a_typed_batch_builds_what_the_full_path_builds(raws: list[dict[str, Any]], principal: Principal) -> None:
+    try:
+        body = json.dumps({"events": raws}).encode()
+    except (TypeError, ValueError):
+        return
+    assert_batch_as_general_path(body, principal)
+
+
+def test_typed_batches_of_every_edge_value_are_built_as_the_full_path_builds_them() -> None:
+    built = 0
+    for name, value in EDGE_CHANGES:
+        for dropped in (None, *VALID):
+            raw = {k: v for k, v in {**VALID, name: value}.items() if k != dropped}
+            body = json.dumps({"events": [COMMON, raw]}).encode()  # NaN and Infinity as JSON cannot carry them
+            for principal in (AGENT, ADMIN):
+                built += assert_batch_as_general_path(body, principal)
+    assert built > 150  # the typed path was really taken
+
+
+@pytest.mark.parametrize("body", [
+    {"events": [COMMON] * 3},
+    {"events": [COMMON, {**COMMON, "timestamp": 1_700_000_000, "metadata": {"k": [1, {"x": None}]}}],
+     "expected_versions": {"bench:1": 0}},
+    {"events": [{"event_id": "e-2", "event_type": "file_created", "aggregate_id": "noprefix", "source_agent": "x"}]},
+])
+def test_common_batches_take_the_typed_path(body: dict[str, Any]) -> None:
+    assert assert_batch_as_general_path(json.dumps(body).encode(), AGENT)
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"[]", b'{"events": []}', b'{"events": {}}', b'{"events": [], "colour": 1}', b'{"events": [1]}',
+    json.dumps({"events": [COMMON] * (MAX_BATCH_EVENTS + 1)}).encode(),
+    json.dumps({"events": [COMMON], "expected_versions": [1]}).encode(),
+    json.dumps({"events": [COMMON, {**COMMON, "event_id": "lh:1"}]}).encode(),
+    json.dumps({"events": [{**COMMON, "source_agent": 7}]}).encode(),  # the general path takes it (and ignores it)
+    b'{"events": [' + json.dumps(COMMON).encode() + b'], "events": []}',  # the last of a repeated key counts
+])
+def test_anything_else_is_left_to_the_general_path(body: bytes) -> None:
+    assert quick_batch(body, AGENT.agent_id) is None
+
+
+def nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("field", ["data", "metadata"])
+def test_a_typed_batch_refuses_the_nesting_the_general_path_refuses(field: str) -> None:
+    """The deepest data the general path accepts is built; one level more is left to it (which refuses it)."""
+    verdicts = {}
+    for levels in (59, 60, 61):
+        body = json.dumps({"events": [{**COMMON, field: {"k": nested(levels)}}]}).encode()
+        general = generic_batch(body, AGENT)
+        verdicts[levels] = isinstance(general, list)
+        assert assert_batch_as_general_path(body, AGENT) == verdicts[levels]
+    assert verdicts[59] and not verdicts[61]  # the limit lies in the range tried
+    deep = {"events": [COMMON], "expected_versions": {"k": nested(63)}}
+    assert isinstance(generic_batch(json.dumps(deep).encode(), AGENT), ApiError)
+    assert quick_batch(json.dumps(deep).encode(), AGENT.agent_id) is None
