@@ -191,10 +191,8 @@ class ValidationBridge:
         while not self._stopping:
             subscription = self.store.subscribe(from_sequence=self.projection.last_sequence + 1)
             try:
-                apply = self._apply
                 async for run in subscription.runs():  # all that was delivered since the last one: one
-                    for event in run:  # resumption per list (a commit or more), not per event
-                        apply(event)
+                    self._apply_run(run)  # resumption per list (a commit or more), not per event
                     if not subscription.lag:
                         async with self._changed:
                             self._changed.notify_all()
@@ -208,20 +206,24 @@ class ValidationBridge:
                 async with self._changed:
                     self._changed.notify_all()
 
-    def _apply(self, event: Event) -> None:
-        note = self.projection.apply(event)
-        waiter = self._waiters.pop(event.event_id, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(note)
-        decision = _DECISIONS.get(event[1])  # the type first: most events are no decision
-        if (
-            decision is not None
-            and note is None
-            and self._on_decision is not None
-            and event.sequence is not None
-            and event.sequence > self._started_at_sequence
-        ):
-            self._on_decision(decision, str(event.data.get("approval_method")))
+    def _apply_run(self, run: list[Event]) -> None:
+        """Fold a delivered run, then answer whoever waits for one of its events and count its decisions."""
+        notes = self.projection.apply_run(run)
+        waiters, on_decision, decisions = self._waiters, self._on_decision, _DECISIONS
+        for event, note in zip(run, notes):
+            if waiters:
+                waiter = waiters.pop(event[0], None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(note)
+            decision = decisions.get(event[1])  # the type first: most events are no decision
+            if (
+                decision is not None
+                and note is None
+                and on_decision is not None
+                and event.sequence is not None
+                and event.sequence > self._started_at_sequence
+            ):
+                on_decision(decision, str(event.data.get("approval_method")))
 
     async def _maybe_snapshot(self) -> None:
         every = self.settings.snapshot_every_events
