@@ -14,7 +14,8 @@ digests | nil, at_ns]`` for an invoke (kind 0 append, 1 append_batch), and ``["o
 at_ns, sequences | nil, error | nil]`` for ok / fail / unknown. ``at_ns`` is ``time.monotonic_ns()``,
 which is system-wide on Linux, so journals of several client processes merge into one timeline.
 
-Memory is columnar (parallel lists, no object per operation) so a history of 10^6 operations stays small.
+Memory is columnar (parallel lists, no object per operation) so a history of 10^6 operations stays small;
+``HistoryWriter`` records to the journal alone (for load generators that run for hours).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "Call",
     "History",
     "HistoryColumns",
+    "HistoryWriter",
     "JournalError",
     "OpKind",
     "OpStatus",
@@ -258,22 +260,7 @@ class History:
         digests: Sequence[str | None] | None = None,
     ) -> int:
         """Record that a write is about to be sent; returns the operation's index. Call before sending."""
-        code = _KIND_CODE_OF.get(kind)
-        if code is None:
-            raise ValueError(f"unknown operation kind {kind!r}; expected one of {[k.value for k in OpKind]}")
-        if not events:
-            raise ValueError("an operation writes at least one event")
-        if code == 0 and len(events) != 1:
-            raise ValueError(f"an append writes exactly one event, got {len(events)}")
-        ids = tuple([str(e["event_id"]) for e in events])
-        if digests is None:
-            digest_tuple: tuple[str | None, ...] | None = tuple([_digest_or_none(e) for e in events])
-        elif digests.count(None) == len(digests):
-            digest_tuple = None
-        else:
-            digest_tuple = tuple(digests)
-            if len(digest_tuple) != len(ids):
-                raise ValueError("digests must align with events")
+        code, ids, digest_tuple = _invocation(kind, events, digests)
         client = self._clients.get(client_id or self.client_id) or self._intern(client_id or self.client_id)
         cols = self._cols
         with self._lock:
@@ -496,6 +483,115 @@ class History:
 
     def _intern(self, client_id: str) -> str:
         return self._clients.setdefault(client_id, client_id)
+
+
+def _invocation(kind: OpKind | str, events: Sequence[Mapping[str, Any]],
+                digests: Sequence[str | None] | None) -> tuple[int, tuple[str, ...], tuple[str | None, ...] | None]:
+    """An invoke's kind code, event ids and digests (``None`` when none is known), checked."""
+    code = _KIND_CODE_OF.get(kind)
+    if code is None:
+        raise ValueError(f"unknown operation kind {kind!r}; expected one of {[k.value for k in OpKind]}")
+    if not events:
+        raise ValueError("an operation writes at least one event")
+    if code == 0 and len(events) != 1:
+        raise ValueError(f"an append writes exactly one event, got {len(events)}")
+    ids = tuple([str(e["event_id"]) for e in events])
+    if digests is None:
+        digest_tuple: tuple[str | None, ...] | None = tuple([_digest_or_none(e) for e in events])
+    elif digests.count(None) == len(digests):
+        digest_tuple = None
+    else:
+        digest_tuple = tuple(digests)
+        if len(digest_tuple) != len(ids):
+            raise ValueError("digests must align with events")
+    return code, ids, digest_tuple
+
+
+class HistoryWriter:
+    """A history's recording half, without its memory: every call goes to the journal, and only the calls
+    still in flight stay in memory, so a load generator can record for days (a ``History`` holds ~135 B per
+    event it was told about). Same calls and journal as ``History(journal=...)``; read it back with
+    ``History.load``. It starts a journal: an existing non-empty one is refused rather than resumed."""
+
+    def __init__(self, journal: str | os.PathLike[str], *, client_id: str = "client-0", sync: SyncPolicy = "group",
+                 group_size: int = 256) -> None:
+        if sync not in ("record", "group", "none"):
+            raise ValueError(f"sync must be 'record', 'group' or 'none', got {sync!r}")
+        if group_size < 1:
+            raise ValueError(f"group_size must be >= 1, got {group_size}")
+        path = Path(journal)
+        if path.exists() and path.stat().st_size > 0:
+            raise ValueError(f"{path} already holds a journal; HistoryWriter starts new ones (History resumes)")
+        self.client_id = client_id
+        self._lock = threading.Lock()
+        self._next_op = 0
+        self._in_flight: dict[int, int] = {}  # op -> how many events it writes
+        self._journal: _Journal | None = _Journal(path, sync, group_size)
+        self._journal.write(["h", JOURNAL_VERSION, client_id, os.getpid(), time.time_ns()])
+
+    def invoke(self, kind: OpKind | str, events: Sequence[Mapping[str, Any]], *, client_id: str | None = None,
+               digests: Sequence[str | None] | None = None) -> int:
+        """As ``History.invoke``: record that a write is about to be sent; returns the operation's number."""
+        code, ids, digest_tuple = _invocation(kind, events, digests)
+        with self._lock:
+            journal = self._open_journal()
+            op = self._next_op
+            journal.write(["i", op, client_id or self.client_id, code, ids, digest_tuple, time.monotonic_ns()])
+            self._next_op += 1
+            self._in_flight[op] = len(ids)
+        return op
+
+    def ok(self, op: int, sequences: Sequence[int] | None = None) -> None:
+        """As ``History.ok``."""
+        seqs = tuple([int(s) for s in sequences]) if sequences is not None else None
+        self._complete(op, OK, seqs, None)
+
+    def fail(self, op: int, error: str) -> None:
+        """As ``History.fail``."""
+        self._complete(op, FAIL, None, error)
+
+    def unknown(self, op: int, reason: str) -> None:
+        """As ``History.unknown``."""
+        self._complete(op, UNKNOWN, None, reason)
+
+    def _complete(self, op: int, status: int, seqs: tuple[int, ...] | None, error: str | None) -> None:
+        with self._lock:
+            journal = self._open_journal()
+            count = self._in_flight.get(op)
+            if count is None:
+                raise ValueError(f"operation {op} is not in flight (never invoked, or completed already)")
+            if seqs is not None and len(seqs) != count:
+                raise ValueError(f"operation {op} wrote {count} events, got {len(seqs)} sequences")
+            journal.write([_OUTCOME_TAGS[status], op, time.monotonic_ns(), seqs, error])
+            del self._in_flight[op]
+
+    @property
+    def in_flight(self) -> int:
+        """Calls invoked and not yet completed (what a journal read now would call pending)."""
+        return len(self._in_flight)
+
+    def _open_journal(self) -> _Journal:
+        if self._journal is None:
+            raise ValueError("the history writer is closed")
+        return self._journal
+
+    def flush(self) -> None:
+        """fsync the journal now (whatever the sync policy)."""
+        with self._lock:
+            if self._journal is not None:
+                self._journal.sync()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
+
+    def __enter__(self) -> HistoryWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _first(item: tuple[int, int, list[Any]]) -> int:

@@ -28,7 +28,7 @@ from locust import FastHttpUser, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from testkit.checkers import DEFINITE_FAILURE_CODES, History, OpKind
+from testkit.checkers import DEFINITE_FAILURE_CODES, HistoryWriter, OpKind
 from testkit.load.locust.agents import AgentTraffic
 from testkit.load.locust.plan import LocustPlan, PlanError, add_plan_arguments
 from testkit.load.locust.recording import RunAggregate, WorkerRecorder
@@ -49,7 +49,7 @@ class _ProcessRun:
         self.plan = plan
         self.recorder = WorkerRecorder()
         self.aggregate = RunAggregate()
-        self.history: History | None = None
+        self.history: HistoryWriter | None = None
         self.agents = 0
 
     @property
@@ -73,7 +73,8 @@ class _ProcessRun:
             return
         self.recorder = WorkerRecorder()
         self.aggregate = RunAggregate()
-        self.history = History(self.plan.out_dir / f"history-{self.name}.journal", client_id=self.name, sync="none")
+        self.history = HistoryWriter(self.plan.out_dir / f"history-{self.name}.journal", client_id=self.name,
+                                     sync="none")  # journal only: a worker's memory stays flat however long it runs
 
     def _end_gracefully(self) -> None:
         """Stop (the master tells every worker, waits for them, and only then fires test_stop), then quit.

@@ -1,6 +1,6 @@
 """After a distributed run: every acknowledged write must be in the store, found by its id.
 
-Workers journal each request (``testkit.checkers.History``) next to their results; this reads every
+Workers journal each request (``testkit.checkers.HistoryWriter``) next to their results; this reads every
 journal in the run's directory (copy them there from the worker machines), reads the whole store back
 through the kit's HTTP adapter, runs the durability checker and adds its verdict to ``results.json``.
 
