@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple, Self
 
 import msgpack
 
@@ -210,7 +210,32 @@ def _describe(error: BaseException) -> str:
     return f"{code}: {text}" if code else text
 
 
-class History:
+class _JournalOwner:
+    """What ``History`` and ``HistoryWriter`` share: a journal behind a lock, flushed and closed on request."""
+
+    _lock: threading.Lock
+    _journal: _Journal | None
+
+    def flush(self) -> None:
+        """fsync the journal now (whatever the sync policy)."""
+        with self._lock:
+            if self._journal is not None:
+                self._journal.sync()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class History(_JournalOwner):
     """Record of every write a client made and what the store answered.
 
     ``History()`` keeps it in memory; ``History(journal=path)`` also journals it (and, if the journal
@@ -345,24 +370,6 @@ class History:
             stored = await adapter.append_batch(events)
             call.ok(stored)
         return stored
-
-    def flush(self) -> None:
-        """fsync the journal now (whatever the sync policy)."""
-        with self._lock:
-            if self._journal is not None:
-                self._journal.sync()
-
-    def close(self) -> None:
-        with self._lock:
-            if self._journal is not None:
-                self._journal.close()
-                self._journal = None
-
-    def __enter__(self) -> History:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # reading -------------------------------------------------------------------------------------------------
 
@@ -507,7 +514,7 @@ def _invocation(kind: OpKind | str, events: Sequence[Mapping[str, Any]],
     return code, ids, digest_tuple
 
 
-class HistoryWriter:
+class HistoryWriter(_JournalOwner):
     """A history's recording half, without its memory: every call goes to the journal, and only the calls
     still in flight stay in memory, so a load generator can record for days (a ``History`` holds ~135 B per
     event it was told about). Same calls and journal as ``History(journal=...)``; read it back with
@@ -574,24 +581,6 @@ class HistoryWriter:
         if self._journal is None:
             raise ValueError("the history writer is closed")
         return self._journal
-
-    def flush(self) -> None:
-        """fsync the journal now (whatever the sync policy)."""
-        with self._lock:
-            if self._journal is not None:
-                self._journal.sync()
-
-    def close(self) -> None:
-        with self._lock:
-            if self._journal is not None:
-                self._journal.close()
-                self._journal = None
-
-    def __enter__(self) -> HistoryWriter:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 def _first(item: tuple[int, int, list[Any]]) -> int:
