@@ -99,7 +99,8 @@ class BridgeProjection:
                 sequence, recorded_at, kind = event[11], event[12], event[1]
                 if (sequence is None or recorded_at is None or kind in handlers
                         or (kind is custom and event[8].get("action") in pair_actions)):
-                    self._write_counts(last, clock, counts)
+                    if counts:  # non-empty exactly when the fast path moved the sequence since the last write
+                        self._write_counts(last, clock, counts)
                     note(self.apply(event))
                     last, clock = state["last_sequence"], state["clock"]
                 elif sequence <= last:
@@ -110,8 +111,9 @@ class BridgeProjection:
                     source = event[6]
                     counts[source] = counts.get(source, 0) + 1
                     note(None)
-        finally:
-            self._write_counts(last, clock, counts)
+        finally:  # only what was counted: an event ``apply`` raised on keeps what ``apply`` wrote
+            if counts:
+                self._write_counts(last, clock, counts)
         return notes
 
     def _write_counts(self, last: int, clock: float, counts: dict[str, int]) -> None:

@@ -549,7 +549,7 @@ class HistoryWriter(_JournalOwner):
         return op
 
     def ok(self, op: int, sequences: Sequence[int] | None = None) -> None:
-        """As ``History.ok``."""
+        """As ``History.ok`` (an operation never invoked is a ValueError here, not an IndexError)."""
         seqs = tuple([int(s) for s in sequences]) if sequences is not None else None
         self._complete(op, OK, seqs, None)
 

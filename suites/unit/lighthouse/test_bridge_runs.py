@@ -91,3 +91,23 @@ def test_a_run_that_meets_an_unstored_event_keeps_what_came_before_it() -> None:
         folded.apply_run([*head, unstored, LOG[40]])
     _, expected = one_by_one(head)
     assert same(folded, expected)
+
+
+def test_a_handler_that_raises_leaves_the_state_one_event_at_a_time_leaves(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``apply`` moves the sequence before a handler runs; a handler error it does not catch must not be undone."""
+    def broken(*_: Any) -> None:
+        raise RuntimeError("handler bug")
+
+    from lighthouse.bridge import projection as module
+    monkeypatch.setitem(module._HANDLERS, EventType.FILE_CREATED, broken)
+    run = [Event(EventType.CUSTOM, aggregate_id="t", source_agent="a", data={}),
+           Event(EventType.FILE_CREATED, aggregate_id="f", source_agent="a", data={"path": "x"})]
+    run = [e.replace(sequence=i + 1, recorded_at=100.0 + i, aggregate_version=1) for i, e in enumerate(run)]
+    expected = BridgeProjection()
+    expected.apply(run[0])
+    with pytest.raises(RuntimeError):
+        expected.apply(run[1])
+    folded = BridgeProjection()
+    with pytest.raises(RuntimeError):
+        folded.apply_run(run)
+    assert same(folded, expected) and folded.last_sequence == 2

@@ -187,7 +187,8 @@ def assert_batch_as_general_path(body: bytes, principal: Principal) -> bool:
 
 
 @settings(max_examples=300, deadline=None)
-@given(raws=st.lists(bodies, min_size=1, max_size=4), principal=st.sampled_from([AGENT, ADMIN]))
+@given(raws=st.lists(st.one_of(bodies, st.just(VALID)), min_size=1, max_size=3),  # VALID: more of them are built
+       principal=st.sampled_from([AGENT, ADMIN]))
 def test_a_typed_batch_builds_what_the_full_path_builds(raws: list[dict[str, Any]], principal: Principal) -> None:
     try:
         body = json.dumps({"events": raws}).encode()

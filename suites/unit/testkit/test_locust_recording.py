@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -194,3 +197,31 @@ def test_the_servers_own_time_is_merged_apart_and_reported_only_when_the_server_
     silent.add("w0", recorder.take_delta(final=True))
     assert "server_p99_ms" not in build_results(silent, plan={"batch": 1}, locust_figures={}, users=1,
                                                 host="h").tests[0].metrics
+
+
+_RESTART_SCRIPT = """
+import sys
+from pathlib import Path
+from locust.env import Environment
+from testkit.checkers import History
+from testkit.load.locust.locustfile import _ProcessRun
+from testkit.load.locust.plan import LocustPlan
+out = Path(sys.argv[1])
+plan = LocustPlan(tokens=("t",), out_dir=out, seed=1, user_rate=1.0, batch=1, pool=10, think_scale=1.0, max_think_s=1.0)
+run = _ProcessRun(Environment(), plan)
+for round_ in range(2):
+    run.start()
+    run.history.ok(run.history.invoke("append", [{"event_id": f"e-{round_}"}], digests=[None]))
+    run.history.close()
+journals = sorted(out.glob("history-*.journal"))
+print(len(journals), sorted(op.event_ids[0] for op in History.load(*journals)))
+"""
+
+
+def test_a_test_started_again_in_one_process_journals_to_a_file_of_its_own(tmp_path: Path) -> None:
+    """Locust's web UI can start a test again in the same worker; its writes must be journaled too (in a
+    process of its own: importing Locust monkey-patches the standard library for gevent)."""
+    done = subprocess.run([sys.executable, "-c", _RESTART_SCRIPT, str(tmp_path)], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[3])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[-2] == "2 ['e-0', 'e-1']"

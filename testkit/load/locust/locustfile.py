@@ -50,6 +50,7 @@ class _ProcessRun:
         self.recorder = WorkerRecorder()
         self.aggregate = RunAggregate()
         self.history: HistoryWriter | None = None
+        self.starts = 0  # tests started in this process (each journals to a file of its own)
         self.agents = 0
 
     @property
@@ -73,8 +74,12 @@ class _ProcessRun:
             return
         self.recorder = WorkerRecorder()
         self.aggregate = RunAggregate()
-        self.history = HistoryWriter(self.plan.out_dir / f"history-{self.name}.journal", client_id=self.name,
-                                     sync="none")  # journal only: a worker's memory stays flat however long it runs
+        # journal only: a worker's memory stays flat however long it runs. A test started again in this process
+        # (the web UI's restart) gets a journal of its own: a HistoryWriter starts journals, it does not resume them
+        suffix = f"-{self.starts}" if self.starts else ""
+        self.starts += 1
+        self.history = HistoryWriter(self.plan.out_dir / f"history-{self.name}{suffix}.journal", client_id=self.name,
+                                     sync="none")
 
     def _end_gracefully(self) -> None:
         """Stop (the master tells every worker, waits for them, and only then fires test_stop), then quit.
