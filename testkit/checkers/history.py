@@ -210,11 +210,27 @@ def _describe(error: BaseException) -> str:
     return f"{code}: {text}" if code else text
 
 
-class _JournalOwner:
-    """What ``History`` and ``HistoryWriter`` share: a journal behind a lock, flushed and closed on request."""
+class _Recording:
+    """What ``History`` and ``HistoryWriter`` share: the outcome calls, over each one's ``_complete``, and a
+    journal behind a lock, flushed and closed on request."""
 
     _lock: threading.Lock
     _journal: _Journal | None
+
+    def ok(self, op: int, sequences: Sequence[int] | None = None) -> None:
+        """The store acknowledged the write (durable); ``sequences`` are the ones it assigned, if known."""
+        self._complete(op, OK, tuple([int(s) for s in sequences]) if sequences is not None else None, None)
+
+    def fail(self, op: int, error: str) -> None:
+        """The store definitely did not write it (it refused before anything became durable)."""
+        self._complete(op, FAIL, None, error)
+
+    def unknown(self, op: int, reason: str) -> None:
+        """The outcome is unknown (timeout, connection lost, crash): present or absent are both legal."""
+        self._complete(op, UNKNOWN, None, reason)
+
+    def _complete(self, op: int, status: int, seqs: tuple[int, ...] | None, error: str | None) -> None:
+        raise NotImplementedError
 
     def flush(self) -> None:
         """fsync the journal now (whatever the sync policy)."""
@@ -235,7 +251,7 @@ class _JournalOwner:
         self.close()
 
 
-class History(_JournalOwner):
+class History(_Recording):
     """Record of every write a client made and what the store answered.
 
     ``History()`` keeps it in memory; ``History(journal=path)`` also journals it (and, if the journal
@@ -303,26 +319,13 @@ class History(_JournalOwner):
                 self._journal.write(["i", index, client, code, ids, digest_tuple, now])
         return index
 
-    def ok(self, op: int, sequences: Sequence[int] | None = None) -> None:
-        """The store acknowledged the write (durable); ``sequences`` are the ones it assigned, if known."""
-        seqs = tuple([int(s) for s in sequences]) if sequences is not None else None
-        if seqs is not None and len(seqs) != len(self._cols.event_ids[op]):
-            raise ValueError(f"operation {op} wrote {len(self._cols.event_ids[op])} events, got {len(seqs)} sequences")
-        self._complete(op, OK, seqs, None)
-
-    def fail(self, op: int, error: str) -> None:
-        """The store definitely did not write it (it refused before anything became durable)."""
-        self._complete(op, FAIL, None, error)
-
-    def unknown(self, op: int, reason: str) -> None:
-        """The outcome is unknown (timeout, connection lost, crash): present or absent are both legal."""
-        self._complete(op, UNKNOWN, None, reason)
-
     def _complete(self, op: int, status: int, seqs: tuple[int, ...] | None, error: str | None) -> None:
         cols = self._cols
         with self._lock:
             if not 0 <= op < len(cols.status):
                 raise IndexError(f"no operation {op}")
+            if seqs is not None and len(seqs) != len(cols.event_ids[op]):
+                raise ValueError(f"operation {op} wrote {len(cols.event_ids[op])} events, got {len(seqs)} sequences")
             if cols.status[op] != PENDING:
                 raise ValueError(f"operation {op} already completed as {_STATUS_CODES[cols.status[op]].value}")
             now = time.monotonic_ns()
@@ -514,11 +517,12 @@ def _invocation(kind: OpKind | str, events: Sequence[Mapping[str, Any]],
     return code, ids, digest_tuple
 
 
-class HistoryWriter(_JournalOwner):
+class HistoryWriter(_Recording):
     """A history's recording half, without its memory: every call goes to the journal, and only the calls
     still in flight stay in memory, so a load generator can record for days (a ``History`` holds ~135 B per
     event it was told about). Same calls and journal as ``History(journal=...)``; read it back with
-    ``History.load``. It starts a journal: an existing non-empty one is refused rather than resumed."""
+    ``History.load``. It starts a journal: an existing non-empty one is refused rather than resumed.
+    Completing an operation it never invoked is a ValueError (``History``: IndexError)."""
 
     def __init__(self, journal: str | os.PathLike[str], *, client_id: str = "client-0", sync: SyncPolicy = "group",
                  group_size: int = 256) -> None:
@@ -547,19 +551,6 @@ class HistoryWriter(_JournalOwner):
             self._next_op += 1
             self._in_flight[op] = len(ids)
         return op
-
-    def ok(self, op: int, sequences: Sequence[int] | None = None) -> None:
-        """As ``History.ok`` (an operation never invoked is a ValueError here, not an IndexError)."""
-        seqs = tuple([int(s) for s in sequences]) if sequences is not None else None
-        self._complete(op, OK, seqs, None)
-
-    def fail(self, op: int, error: str) -> None:
-        """As ``History.fail``."""
-        self._complete(op, FAIL, None, error)
-
-    def unknown(self, op: int, reason: str) -> None:
-        """As ``History.unknown``."""
-        self._complete(op, UNKNOWN, None, reason)
 
     def _complete(self, op: int, status: int, seqs: tuple[int, ...] | None, error: str | None) -> None:
         with self._lock:
