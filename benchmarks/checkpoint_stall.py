@@ -9,6 +9,12 @@ told from the rest.
 
     PYTHONPATH=. .venv/bin/python benchmarks/checkpoint_stall.py --events 2400000 --rate 20000
 
+What a checkpoint costs grows with the index it writes: ``--prefill`` first fills the store with that
+many events (not durable, checkpointed on close, ~100,000 events/s here), so the run measures the
+checkpoints of a big store (ADR-004's hour at 10,000 events/s stores 36M events):
+
+    PYTHONPATH=. .venv/bin/python benchmarks/checkpoint_stall.py --prefill 25000000 --events 3300000 --rate 10000
+
 The figures are for one machine in one phase: compare trees in the same session, alternating.
 """
 
@@ -24,6 +30,7 @@ from pathlib import Path
 
 from lighthouse import EventStore
 from lighthouse.bench import make_event
+from lighthouse.bench_scale import fill_store
 from testkit.percentiles import LatencyRecorder, format_ms
 
 BATCH = 100
@@ -73,9 +80,13 @@ def main() -> None:
     parser.add_argument("--checkpoint-every", type=int, default=1_000_000)
     parser.add_argument("--slow-ms", type=float, default=30.0, help="print the seconds whose p99 passed this")
     parser.add_argument("--dir", type=Path, default=None, help="where the store goes (default: a temp dir)")
+    parser.add_argument("--prefill", type=int, default=0, help="events stored before the measured run")
     args = parser.parse_args()
     directory = Path(tempfile.mkdtemp(prefix="checkpoint-stall-", dir=args.dir))
     try:
+        if args.prefill:
+            rate = asyncio.run(fill_store(directory, 0, args.prefill))
+            print(f"prefilled {args.prefill:,} events at {rate:,.0f} ev/s")
         asyncio.run(run(args, directory))
     finally:
         shutil.rmtree(directory, ignore_errors=True)

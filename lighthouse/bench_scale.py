@@ -26,7 +26,7 @@ from lighthouse.checkpoint import CHECKPOINT_NAME
 from lighthouse.models import Event
 from lighthouse.store import EventStore
 
-__all__ = ["add_scale_arguments", "run_scale"]
+__all__ = ["add_scale_arguments", "fill_store", "run_scale"]
 
 _new = tuple.__new__
 
@@ -85,7 +85,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2] == "1", int(sys.argv[3]), int(sys.argv
 """
 
 
-async def _fill(path: Path, start: int, stop: int) -> float:
+async def fill_store(path: Path, start: int, stop: int) -> float:
     """Append events ``start..stop-1`` (ids ``e{n}``) in batches of 1,000; returns events/s."""
     templates = [make_event(i) for i in range(1000)]
     t0 = time.perf_counter()
@@ -125,7 +125,7 @@ def run_scale(args: argparse.Namespace) -> int:
     try:
         filled = 0
         for size in sizes:
-            fill_rate = asyncio.run(_fill(store, filled, size))
+            fill_rate = asyncio.run(fill_store(store, filled, size))
             filled = size
             with_ckpt = _measure(store, reads=True, replay_events=min(args.replay_events, size), queries=args.queries)
             aside = base / "aside.ckpt"

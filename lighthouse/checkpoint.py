@@ -20,6 +20,16 @@ it has not copied), and a disk that fails to re-read an evicted page kills the p
 instead of raising. Both are declared limits: copying the arrays into anonymous memory would close them
 at the price of the constant-time open and the file-backed resident memory.
 
+The file a checkpoint replaces is not deleted: it is kept as ``index.ckpt.tmp``, and the next
+checkpoint written by the same store is written over its blocks in place. Deleting it would free
+hundreds of megabytes at once, and on ext4 (mounted with ``discard`` here) the journal commit that
+frees them waits for the discards: measured beside a writer syncing batches at 10,000 events/s into
+a 27M-event store, the rename that dropped a 2 GB checkpoint took 1.0 s and held syncs for 110-220 ms
+each (batch p99.9 307 ms over 230 s). Kept and reused, the rename took under 1 ms (p99.9 83 ms over
+330 s), and writing 2 GB over an existing file took 2.6 s against 6.4 s into a new one (raw writes
+synced every 2 MB). The price is a second file of the checkpoint's size on disk. A kept file is only reused by the store that wrote it (``reuse``), never one
+that some process may still have mapped: a private mapping shows the file's new contents.
+
 Layout (little endian)::
 
     header (32 bytes): magic "LHIDX\\0\\0\\1" | format u32 | meta_len u32 | body_len u64 | crc32c u32 | pad u32
@@ -29,6 +39,7 @@ Layout (little endian)::
 
 from __future__ import annotations
 
+import errno
 import logging
 import mmap
 import os
@@ -51,13 +62,19 @@ __all__ = [
     "CheckpointInvalid",
     "CheckpointMap",
     "CoveredSegment",
+    "FileIdentity",
     "IndexCheckpoint",
+    "NEXT_CHECKPOINT_NAME",
     "SortedIds",
     "load_checkpoint",
     "write_checkpoint",
 ]
 
 CHECKPOINT_NAME = "index.ckpt"
+#: where the next checkpoint is written; between two checkpoints, the replaced one kept for reuse
+NEXT_CHECKPOINT_NAME = CHECKPOINT_NAME + ".tmp"
+#: the replaced checkpoint's name for the instant between the rename and moving it to the next one's name
+_REPLACED_NAME = CHECKPOINT_NAME + ".replaced"
 CHECKPOINT_FORMAT = 4  # 2: the index's record-offset column; 3: event ids as sorted arrays; 4: a version column
 _MAGIC = b"LHIDX\x00\x00\x01"
 _HEADER = struct.Struct("<8sIIQII")
@@ -65,6 +82,11 @@ _ALIGN = 64
 _SYNC_EVERY = 2 << 20
 
 _log = logging.getLogger("lighthouse.store")
+
+
+#: a file's (device, inode, status change time): the file a name stood for when it was looked at. The time
+#: tells that file from a new one given its freed inode number (linking or renaming a file also changes it)
+FileIdentity = tuple[int, int, int]
 
 
 class CheckpointInvalid(Exception):
@@ -100,9 +122,11 @@ class CheckpointMap:
     makes ``close`` leave the mapping to be unmapped when that view goes, and say so.
     """
 
-    def __init__(self, mapping: mmap.mmap, path: Path) -> None:
+    def __init__(self, mapping: mmap.mmap, path: Path, inode: tuple[int, int]) -> None:
         self._mapping: mmap.mmap | None = mapping
         self.path = path
+        #: the mapped file's (device, inode): no checkpoint may be written over it while it is mapped
+        self.inode = inode
 
     @property
     def closed(self) -> bool:
@@ -151,9 +175,13 @@ class IndexCheckpoint:
         return len(column) if isinstance(column, np.ndarray) else sum(len(part) for part in column)
 
 
-def write_checkpoint(directory: Path, checkpoint: IndexCheckpoint) -> Path:
-    """Write ``checkpoint`` to ``directory/index.ckpt`` atomically (temp file, fsync, rename, directory
-    fsync); returns its path."""
+def write_checkpoint(directory: Path, checkpoint: IndexCheckpoint, *, reuse: FileIdentity | None = None) -> FileIdentity | None:
+    """Write ``checkpoint`` to ``directory/index.ckpt`` atomically (temp file, fsync, rename, directory fsync).
+
+    The temp file is written over in place if it is the file ``reuse`` names (the one a previous call
+    returned), else created anew. Returns the identity of the checkpoint this one replaced, now kept as
+    the next temp file (``None`` if there was none, or the filesystem has no hard links): pass it as
+    ``reuse`` to the next call unless something may have it mapped (see the module doc)."""
     blocks = _blocks(checkpoint)
     layout: dict[str, list[int]] = {}
     position = 0
@@ -164,21 +192,60 @@ def write_checkpoint(directory: Path, checkpoint: IndexCheckpoint) -> Path:
     meta = _meta(checkpoint, layout)
     body_start = _aligned(_HEADER.size + len(meta))
     final = directory / CHECKPOINT_NAME
-    tmp = directory / (CHECKPOINT_NAME + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    tmp = directory / NEXT_CHECKPOINT_NAME
+    fd = _open_next(tmp, reuse)
     try:
         _write(fd, bytes(_HEADER.size) + meta + bytes(body_start - _HEADER.size - len(meta)))
         body_len, crc = _write_body(fd, blocks, layout, crc32c.crc32c(meta))
         os.pwrite(fd, _HEADER.pack(_MAGIC, CHECKPOINT_FORMAT, len(meta), body_len, crc, 0), 0)
+        os.ftruncate(fd, body_start + body_len)  # a reused file may have been longer
         os.fsync(fd)
     except BaseException:
         os.close(fd)
         tmp.unlink(missing_ok=True)
         raise
     os.close(fd)
+    kept = _keep_aside(final, directory / _REPLACED_NAME)
     os.replace(tmp, final)
     fsync_directory(directory)
-    return final
+    if not kept:
+        return None
+    os.replace(directory / _REPLACED_NAME, tmp)
+    return _identity(os.stat(tmp))
+
+
+def _open_next(tmp: Path, reuse: FileIdentity | None) -> int:
+    """The temp file to write the checkpoint into: ``reuse``'s file if it is still there under that name, else a new one."""
+    if reuse is not None:
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_NOFOLLOW)
+        except OSError:
+            pass
+        else:
+            if _identity(os.fstat(fd)) == reuse:
+                return fd
+            os.close(fd)
+    tmp.unlink(missing_ok=True)  # a crashed write's, or a file someone may have mapped: never written over
+    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+
+
+def _keep_aside(final: Path, replaced: Path) -> bool:
+    """Give the current checkpoint a second name, so the rename over it frees none of its blocks; ``False`` when
+    there is none or the filesystem cannot link (it is then deleted by the rename, as before)."""
+    replaced.unlink(missing_ok=True)  # left by a crash between the rename and the move: the checkpoint before
+    try:
+        os.link(final, replaced)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+            raise
+        return False
+    return True
+
+
+def _identity(stat: os.stat_result) -> FileIdentity:
+    return stat.st_dev, stat.st_ino, stat.st_ctime_ns
 
 
 def _blocks(checkpoint: IndexCheckpoint) -> list[tuple[str, list[Any]]]:
@@ -250,7 +317,7 @@ def load_checkpoint(directory: Path) -> IndexCheckpoint:
             raise CheckpointInvalid(f"checkpoint cannot be mapped: {exc}") from None
     finally:
         os.close(fd)
-    owner = CheckpointMap(mapping, path)
+    owner = CheckpointMap(mapping, path, (stat.st_dev, stat.st_ino))
     reason = None
     try:
         checkpoint = _decode(msgpack.unpackb(meta_raw, strict_map_key=False), mapping, body_start)

@@ -133,6 +133,7 @@ class EventStore(WritePath, RecoveryPath, ReadPath, HealthPath):
         self._checkpoint_task = None
         self._checkpoint_io = None
         self._checkpoint_map = None
+        self._reusable_checkpoint = None
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str], **options: Any) -> EventStore:

@@ -184,7 +184,10 @@ class CheckpointPath(StoreState):
             self._before_write()  # the writer's seam (e.g. its fence): a superseded writer writes no checkpoint
             versions = _with_recent(checkpoint.versions, recent)
             checkpoint.versions = versions
-            write_checkpoint(self.path, checkpoint)
+            replaced = write_checkpoint(self.path, checkpoint, reuse=self._reusable_checkpoint)
+            mapped = self._checkpoint_map.inode if self._checkpoint_map is not None else None
+            # the next checkpoint is written over the one this replaced, unless the index is still a view of it
+            self._reusable_checkpoint = None if replaced is None or replaced[:2] == mapped else replaced
         except (OSError, MemoryError, LighthouseError) as exc:
             self._checkpoint_status["last_error"] = f"{type(exc).__name__}: {exc}"
             _log.warning("could not write the index checkpoint of %s: %s", self.path, exc)

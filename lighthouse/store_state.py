@@ -21,7 +21,7 @@ from typing import Literal
 
 import msgpack
 
-from lighthouse.checkpoint import CheckpointMap
+from lighthouse.checkpoint import CheckpointMap, FileIdentity
 from lighthouse.errors import StoreClosed
 from lighthouse.fencing import WriterFence
 from lighthouse.health import HealthMonitor
@@ -129,6 +129,8 @@ class StoreState:
     _checkpoint_io: ThreadPoolExecutor | None
     #: the loaded checkpoint's mapping, which the index's columns and ids are views of (closed on close)
     _checkpoint_map: CheckpointMap | None
+    #: the checkpoint the last one written replaced, kept to be written over by the next (see lighthouse.checkpoint)
+    _reusable_checkpoint: FileIdentity | None
 
     @property
     def head_sequence(self) -> int:
