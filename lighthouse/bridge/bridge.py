@@ -188,6 +188,23 @@ class ValidationBridge:
         return at
 
     async def _follow(self) -> None:
+        """Fold the log as it grows until stopped; then whoever waits for a fold hears it at once."""
+        try:
+            await self._follow_log()
+        except Exception:  # a fold that failed (a handler's bug): nothing folds any more, say why
+            _log.exception("the bridge stopped following the log")
+            raise
+        finally:
+            self._release_waiters()
+
+    def _release_waiters(self) -> None:
+        """No fold will answer the writes still waiting: each is told now, not at its timeout (the events
+        of a run whose fold raised, the ones of writes in flight)."""
+        for waiter in self._waiters.values():
+            if not waiter.done():
+                waiter.set_exception(StoreClosed("the bridge stopped following the log"))
+
+    async def _follow_log(self) -> None:
         while not self._stopping:
             subscription = self.store.subscribe(from_sequence=self.projection.last_sequence + 1)
             try:
@@ -249,6 +266,8 @@ class ValidationBridge:
 
     async def _write(self, events: Sequence[Event]) -> list[str | None]:
         """Append atomically, then wait until the projection folded them; the notes of each event."""
+        if self._feed_dead():  # nothing would fold them: refuse before anything is stored
+            raise StoreClosed("the bridge stopped following the log")
         loop = asyncio.get_running_loop()
         futures = []
         for event in events:
@@ -259,8 +278,10 @@ class ValidationBridge:
             await self.store.append_batch(list(events))
             return list(await asyncio.wait_for(asyncio.gather(*futures), self.settings.apply_timeout_seconds))
         finally:
-            for event in events:
+            for event, future in zip(events, futures):
                 self._waiters.pop(event.event_id, None)
+                if future.done() and not future.cancelled():
+                    future.exception()  # retrieved: gather raised only the first
 
     def _event(
         self,
