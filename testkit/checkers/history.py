@@ -20,6 +20,7 @@ Memory is columnar (parallel lists, no object per operation) so a history of 10^
 
 from __future__ import annotations
 
+import fcntl
 import heapq
 import os
 import threading
@@ -129,13 +130,29 @@ class HistoryColumns(NamedTuple):
 class _Journal:
     """Append-only msgpack records: one ``os.write`` per record, fsync per policy."""
 
-    def __init__(self, path: Path, sync: SyncPolicy, group_size: int) -> None:
+    def __init__(self, path: Path, sync: SyncPolicy, group_size: int, *, new: bool = False) -> None:
         self.path = path
         self._sync = sync
         self._group_size = group_size
         self._unsynced = 0
         self._pack = msgpack.Packer(use_bin_type=True).pack
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        if new:
+            self._claim_new()
+
+    def _claim_new(self) -> None:
+        """Hold the file's lock while it is written and refuse one that already holds records: checked once the
+        lock is held, so two writers started at once on one path cannot both start it (the second is refused)."""
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.fstat(self._fd).st_size:
+                raise ValueError(f"{self.path} already holds a journal; HistoryWriter starts new ones (History resumes)")
+        except BlockingIOError:
+            os.close(self._fd)
+            raise ValueError(f"{self.path} is being written by another writer") from None
+        except BaseException:
+            os.close(self._fd)
+            raise
 
     def write(self, record: list[Any]) -> None:
         data = self._pack(record)
@@ -530,14 +547,11 @@ class HistoryWriter(_Recording):
             raise ValueError(f"sync must be 'record', 'group' or 'none', got {sync!r}")
         if group_size < 1:
             raise ValueError(f"group_size must be >= 1, got {group_size}")
-        path = Path(journal)
-        if path.exists() and path.stat().st_size > 0:
-            raise ValueError(f"{path} already holds a journal; HistoryWriter starts new ones (History resumes)")
         self.client_id = client_id
         self._lock = threading.Lock()
         self._next_op = 0
         self._in_flight: dict[int, int] = {}  # op -> how many events it writes
-        self._journal: _Journal | None = _Journal(path, sync, group_size)
+        self._journal: _Journal | None = _Journal(Path(journal), sync, group_size, new=True)
         self._journal.write(["h", JOURNAL_VERSION, client_id, os.getpid(), time.time_ns()])
 
     def invoke(self, kind: OpKind | str, events: Sequence[Mapping[str, Any]], *, client_id: str | None = None,

@@ -91,3 +91,17 @@ def test_misuse_raises_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="sync"):
         HistoryWriter(tmp_path / "x.journal", sync="sometimes")  # type: ignore[arg-type]
     assert [o.status for o in History.load(tmp_path / "w.journal")] == [OpStatus.OK]
+
+
+def test_two_writers_started_on_one_journal_at_once_cannot_both_write_it(tmp_path: Path) -> None:
+    path = tmp_path / "shared.journal"
+    path.touch()  # an empty file (say, made by mkstemp) is a new journal
+    first = HistoryWriter(path, client_id="first")
+    with pytest.raises(ValueError, match="being written by another writer"):
+        HistoryWriter(path, client_id="second")  # before the first wrote anything it syncs
+    first.ok(first.invoke("append", [event(1)]), sequences=[1])
+    first.close()
+    with pytest.raises(ValueError, match="already holds a journal"):
+        HistoryWriter(path, client_id="third")
+    columns = History.load(path).columns()
+    assert columns.client_ids == ["first"] and columns.event_ids == [("ev-1",)] and list(columns.status) == [1]
