@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import json
 import os
 import secrets
@@ -95,13 +96,9 @@ class IndexSampler:
                         self.samples.append((time.monotonic() - self._t0, int(float(line.split()[1]))))
 
     def at(self, t: float) -> int:
-        """The last index size sampled at or before ``t`` (0 before the first)."""
-        size = 0
-        for when, value in self.samples:
-            if when > t:
-                break
-            size = value
-        return size
+        """The last index size sampled at or before ``t`` (0 before the first); samples are in time order."""
+        found = bisect.bisect_right(self.samples, t, key=lambda sample: sample[0])
+        return self.samples[found - 1][1] if found else 0
 
 
 def main() -> int:
