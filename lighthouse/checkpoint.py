@@ -22,13 +22,14 @@ at the price of the constant-time open and the file-backed resident memory.
 
 The file a checkpoint replaces is not deleted: it is kept as ``index.ckpt.tmp``, and the next
 checkpoint written by the same store is written over its blocks in place. Deleting it would free
-hundreds of megabytes at once, and on ext4 (mounted with ``discard`` here) the journal commit that
-frees them waits for the discards: measured beside a writer syncing batches at 10,000 events/s into
-a 27M-event store, the rename that dropped a 2 GB checkpoint took 1.0 s and held syncs for 110-220 ms
-each (batch p99.9 307 ms over 230 s). Kept and reused, the rename took under 1 ms (p99.9 83 ms over
-330 s), and writing 2 GB over an existing file took 2.6 s against 6.4 s into a new one (raw writes
-synced every 2 MB). The price is a second file of the checkpoint's size on disk. A kept file is only reused by the store that wrote it (``reuse``), never one
-that some process may still have mapped: a private mapping shows the file's new contents.
+hundreds of megabytes at once, and on this ext4 (mounted with ``discard``) freeing them held the
+appenders' syncs: measured beside a writer syncing batches at 10,000 events/s into a 27M-event store,
+the rename that dropped a 2 GB checkpoint took 1.0 s and held syncs for 110-220 ms each (batch p99.9
+307 ms over 230 s). Kept and reused, the rename took under 1 ms (p99.9 83 ms over 330 s), and writing
+2 GB over an existing file took 2.6 s against 6.4 s into a new one (raw writes synced every 2 MB). The
+price is a second file of the checkpoint's size on disk. A kept file is only reused by the store that
+wrote it (``reuse``), never one that some process may still have mapped: a private mapping shows the
+file's new contents.
 
 Layout (little endian)::
 
