@@ -5,7 +5,8 @@
   until it is searched), and it is never changed in place.
 - ``frozen``: id tables closed by a checkpoint snapshot that is still being written, or closed when
   full (see below); read-only.
-- ``live``: the open-addressing ``IdTable`` that takes new ids.
+- ``live``: the open-addressing ``IdTable`` that takes new ids, with a bit filter kept as they are added
+  (which it keeps when frozen), so that a batch's duplicate check probes only the few ids it cannot rule out.
 
 A checkpoint snapshot freezes ``live`` (constant time, on the loop); the checkpoint thread merges
 ``base`` and the frozen tables into new sorted arrays (numpy, off the loop), writes them, and the
@@ -61,7 +62,7 @@ class EventIds:
         if len(self._keys) != len(self._values):
             raise ValueError("id keys and sequences differ in length")
         self._frozen: list[IdTable] = []
-        self._live = IdTable()
+        self._live = IdTable(filtered=True)
         self._since_snapshot = 0  # ids added since the last snapshot (what the next one's table holds)
 
     def __len__(self) -> int:
@@ -84,7 +85,8 @@ class EventIds:
             return
         live.seal()  # full: absent keys probe long; a filter answers most of them (frozen at a snapshot: not full)
         self._frozen.append(live)
-        self._live = IdTable(capacity=max(IdTable.capacity_for(count), live.capacity * 2))  # as growing would
+        capacity = max(IdTable.capacity_for(count), live.capacity * 2)  # as growing would
+        self._live = IdTable(capacity=capacity, filtered=True)
 
     def candidates(self, key: int) -> list[int]:
         """Sequences whose id hashes to ``key`` (normally zero or one), oldest layer first."""
@@ -101,12 +103,11 @@ class EventIds:
 
     def holds_any(self, keys_to_find: list[int]) -> bool:
         """True if any of these keys is present (the base answers a whole batch in one vectorised search)."""
-        if self._live.holds_any(keys_to_find):
+        # one array for the tables' filters and the base; none for a single append (numpy's set-up costs more
+        # than it saves)
+        wanted = np.asarray(keys_to_find, dtype=np.int64) if len(keys_to_find) > _SCALAR_SEARCHES else None
+        if self._live.holds_any(keys_to_find, wanted):
             return True
-        # one array for the sealed tables' filters and the base; none for a single append (numpy's set-up costs
-        # more than it saves) or when nothing but the live table holds ids
-        searched = self._frozen or len(self._keys)
-        wanted = np.asarray(keys_to_find, dtype=np.int64) if searched and len(keys_to_find) > _SCALAR_SEARCHES else None
         if any(table.holds_any(keys_to_find, wanted) for table in self._frozen):
             return True
         keys = self._keys
@@ -131,7 +132,7 @@ class EventIds:
         the first checkpoint after open, must not size every later table."""
         if len(self._live):
             self._frozen.append(self._live)
-            self._live = IdTable(capacity=IdTable.capacity_for(min(self._since_snapshot, interval)))
+            self._live = IdTable(capacity=IdTable.capacity_for(min(self._since_snapshot, interval)), filtered=True)
         self._since_snapshot = 0
         return IdsSnapshot(self._keys, self._values, list(self._frozen))
 
@@ -151,7 +152,7 @@ class EventIds:
     def release(self) -> None:
         """Drop every array (views of a mapped checkpoint included), so the mapping can be closed."""
         self._keys, self._values = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
-        self._frozen, self._live, self._since_snapshot = [], IdTable(), 0
+        self._frozen, self._live, self._since_snapshot = [], IdTable(filtered=True), 0
 
     def nbytes(self) -> int:
         return int(self._keys.nbytes + self._values.nbytes) + sum(t.nbytes() for t in [*self._frozen, self._live])

@@ -18,6 +18,9 @@ _MAPPED_FROM = 1 << 20
 #: in a key (above those that pick a slot: tables stay far below 2**32 slots)
 _FILTER_BITS_PER_ENTRY = 16
 _FILTER_SHIFT = 32
+#: a filtered table's filter while it takes keys: bits per slot (about 11 per entry when full, ~8% of absent
+#: keys pass then; fewer below), kept as keys are added
+_LIVE_FILTER_BITS_PER_SLOT = 8
 
 
 class IdTable:
@@ -27,20 +30,40 @@ class IdTable:
     buffer, so loading a checkpoint copies nothing.
     """
 
-    __slots__ = ("_keys", "_values", "_mask", "_count", "_filter", "_filter_bits", "_filter_mask")
+    __slots__ = ("_keys", "_values", "_mask", "_count", "_sealed", "_filter", "_filter_bits", "_filter_mask")
 
-    def __init__(self, capacity: int = 1024) -> None:
+    def __init__(self, capacity: int = 1024, *, filtered: bool = False) -> None:
+        """``filtered``: keep a one-hash bit filter of the keys as they are added, so that ``holds_any`` probes
+        only the keys it cannot rule out before the table is sealed too (the event ids' live table: a batch's
+        duplicate check probed every absent id, several slots each, in Python)."""
         self._keys: memoryview
         self._values: memoryview
         self._keys, self._values = _empty_slots(capacity)
         self._mask = capacity - 1
         self._count = 0
         self._unsealed()
+        if filtered:
+            self._start_filter(capacity * _LIVE_FILTER_BITS_PER_SLOT)
 
     def _unsealed(self) -> None:
-        self._filter: bytes | None = None
+        self._sealed = False
+        self._filter: bytes | bytearray | None = None
         self._filter_bits: np.ndarray | None = None
         self._filter_mask = 0
+
+    def _start_filter(self, size: int) -> None:
+        """An empty filter of ``size`` bits (a power of two), then every key already in the table marked in it."""
+        self._filter = bytearray(size // 8)
+        self._filter_bits = np.frombuffer(self._filter, dtype=np.uint8)
+        self._filter_mask = size - 1
+        keys = np.frombuffer(self._keys, dtype=np.int64)
+        self._mark(keys[keys != 0])
+
+    def _mark(self, keys: np.ndarray) -> None:
+        """Set the filter's bit of each of ``keys`` (repeats included: ``bitwise_or.at`` applies each)."""
+        assert self._filter_bits is not None
+        at = (keys >> _FILTER_SHIFT) & self._filter_mask
+        np.bitwise_or.at(self._filter_bits, at >> 3, np.left_shift(1, at & 7).astype(np.uint8))
 
     @staticmethod
     def capacity_for(entries: int) -> int:
@@ -83,7 +106,7 @@ class IdTable:
         return (self._count + count) * 10 <= (self._mask + 1) * 7
 
     def add(self, key: int, sequence: int) -> None:
-        if self._filter is not None:
+        if self._sealed:
             raise RuntimeError("a sealed id table is read-only")
         if not self.has_room_for(1):
             self._grow()
@@ -94,10 +117,13 @@ class IdTable:
         keys[i] = key
         self._values[i] = sequence
         self._count += 1
+        if self._filter is not None:
+            at = (key >> _FILTER_SHIFT) & self._filter_mask
+            self._filter[at >> 3] |= 1 << (at & 7)
 
     def add_run(self, keys_to_add: list[int], first_sequence: int) -> None:
         """``add`` for consecutive sequences, with the growth check and lookups hoisted out of the loop."""
-        if self._filter is not None:
+        if self._sealed:
             raise RuntimeError("a sealed id table is read-only")
         while not self.has_room_for(len(keys_to_add)):
             self._grow()
@@ -111,14 +137,20 @@ class IdTable:
             values[i] = sequence
             sequence += 1
         self._count += len(keys_to_add)
+        if self._filter is not None and keys_to_add:
+            self._mark(np.asarray(keys_to_add, dtype=np.int64))
 
     def seal(self) -> None:
-        """Promise no more additions, and put a one-hash bit filter in front of ``holds_any``.
+        """Promise no more additions, and put a one-hash bit filter in front of ``holds_any`` (a filtered
+        table keeps the one it has).
 
         A table frozen full (load 0.7) misses with about six probes per absent key: 100-150 us per batch
         of 100 ids, per frozen table, in Python (four tables before a store's first checkpoint: 518 us a
         batch, a quarter of the server's time per event). The filter (16 bits per entry) lets about 6% of
         absent keys through to the probes and answers the rest in one vectorised test."""
+        self._sealed = True
+        if self._filter is not None:
+            return
         keys = np.frombuffer(self._keys, dtype=np.int64)
         present = keys[keys != 0]
         size = 64
@@ -132,11 +164,11 @@ class IdTable:
 
     @property
     def sealed(self) -> bool:
-        return self._filter is not None
+        return self._sealed
 
     def holds_any(self, keys_to_find: list[int], wanted: np.ndarray | None = None) -> bool:
         """True if any of these keys is in the table (one loop for a whole batch). ``wanted``: the same keys
-        as an int64 array, which lets a sealed table's filter test them all at once."""
+        as an int64 array, which lets a filter (a sealed or filtered table's) test them all at once."""
         if self._filter is not None:
             keys_to_find = self._past_filter(keys_to_find, wanted)
         keys, mask = self._keys, self._mask
@@ -174,12 +206,14 @@ class IdTable:
 
     def _grow(self) -> None:
         """Double the capacity, re-placing every entry with numpy (a Python loop over a million slots held
-        the event loop for half a second, once per doubling)."""
+        the event loop for half a second, once per doubling); a filter doubles with it."""
         old_keys = np.frombuffer(self._keys, dtype=np.int64)
         occupied = old_keys != 0
         keys, values = old_keys[occupied], np.frombuffer(self._values, dtype=np.uint64)[occupied]
         self._keys, self._values = _placed(keys, values, (self._mask + 1) * 2)
         self._mask = len(self._keys) - 1
+        if self._filter is not None:
+            self._start_filter(len(self._keys) * _LIVE_FILTER_BITS_PER_SLOT)
 
     def updated(self, keys: list[int] | np.ndarray, values: list[int] | np.ndarray) -> IdTable:
         """A copy with each of ``keys`` set to its value, added or replaced (the last of a repeated key wins; a
@@ -203,7 +237,7 @@ class IdTable:
         return keys[occupied], np.frombuffer(self._values, dtype=np.uint64)[occupied]
 
     def nbytes(self) -> int:
-        return (len(self._keys) + len(self._values)) * 8
+        return (len(self._keys) + len(self._values)) * 8 + (len(self._filter) if self._filter is not None else 0)
 
     @property
     def capacity(self) -> int:

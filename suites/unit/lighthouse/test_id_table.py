@@ -20,11 +20,13 @@ pytestmark = pytest.mark.ci
 _KEYS = st.one_of(st.integers(1, 64), st.integers(1, 2**63 - 1), st.integers(1, 8).map(lambda k: k << 40))
 
 
+@pytest.mark.parametrize("filtered", [False, True], ids=["plain", "filtered"])
 @settings(max_examples=60, deadline=None)
 @given(runs=st.lists(st.lists(_KEYS, min_size=1, max_size=300), min_size=1, max_size=12),
        absent=st.lists(_KEYS, max_size=20))
-def test_every_added_key_is_found_after_growing_and_no_other(runs: list[list[int]], absent: list[int]) -> None:
-    table, model, sequence = IdTable(capacity=4), defaultdict(list), 1
+def test_every_added_key_is_found_after_growing_and_no_other(runs: list[list[int]], absent: list[int],
+                                                             filtered: bool) -> None:
+    table, model, sequence = IdTable(capacity=4, filtered=filtered), defaultdict(list), 1
     for run in runs:
         sequence = add_keys(table, run, sequence, model)
     assert len(table) == sum(map(len, model.values()))
@@ -36,6 +38,9 @@ def test_every_added_key_is_found_after_growing_and_no_other(runs: list[list[int
     assert table.holds_any(missing) is False
     for key in missing:
         assert table.candidates(key) == []
+    present = list(model)
+    for batch in (missing, missing + present[-1:], present[:1] + missing):  # a filter's vectorised test too
+        assert table.holds_any(batch, np.asarray(batch, dtype=np.int64)) == (batch != missing)
 
 
 def test_put_replaces_the_value_of_a_key_after_growth() -> None:
@@ -104,3 +109,28 @@ def test_a_sealed_tables_filter_rules_out_most_absent_keys() -> None:
     passed_at_once = table._past_filter(absent, np.asarray(absent, dtype=np.int64))
     assert passed_one_by_one == passed_at_once
     assert len(passed_at_once) < 0.1 * len(absent), len(passed_at_once)
+
+
+def test_a_filtered_tables_filter_rules_out_most_absent_keys_as_it_fills_and_grows() -> None:
+    """The event ids' live table: its filter is kept as keys come (one at a time or in runs, through growth)
+    and kept when sealed, so a batch's absent ids rarely probe."""
+    rng = np.random.default_rng(5)
+    table = IdTable(capacity=1024, filtered=True)
+    present = rng.integers(1, 1 << 62, 40_000).tolist()
+    for start in range(0, len(present), 100):
+        run = present[start:start + 100]
+        if start % 1000:
+            table.add_run(run, start + 1)
+        else:
+            for offset, key in enumerate(run):
+                table.add(key, start + 1 + offset)
+    assert table.capacity >= IdTable.capacity_for(len(present))  # it grew: the filter was remade at each doubling
+    absent = rng.integers(1, 1 << 62, 10_000).tolist()
+    at_once = table._past_filter(absent, np.asarray(absent, dtype=np.int64))
+    assert at_once == table._past_filter(absent, None)
+    assert len(at_once) < 0.1 * len(absent), len(at_once)
+    assert table._past_filter(present, np.asarray(present, dtype=np.int64)) == present  # never a present key
+    kept = table._filter
+    table.seal()
+    assert table.sealed and table._filter is kept
+    assert not table.holds_any(absent, np.asarray(absent, dtype=np.int64)) and table.holds_any(present[-1:])
