@@ -63,9 +63,21 @@ def id_key(event_id: str) -> int:
     return (xxh3_64_intdigest(event_id.encode("utf-8", "surrogatepass")) >> 1) or 1
 
 
+def id_keys(event_ids: list[str]) -> list[int]:
+    """``id_key`` of each id, in one pass: an append computes its ids' keys once, for the duplicate check
+    and the id table both."""
+    return [(h >> 1) or 1 for h in map(xxh3_64_intdigest, map(str.encode, event_ids))]
+
+
 def _field_hashes(values: list[str]) -> list[int]:
+    """``hash_key`` of each value. A frame's values repeat (one author for a whole batch, a few aggregates):
+    each distinct value is hashed once when fewer than half are distinct."""
     mask = _HASH_MASK
-    return [(h & mask) or 1 for h in map(xxh3_64_intdigest, map(str.encode, values))]
+    distinct = set(values)
+    if len(distinct) * 2 > len(values):
+        return [(h & mask) or 1 for h in map(xxh3_64_intdigest, map(str.encode, values))]
+    table = {value: (xxh3_64_intdigest(value.encode()) & mask) or 1 for value in distinct}
+    return list(map(table.__getitem__, values))
 
 
 def _optional_field_hashes(values: list[str | None]) -> list[int]:
@@ -170,8 +182,10 @@ class EventIndex:
         correlation_ids: list[str | None],
         causation_ids: list[str | None],
         versions: list[int],
+        keys: list[int] | None = None,
     ) -> None:
-        """Index every event of one frame at once (column-wise: far fewer Python calls than ``add``)."""
+        """Index every event of one frame at once (column-wise: far fewer Python calls than ``add``). ``keys``:
+        the ids' ``id_keys`` when the caller has them already."""
         n = len(event_ids)
         if max(versions, default=0) > _VERSION_HELD:
             versions = [v if v <= _VERSION_HELD else 0 for v in versions]
@@ -179,7 +193,7 @@ class EventIndex:
         src = _field_hashes(source_agents)
         corr = _optional_field_hashes(correlation_ids)
         caus = _optional_field_hashes(causation_ids)
-        self._ids.add_run([(h >> 1) or 1 for h in map(xxh3_64_intdigest, map(str.encode, event_ids))], first_sequence)
+        self._ids.add_run(id_keys(event_ids) if keys is None else keys, first_sequence)
         pos = 0
         while pos < n:
             tail = self._tail
@@ -263,9 +277,10 @@ class EventIndex:
     def sequences_for_id(self, event_id: str) -> list[int]:
         return self._ids.candidates(id_key(event_id))
 
-    def may_hold_any(self, event_ids: list[str]) -> bool:
-        """False if none of these ids is stored; True means "look closer" (a hash match is only a candidate)."""
-        return self._ids.holds_any([(h >> 1) or 1 for h in map(xxh3_64_intdigest, map(str.encode, event_ids))])
+    def may_hold_any(self, keys: list[int]) -> bool:
+        """False if no id with one of these ``id_keys`` is stored; True means "look closer" (a hash match is
+        only a candidate)."""
+        return self._ids.holds_any(keys)
 
     # --- persistence (index checkpoints) ------------------------------------------------------
 

@@ -16,6 +16,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Literal
 
@@ -39,6 +40,8 @@ __all__ = ["Durability", "StoreState", "TYPE_CODES"]
 Durability = Literal["fsync", "batch", "none"]
 DURABILITIES = ("fsync", "batch", "none")
 TYPE_CODES: dict[str, int] = {t.value: i for i, t in enumerate(EventType)}
+# an event's fields by position (``Event`` is a tuple): a frame's column in one pass
+_ID_OF, _TYPE_OF, _AGGREGATE_OF, _CORRELATION_OF, _CAUSATION_OF, _SOURCE_OF = map(itemgetter, (0, 1, 2, 4, 5, 6))
 
 
 @dataclass(slots=True)
@@ -53,12 +56,14 @@ class Segment:
 
 @dataclass(slots=True)
 class Pending:
-    """One append or batch waiting for the writer: its events, their encoded records, its future."""
+    """One append or batch waiting for the writer: its events, their encoded records, its future, and its
+    ids' ``id_keys`` (for the duplicate check and the index: hashed once)."""
 
     events: list[Event]
     records: list[bytes]
     expected: Mapping[str, int] | None
     future: asyncio.Future[list[Event]]
+    keys: list[int]
 
 
 class StoreState:
@@ -150,9 +155,10 @@ class StoreState:
         recorded_at: float,
         events: Sequence[Event],
         versions: list[int],
+        keys: list[int] | None = None,
     ) -> None:
         """Publish one frame's events (where each record starts in it, and each event's aggregate version) to
-        the index (recovery and the writer both do this)."""
+        the index (recovery and the writer both do this); ``keys``: their ids' ``id_keys``, if known."""
         codes = TYPE_CODES
         if len(events) == 1:  # the common single append: one row is cheaper added directly
             e = events[0]
@@ -167,13 +173,14 @@ class StoreState:
             offset,
             record_offsets,
             recorded_at,
-            [codes[e[1]] for e in events],
-            [e[0] for e in events],
-            [e[2] for e in events],
-            [e[6] for e in events],
-            [e[4] for e in events],
-            [e[5] for e in events],
+            list(map(codes.__getitem__, map(_TYPE_OF, events))),
+            list(map(_ID_OF, events)),
+            list(map(_AGGREGATE_OF, events)),
+            list(map(_SOURCE_OF, events)),
+            list(map(_CORRELATION_OF, events)),
+            list(map(_CAUSATION_OF, events)),
             versions,
+            keys,
         )
 
     # ---- one path calls another through these; each is defined by exactly one path mixin

@@ -39,6 +39,7 @@ from lighthouse.errors import (
 )
 from lighthouse.framing import encode_events_frame_with_offsets, encode_segment_header, encode_void_frame
 from lighthouse.health import HealthState
+from lighthouse.index import id_key, id_keys
 from lighthouse.models import CLIENT_FIELD_COUNT, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_EVENT_BYTES, Event
 from lighthouse.segments import segment_name
 from lighthouse.snapshots import fsync_directory
@@ -70,6 +71,7 @@ class _Accepted:
     versions: list[int]
     record_offsets: list[int]
     events: list[Event]
+    keys: list[int]  # the events' ``id_keys``
 
 
 @dataclass(slots=True)
@@ -109,7 +111,7 @@ class _SharedFrame:
 
     @classmethod
     def starting_at(cls, first: int) -> _SharedFrame:
-        return cls(_Accepted([], first, 0, [], [], []))
+        return cls(_Accepted([], first, 0, [], [], [], []))
 
     def has_room(self, record: bytes) -> bool:
         return self.size + len(record) <= MAX_BATCH_BYTES and len(self.records) < MAX_BATCH_EVENTS
@@ -119,6 +121,7 @@ class _SharedFrame:
         accepted.pendings.append(pending)
         accepted.versions.append(version)
         accepted.events.append(pending.events[0])
+        accepted.keys.append(pending.keys[0])
         self.records.append(record)
         self.size += len(record)
 
@@ -209,7 +212,8 @@ class WritePath(StoreState):
         if self._yielding_lone:
             self._lone_appender = False  # another append came in while a lone one yielded: they overlap, group them
         elif self._lone_appender and self._may_commit_here():
-            pending = Pending([event], [record], expected, asyncio.get_running_loop().create_future())
+            future = asyncio.get_running_loop().create_future()
+            pending = Pending([event], [record], expected, future, [id_key(event[0])])
             self._commit_here(pending)
             self._yielding_lone += 1
             try:
@@ -219,7 +223,7 @@ class WritePath(StoreState):
             stored = pending.future.result()  # the append's own error, raised here, if it failed
             self._counters["appends"] += 1
             return stored[0]
-        stored = await self._submit([event], [record], expected)
+        stored = await self._submit([event], [record], expected, [id_key(event[0])])
         self._counters["appends"] += 1
         return stored[0]
 
@@ -255,15 +259,15 @@ class WritePath(StoreState):
                 for k, v in expected_versions.items()
             ):
                 raise InvalidEvent("expected_versions must map aggregate ids to non-negative integers")
-        stored = await self._submit(normalised, records, expected_versions)
+        stored = await self._submit(normalised, records, expected_versions, id_keys(ids))
         self._counters["batches"] += 1
         return stored
 
     async def _submit(
-        self, events: list[Event], records: list[bytes], expected: Mapping[str, int] | None
+        self, events: list[Event], records: list[bytes], expected: Mapping[str, int] | None, keys: list[int]
     ) -> list[Event]:
         future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
-        self._pending.append(Pending(events, records, expected, future))
+        self._pending.append(Pending(events, records, expected, future, keys))
         assert self._wake is not None
         self._wake.set()
         return await future
@@ -412,7 +416,7 @@ class WritePath(StoreState):
         last = group[-1] if group else None
         shared = _SharedFrame.starting_at(plan.next_seq)
         # one lookup of the whole group's ids answers the common case (none stored) for every append in it
-        may_be_stored = self._index.may_hold_any([event[0] for pending in group for event in pending.events])
+        may_be_stored = self._index.may_hold_any([key for pending in group for key in pending.keys])
         for pending in group:
             events = pending.events
             plain = len(events) == 1 and pending.expected is None and not may_be_stored and events[0][0] not in group_ids
@@ -426,7 +430,7 @@ class WritePath(StoreState):
                 for slot, (event, record) in enumerate(zip(events, pending.records)):
                     group_ids[event[0]] = (record, pending, slot)
             if len(events) > 1:
-                batch = _Accepted([pending], plan.next_seq, 0, versions, [], events)
+                batch = _Accepted([pending], plan.next_seq, 0, versions, [], events, pending.keys)
                 offset = _write_frame_into(plan, batch, pending.records, offset)
                 plan.next_seq += len(events)
                 shared = _SharedFrame.starting_at(plan.next_seq)
@@ -502,7 +506,8 @@ class WritePath(StoreState):
         for accepted in plan.accepted:
             first, versions = accepted.first, accepted.versions
             self._index_events(
-                first, segment.number, accepted.offset, accepted.record_offsets, recorded_at, accepted.events, versions
+                first, segment.number, accepted.offset, accepted.record_offsets, recorded_at, accepted.events, versions,
+                accepted.keys,
             )
             stored = [
                 _new(Event, (*event[:CLIENT_FIELD_COUNT], first + slot, recorded_at, versions[slot]))
@@ -539,7 +544,7 @@ class WritePath(StoreState):
 
     def _already_stored(self, pending: Pending) -> list[Event] | None:
         """An append whose ids are all stored with the same content is a retry: it gets the stored copies."""
-        if not self._index.may_hold_any([event[0] for event in pending.events]):
+        if not self._index.may_hold_any(pending.keys):
             return None  # the common case, answered in bulk from the id table
         found: list[Event] = []
         for event, record in zip(pending.events, pending.records):
