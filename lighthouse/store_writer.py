@@ -22,6 +22,8 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import count, repeat
+from operator import itemgetter
 from typing import Any
 
 import msgpack
@@ -48,6 +50,7 @@ from lighthouse.store_state import Pending, Segment, StoreState, collector_pause
 __all__ = ["WritePath"]
 
 _new = tuple.__new__
+_ID_OF = itemgetter(0)  # an event's id (``Event`` is a tuple)
 #: A lone append (one waiting appender, one event) is written and synced on the event loop itself while
 #: writes take at most this long: the loop stalls for one short sync, instead of the append paying two
 #: thread switches, which on a busy machine cost more than the sync. A slower disk goes back to the thread.
@@ -427,8 +430,7 @@ class WritePath(StoreState):
                 shared = _SharedFrame.starting_at(plan.next_seq)
             versions = self._assign_versions(events, plan)
             if pending is not last:  # only a later append of this group looks its ids up
-                for slot, (event, record) in enumerate(zip(events, pending.records)):
-                    group_ids[event[0]] = (record, pending, slot)
+                group_ids.update(zip(map(_ID_OF, events), zip(pending.records, repeat(pending), count())))
             if len(events) > 1:
                 batch = _Accepted([pending], plan.next_seq, 0, versions, [], events, pending.keys)
                 offset = _write_frame_into(plan, batch, pending.records, offset)
@@ -510,8 +512,8 @@ class WritePath(StoreState):
                 accepted.keys,
             )
             stored = [
-                _new(Event, (*event[:CLIENT_FIELD_COUNT], first + slot, recorded_at, versions[slot]))
-                for slot, event in enumerate(accepted.events)
+                _new(Event, event[:CLIENT_FIELD_COUNT] + (sequence, recorded_at, version))
+                for event, sequence, version in zip(accepted.events, range(first, first + len(versions)), versions)
             ]
             published.extend(stored)
             if len(accepted.pendings) == 1:
@@ -535,9 +537,9 @@ class WritePath(StoreState):
     def _same_group_origins(pending: Pending, group_ids: dict[str, tuple[bytes, Pending, int]]) -> _Origins | None:
         """An identical retry of an append already in this group shares its outcome; other content with
         the same id is a conflict."""
-        in_group = [group_ids.get(event.event_id) for event in pending.events]
-        if not any(in_group):
+        if group_ids.keys().isdisjoint(map(_ID_OF, pending.events)):
             return None
+        in_group = [group_ids.get(event[0]) for event in pending.events]
         if all(hit is not None and hit[0] == record for hit, record in zip(in_group, pending.records)):
             return [(hit[1], hit[2]) for hit in in_group if hit is not None]
         raise DuplicateEvent("an event of this append is already being appended with other content")

@@ -21,8 +21,9 @@ from lighthouse.server.codec import JSON, Codec
 __all__ = ["batch_answer", "event_answer"]
 
 
-class _JsonEvent(msgspec.Struct):
-    """An event's JSON answer: ``Event.to_dict``'s members in its order (the enum is written as its value)."""
+class _JsonEvent(msgspec.Struct, gc=False):
+    """An event's JSON answer: ``Event.to_dict``'s members in its order (the enum is written as its value).
+    Untracked by the collector (``gc=False``): it only points at an event's values, which cannot point back."""
 
     event_id: Any
     event_type: Any
@@ -40,7 +41,7 @@ class _JsonEvent(msgspec.Struct):
     aggregate_version: Any
 
 
-class _JsonBatch(msgspec.Struct):
+class _JsonBatch(msgspec.Struct, gc=False):
     events: list[_JsonEvent]
 
 
