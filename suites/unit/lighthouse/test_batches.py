@@ -201,3 +201,27 @@ def test_events_of_one_batch_share_recorded_at_and_number_their_aggregate_versio
             assert [e.aggregate_version for e in stored] == [1, 1, 2, 2, 3, 3]
 
     run(scenario())
+
+
+def test_batches_in_one_group_share_an_identical_retry_and_refuse_a_conflicting_one(store_dir: Path, run,
+                                                                                   make_event) -> None:
+    """Appends queued together are committed as one group: a later batch of the group that repeats an earlier
+    one exactly gets its stored copies, one that reuses an id with other content is refused, and one with other
+    ids is stored after them."""
+    async def scenario() -> None:
+        async with EventStore(store_dir) as store:
+            original = [make_event(i) for i in range(5)]
+            changed = [*original[:2], original[2].replace(data={"other": True})]
+            others = [make_event(i) for i in range(5, 8)]
+            await store.append(make_event(99))
+            groups = store.stats().groups
+            first, retry, conflict, after = await asyncio.gather(
+                store.append_batch(original), store.append_batch(original), store.append_batch(changed),
+                store.append_batch(others), return_exceptions=True)
+            assert store.stats().groups == groups + 1  # all four were queued before the writer took them
+            assert first == retry and [e.sequence for e in first] == [2, 3, 4, 5, 6]
+            assert isinstance(conflict, DuplicateEvent)
+            assert [e.sequence for e in after] == [7, 8, 9]
+            assert store.head_sequence == 9
+
+    run(scenario())
