@@ -7,6 +7,7 @@ and its slot arrays are memoryviews: of zeroed memory, or over a mapped checkpoi
 from __future__ import annotations
 
 import mmap
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -21,6 +22,8 @@ _FILTER_SHIFT = 32
 #: a filtered table's filter while it takes keys: bits per slot (about 11 per entry when full, ~8% of absent
 #: keys pass then; fewer below), kept as keys are added
 _LIVE_FILTER_BITS_PER_SLOT = 8
+#: runs of at least this many keys are placed in their home slots with numpy first (see ``add_run``)
+_PLACE_AT_HOME_FROM = 16
 
 
 class IdTable:
@@ -122,23 +125,46 @@ class IdTable:
             self._filter[at >> 3] |= 1 << (at & 7)
 
     def add_run(self, keys_to_add: list[int], first_sequence: int) -> None:
-        """``add`` for consecutive sequences, with the growth check and lookups hoisted out of the loop."""
+        """``add`` for consecutive sequences, with the growth check and lookups hoisted out of the loop.
+
+        A long run's keys whose home slot is free go there in one vectorised step, the rest (those whose home
+        is taken, or claimed by an earlier key of the run) are probed in Python: in a large table every slot
+        read is a cache miss, which a Python loop waits out one at a time (two per key, keys and values)
+        and numpy overlaps. Any valid linear-probing layout answers lookups the same."""
         if self._sealed:
             raise RuntimeError("a sealed id table is read-only")
-        while not self.has_room_for(len(keys_to_add)):
+        count = len(keys_to_add)
+        while not self.has_room_for(count):
             self._grow()
         keys, values, mask = self._keys, self._values, self._mask
-        sequence = first_sequence
-        for key in keys_to_add:
+        wanted = (np.asarray(keys_to_add, dtype=np.int64)
+                  if count >= _PLACE_AT_HOME_FROM or self._filter is not None else None)
+        left: Iterable[int] = range(count)
+        if wanted is not None and count >= _PLACE_AT_HOME_FROM:
+            left = self._place_at_home(wanted, first_sequence)
+        for at in left:
+            key = keys_to_add[at]
             i = key & mask
             while keys[i]:
                 i = (i + 1) & mask
             keys[i] = key
-            values[i] = sequence
-            sequence += 1
-        self._count += len(keys_to_add)
-        if self._filter is not None and keys_to_add:
-            self._mark(np.asarray(keys_to_add, dtype=np.int64))
+            values[i] = first_sequence + at
+        self._count += count
+        if self._filter is not None and wanted is not None:
+            self._mark(wanted)
+
+    def _place_at_home(self, wanted: np.ndarray, first_sequence: int) -> list[int]:
+        """Put each of ``wanted`` (a run from ``first_sequence``) whose home slot is free there, the first of
+        those sharing a home; the positions in the run of the others, in order."""
+        slot_keys = np.frombuffer(self._keys, dtype=np.int64)
+        homes = wanted & self._mask
+        _homes, first = np.unique(homes, return_index=True)
+        placed = first[slot_keys[homes[first]] == 0]
+        slot_keys[homes[placed]] = wanted[placed]
+        np.frombuffer(self._values, dtype=np.uint64)[homes[placed]] = placed + first_sequence
+        left = np.ones(len(wanted), dtype=np.bool_)
+        left[placed] = False
+        return np.flatnonzero(left).tolist()  # type: ignore[no-any-return]
 
     def seal(self) -> None:
         """Promise no more additions, and put a one-hash bit filter in front of ``holds_any`` (a filtered
