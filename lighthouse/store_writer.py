@@ -418,8 +418,11 @@ class WritePath(StoreState):
         group_ids: dict[str, tuple[bytes, Pending, int]] = {}
         last = group[-1] if group else None
         shared = _SharedFrame.starting_at(plan.next_seq)
-        # one lookup of the whole group's ids answers the common case (none stored) for every append in it
-        may_be_stored = self._index.may_hold_any([key for pending in group for key in pending.keys])
+        # one lookup of the whole group's ids answers the common case (none stored) for every append in it, and
+        # when no id repeats in the group (the common case too) no append has to look for an earlier one in it
+        keys = [key for pending in group for key in pending.keys]
+        may_be_stored = self._index.may_hold_any(keys)
+        repeats = len(set(keys)) != len(keys)
         for pending in group:
             events = pending.events
             plain = len(events) == 1 and pending.expected is None and not may_be_stored and events[0][0] not in group_ids
@@ -429,7 +432,7 @@ class WritePath(StoreState):
                 offset = shared.write_into(plan, offset)
                 shared = _SharedFrame.starting_at(plan.next_seq)
             versions = self._assign_versions(events, plan)
-            if pending is not last:  # only a later append of this group looks its ids up
+            if pending is not last and repeats:  # only a later append of this group looks its ids up
                 group_ids.update(zip(map(_ID_OF, events), zip(pending.records, repeat(pending), count())))
             if len(events) > 1:
                 batch = _Accepted([pending], plan.next_seq, 0, versions, [], events, pending.keys)
