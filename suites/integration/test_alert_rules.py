@@ -174,3 +174,30 @@ def test_configuration_round_trips() -> None:
     config = AlertConfig.from_dict({"rules": {"error_rate": {"warning": 0.02, "critical": 0.1}}, "window_seconds": 5})
     again = AlertConfig.from_dict(config.to_dict())
     assert again == config and again.rules[ERROR_RATE].warning_clear == pytest.approx(0.018)
+
+
+def test_a_sliding_window_leaves_no_histogram_for_the_cyclic_collector() -> None:
+    """An HdrHistogram holds a reference cycle with its encoder, so one dropped is freed only by a collection
+    of the generation it reached (a window's buckets live long enough to reach the oldest). The window reuses
+    its buckets' and the merged histogram instead: a minute of rotating buckets and evaluations leaves none."""
+    import gc
+
+    from hdrh.histogram import HdrHistogram
+
+    ev, clock = evaluator()
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(60):  # six windows: every bucket expires and is replaced several times
+            record(ev, 0.01, 25)
+            ev.evaluate()
+            clock.advance(1.0)
+        gc.collect()
+        dropped = [obj for obj in gc.garbage if isinstance(obj, HdrHistogram)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert ev.window_values()[APPEND_P99] is not None  # the window still judges what it holds
+    assert dropped == [], f"{len(dropped)} histograms were left for the cyclic collector"
