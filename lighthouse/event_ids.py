@@ -115,8 +115,10 @@ class EventIds:
             return False
         if wanted is None:
             return any(self._in_base(key) for key in keys_to_find)
-        wanted = np.sort(wanted)  # numpy narrows each search by the one before when the keys come sorted: a
-        at = keys.searchsorted(wanted)  # group's 1,600 keys in a base of 5 million, 843 -> 456 us
+        # sorted first: numpy narrows each search by the one before (a group's 1,600 keys in a base of 5
+        # million ids: 843 -> 456 us)
+        wanted = np.sort(wanted)
+        at = keys.searchsorted(wanted)
         np.minimum(at, len(keys) - 1, out=at)
         return bool((keys[at] == wanted).any())
 

@@ -42,6 +42,8 @@ _log = logging.getLogger("lighthouse.server")
 #: alive and promoted them, and the middle generation's collections walked them again: 7% of the server's CPU
 #: under durable batches of 100 at 32 connections (0.69 s of 9.9 s; 0.02 s at 50,000). Whatever is in flight
 #: when a collection runs is still walked once, so a young collection stays short (well under a millisecond).
+#: The price: an object dropped inside a reference cycle waits longer for the collector, so what the server
+#: drops steadily must not hold one (the alert window reuses its HdrHistograms for that reason).
 YOUNG_COLLECTION_THRESHOLD = 50_000
 
 
