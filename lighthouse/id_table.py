@@ -177,16 +177,10 @@ class IdTable:
         self._sealed = True
         if self._filter is not None:
             return
-        keys = np.frombuffer(self._keys, dtype=np.int64)
-        present = keys[keys != 0]
         size = 64
-        while size < len(present) * _FILTER_BITS_PER_ENTRY:
+        while size < self._count * _FILTER_BITS_PER_ENTRY:
             size *= 2
-        marks = np.zeros(size, dtype=np.bool_)
-        marks[(present >> _FILTER_SHIFT) & (size - 1)] = True
-        self._filter = np.packbits(marks, bitorder="little").tobytes()
-        self._filter_bits = np.frombuffer(self._filter, dtype=np.uint8)
-        self._filter_mask = size - 1
+        self._start_filter(size)
 
     @property
     def sealed(self) -> bool:
