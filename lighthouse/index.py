@@ -147,7 +147,9 @@ class EventIndex:
         correlation_id: str | None,
         causation_id: str | None,
         version: int,
+        key: int | None = None,
     ) -> None:
+        """Index one event; ``key``: its id's ``id_key`` when the caller has it already."""
         tail = self._tail
         tail["seq"].append(sequence)
         tail["seg"].append(segment)
@@ -161,7 +163,7 @@ class EventIndex:
         tail["corr"].append(hash_key(correlation_id))
         tail["caus"].append(hash_key(causation_id))
         tail["ver"].append(version if version <= _VERSION_HELD else 0)
-        self._ids.add(id_key(event_id), sequence)
+        self._ids.add(id_key(event_id) if key is None else key, sequence)
         self._rows += 1
         if len(tail["seq"]) == CHUNK_ROWS:
             for name, (code, dtype) in COLUMNS.items():

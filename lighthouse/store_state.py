@@ -164,7 +164,7 @@ class StoreState:
             e = events[0]
             self._index.add(
                 first, segment, offset, 0, record_offsets[0], recorded_at, codes[e[1]], e[0], e[2], e[6], e[4], e[5],
-                versions[0],
+                versions[0], None if keys is None else keys[0],
             )
             return
         self._index.add_frame(
