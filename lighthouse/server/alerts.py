@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -24,6 +25,7 @@ from typing import Any, Final
 
 from hdrh.histogram import HdrHistogram
 
+from lighthouse.hdr_bulk import record_values
 from lighthouse.health import HealthState
 
 __all__ = [
@@ -49,6 +51,9 @@ _RANK: Final[dict[HealthState, int]] = {
     HealthState.FAILED: 3,
 }
 _HIST_MAX_US: Final[int] = 3_600_000_000
+#: Latencies a bucket holds before recording them into its histogram: one numpy pass per this many appends
+#: (hdrh's own ``record_value`` per append cost as much as the rest of a single-event append's work).
+_UNRECORDED_MAX: Final[int] = 1024
 _REFUSING_STATES: Final[frozenset[HealthState]] = frozenset({HealthState.READ_ONLY, HealthState.FAILED})
 
 
@@ -241,6 +246,15 @@ class _Bucket:
     latency_us: HdrHistogram
     attempts: int = 0
     errors: int = 0
+    #: latencies not yet in ``latency_us``: recorded in bulk (``hdr_bulk``), at most ``_UNRECORDED_MAX`` held
+    unrecorded: array[int] = field(default_factory=lambda: array("q"))
+
+    def settle(self) -> HdrHistogram:
+        """The bucket's histogram with every latency in it."""
+        if self.unrecorded:
+            record_values(self.latency_us, self.unrecorded)
+            del self.unrecorded[:]
+        return self.latency_us
 
 
 @dataclass(slots=True)
@@ -306,6 +320,7 @@ class AlertEvaluator:
         if len(self._buckets) > self._config.window_buckets or self._spare:
             reused = self._buckets.pop(0) if len(self._buckets) > self._config.window_buckets else self._spare.pop()
             reused.latency_us.reset()
+            del reused.unrecorded[:]
             reused.started, reused.attempts, reused.errors = now, 0, 0
             bucket = reused
         else:
@@ -326,7 +341,10 @@ class AlertEvaluator:
         if failed:
             bucket.errors += 1
         else:
-            bucket.latency_us.record_value(min(_HIST_MAX_US, max(1, int(seconds * 1e6))))
+            unrecorded = bucket.unrecorded
+            unrecorded.append(min(_HIST_MAX_US, max(1, int(seconds * 1e6))))
+            if len(unrecorded) >= _UNRECORDED_MAX:
+                bucket.settle()
 
     def window_values(self, now: float | None = None) -> dict[str, float | None]:
         """Current values of every trigger (None: not enough evidence in the window)."""
@@ -340,8 +358,9 @@ class AlertEvaluator:
             merged = self._merged
             merged.reset()
             for bucket in self._buckets:
-                if bucket.latency_us.get_total_count():
-                    merged.add(bucket.latency_us)
+                histogram = bucket.settle()
+                if histogram.get_total_count():
+                    merged.add(histogram)
             p99 = merged.get_value_at_percentile(99.0) / 1e6
         rate = errors / attempts if attempts >= self._config.min_samples else None
         disk = self._disk_usage() if self._disk_usage is not None else None

@@ -201,3 +201,41 @@ def test_a_sliding_window_leaves_no_histogram_for_the_cyclic_collector() -> None
         gc.enable()
     assert ev.window_values()[APPEND_P99] is not None  # the window still judges what it holds
     assert dropped == [], f"{len(dropped)} histograms were left for the cyclic collector"
+
+
+def test_the_windows_p99_counts_every_latency_recorded_in_bulk() -> None:
+    """A bucket holds its latencies until it has ``_UNRECORDED_MAX`` of them or the window is read, then
+    records them at once: the window's p99 is that of every latency still in it, recorded one by one."""
+    from hdrh.histogram import HdrHistogram
+
+    from lighthouse.server.alerts import _HIST_MAX_US, _UNRECORDED_MAX
+
+    ev, clock = evaluator()
+    per_second = [_UNRECORDED_MAX * 2 + 7, 13, _UNRECORDED_MAX - 1, 250]  # past the bound, and below it
+    expected = []
+    for second, count in enumerate(per_second):
+        latencies = [0.001 * (4 - second) + 0.00001 * ((i * 37) % 400) for i in range(count)]  # slower first
+        for seconds in latencies:
+            ev.record_append(seconds)
+        expected.append(latencies)
+        clock.advance(1.0)
+        if second == 1:
+            ev.window_values()  # a read in between settles what is held; later ones add to it
+
+    def p99_of(seconds_lists: list[list[float]]) -> float:
+        reference = HdrHistogram(1, _HIST_MAX_US, 2)
+        for seconds in (s for latencies in seconds_lists for s in latencies):
+            reference.record_value(min(_HIST_MAX_US, max(1, int(seconds * 1e6))))
+        return float(reference.get_value_at_percentile(99.0) / 1e6)
+
+    assert ev.window_values()[APPEND_P99] == p99_of(expected)
+    clock.advance(8.5)  # the first two seconds leave the 10 s window
+    assert ev.window_values()[APPEND_P99] == p99_of(expected[2:]) < p99_of(expected)
+    slow = [0.5] * 30
+    for seconds in slow:  # held, never read: the bucket expires with them and is reused
+        ev.record_append(seconds)
+    clock.advance(11.0)
+    fast = [0.002] * 40
+    for seconds in fast:
+        ev.record_append(seconds)
+    assert ev.window_values()[APPEND_P99] == p99_of([fast])
