@@ -46,7 +46,7 @@ class AppendFront:
 
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
-        self._requests: dict[tuple[str, int], Any] = {}  # (route, status) -> the counter's child
+        self._labels: dict[tuple[str, int], tuple[str, str, str]] = {}  # (route, status) -> the request count's labels
 
     def takes(self, scope: dict[str, Any]) -> bool:
         """Whether this request is a plain append the lean path answers (the app started, no query string)."""
@@ -121,12 +121,11 @@ class AppendFront:
         return batch_answer(codec, events), status, {}
 
     def _count(self, route: str, status: int) -> None:
-        child = self._requests.get((route, status))
-        if child is None:
-            assert self.ctx.metrics is not None
-            child = self._requests[(route, status)] = self.ctx.metrics.requests.labels(
-                method="POST", route=route, status=str(status))
-        child.inc()
+        labels = self._labels.get((route, status))
+        if labels is None:
+            labels = self._labels[(route, status)] = ("POST", route, str(status))
+        assert self.ctx.metrics is not None
+        self.ctx.metrics.requests.add(labels)
 
 
 async def _respond(send: Any, codec: Codec, body: bytes, status: int, extra: dict[str, str], started: float) -> None:

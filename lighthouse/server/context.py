@@ -165,7 +165,7 @@ def endpoint(route: str) -> Callable[[Handler], Handler]:
                     ctx.metrics.count_error(error.code)
                 response = _error_response(request, error)
             if ctx.metrics is not None:
-                ctx.metrics.requests.labels(method=request.method, route=route, status=str(response.status_code)).inc()
+                ctx.metrics.count_request(request.method, route, response.status_code)
             elapsed = f"{(time.perf_counter() - started) * 1000:.3f}"
             response.headers.setdefault("X-Response-Time-Ms", elapsed)
             response.headers.setdefault("Server-Timing", f"app;dur={elapsed}")  # W3C: what load generators read

@@ -1,6 +1,7 @@
 """Prometheus metrics of one server instance, in a registry of its own.
 
-Counters and histograms are updated by the request handlers; gauges that mirror the store (bytes
+Counters and histograms are updated by the request handlers (the append path's through ``tallies``,
+plain numbers the loop adds to, exported when scraped); gauges that mirror the store (bytes
 and segments on disk, head sequence, health, corruption) are read at scrape time by a collector, so
 they can never drift from the store and cost nothing between scrapes. A per-app registry (never
 the global one) lets several apps live in one process, as tests do.
@@ -17,6 +18,7 @@ from prometheus_client.registry import Collector
 
 from lighthouse.health import HealthState
 from lighthouse.server.alerts import AlertEvaluator
+from lighthouse.server.tallies import CountTally, LatencyTally
 from lighthouse.store import EventStore
 
 __all__ = ["CONTENT_TYPE", "ServerMetrics"]
@@ -131,22 +133,24 @@ class ServerMetrics:
     ) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.appended = Counter(
-            "lighthouse_events_appended", "Events appended through the HTTP API (idempotent retries not counted)", ["event_type"], registry=r
+        # Updated once or more per request: tallies (see ``tallies``), registered as collectors.
+        self.appended = CountTally(
+            "lighthouse_events_appended", "Events appended through the HTTP API (idempotent retries not counted)",
+            ["event_type"],
         )
-        self.append_latency = Histogram(
-            "lighthouse_append_duration_seconds", "Append request latency inside the server", ["kind"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+        self.append_latency = LatencyTally(
+            "lighthouse_append_duration_seconds", "Append request latency inside the server", "kind", _LATENCY_BUCKETS,
         )
+        self.requests = CountTally(
+            "lighthouse_http_requests", "HTTP requests by route template and status", ["method", "route", "status"],
+        )
+        for tally in (self.appended, self.append_latency, self.requests):
+            r.register(tally)
         self.query_latency = Histogram(
             "lighthouse_query_duration_seconds", "Read request latency inside the server", ["kind"],
             buckets=_LATENCY_BUCKETS, registry=r,
         )
         self.errors = Counter("lighthouse_errors", "Error responses by error code", ["code"], registry=r)
-        self.requests = Counter(
-            "lighthouse_http_requests", "HTTP requests by route template and status", ["method", "route", "status"],
-            registry=r,
-        )
         self.bridge_decisions = Counter(
             "lighthouse_bridge_decisions", "ValidationBridge decisions", ["decision", "method"], registry=r
         )
@@ -158,21 +162,15 @@ class ServerMetrics:
             "lighthouse_alert_transitions", "Alert level changes", ["alert", "level"], registry=r
         )
         r.register(_StoreCollector(store, alerts, state, stream_subscribers))
-        # The append path's labelled children, resolved once each: labels() costs more than the update.
-        self._append_latency_of: dict[str, Any] = {}
-        self._appended_of: dict[str, Any] = {}
 
     def observe_append(self, kind: str, seconds: float) -> None:
-        child = self._append_latency_of.get(kind)
-        if child is None:
-            child = self._append_latency_of[kind] = self.append_latency.labels(kind=kind)
-        child.observe(seconds)
+        self.append_latency.observe(kind, seconds)
 
     def count_appended(self, event_type: str, count: int = 1) -> None:
-        child = self._appended_of.get(event_type)
-        if child is None:
-            child = self._appended_of[event_type] = self.appended.labels(event_type=event_type)
-        child.inc(count)
+        self.appended.add((event_type,), count)
+
+    def count_request(self, method: str, route: str, status: int) -> None:
+        self.requests.add((method, route, str(status)))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
