@@ -112,18 +112,21 @@ def test_a_sealed_tables_filter_rules_out_most_absent_keys() -> None:
 
 
 def test_a_filtered_tables_filter_rules_out_most_absent_keys_as_it_fills_and_grows() -> None:
-    """The event ids' live table: its filter is kept as keys come (one at a time or in runs, through growth)
+    """The event ids' live table: its filter is kept as keys come (one at a time or in short or long runs, through growth)
     and kept when sealed, so a batch's absent ids rarely probe."""
     rng = np.random.default_rng(5)
     table = IdTable(capacity=1024, filtered=True)
     present = rng.integers(1, 1 << 62, 40_000).tolist()
     for start in range(0, len(present), 100):
         run = present[start:start + 100]
-        if start % 1000:
-            table.add_run(run, start + 1)
-        else:
+        if not start % 1000:
             for offset, key in enumerate(run):
                 table.add(key, start + 1 + offset)
+        elif not start % 300:  # short runs: placed and marked in Python
+            for offset in range(0, len(run), 20):
+                table.add_run(run[offset:offset + 20], start + 1 + offset)
+        else:  # long runs: with numpy
+            table.add_run(run, start + 1)
     assert table.capacity >= IdTable.capacity_for(len(present))  # it grew: the filter was remade at each doubling
     absent = rng.integers(1, 1 << 62, 10_000).tolist()
     at_once = table._past_filter(absent, np.asarray(absent, dtype=np.int64))
