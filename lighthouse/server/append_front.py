@@ -6,8 +6,8 @@ costs more per request than the append itself. The app hands these two routes to
 before its middleware stack runs, and ``AppendFront`` does in one pass what the layers would have done:
 the access line, the per-principal admission gate (the same ``InflightBudget`` the middleware uses),
 one token check, then the same handlers' logic (``append_one``/``append_many``) with the same body
-limits, codecs, error bodies, headers and metrics; a JSON batch of common events is decoded straight into
-typed fields (``quick_batch``). Anything unusual (a query string, another method or
+limits, codecs, error bodies, headers and metrics; a JSON event or batch of common events is decoded
+straight into typed fields (``quick_single``, ``quick_batch``). Anything unusual (a query string, another method or
 path) goes through the middleware stack and the router.
 """
 
@@ -23,8 +23,8 @@ from lighthouse.server.answers import batch_answer, event_answer
 from lighthouse.server.auth import AuthError, Principal, Role
 from lighthouse.server.codec import Codec, codec_for, decode_body, is_json, receive_body
 from lighthouse.server.context import ServerContext, as_api_error
-from lighthouse.server.event_intake import quick_batch
-from lighthouse.server.routes.events import append_built, append_many, append_one
+from lighthouse.server.event_intake import quick_batch, quick_single
+from lighthouse.server.routes.events import append_built, append_built_one, append_many, append_one
 
 __all__ = ["AppendFront"]
 
@@ -108,11 +108,18 @@ class AppendFront:
         limit = ctx.settings.max_event_body_bytes if single else ctx.settings.max_batch_body_bytes
         content_type = headers.get(b"content-type")
         raw = await receive_body(receive, headers.get(b"content-length"), limit)
-        if not single and is_json(content_type):
-            built = quick_batch(raw, principal.agent_id, bridge_types=principal.role.includes(Role.ADMIN))
-            if built is not None:
-                events, status = await append_built(ctx, *built)
-                return batch_answer(codec, events), status, {}
+        if is_json(content_type):
+            bridge_types = principal.role.includes(Role.ADMIN)
+            if single:
+                event = quick_single(raw, principal.agent_id, bridge_types=bridge_types)
+                if event is not None:
+                    stored, status, extra = await append_built_one(ctx, event, None)
+                    return event_answer(codec, stored), status, extra
+            else:
+                built = quick_batch(raw, principal.agent_id, bridge_types=bridge_types)
+                if built is not None:
+                    events, status = await append_built(ctx, *built)
+                    return batch_answer(codec, events), status, {}
         body = decode_body(raw, content_type)
         if single:
             event, status, extra = await append_one(ctx, principal, body, None)

@@ -39,7 +39,8 @@ from lighthouse.server.problems import ApiError
 from lighthouse.server.reserved import SERVER_EVENT_TYPES, check_client_event_id
 
 __all__ = [
-    "append_batch", "append_event", "append_many", "append_one", "event_from_body", "get_event", "query_events",
+    "append_batch", "append_built", "append_built_one", "append_event", "append_many", "append_one", "event_from_body",
+    "get_event", "query_events",
     "stored_is_new",
 ]
 
@@ -144,6 +145,11 @@ async def append_one(ctx: ServerContext, principal: Principal, body: Any,
     """Append one decoded event body: (the stored event, status, headers). Shared by the route and the lean front."""
     event = (quick_event(body, principal.agent_id, bridge_types=principal.role.includes(Role.ADMIN))
              or event_from_body(body, principal))
+    return await append_built_one(ctx, event, expected)
+
+
+async def append_built_one(ctx: ServerContext, event: Event, expected: int | None) -> tuple[Event, int, dict[str, str]]:
+    """``append_one`` once the event is built. The lean front calls it directly with what ``quick_single`` built."""
     assert ctx.store is not None
     store = ctx.store
 

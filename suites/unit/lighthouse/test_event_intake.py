@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import msgpack
@@ -18,7 +19,7 @@ from lighthouse.errors import LighthouseError
 from lighthouse.models import CLIENT_FIELD_COUNT, MAX_BATCH_EVENTS, Event, EventType
 from lighthouse.server.auth import Principal, Role
 from lighthouse.server.codec import decode_body
-from lighthouse.server.event_intake import quick_batch, quick_event
+from lighthouse.server.event_intake import quick_batch, quick_event, quick_single
 from lighthouse.server.problems import ApiError
 from lighthouse.server.routes.events import event_from_body
 
@@ -197,14 +198,16 @@ def test_a_typed_batch_builds_what_the_full_path_builds(raws: list[dict[str, Any
     assert_batch_as_general_path(body, principal)
 
 
-def test_typed_batches_of_every_edge_value_are_built_as_the_full_path_builds_them() -> None:
-    built = 0
+def edge_events() -> Iterator[dict[str, Any]]:
+    """VALID with each edge value of each field, alone or with another field dropped."""
     for name, value in EDGE_CHANGES:
         for dropped in (None, *VALID):
-            raw = {k: v for k, v in {**VALID, name: value}.items() if k != dropped}
-            body = json.dumps({"events": [COMMON, raw]}).encode()  # NaN and Infinity as JSON cannot carry them
-            for principal in (AGENT, ADMIN):
-                built += assert_batch_as_general_path(body, principal)
+            yield {k: v for k, v in {**VALID, name: value}.items() if k != dropped}
+
+
+def test_typed_batches_of_every_edge_value_are_built_as_the_full_path_builds_them() -> None:
+    bodies = [json.dumps({"events": [COMMON, raw]}).encode() for raw in edge_events()]  # NaN/Infinity: not JSON
+    built = sum(assert_batch_as_general_path(body, principal) for body in bodies for principal in (AGENT, ADMIN))
     assert built > 150  # the typed path was really taken
 
 
@@ -250,3 +253,57 @@ def test_a_typed_batch_refuses_the_nesting_the_general_path_refuses(field: str) 
     deep = {"events": [COMMON], "expected_versions": {"k": nested(63)}}
     assert isinstance(generic_batch(json.dumps(deep).encode(), AGENT), ApiError)
     assert quick_batch(json.dumps(deep).encode(), AGENT.agent_id) is None
+
+
+def assert_single_as_general_path(body: bytes, principal: Principal) -> bool:
+    """``quick_single`` builds what the general path (decode, then ``event_from_body``) builds from the JSON body
+    of one event, or leaves the body to it; True if built."""
+    built = quick_single(body, principal.agent_id, bridge_types=principal is ADMIN)
+    if built is None:
+        return False
+    full = full_path(decode_body(body, "application/json"), principal)
+    assert isinstance(full, Event), full
+    assert_same_event(built, full, json.loads(body), copied=False)
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.one_of(bodies, st.just(VALID)), principal=st.sampled_from([AGENT, ADMIN]))
+def test_a_typed_single_event_builds_what_the_full_path_builds(raw: dict[str, Any], principal: Principal) -> None:
+    try:
+        body = json.dumps(raw).encode()
+    except (TypeError, ValueError):
+        return
+    assert_single_as_general_path(body, principal)
+
+
+def test_single_events_of_every_edge_value_are_built_as_the_full_path_builds_them() -> None:
+    bodies = [json.dumps(raw).encode() for raw in edge_events()]
+    built = sum(assert_single_as_general_path(body, principal) for body in bodies for principal in (AGENT, ADMIN))
+    assert built > 150  # the typed path was really taken
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"[]", b"1", b'{"events": []}', json.dumps([COMMON]).encode(),
+    json.dumps({**COMMON, "event_id": "lh:1"}).encode(), json.dumps({**COMMON, "sequence": 1}).encode(),
+    json.dumps({**COMMON, "source_agent": 7}).encode(),  # the general path takes it (and ignores it)
+    json.dumps({**COMMON, "event_type": "system_started"}).encode(),
+    b'{"event_id": "e-1", ' + json.dumps(COMMON).encode()[1:-1] + b', "event_type": 7}',  # the last one counts
+])
+def test_any_other_single_body_is_left_to_the_general_path(body: bytes) -> None:
+    assert quick_single(body, AGENT.agent_id) is None
+    assert quick_single(json.dumps(COMMON).encode(), "") is None
+
+
+@pytest.mark.parametrize("field", ["data", "metadata"])
+def test_a_typed_single_event_refuses_the_nesting_the_general_path_refuses(field: str) -> None:
+    verdicts = {}
+    for levels in range(58, 66):
+        body = json.dumps({**COMMON, field: {"k": nested(levels)}}).encode()
+        try:
+            decode_body(body, "application/json")
+            verdicts[levels] = True
+        except ApiError:
+            verdicts[levels] = False
+        assert assert_single_as_general_path(body, AGENT) == verdicts[levels]
+    assert verdicts[58] and not verdicts[65]  # the limit lies in the range tried
