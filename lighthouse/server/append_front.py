@@ -21,7 +21,7 @@ from lighthouse.server.access_log import access_logged, log_access
 from lighthouse.server.admission import too_many_requests
 from lighthouse.server.answers import batch_answer, event_answer
 from lighthouse.server.auth import AuthError, Principal, Role
-from lighthouse.server.codec import Codec, codec_for, decode_body, is_json, receive_body
+from lighthouse.server.codec import JSON, MSGPACK, Codec, codec_for, decode_body, is_json, receive_body
 from lighthouse.server.context import ServerContext, as_api_error
 from lighthouse.server.event_intake import quick_batch, quick_single
 from lighthouse.server.routes.events import append_built, append_built_one, append_many, append_one
@@ -30,6 +30,7 @@ __all__ = ["AppendFront"]
 
 _ROUTES: Final[frozenset[str]] = frozenset({"/events", "/events/batch"})
 _WANTED: Final[frozenset[bytes]] = frozenset({b"authorization", b"content-type", b"content-length", b"accept"})
+_MEDIA_TYPES: Final[dict[str, bytes]] = {codec.media_type: codec.media_type.encode() for codec in (JSON, MSGPACK)}
 
 
 def _headers(scope: dict[str, Any]) -> dict[bytes, str]:
@@ -136,8 +137,10 @@ class AppendFront:
 
 
 async def _respond(send: Any, codec: Codec, body: bytes, status: int, extra: dict[str, str], started: float) -> None:
-    raw = [(b"content-length", str(len(body)).encode()), (b"content-type", codec.media_type.encode())]
-    raw.extend((name.lower().encode("latin-1"), text.encode("latin-1")) for name, text in extra.items())
+    media_type = _MEDIA_TYPES.get(codec.media_type) or codec.media_type.encode()
+    raw = [(b"content-length", b"%d" % len(body)), (b"content-type", media_type)]
+    for name, text in extra.items():
+        raw.append((name.lower().encode("latin-1"), text.encode("latin-1")))
     elapsed = f"{(time.perf_counter() - started) * 1000:.3f}".encode()
     raw.append((b"x-response-time-ms", elapsed))
     raw.append((b"server-timing", b"app;dur=" + elapsed))

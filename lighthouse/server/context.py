@@ -96,8 +96,9 @@ class ServerContext:
                            retryable=True, headers=self.retry_after(), state=state.value)
 
     def write_started(self) -> None:
+        if not self.inflight_writes:
+            self.writes_drained.clear()
         self.inflight_writes += 1
-        self.writes_drained.clear()
 
     def write_finished(self) -> None:
         self.inflight_writes -= 1

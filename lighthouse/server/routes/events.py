@@ -127,6 +127,10 @@ async def _perform(
     ctx.alerts.record_append(elapsed)
     ctx.metrics.observe_append(kind, elapsed)
     fresh = [e[12] is not None and e[12] >= wall for e in stored]  # stored_is_new, inline: once per event
+    if len(stored) == 1:  # a single append: nothing to group
+        if fresh[0]:
+            ctx.metrics.count_appended(str(stored[0][1]))
+        return stored, fresh
     appended: dict[EventType, int] = {}  # new events per type (a Counter costs more to build than one count)
     for event, new in zip(stored, fresh):
         if new:
