@@ -1,10 +1,10 @@
 """Many values into an HdrHistogram at once, with numpy: what ``record_value`` does to each value.
 
-hdrh records in pure Python, six method calls and a ``bin()`` string per value (~46,000 instructions per
-value, measured with valgrind): as much as the rest of the server's work for one single-event append. A
-caller that records on a hot path collects the raw values in an ``array('q')`` and hands them over
-here now and then; the histogram ends up exactly as if each had gone through ``record_value`` (same
-counts, total, minimum and maximum; values it would refuse, negative or out of range, are refused too).
+hdrh records in pure Python, six method calls and a ``bin()`` string per value: half of the 1.3 us the
+server's alert window took per append (0.67 us with this). A caller that records on a hot path collects
+the raw values in an ``array('q')`` and hands them over here now and then; the histogram ends up exactly
+as if each had gone through ``record_value`` (same counts, total, minimum and maximum; values it would
+refuse, negative or out of range, are refused too).
 """
 
 from __future__ import annotations

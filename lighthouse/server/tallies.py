@@ -1,11 +1,11 @@
 """Counters and a latency histogram kept as plain numbers, handed to Prometheus when it scrapes.
 
 prometheus_client's ``Counter.inc`` and ``Histogram.observe`` take a lock and walk Python code per update
-(a histogram scans its buckets in a loop): three updates per single-event append cost ~27,000 instructions
-(valgrind), 9% of the server's work for one. Every update here happens on the event loop, which needs no
-lock, so the append path adds to dicts and lists, and these collectors build the same metric families
-(names, labels, ``_created`` series, cumulative ``le`` buckets) from them at scrape time, through
-prometheus_client's own collector interface. A scrape may run while the loop counts: it reads copies.
+(a histogram scans its buckets in a loop): 0.37 and 0.70 us, three updates per single-event append
+(0.16 and 0.18 us here). Every update here happens on the event loop, which needs no lock, so the
+append path adds to dicts and lists, and these collectors build the same metric families (names, labels,
+``_created`` series, cumulative ``le`` buckets) from them at scrape time, through prometheus_client's own
+collector interface. A scrape may run while the loop counts: it reads copies.
 """
 
 from __future__ import annotations
