@@ -7,8 +7,8 @@ before its middleware stack runs, and ``AppendFront`` does in one pass what the 
 the access line, the per-principal admission gate (the same ``InflightBudget`` the middleware uses),
 one token check, then the same handlers' logic (``append_one``/``append_many``) with the same body
 limits, codecs, error bodies, headers and metrics; a JSON event or batch of common events is decoded
-straight into typed fields (``quick_single``, ``quick_batch``). Anything unusual (a query string, another method or
-path) goes through the middleware stack and the router.
+straight into typed fields (``quick_single``, ``quick_batch``). Anything unusual (a query string, another
+method or path) goes through the middleware stack and the router.
 """
 
 from __future__ import annotations
