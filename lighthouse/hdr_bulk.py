@@ -23,16 +23,23 @@ _EXACT_BELOW = 2**53
 
 def record_values(histogram: HdrHistogram, values: array[int] | Sequence[int]) -> int:
     """Record every value of ``values`` in ``histogram`` (count 1 each); returns how many it took."""
-    raw = np.frombuffer(values, dtype=np.int64) if isinstance(values, array) else np.asarray(values, np.int64)
+    try:
+        raw = np.array(values, dtype=np.int64)  # a copy: no view keeps an array('q') from being emptied after
+    except OverflowError:  # a value beyond 64 bits: refused by hdrh too, so each value goes through it
+        return sum(bool(histogram.record_value(int(v))) for v in values)
     if not raw.size:
         return 0
-    wanted = raw[(raw >= 0) & (raw < _EXACT_BELOW)]
-    taken = sum(bool(histogram.record_value(int(v))) for v in raw[raw >= _EXACT_BELOW])  # beyond any real latency
+    unit, half = histogram.unit_magnitude, histogram.sub_bucket_half_count_magnitude
+    raw = raw[raw >= 0]
+    # hdrh's index: the bucket is the bit length of (value | sub_bucket_mask) past the sub-bucket's bits; below
+    # the unit every bit is set by the mask, so the bit length of what is above it (exact as a float) tells it
+    above_unit = (raw | histogram.sub_bucket_mask) >> unit
+    exact = above_unit < _EXACT_BELOW
+    taken = sum(bool(histogram.record_value(int(v))) for v in raw[~exact])  # beyond any real latency
+    wanted, above_unit = raw[exact], above_unit[exact]
     if not wanted.size:
         return taken
-    unit, half = histogram.unit_magnitude, histogram.sub_bucket_half_count_magnitude
-    # hdrh's index: the bucket is the bit length of (value | sub_bucket_mask) past the sub-bucket's bits
-    bucket = np.frexp((wanted | histogram.sub_bucket_mask).astype(np.float64))[1] - unit - (half + 1)
+    bucket = np.frexp(above_unit.astype(np.float64))[1] - (half + 1)
     index = ((bucket + 1) << half) + (wanted >> (bucket + unit)) - histogram.sub_bucket_half_count
     inside = (index >= 0) & (index < histogram.counts_len)
     kept, index = wanted[inside], index[inside]

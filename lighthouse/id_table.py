@@ -24,7 +24,7 @@ _FILTER_SHIFT = 32
 _LIVE_FILTER_BITS_PER_SLOT = 8
 #: runs of at least this many keys are placed in their home slots and marked in the filter with numpy (see
 #: ``add_run``); shorter ones in Python, where numpy's set-up costs more than it saves (a group of 16 single
-#: appends: 20 -> 10 us)
+#: appends: 20 -> 7 us)
 _PLACE_AT_HOME_FROM = 64
 
 

@@ -133,24 +133,26 @@ class ServerMetrics:
     ) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        # Updated once or more per request: tallies (see ``tallies``), registered as collectors.
+        # Updated once or more per request: tallies (see ``tallies``), registered as collectors, in the order
+        # the families always had at /metrics.
         self.appended = CountTally(
             "lighthouse_events_appended", "Events appended through the HTTP API (idempotent retries not counted)",
             ["event_type"],
         )
+        r.register(self.appended)
         self.append_latency = LatencyTally(
             "lighthouse_append_duration_seconds", "Append request latency inside the server", "kind", _LATENCY_BUCKETS,
         )
-        self.requests = CountTally(
-            "lighthouse_http_requests", "HTTP requests by route template and status", ["method", "route", "status"],
-        )
-        for tally in (self.appended, self.append_latency, self.requests):
-            r.register(tally)
+        r.register(self.append_latency)
         self.query_latency = Histogram(
             "lighthouse_query_duration_seconds", "Read request latency inside the server", ["kind"],
             buckets=_LATENCY_BUCKETS, registry=r,
         )
         self.errors = Counter("lighthouse_errors", "Error responses by error code", ["code"], registry=r)
+        self.requests = CountTally(
+            "lighthouse_http_requests", "HTTP requests by route template and status", ["method", "route", "status"],
+        )
+        r.register(self.requests)
         self.bridge_decisions = Counter(
             "lighthouse_bridge_decisions", "ValidationBridge decisions", ["decision", "method"], registry=r
         )

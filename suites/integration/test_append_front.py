@@ -24,7 +24,7 @@ from starlette.testclient import TestClient
 from lighthouse.server.app import create_app
 from lighthouse.server import append_front
 from lighthouse.server.append_front import AppendFront
-from lighthouse.server.event_intake import quick_batch
+from lighthouse.server.event_intake import quick_batch, quick_single
 from lighthouse.server.auth import Role, TokenAuthority
 from lighthouse.server.settings import ServerSettings
 
@@ -37,6 +37,13 @@ EVENT_ID = str(uuid.uuid4())
 def _event(**fields: Any) -> dict[str, Any]:
     return {"event_id": EVENT_ID, "event_type": "custom", "aggregate_id": "front:1", "timestamp": 1_700_000_000.0,
             "data": {"n": 1}, **fields}
+
+
+def _nested(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
 
 
 def _bearer(token: str = AGENT) -> dict[str, str]:
@@ -76,6 +83,16 @@ REQUESTS: list[tuple[str, dict[str, Any]]] = [
     ("/events/batch", {"json": {"events": [_event(event_id="d-4"), _event(event_id="lh:d-5")]}, "headers": _bearer()}),
     ("/events/batch", {"json": {"events": [_event(event_id="d-6", event_type="system_started")]},
                        "headers": _bearer()}),
+    # typed JSON single events (quick_single) and the bodies it leaves to the general path
+    ("/events", {"json": _event(event_id="s-1", timestamp=1_700_000_001), "headers": _bearer()}),  # an integer
+    ("/events", {"json": _event(event_id="s-2", timestamp=True), "headers": _bearer()}),
+    ("/events", {"json": _event(event_id="s-3", data=None, metadata={"k": [1, {"x": None}]}), "headers": _bearer()}),
+    ("/events", {"content": json.dumps(_event(event_id="s-4")).encode()[:-1] + b', "event_type": "system_started"}',
+                 "headers": {**_bearer(), "Content-Type": "application/json"}}),  # the last of a repeated key counts
+    ("/events", {"content": json.dumps(_event(event_id="s-5", data={"k": _nested(64)})).encode(),
+                 "headers": {**_bearer(), "Content-Type": "application/json"}}),
+    ("/events", {"content": json.dumps(_event(event_id="s-6")).encode(),
+                 "headers": {**_bearer(), "Content-Type": "application/vnd.lighthouse+json; charset=utf-8"}}),
 ]
 
 
@@ -122,14 +139,20 @@ def _comparable(response: Any) -> tuple[int, Any, dict[str, str]]:
 def test_the_lean_path_answers_as_the_routes_do(clients: tuple[TestClient, TestClient],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     lean, routed = clients
-    built: list[int] = []  # the typed batches the lean path built (the routes never build any)
+    built: list[int] = []  # the typed batches (their sizes) and single events (0) the lean path built
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         result = quick_batch(*args, **kwargs)
         built.extend([] if result is None else [len(result[0])])
         return result
 
+    def counted_single(*args: Any, **kwargs: Any) -> Any:
+        result = quick_single(*args, **kwargs)
+        built.extend([] if result is None else [0])
+        return result
+
     monkeypatch.setattr(append_front, "quick_batch", counted)
+    monkeypatch.setattr(append_front, "quick_single", counted_single)
     statuses = []
     for path, kwargs in REQUESTS:
         ours, theirs = lean.post(path, **kwargs), routed.post(path, **kwargs)
@@ -139,10 +162,11 @@ def test_the_lean_path_answers_as_the_routes_do(clients: tuple[TestClient, TestC
         assert _comparable(ours) == _comparable(theirs), (path, kwargs.get("headers"))
         statuses.append(ours.status_code)
     assert statuses == [201, 200, 409, 401, 401, 403, 400, 400, 400, 415, 400, 413, 201, 201, 201, 200, 400, 400, 400,
-                        400, 201, 409, 400, 400, 403]
-    assert built == [3, 3, 2, 1, 1, 1], built  # the common batches (one repeats an id: the store refuses it)
+                        400, 201, 409, 400, 400, 403, 201, 400, 201, 403, 400, 201]
+    # the common single events (0) and batches (one repeats an id: the store refuses it)
+    assert built == [0, 0, 0, 0, 3, 3, 2, 1, 1, 1, 0, 0, 0], built
     lean_metrics = lean.get("/metrics", headers=_bearer()).text
-    assert 'lighthouse_http_requests_total{method="POST",route="/events",status="201"} 3.0' in lean_metrics
+    assert 'lighthouse_http_requests_total{method="POST",route="/events",status="201"} 6.0' in lean_metrics
     assert 'lighthouse_errors_total{code="missing_token"} 1.0' in lean_metrics
 
 

@@ -40,8 +40,7 @@ from lighthouse.server.reserved import SERVER_EVENT_TYPES, check_client_event_id
 
 __all__ = [
     "append_batch", "append_built", "append_built_one", "append_event", "append_many", "append_one", "event_from_body",
-    "get_event", "query_events",
-    "stored_is_new",
+    "get_event", "query_events", "stored_is_new",
 ]
 
 _STORE_ASSIGNED: Final[frozenset[str]] = frozenset({"sequence", "recorded_at", "aggregate_version"})

@@ -288,11 +288,25 @@ def test_single_events_of_every_edge_value_are_built_as_the_full_path_builds_the
     json.dumps({**COMMON, "event_id": "lh:1"}).encode(), json.dumps({**COMMON, "sequence": 1}).encode(),
     json.dumps({**COMMON, "source_agent": 7}).encode(),  # the general path takes it (and ignores it)
     json.dumps({**COMMON, "event_type": "system_started"}).encode(),
-    b'{"event_id": "e-1", ' + json.dumps(COMMON).encode()[1:-1] + b', "event_type": 7}',  # the last one counts
 ])
 def test_any_other_single_body_is_left_to_the_general_path(body: bytes) -> None:
     assert quick_single(body, AGENT.agent_id) is None
+
+
+def test_a_single_event_needs_an_author_it_can_name() -> None:
     assert quick_single(json.dumps(COMMON).encode(), "") is None
+    assert quick_single(json.dumps(COMMON).encode(), "x" * 257) is None
+
+
+@pytest.mark.parametrize("first, last", [("custom", "system_started"), ("system_started", "custom")])
+def test_of_a_repeated_key_the_last_counts_as_in_the_general_path(first: str, last: str) -> None:
+    """Both orders: the typed decoder takes the last value, as the generic one does (a server type is refused)."""
+    body = json.dumps({**COMMON, "event_type": first}).encode()[:-1] + f', "event_type": "{last}"}}'.encode()
+    assert decode_body(body, "application/json")["event_type"] == last
+    built = quick_single(body, AGENT.agent_id)
+    assert (built is not None) == (last == "custom")
+    if built is not None:
+        assert assert_single_as_general_path(body, AGENT)
 
 
 @pytest.mark.parametrize("field", ["data", "metadata"])

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import metrics as prometheus_metrics
 
 from lighthouse.server.tallies import CountTally, LatencyTally
 
@@ -58,3 +59,32 @@ def test_a_counter_refuses_what_prometheus_refuses() -> None:
     with pytest.raises(ValueError, match="takes labels"):
         tally.add(("x", "y"))
     assert tally.value(("x",)) == 0
+    tally.add(("x",), 2)
+    with pytest.raises(ValueError, match="non-negative"):  # a known series too: a counter never goes down
+        tally.add(("x",), -1)
+    assert tally.value(("x",)) == 2
+
+
+def test_the_registry_refuses_a_second_family_of_a_tallys_name() -> None:
+    registry = CollectorRegistry()
+    registry.register(CountTally("t_requests", "Requests", ["a"]))
+    registry.register(LatencyTally("t_latency_seconds", "Latency", "kind", _BUCKETS))
+    with pytest.raises(ValueError, match="Duplicated"):
+        Counter("t_requests", "Requests again", ["a"], registry=registry)
+    with pytest.raises(ValueError, match="Duplicated"):
+        Histogram("t_latency_seconds", "Latency again", ["kind"], registry=registry)
+
+
+def test_created_series_follow_prometheus_clients_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``disable_created_metrics()`` (or PROMETHEUS_DISABLE_CREATED_SERIES) drops ``_created`` from the tallies
+    as from prometheus_client's own metrics."""
+    registry = CollectorRegistry()
+    tally, latency = CountTally("t_requests", "R", ["a"]), LatencyTally("t_latency_seconds", "L", "kind", _BUCKETS)
+    registry.register(tally)
+    registry.register(latency)
+    tally.add(("x",))
+    latency.observe("single", 0.001)
+    assert b"t_requests_created" in generate_latest(registry) and b"t_latency_seconds_created" in generate_latest(registry)
+    monkeypatch.setattr(prometheus_metrics, "_use_created", False)
+    text = generate_latest(registry)
+    assert b"_created" not in text and b't_requests_total{a="x"} 1.0' in text
