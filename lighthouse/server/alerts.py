@@ -52,7 +52,7 @@ _RANK: Final[dict[HealthState, int]] = {
 }
 _HIST_MAX_US: Final[int] = 3_600_000_000
 #: Latencies a bucket holds before recording them into its histogram: one numpy pass per this many appends
-#: (hdrh's own ``record_value`` per append cost as much as the rest of a single-event append's work).
+#: (hdrh's own ``record_value`` per append was half of ``record_append``'s 1.3 us).
 _UNRECORDED_MAX: Final[int] = 1024
 _REFUSING_STATES: Final[frozenset[HealthState]] = frozenset({HealthState.READ_ONLY, HealthState.FAILED})
 
