@@ -12,8 +12,8 @@
   merged arrays) were carved from the checkpoint thread's arena instead, and stayed resident once freed,
   beyond the trim's reach: in-process and in a 25-minute HTTP soak, RSS minus the index stepped up ~60 MB
   at the sixth checkpoint and stayed there for another six. With the threshold fixed at 1 MiB (fixing it
-  turns the raising off) it stayed at 84-86 MB. Index chunks (16-128 KiB) stay on the heap, so the
-  number of mappings does not grow with the events stored.
+  turns the raising off) it stayed at 84-86 MB. The index's chunks are not on the heap at all (see
+  ``lighthouse.index_slabs``).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from xxhash import xxh3_64_intdigest
 
 from lighthouse.errors import StoreClosed
 from lighthouse.event_ids import EventIds, IdsSnapshot
+from lighthouse.index_slabs import ChunkSlabs
 
 __all__ = ["COLUMNS", "SEGMENT_END", "EventIndex", "Located", "hash_key", "id_key"]
 
@@ -125,6 +126,8 @@ class EventIndex:
     def __init__(self) -> None:
         self._chunks: dict[str, list[np.ndarray]] = {name: [] for name in COLUMNS}
         self._tail: dict[str, array] = {name: array(code) for name, (code, _dtype) in COLUMNS.items()}
+        self._slabs = _column_slabs()
+        self._mapped_chunks = 0  # the first chunks of every column: views of a checkpoint (``restore``)
         self._ids = EventIds()
         self._rows = 0
         self._released = False
@@ -166,9 +169,13 @@ class EventIndex:
         self._ids.add(id_key(event_id) if key is None else key, sequence)
         self._rows += 1
         if len(tail["seq"]) == CHUNK_ROWS:
-            for name, (code, dtype) in COLUMNS.items():
-                self._chunks[name].append(np.array(tail[name], dtype=dtype))
-                tail[name] = array(code)
+            self._freeze_tail()
+
+    def _freeze_tail(self) -> None:
+        """The full tail becomes a chunk (copied out of the C heap, see ``lighthouse.index_slabs``)."""
+        for name, values in self._slabs.store(self._tail).items():
+            self._chunks[name].append(values)
+        self._tail = {name: array(code) for name, (code, _dtype) in COLUMNS.items()}
 
     def add_frame(
         self,
@@ -216,9 +223,7 @@ class EventIndex:
             self._rows += take
             pos = end
             if len(tail["seq"]) == CHUNK_ROWS:
-                for name, (code, dtype) in COLUMNS.items():
-                    self._chunks[name].append(np.array(tail[name], dtype=dtype))
-                    tail[name] = array(code)
+                self._freeze_tail()
 
     # --- point lookups -------------------------------------------------------------------------
 
@@ -312,6 +317,8 @@ class EventIndex:
         to be closed); the row count stays, reads raise ``StoreClosed``."""
         self._released = True
         self._chunks = {name: [] for name in COLUMNS}
+        self._slabs = _column_slabs()
+        self._mapped_chunks = 0
         self._ids.release()
 
     @classmethod
@@ -332,6 +339,7 @@ class EventIndex:
             index._tail[name] = array(code, column[full:].tobytes())
         index._ids = ids
         index._rows = rows
+        index._mapped_chunks = full // CHUNK_ROWS
         return index
 
     # --- scans ---------------------------------------------------------------------------------
@@ -478,11 +486,15 @@ class EventIndex:
 
     def nbytes(self) -> int:
         """Bytes held by the columns and the id table (what "index memory per event" means)."""
-        total = self._ids.nbytes()
+        total = self._ids.nbytes() + self._slabs.nbytes()
         for name in COLUMNS:
-            total += sum(chunk.nbytes for chunk in self._chunks[name])
+            total += sum(chunk.nbytes for chunk in self._chunks[name][: self._mapped_chunks])
             total += self._tail[name].buffer_info()[1] * self._tail[name].itemsize
         return total
+
+
+def _column_slabs() -> ChunkSlabs:
+    return ChunkSlabs({name: dtype for name, (_code, dtype) in COLUMNS.items()}, CHUNK_ROWS)
 
 
 def _one_of(column: np.ndarray, values: Sequence[int]) -> np.ndarray:
