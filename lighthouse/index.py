@@ -127,7 +127,6 @@ class EventIndex:
         self._chunks: dict[str, list[np.ndarray]] = {name: [] for name in COLUMNS}
         self._tail: dict[str, array] = {name: array(code) for name, (code, _dtype) in COLUMNS.items()}
         self._slabs = _column_slabs()
-        self._mapped_chunks = 0  # the first chunks of every column: views of a checkpoint (``restore``)
         self._ids = EventIds()
         self._rows = 0
         self._released = False
@@ -172,8 +171,14 @@ class EventIndex:
             self._freeze_tail()
 
     def _freeze_tail(self) -> None:
-        """The full tail becomes a chunk (copied out of the C heap, see ``lighthouse.index_slabs``)."""
-        for name, values in self._slabs.store(self._tail).items():
+        """The full tail becomes a chunk, copied out of the C heap (see ``lighthouse.index_slabs``); onto the
+        heap when no mapping can be made (an address-space limit refuses a slab's 13 MB long before the
+        chunk's 0.8 MB), so that the rows stay where reads look for them."""
+        try:
+            chunk = self._slabs.store(self._tail)
+        except OSError:
+            chunk = {name: np.array(self._tail[name], dtype=dtype) for name, (_code, dtype) in COLUMNS.items()}
+        for name, values in chunk.items():
             self._chunks[name].append(values)
         self._tail = {name: array(code) for name, (code, _dtype) in COLUMNS.items()}
 
@@ -318,7 +323,6 @@ class EventIndex:
         self._released = True
         self._chunks = {name: [] for name in COLUMNS}
         self._slabs = _column_slabs()
-        self._mapped_chunks = 0
         self._ids.release()
 
     @classmethod
@@ -339,7 +343,6 @@ class EventIndex:
             index._tail[name] = array(code, column[full:].tobytes())
         index._ids = ids
         index._rows = rows
-        index._mapped_chunks = full // CHUNK_ROWS
         return index
 
     # --- scans ---------------------------------------------------------------------------------
@@ -486,9 +489,9 @@ class EventIndex:
 
     def nbytes(self) -> int:
         """Bytes held by the columns and the id table (what "index memory per event" means)."""
-        total = self._ids.nbytes() + self._slabs.nbytes()
+        total = self._ids.nbytes() + self._slabs.padding_bytes()
         for name in COLUMNS:
-            total += sum(chunk.nbytes for chunk in self._chunks[name][: self._mapped_chunks])
+            total += sum(chunk.nbytes for chunk in self._chunks[name])
             total += self._tail[name].buffer_info()[1] * self._tail[name].itemsize
         return total
 

@@ -2,14 +2,16 @@
 
 The index grows for as long as the store takes events, and a soak's leak verdict judges the server's RSS
 minus the index's own count of its bytes. On glibc's heap that difference grew with the events stored:
-each chunk's twelve columns (16-128 KiB each, below the mmap threshold) were carved among the request
-bodies and tail arrays freed around them, and the holes between them stayed resident. Chunks copied
-into mappings of their own cannot fragment the heap, and what they hold is exactly what the index
-counts: a chunk is a whole number of pages, and the part of a mapping no chunk has taken yet is never
-touched, so never resident. Several chunks share one mapping, so the number of mappings grows 16 times
-slower than the chunks (one per 262,144 events at 16,384 rows per chunk). In a 10-minute HTTP soak at
-10,000 events/s (one run each way) RSS minus the index grew 15.0 KB/s with the chunks on the heap and
-8.6 KB/s with them here; the heap itself stayed at 14-21 MB.
+each chunk's twelve columns (16-128 KiB each, carved from the heap once ``lighthouse.heap`` fixes the
+mmap threshold at 1 MiB) were placed among the request bodies and tail arrays freed around them, and
+the holes between them stayed resident. Chunks copied into mappings of their own cannot fragment the
+heap, and what they hold is what the index counts: a chunk is a whole number of pages, and the part of
+a mapping no chunk has taken yet is not touched (transparent huge pages are refused for it, which
+would make up to 2 MiB of it resident at the first write), so not resident. Several chunks share one
+mapping, so the number of mappings grows 16 times slower than the chunks (one per 262,144 events at
+16,384 rows per chunk). In a 10-minute HTTP soak at 10,000 events/s (one run each way) RSS minus the
+index grew 15.0 KB/s with the chunks on the heap and 8.6 KB/s with them here; the heap itself stayed
+at 14-21 MB.
 """
 
 from __future__ import annotations
@@ -51,15 +53,21 @@ class ChunkSlabs:
         return self._chunk_bytes
 
     def store(self, columns: Mapping[str, array]) -> dict[str, np.ndarray]:
-        """Copy one full chunk (``rows`` values per column) into the next slot; its columns, read-only."""
+        """Copy one full chunk (``rows`` values per column) into the next slot; its columns, read-only.
+        ``OSError`` if a new mapping cannot be made (nothing is stored then)."""
         if columns.keys() != self._dtypes.keys():
             raise ValueError(f"columns {sorted(columns)} are not {sorted(self._dtypes)}")
         if any(len(values) != self._rows for values in columns.values()):
             raise ValueError(f"a chunk holds {self._rows} rows per column")
         if self._slab is None or self._used == self._chunks_per_slab:
-            # MAP_PRIVATE: anonymous memory (the default MAP_SHARED would count as shared memory, not the process's)
-            self._slab = mmap.mmap(-1, self._chunk_bytes * self._chunks_per_slab, flags=mmap.MAP_PRIVATE)
-            self._used = 0
+            # private: the process's own anonymous memory (not shared memory), copy-on-write across fork
+            slab = mmap.mmap(-1, self._chunk_bytes * self._chunks_per_slab, flags=mmap.MAP_PRIVATE)
+            if hasattr(mmap, "MADV_NOHUGEPAGE"):
+                try:
+                    slab.madvise(mmap.MADV_NOHUGEPAGE)
+                except OSError:  # a kernel without transparent huge pages: nothing to refuse
+                    pass
+            self._slab, self._used = slab, 0
         base = self._used * self._chunk_bytes
         stored: dict[str, np.ndarray] = {}
         for name, dtype in self._dtypes.items():
@@ -74,3 +82,7 @@ class ChunkSlabs:
     def nbytes(self) -> int:
         """Bytes of the chunks stored (resident once written; the slots not yet taken are not)."""
         return self._stored * self._chunk_bytes
+
+    def padding_bytes(self) -> int:
+        """What the chunks stored take beyond their columns' own bytes (their last pages' unused part)."""
+        return self._stored * (self._chunk_bytes - self._rows * sum(dtype.itemsize for dtype in self._dtypes.values()))

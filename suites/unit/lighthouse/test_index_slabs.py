@@ -1,11 +1,15 @@
 """Full index chunks are copied into private anonymous mappings (checked in /proc/self/maps), several to a
-mapping, exactly as their columns held them; and the index built on them answers as before and counts
-their bytes."""
+mapping, exactly as their columns held them; the index built on them answers as before and counts their
+pages, and freezes onto the heap when an address-space limit refuses a mapping."""
 
 from __future__ import annotations
 
+import errno
+import json
 import mmap
 import platform
+import subprocess
+import sys
 from array import array
 from pathlib import Path
 
@@ -86,23 +90,83 @@ def _add(index: EventIndex, sequence: int) -> None:
               f"id-{sequence}", f"agg-{sequence % 13}", "agent", None, None, sequence)
 
 
-def test_the_index_reads_across_stored_chunks_and_counts_their_bytes() -> None:
+def _add_frame(index: EventIndex, first: int, count: int) -> None:
+    index.add_frame(first, 3, first * 11 % 2**32, list(range(count)), 2.5 + first, [first % 9] * count,
+                    [f"id-{first + i}" for i in range(count)], [f"agg-{i % 13}" for i in range(count)],
+                    ["agent"] * count, [None] * count, [None] * count, list(range(first, first + count)))
+
+
+ROW_BYTES = sum(np.dtype(dtype).itemsize for _code, dtype in COLUMNS.values())
+CHUNK_BYTES = ChunkSlabs({name: dtype for name, (_code, dtype) in COLUMNS.items()}, CHUNK_ROWS).chunk_bytes
+
+
+def _columns_bytes(index: EventIndex) -> int:
+    return index.nbytes() - index._ids.nbytes()
+
+
+def test_the_index_keeps_full_chunks_in_slabs_reads_across_them_and_counts_their_pages() -> None:
     index = EventIndex()
-    rows = 2 * CHUNK_ROWS + 5
-    for sequence in range(1, rows + 1):
+    for sequence in range(1, CHUNK_ROWS + 1):
         _add(index, sequence)
+    _add_frame(index, CHUNK_ROWS + 1, CHUNK_ROWS + 5)  # one frame across the next chunk boundary
+    rows = 2 * CHUNK_ROWS + 5
+    for name in COLUMNS:
+        assert len(index._chunks[name]) == 2
+        for chunk in index._chunks[name]:
+            assert isinstance(chunk.base.obj, mmap.mmap) and not chunk.flags.writeable
     assert [index.sequence_at(row) for row in (0, CHUNK_ROWS - 1, CHUNK_ROWS, 2 * CHUNK_ROWS, rows - 1)] == [
         1, CHUNK_ROWS, CHUNK_ROWS + 1, 2 * CHUNK_ROWS + 1, rows]
-    assert index.recorded_at(CHUNK_ROWS + 3) == 1.5 + CHUNK_ROWS + 4
-    slabs_bytes = ChunkSlabs({name: dtype for name, (_code, dtype) in COLUMNS.items()}, CHUNK_ROWS).chunk_bytes
-    row_bytes = sum(np.dtype(dtype).itemsize for _code, dtype in COLUMNS.values())
-    columns_and_tail = index.nbytes() - index._ids.nbytes()
-    assert columns_and_tail == 2 * slabs_bytes + 5 * row_bytes
+    assert index.recorded_at(CHUNK_ROWS - 1) == 1.5 + CHUNK_ROWS
+    assert index.recorded_at(2 * CHUNK_ROWS + 1) == 2.5 + CHUNK_ROWS + 1
+    assert index.sequences_for_id(f"id-{2 * CHUNK_ROWS}") == [2 * CHUNK_ROWS]
+    assert _columns_bytes(index) == 2 * CHUNK_BYTES + 5 * ROW_BYTES  # whole pages for the chunks
 
     columns, ids = index.export()
     restored = EventIndex.restore({name: np.concatenate(parts) for name, parts in columns.items()}, ids)
-    assert restored.nbytes() == index.nbytes()
+    assert _columns_bytes(restored) == rows * ROW_BYTES  # the arrays given, as they are
     for sequence in range(rows + 1, rows + CHUNK_ROWS + 1):
         _add(restored, sequence)
     assert restored.sequence_at(rows + CHUNK_ROWS - 1) == rows + CHUNK_ROWS
-    assert restored.nbytes() - restored._ids.nbytes() == 3 * slabs_bytes + 5 * row_bytes
+    assert _columns_bytes(restored) == 2 * CHUNK_ROWS * ROW_BYTES + CHUNK_BYTES + 5 * ROW_BYTES
+
+    restored.release()
+    assert _columns_bytes(restored) == 5 * ROW_BYTES  # the tail alone
+
+
+#: In a process of its own: the address space is capped a few MB above what the process maps, which
+#: refuses a slab (13 MB) but not a chunk's heap copies (0.8 MB); the index freezes its tail onto the heap.
+_FREEZE_UNDER_A_CAP = """
+import json, mmap, resource, sys
+import numpy as np
+sys.path[:0] = sys.argv[1:2]
+from array import array
+from test_index_slabs import CHUNK_ROWS, COLUMNS, ChunkSlabs, EventIndex, _add
+index = EventIndex()
+for sequence in range(1, CHUNK_ROWS):
+    _add(index, sequence)
+slabs = ChunkSlabs({name: dtype for name, (_code, dtype) in COLUMNS.items()}, CHUNK_ROWS)
+full = {name: array(code, bytes(CHUNK_ROWS * array(code).itemsize)) for name, (code, _dtype) in COLUMNS.items()}
+mapped = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmSize:")) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (mapped + (6 << 20), resource.getrlimit(resource.RLIMIT_AS)[1]))
+try:
+    slabs.store(full)
+    refused = None
+except OSError as error:
+    refused = error.errno
+for sequence in range(CHUNK_ROWS, CHUNK_ROWS + 11):
+    _add(index, sequence)
+chunk = index._chunks["seq"][0]
+print(json.dumps({"refused": refused, "chunks": len(index._chunks["seq"]), "in_slab": isinstance(chunk.base, memoryview),
+                  "sequences": [index.sequence_at(row) for row in (0, CHUNK_ROWS - 1, CHUNK_ROWS, CHUNK_ROWS + 9)]}))
+"""
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="reads /proc/self/status; RLIMIT_AS as Linux applies it")
+def test_a_tail_freezes_onto_the_heap_when_no_slab_can_be_mapped() -> None:
+    answer = subprocess.run([sys.executable, "-c", _FREEZE_UNDER_A_CAP, str(Path(__file__).parent)],
+                            capture_output=True, text=True, timeout=120)
+    assert answer.returncode == 0, answer.stderr
+    found = json.loads(answer.stdout)
+    assert found["refused"] == errno.ENOMEM, found  # the fault happened: a slab could not be mapped
+    assert found["chunks"] == 1 and not found["in_slab"], found
+    assert found["sequences"] == [1, CHUNK_ROWS, CHUNK_ROWS + 1, CHUNK_ROWS + 10]
