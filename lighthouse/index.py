@@ -125,7 +125,7 @@ class EventIndex:
 
     def __init__(self) -> None:
         self._chunks: dict[str, list[np.ndarray]] = {name: [] for name in COLUMNS}
-        self._tail: dict[str, array] = {name: array(code) for name, (code, _dtype) in COLUMNS.items()}
+        self._tail: dict[str, array] = _empty_tail()
         self._slabs = _column_slabs()
         self._ids = EventIds()
         self._rows = 0
@@ -180,7 +180,7 @@ class EventIndex:
             chunk = {name: np.array(self._tail[name], dtype=dtype) for name, (_code, dtype) in COLUMNS.items()}
         for name, values in chunk.items():
             self._chunks[name].append(values)
-        self._tail = {name: array(code) for name, (code, _dtype) in COLUMNS.items()}
+        self._tail = _empty_tail()
 
     def add_frame(
         self,
@@ -494,6 +494,10 @@ class EventIndex:
             total += sum(chunk.nbytes for chunk in self._chunks[name])
             total += self._tail[name].buffer_info()[1] * self._tail[name].itemsize
         return total
+
+
+def _empty_tail() -> dict[str, array]:
+    return {name: array(code) for name, (code, _dtype) in COLUMNS.items()}
 
 
 def _column_slabs() -> ChunkSlabs:

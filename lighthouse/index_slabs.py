@@ -28,7 +28,8 @@ __all__ = ["ChunkSlabs"]
 class ChunkSlabs:
     """Copies full chunks of columns into page-aligned slots of anonymous private mappings."""
 
-    __slots__ = ("_dtypes", "_rows", "_offsets", "_chunk_bytes", "_chunks_per_slab", "_slab", "_used", "_stored")
+    __slots__ = ("_dtypes", "_rows", "_offsets", "_column_bytes", "_chunk_bytes", "_chunks_per_slab", "_slab", "_used",
+                 "_stored")
 
     def __init__(self, dtypes: Mapping[str, str], rows: int, *, chunks_per_slab: int = 16) -> None:
         if rows <= 0 or chunks_per_slab <= 0:
@@ -41,6 +42,7 @@ class ChunkSlabs:
         for name, dtype in sorted(self._dtypes.items(), key=lambda item: -item[1].itemsize):
             self._offsets[name] = at
             at += rows * dtype.itemsize
+        self._column_bytes = at  # one chunk's columns
         self._chunk_bytes = -(-at // mmap.PAGESIZE) * mmap.PAGESIZE
         self._chunks_per_slab = chunks_per_slab
         self._slab: mmap.mmap | None = None
@@ -79,10 +81,7 @@ class ChunkSlabs:
         self._stored += 1
         return stored
 
-    def nbytes(self) -> int:
-        """Bytes of the chunks stored (resident once written; the slots not yet taken are not)."""
-        return self._stored * self._chunk_bytes
-
     def padding_bytes(self) -> int:
-        """What the chunks stored take beyond their columns' own bytes (their last pages' unused part)."""
-        return self._stored * (self._chunk_bytes - self._rows * sum(dtype.itemsize for dtype in self._dtypes.values()))
+        """What the chunks stored take beyond their columns' own bytes (their last pages' unused part; the
+        slots not yet taken are never resident, so not counted)."""
+        return self._stored * (self._chunk_bytes - self._column_bytes)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lighthouse.index import CHUNK_ROWS, COLUMNS, EventIndex
+from lighthouse.index import CHUNK_ROWS, COLUMNS, EventIndex, _column_slabs
 from lighthouse.index_slabs import ChunkSlabs
 
 DTYPES = {"seq": "u8", "flag": "u1", "off": "u4", "slot": "u2"}
@@ -52,7 +52,7 @@ def test_a_stored_chunk_holds_its_columns_values_read_only_and_aligned() -> None
     source["seq"][0] ^= 1  # a copy: the tail it came from is reused
     assert stored["seq"][0] != source["seq"][0]
     assert slabs.chunk_bytes % mmap.PAGESIZE == 0 and slabs.chunk_bytes >= ROWS * (8 + 1 + 4 + 2)
-    assert slabs.nbytes() == slabs.chunk_bytes
+    assert slabs.padding_bytes() == slabs.chunk_bytes - ROWS * (8 + 1 + 4 + 2)
 
 
 @pytest.mark.skipif(platform.system() != "Linux", reason="reads /proc/self/maps")
@@ -68,7 +68,7 @@ def test_chunks_live_in_private_anonymous_mappings_several_to_one() -> None:
     holders = [id(chunk["seq"].base.obj) for chunk in chunks]
     assert holders[0] == holders[1] == holders[2] != holders[3] == holders[4] == holders[5] != holders[6]
     assert holders[0] != holders[6]
-    assert slabs.nbytes() == 7 * slabs.chunk_bytes
+    assert slabs.padding_bytes() == 7 * (slabs.chunk_bytes - ROWS * (8 + 1 + 4 + 2))
     assert [chunk["flag"].tolist() for chunk in chunks] == [_chunk(seed)["flag"].tolist() for seed in range(7)]
 
 
@@ -80,7 +80,7 @@ def test_a_chunk_of_other_columns_or_lengths_is_refused() -> None:
     short["off"].pop()
     with pytest.raises(ValueError, match="rows"):
         slabs.store(short)
-    assert slabs.nbytes() == 0
+    assert slabs.padding_bytes() == 0
     with pytest.raises(ValueError):
         ChunkSlabs(DTYPES, 0)
 
@@ -97,7 +97,7 @@ def _add_frame(index: EventIndex, first: int, count: int) -> None:
 
 
 ROW_BYTES = sum(np.dtype(dtype).itemsize for _code, dtype in COLUMNS.values())
-CHUNK_BYTES = ChunkSlabs({name: dtype for name, (_code, dtype) in COLUMNS.items()}, CHUNK_ROWS).chunk_bytes
+CHUNK_BYTES = _column_slabs().chunk_bytes
 
 
 def _columns_bytes(index: EventIndex) -> int:
@@ -140,11 +140,11 @@ import json, mmap, resource, sys
 import numpy as np
 sys.path[:0] = sys.argv[1:2]
 from array import array
-from test_index_slabs import CHUNK_ROWS, COLUMNS, ChunkSlabs, EventIndex, _add
+from test_index_slabs import CHUNK_ROWS, COLUMNS, EventIndex, _add, _column_slabs
 index = EventIndex()
 for sequence in range(1, CHUNK_ROWS):
     _add(index, sequence)
-slabs = ChunkSlabs({name: dtype for name, (_code, dtype) in COLUMNS.items()}, CHUNK_ROWS)
+slabs = _column_slabs()
 full = {name: array(code, bytes(CHUNK_ROWS * array(code).itemsize)) for name, (code, _dtype) in COLUMNS.items()}
 mapped = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmSize:")) * 1024
 resource.setrlimit(resource.RLIMIT_AS, (mapped + (6 << 20), resource.getrlimit(resource.RLIMIT_AS)[1]))
