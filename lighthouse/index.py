@@ -11,6 +11,7 @@ processes, so the index can be persisted in a checkpoint. Event ids are looked u
 
 from __future__ import annotations
 
+import sys
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "ver": ("I", "u4"),
 }
 _VERSION_HELD = 0xFFFFFFFF
+#: a chunk column's array object (a 1-d view: header, shape and strides) and its slot in the column's list
+_CHUNK_OBJECT_BYTES = sys.getsizeof(np.zeros(1)[:1]) + 8
 #: ``Located.frame_ends`` of a frame that no later frame of its segment follows in the index
 SEGMENT_END = -1
 _HASH_MASK = 0x7FFFFFFF
@@ -488,10 +491,13 @@ class EventIndex:
         return ends
 
     def nbytes(self) -> int:
-        """Bytes held by the columns and the id table (what "index memory per event" means)."""
+        """Bytes held by the columns and the id table (what "index memory per event" means), the chunks' array
+        objects included: 1,440 bytes per 16,384 rows, which a soak's leak verdict on RSS minus this count
+        read as a leak of 0.09 bytes per event."""
         total = self._ids.nbytes() + self._slabs.padding_bytes()
         for name in COLUMNS:
-            total += sum(chunk.nbytes for chunk in self._chunks[name])
+            chunks = self._chunks[name]
+            total += sum(chunk.nbytes for chunk in chunks) + len(chunks) * _CHUNK_OBJECT_BYTES
             total += self._tail[name].buffer_info()[1] * self._tail[name].itemsize
         return total
 

@@ -45,7 +45,7 @@ class ChunkSlabs:
         self._column_bytes = at  # one chunk's columns
         self._chunk_bytes = -(-at // mmap.PAGESIZE) * mmap.PAGESIZE
         self._chunks_per_slab = chunks_per_slab
-        self._slab: mmap.mmap | None = None
+        self._slab: np.ndarray | None = None  # the current mapping's bytes
         self._used = 0  # slots of the current slab taken
         self._stored = 0  # chunks stored in all
 
@@ -69,11 +69,14 @@ class ChunkSlabs:
                     slab.madvise(mmap.MADV_NOHUGEPAGE)
                 except OSError:  # a kernel without transparent huge pages: nothing to refuse
                     pass
-            self._slab, self._used = slab, 0
+            # one array over the whole mapping: every column is a slice of it (views of the mapping itself
+            # would each add a memoryview and its buffer, ~300 bytes per column per chunk, never counted)
+            self._slab, self._used = np.frombuffer(slab, dtype=np.uint8), 0
         base = self._used * self._chunk_bytes
         stored: dict[str, np.ndarray] = {}
         for name, dtype in self._dtypes.items():
-            view = np.frombuffer(self._slab, dtype=dtype, count=self._rows, offset=base + self._offsets[name])
+            start = base + self._offsets[name]
+            view = self._slab[start : start + self._rows * dtype.itemsize].view(dtype)
             view[:] = np.asarray(columns[name])  # by the array's own item format
             view.flags.writeable = False
             stored[name] = view
