@@ -11,7 +11,9 @@ connections and run closed-loop for a fixed time. It prints, side by side in one
 each at 1/8/32/128 connections: events/s, requests/s, pooled p50/p99/p99.9 (every request of every
 client process, merged HDR histograms from testkit.percentiles), and CPU microseconds per request of the
 server process (psutil, all its threads) and of the client processes: CPU per request stays meaningful
-when the machine is shared, where throughput does not. ``--rounds N`` runs the whole set N times in
+when the machine is shared, where throughput does not. ``ckpts`` counts the index checkpoints the store
+wrote during a scenario (one per million events, each writing the whole index): a scenario that crosses
+one pays for it, as any long run does. ``--rounds N`` runs the whole set N times in
 turn (this machine's speed drifts by half within minutes) and ends with a summary per scenario: the
 median and range of the rounds' rates, percentiles pooled over every round's requests, and each
 single-append rate as a share of the no-op rate measured in the same round. Each connection
@@ -197,6 +199,7 @@ class Row:
     server_cpu_us_per_request: float
     client_cpu_us_per_request: float
     events_per_sync: float = 0.0  # appended events per fdatasync of the store (0 for the no-op route)
+    checkpoints: int = 0  # index checkpoints the store wrote while the scenario ran (each writes the whole index)
     round: int = 1
     histogram: str = ""  # every request's latency (testkit.percentiles encoding), to pool rounds
 
@@ -212,13 +215,23 @@ def _store_syncs(port: int) -> int:
     raise RuntimeError("the server's /metrics has no lighthouse_fsyncs")
 
 
+def _checkpoints_written(port: int, admin_token: str) -> int:
+    """Index checkpoints the store has written (``/health/detailed``): one is written per million events and
+    costs CPU and disk writes while it runs, so a scenario that crosses one pays for it, as a long run does."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/health/detailed",
+                                     headers={"Authorization": f"Bearer {admin_token}"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        health = json.loads(answer.read())
+    return int(health["store"]["details"]["checkpoint"].get("written", 0))
+
+
 def _cpu_seconds(process: psutil.Process) -> float:
     times = process.cpu_times()
     return float(times.user + times.system)
 
 
-def run_scenario(server: psutil.Process, port: int, tokens: Sequence[str], scenario: Scenario, seconds: float,
-                 payload_bytes: int, processes: int, round_: int = 1) -> Row:
+def run_scenario(server: psutil.Process, port: int, tokens: Sequence[str], admin_token: str, scenario: Scenario,
+                 seconds: float, payload_bytes: int, processes: int, round_: int = 1) -> Row:
     """Fork the client processes, start them together, merge their histograms into one pooled view."""
     context = multiprocessing.get_context("fork")
     count = min(processes, scenario.connections)
@@ -235,7 +248,7 @@ def run_scenario(server: psutil.Process, port: int, tokens: Sequence[str], scena
         send.close()
         pipes.append(receive)
         children.append(child)
-    syncs = _store_syncs(port)
+    syncs, checkpoints = _store_syncs(port), _checkpoints_written(port, admin_token)
     barrier.wait()
     server_cpu = _cpu_seconds(server)
     pooled = LatencyRecorder()
@@ -249,18 +262,19 @@ def run_scenario(server: psutil.Process, port: int, tokens: Sequence[str], scena
     for child in children:
         child.join()
     syncs = _store_syncs(port) - syncs
+    checkpoints = _checkpoints_written(port, admin_token) - checkpoints  # those started during it end by now or later
     served = max(1, pooled.count)
     return Row(scenario.name, scenario.connections, count, scenario.events_per_request, done / seconds,
                pooled.count / seconds, pooled.percentile(50) / 1e6, pooled.percentile(99) / 1e6,
                pooled.percentile(99.9) / 1e6, pooled.count, errors, server_cpu / served * 1e6,
-               client_cpu / served * 1e6, done / syncs if syncs and scenario.path != NOOP_PATH else 0.0, round_,
-               pooled.encode())
+               client_cpu / served * 1e6, done / syncs if syncs and scenario.path != NOOP_PATH else 0.0,
+               checkpoints, round_, pooled.encode())
 
 
 def _print_row(row: Row, label: str) -> None:
     print(f"{label:<14} {row.events_per_s:>10,.0f} {row.requests_per_s:>11,.0f} {row.p50_ms:>8.2f} "
           f"{row.p99_ms:>8.2f} {row.p999_ms:>9.2f} {row.errors:>6} {row.server_cpu_us_per_request:>13,.0f} "
-          f"{row.client_cpu_us_per_request:>13,.0f} {row.events_per_sync:>7,.1f}", flush=True)
+          f"{row.client_cpu_us_per_request:>13,.0f} {row.events_per_sync:>7,.1f} {row.checkpoints:>5}", flush=True)
 
 
 def _shares_of_ceiling(rows: Sequence[Row]) -> dict[str, list[float]]:
@@ -325,6 +339,7 @@ def main() -> int:
         process, port, secret = start_server(Path(tmp), args.durability)
         authority = TokenAuthority(secret)
         tokens = [authority.issue(f"bench-{i}", Role.AGENT, ttl_seconds=3600) for i in range(max(CONCURRENCIES))]
+        admin = authority.issue("bench-admin", Role.ADMIN, ttl_seconds=3600)
         server = psutil.Process(process.pid)
         rows: list[Row] = []
         try:
@@ -333,11 +348,11 @@ def main() -> int:
                   f"{os.cpu_count()} CPUs shared by clients and server; server stack: {_stack()}; "
                   f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
             print(f"{'scenario':<14} {'events/s':>10} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} "
-                  f"{'p99.9 ms':>9} {'errors':>6} {'server us/req':>13} {'client us/req':>13} {'ev/sync':>7}")
-            run_scenario(server, port, tokens, Scenario("warm-up", "/events", 4, 1), 1.0, args.payload_bytes, 1)
+                  f"{'p99.9 ms':>9} {'errors':>6} {'server us/req':>13} {'client us/req':>13} {'ev/sync':>7} {'ckpts':>5}")
+            run_scenario(server, port, tokens, admin, Scenario("warm-up", "/events", 4, 1), 1.0, args.payload_bytes, 1)
             for round_ in range(1, args.rounds + 1):
                 for scenario in chosen:
-                    row = run_scenario(server, port, tokens, scenario, args.seconds, args.payload_bytes,
+                    row = run_scenario(server, port, tokens, admin, scenario, args.seconds, args.payload_bytes,
                                        args.client_processes, round_)
                     rows.append(row)
                     _print_row(row, row.scenario if args.rounds == 1 else f"{row.scenario} #{round_}")
