@@ -262,7 +262,8 @@ def run_scenario(server: psutil.Process, port: int, tokens: Sequence[str], admin
     for child in children:
         child.join()
     syncs = _store_syncs(port) - syncs
-    checkpoints = _checkpoints_written(port, admin_token) - checkpoints  # those started during it end by now or later
+    # counted once written: one that a scenario starts and that ends after it counts in the next scenario
+    checkpoints = _checkpoints_written(port, admin_token) - checkpoints
     served = max(1, pooled.count)
     return Row(scenario.name, scenario.connections, count, scenario.events_per_request, done / seconds,
                pooled.count / seconds, pooled.percentile(50) / 1e6, pooled.percentile(99) / 1e6,
