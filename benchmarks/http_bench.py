@@ -199,7 +199,8 @@ class Row:
     server_cpu_us_per_request: float
     client_cpu_us_per_request: float
     events_per_sync: float = 0.0  # appended events per fdatasync of the store (0 for the no-op route)
-    checkpoints: int = 0  # index checkpoints the store wrote while the scenario ran (each writes the whole index)
+    #: index checkpoints the store wrote while the scenario ran (each writes the whole index); None: not known
+    checkpoints: int | None = 0
     round: int = 1
     histogram: str = ""  # every request's latency (testkit.percentiles encoding), to pool rounds
 
@@ -215,14 +216,29 @@ def _store_syncs(port: int) -> int:
     raise RuntimeError("the server's /metrics has no lighthouse_fsyncs")
 
 
-def _checkpoints_written(port: int, admin_token: str) -> int:
-    """Index checkpoints the store has written (``/health/detailed``): one is written per million events and
-    costs CPU and disk writes while it runs, so a scenario that crosses one pays for it, as a long run does."""
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/health/detailed",
-                                     headers={"Authorization": f"Bearer {admin_token}"})
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        health = json.loads(answer.read())
-    return int(health["store"]["details"]["checkpoint"].get("written", 0))
+class CheckpointCount:
+    """Index checkpoints the store wrote (``/health/detailed``) since the last reading: one is written per
+    million events and costs CPU and disk writes while it runs, so a scenario that crosses one pays for it, as
+    a long run does. Each reading ends one interval and starts the next, so none falls between scenarios."""
+
+    def __init__(self, port: int, admin_token: str) -> None:
+        self._request = urllib.request.Request(f"http://127.0.0.1:{port}/health/detailed",
+                                               headers={"Authorization": f"Bearer {admin_token}"})
+        self._last = self._written()
+
+    def _written(self) -> int | None:
+        try:
+            with urllib.request.urlopen(self._request, timeout=30) as answer:
+                health = json.loads(answer.read())
+            return int(health["store"]["details"]["checkpoint"].get("written", 0))
+        except (OSError, ValueError, KeyError, TypeError):  # the figures measured so far matter more than this
+            return None
+
+    def since_last(self) -> int | None:
+        """How many were written since the last reading (``None`` if either reading failed)."""
+        now, last = self._written(), self._last
+        self._last = now
+        return None if now is None or last is None else now - last
 
 
 def _cpu_seconds(process: psutil.Process) -> float:
@@ -230,8 +246,8 @@ def _cpu_seconds(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
-def run_scenario(server: psutil.Process, port: int, tokens: Sequence[str], admin_token: str, scenario: Scenario,
-                 seconds: float, payload_bytes: int, processes: int, round_: int = 1) -> Row:
+def run_scenario(server: psutil.Process, port: int, tokens: Sequence[str], checkpoints: CheckpointCount,
+                 scenario: Scenario, seconds: float, payload_bytes: int, processes: int, round_: int = 1) -> Row:
     """Fork the client processes, start them together, merge their histograms into one pooled view."""
     context = multiprocessing.get_context("fork")
     count = min(processes, scenario.connections)
@@ -248,7 +264,7 @@ def run_scenario(server: psutil.Process, port: int, tokens: Sequence[str], admin
         send.close()
         pipes.append(receive)
         children.append(child)
-    syncs, checkpoints = _store_syncs(port), _checkpoints_written(port, admin_token)
+    syncs = _store_syncs(port)
     barrier.wait()
     server_cpu = _cpu_seconds(server)
     pooled = LatencyRecorder()
@@ -262,20 +278,20 @@ def run_scenario(server: psutil.Process, port: int, tokens: Sequence[str], admin
     for child in children:
         child.join()
     syncs = _store_syncs(port) - syncs
-    # counted once written: one that a scenario starts and that ends after it counts in the next scenario
-    checkpoints = _checkpoints_written(port, admin_token) - checkpoints
+    written = checkpoints.since_last()  # counted once written: one ending after its scenario counts in the next
     served = max(1, pooled.count)
     return Row(scenario.name, scenario.connections, count, scenario.events_per_request, done / seconds,
                pooled.count / seconds, pooled.percentile(50) / 1e6, pooled.percentile(99) / 1e6,
                pooled.percentile(99.9) / 1e6, pooled.count, errors, server_cpu / served * 1e6,
                client_cpu / served * 1e6, done / syncs if syncs and scenario.path != NOOP_PATH else 0.0,
-               checkpoints, round_, pooled.encode())
+               written, round_, pooled.encode())
 
 
 def _print_row(row: Row, label: str) -> None:
     print(f"{label:<14} {row.events_per_s:>10,.0f} {row.requests_per_s:>11,.0f} {row.p50_ms:>8.2f} "
           f"{row.p99_ms:>8.2f} {row.p999_ms:>9.2f} {row.errors:>6} {row.server_cpu_us_per_request:>13,.0f} "
-          f"{row.client_cpu_us_per_request:>13,.0f} {row.events_per_sync:>7,.1f} {row.checkpoints:>5}", flush=True)
+          f"{row.client_cpu_us_per_request:>13,.0f} {row.events_per_sync:>7,.1f} "
+          f"{'?' if row.checkpoints is None else row.checkpoints:>5}", flush=True)
 
 
 def _shares_of_ceiling(rows: Sequence[Row]) -> dict[str, list[float]]:
@@ -340,7 +356,6 @@ def main() -> int:
         process, port, secret = start_server(Path(tmp), args.durability)
         authority = TokenAuthority(secret)
         tokens = [authority.issue(f"bench-{i}", Role.AGENT, ttl_seconds=3600) for i in range(max(CONCURRENCIES))]
-        admin = authority.issue("bench-admin", Role.ADMIN, ttl_seconds=3600)
         server = psutil.Process(process.pid)
         rows: list[Row] = []
         try:
@@ -350,10 +365,12 @@ def main() -> int:
                   f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
             print(f"{'scenario':<14} {'events/s':>10} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} "
                   f"{'p99.9 ms':>9} {'errors':>6} {'server us/req':>13} {'client us/req':>13} {'ev/sync':>7} {'ckpts':>5}")
-            run_scenario(server, port, tokens, admin, Scenario("warm-up", "/events", 4, 1), 1.0, args.payload_bytes, 1)
+            checkpoints = CheckpointCount(port, authority.issue("bench-admin", Role.ADMIN, ttl_seconds=24 * 3600))
+            run_scenario(server, port, tokens, checkpoints, Scenario("warm-up", "/events", 4, 1), 1.0,
+                         args.payload_bytes, 1)
             for round_ in range(1, args.rounds + 1):
                 for scenario in chosen:
-                    row = run_scenario(server, port, tokens, admin, scenario, args.seconds, args.payload_bytes,
+                    row = run_scenario(server, port, tokens, checkpoints, scenario, args.seconds, args.payload_bytes,
                                        args.client_processes, round_)
                     rows.append(row)
                     _print_row(row, row.scenario if args.rounds == 1 else f"{row.scenario} #{round_}")

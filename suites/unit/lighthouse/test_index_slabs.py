@@ -103,6 +103,7 @@ def test_a_stored_chunk_keeps_no_more_python_memory_than_the_index_counts_for_it
     source = _chunk(1)
     lists: dict[str, list[np.ndarray]] = {name: [] for name in DTYPES}
     slabs.store(source)  # the mapping exists before counting starts
+    tracing = tracemalloc.is_tracing()  # already on (-X tracemalloc): left on
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
@@ -111,7 +112,8 @@ def test_a_stored_chunk_keeps_no_more_python_memory_than_the_index_counts_for_it
                 lists[name].append(values)
         kept = tracemalloc.get_traced_memory()[0] - before
     finally:
-        tracemalloc.stop()
+        if not tracing:
+            tracemalloc.stop()
     assert abs(kept / (200 * len(DTYPES)) - _CHUNK_OBJECT_BYTES) <= 16, kept / (200 * len(DTYPES))
 
 
