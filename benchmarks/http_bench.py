@@ -364,7 +364,8 @@ def main() -> int:
                   f"{os.cpu_count()} CPUs shared by clients and server; server stack: {_stack()}; "
                   f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
             print(f"{'scenario':<14} {'events/s':>10} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} "
-                  f"{'p99.9 ms':>9} {'errors':>6} {'server us/req':>13} {'client us/req':>13} {'ev/sync':>7} {'ckpts':>5}")
+                  f"{'p99.9 ms':>9} {'errors':>6} {'server us/req':>13} {'client us/req':>13} {'ev/sync':>7} "
+                  f"{'ckpts':>5}")
             checkpoints = CheckpointCount(port, authority.issue("bench-admin", Role.ADMIN, ttl_seconds=24 * 3600))
             run_scenario(server, port, tokens, checkpoints, Scenario("warm-up", "/events", 4, 1), 1.0,
                          args.payload_bytes, 1)
