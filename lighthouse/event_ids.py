@@ -7,6 +7,9 @@
   full (see below); read-only.
 - ``live``: the open-addressing ``IdTable`` that takes new ids, with a bit filter kept as they are added
   (which it keeps when frozen), so that a batch's duplicate check probes only the few ids it cannot rule out.
+- ``recent``: the newest ids, in a dict (and the runs they came in), until there are ``settle_at`` of them;
+  then they go into ``live`` in one vectorised step. Placed as each batch of 100 came, they cost the
+  server ~1 us per id, a tenth of a batch append's time on the event loop; in runs of thousands, ~0.2 us.
 
 A checkpoint snapshot freezes ``live`` (constant time, on the loop); the checkpoint thread merges
 ``base`` and the frozen tables into new sorted arrays (numpy, off the loop), writes them, and the
@@ -19,7 +22,10 @@ the next checkpoint merges it like any frozen table.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 
@@ -31,6 +37,13 @@ __all__ = ["EventIds", "IdsSnapshot"]
 _SCALAR_SEARCHES = 8
 #: a full live table of this many ids is frozen instead of grown (growing it costs ~8 ms on the loop)
 _FREEZE_AT = 1 << 15
+#: the recent ids go into the live table when there are this many (at 10,000 events/s: every 0.8 s, ~2 ms)
+_SETTLE_AT = 1 << 13
+#: what the recent layer holds beyond its dict's own table, per id (the key and sequence objects, up to 40
+#: bytes each for 63-bit values, and the key's slot in its run) and per run (the run's pair, its first
+#: sequence and the run's own header)
+_RECENT_BYTES_PER_ID = 88
+_RECENT_BYTES_PER_RUN = 144
 
 @dataclass(slots=True)
 class IdsSnapshot:
@@ -54,9 +67,14 @@ class IdsSnapshot:
 class EventIds:
     """Event id key (a stable 63-bit hash) -> sequences: sorted base + frozen tables + live table."""
 
-    __slots__ = ("_keys", "_values", "_frozen", "_live", "_since_snapshot")
+    __slots__ = ("_keys", "_values", "_frozen", "_live", "_since_snapshot", "_settle_at", "_recent", "_recent_runs",
+                 "_recent_count", "_recent_repeats")
 
-    def __init__(self, keys: np.ndarray | None = None, values: np.ndarray | None = None) -> None:
+    def __init__(self, keys: np.ndarray | None = None, values: np.ndarray | None = None, *,
+                 settle_at: int = _SETTLE_AT) -> None:
+        """``settle_at``: how many recent ids wait for the live table (1: each add goes there at once)."""
+        if settle_at < 1:
+            raise ValueError(f"settle_at must be at least 1, got {settle_at}")
         self._keys = keys if keys is not None else np.zeros(0, dtype=np.int64)
         self._values = values if values is not None else np.zeros(0, dtype=np.uint64)
         if len(self._keys) != len(self._values):
@@ -64,22 +82,50 @@ class EventIds:
         self._frozen: list[IdTable] = []
         self._live = IdTable(filtered=True)
         self._since_snapshot = 0  # ids added since the last snapshot (what the next one's table holds)
+        self._settle_at = settle_at
+        self._recent: dict[int, int] = {}  # key -> its newest sequence
+        self._recent_runs: list[tuple[Sequence[int], int]] = []  # (keys, first sequence), as added: every entry
+        self._recent_count = 0
+        self._recent_repeats = False  # a key was added twice while recent: the dict holds only its newest
 
     def __len__(self) -> int:
-        return len(self._keys) + sum(len(table) for table in self._frozen) + len(self._live)
+        return len(self._keys) + sum(len(table) for table in self._frozen) + len(self._live) + self._recent_count
 
     def add(self, key: int, sequence: int) -> None:
-        self._make_room(1)
-        self._live.add(key, sequence)
+        self.add_run((key,), sequence)
 
-    def add_run(self, keys: list[int], first_sequence: int) -> None:
-        self._make_room(len(keys))
-        self._live.add_run(keys, first_sequence)
+    def add_run(self, keys: Sequence[int], first_sequence: int) -> None:
+        """Add ``keys`` at consecutive sequences from ``first_sequence``. ``keys`` is kept, not copied, until
+        it settles: the caller must not change it."""
+        count = len(keys)
+        self._since_snapshot += count
+        recent = self._recent
+        held = len(recent)
+        recent.update(zip(keys, range(first_sequence, first_sequence + count)))
+        if len(recent) - held != count:
+            self._recent_repeats = True
+        self._recent_runs.append((keys, first_sequence))
+        self._recent_count += count
+        if self._recent_count >= self._settle_at:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Move the recent ids into the live table (every entry of every run, repeated keys included)."""
+        count, runs = self._recent_count, self._recent_runs
+        if not count:
+            return
+        keys = np.fromiter(chain.from_iterable(run for run, _first in runs), dtype=np.int64, count=count)
+        lengths = np.fromiter((len(run) for run, _first in runs), dtype=np.int64, count=len(runs))
+        firsts = np.fromiter((first for _run, first in runs), dtype=np.int64, count=len(runs))
+        starts = np.cumsum(lengths) - lengths  # where each run starts among ``keys``
+        values = (np.repeat(firsts - starts, lengths) + np.arange(count)).astype(np.uint64)
+        self._make_room(count)
+        self._live.add_many(keys, values)
+        self._recent, self._recent_runs, self._recent_count, self._recent_repeats = {}, [], 0, False
 
     def _make_room(self, count: int) -> None:
         """Freeze a large live table that ``count`` more ids would make grow; one twice its size takes over
         (the memory growing would take; a table per doubling to search until the next checkpoint)."""
-        self._since_snapshot += count
         live = self._live
         if len(live) < _FREEZE_AT or live.has_room_for(count):
             return
@@ -99,12 +145,19 @@ class EventIds:
                 found += self._values[lo:hi].tolist()
         for table in self._frozen:
             found += table.candidates(key)
-        return found + self._live.candidates(key)
+        found += self._live.candidates(key)
+        if key not in self._recent:
+            return found
+        if not self._recent_repeats:
+            return [*found, self._recent[key]]
+        return found + [first + at for run, first in self._recent_runs for at, held in enumerate(run) if held == key]
 
     def holds_any(self, keys_to_find: list[int]) -> bool:
         """True if any of these keys is present (the base answers a whole batch in one vectorised search)."""
         # one array for the tables' filters and the base; none for a single append (numpy's set-up costs more
         # than it saves)
+        if self._recent and not self._recent.keys().isdisjoint(keys_to_find):
+            return True
         wanted = np.asarray(keys_to_find, dtype=np.int64) if len(keys_to_find) > _SCALAR_SEARCHES else None
         if self._live.holds_any(keys_to_find, wanted):
             return True
@@ -133,6 +186,7 @@ class EventIds:
         ``interval`` (the ids expected before the next checkpoint): a steady writer adds as many per
         interval, and the table never has to grow or be frozen. Never more: a full scan's ids, added before
         the first checkpoint after open, must not size every later table."""
+        self._settle()
         if len(self._live):
             self._frozen.append(self._live)
             self._live = IdTable(capacity=IdTable.capacity_for(min(self._since_snapshot, interval)), filtered=True)
@@ -156,9 +210,14 @@ class EventIds:
         """Drop every array (views of a mapped checkpoint included), so the mapping can be closed."""
         self._keys, self._values = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
         self._frozen, self._live, self._since_snapshot = [], IdTable(filtered=True), 0
+        self._recent, self._recent_runs, self._recent_count, self._recent_repeats = {}, [], 0, False
 
     def nbytes(self) -> int:
-        return int(self._keys.nbytes + self._values.nbytes) + sum(t.nbytes() for t in [*self._frozen, self._live])
+        runs = self._recent_runs
+        recent = (sys.getsizeof(self._recent) + sys.getsizeof(runs) + self._recent_count * _RECENT_BYTES_PER_ID
+                  + len(runs) * _RECENT_BYTES_PER_RUN)
+        tables = sum(table.nbytes() for table in [*self._frozen, self._live])
+        return int(self._keys.nbytes + self._values.nbytes) + tables + recent
 
 
 def _merge(keys: np.ndarray, values: np.ndarray, tables: list[IdTable]) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,8 @@
 """The layered event-id lookup answers exactly like a plain multimap, whatever its layers are.
 
-``EventIds`` splits its entries between a sorted base, tables frozen by checkpoint snapshots and a
-live table; snapshots are merged off the loop and adopted later, or never (a failed checkpoint).
+``EventIds`` splits its entries between a sorted base, tables frozen by checkpoint snapshots, a
+live table and the recent ids waiting for it; snapshots are merged off the loop and adopted later, or
+never (a failed checkpoint).
 Keys are drawn from a small range so that equal keys (hash collisions) happen often.
 """
 
@@ -33,9 +34,9 @@ _OPS = st.lists(
 
 
 @settings(max_examples=150, deadline=None)
-@given(ops=_OPS, probes=st.lists(_KEYS, max_size=10))
-def test_layers_answer_like_a_plain_multimap(ops, probes) -> None:
-    ids, model = EventIds(), defaultdict(list)
+@given(ops=_OPS, probes=st.lists(_KEYS, max_size=10), settle_at=st.sampled_from([1, 7, 64, event_ids._SETTLE_AT]))
+def test_layers_answer_like_a_plain_multimap(ops, probes, settle_at) -> None:
+    ids, model = EventIds(settle_at=settle_at), defaultdict(list)
     pending: list[IdsSnapshot] = []
     sequence = 1
     for op, arg in ops:
@@ -65,7 +66,7 @@ def test_layers_answer_like_a_plain_multimap(ops, probes) -> None:
 
 
 def test_a_snapshot_freezes_the_live_table_instead_of_copying_it() -> None:
-    ids = EventIds()
+    ids = EventIds(settle_at=1)
     ids.add_run(list(range(1, 5001)), 1)
     live = ids._live
     snapshot = ids.snapshot()
@@ -79,7 +80,7 @@ def test_a_snapshot_freezes_the_live_table_instead_of_copying_it() -> None:
 
 
 def test_the_next_interval_starts_with_room_for_as_many_ids_as_the_last_up_to_the_interval() -> None:
-    ids = EventIds()
+    ids = EventIds(settle_at=1)
     ids.add_run(list(range(1, 5001)), 1)  # grows from its first size on the way
     grown = ids._live.capacity
     snapshot = ids.snapshot(interval=10_000)
@@ -131,7 +132,7 @@ def test_tables_frozen_on_growth_after_a_snapshot_outlive_its_adoption(monkeypat
     """A snapshot holds the tables frozen before it; a table frozen on growth while its checkpoint is written
     is not in it, so adopting it must drop only the snapshot's tables and keep the newer one searchable."""
     monkeypatch.setattr(event_ids, "_FREEZE_AT", 500)
-    ids, model = EventIds(), defaultdict(list)
+    ids, model = EventIds(settle_at=1), defaultdict(list)
     sequence = 1
     for start in range(1, 801, 100):  # the first table (1,024 slots) froze when full
         sequence = add_keys(ids, list(range(start, start + 100)), sequence, model)
@@ -147,3 +148,27 @@ def test_tables_frozen_on_growth_after_a_snapshot_outlive_its_adoption(monkeypat
     assert len(ids) == 2300
     for key in [1, 400, 800, 10_001, 10_900, 11_500, 5_000]:
         assert ids.candidates(key) == model.get(key, []), key
+
+
+def test_recent_ids_are_found_before_they_settle_and_settle_into_the_live_table_together() -> None:
+    """New ids wait in the recent layer (placing each batch's ids in the table as it came cost ~1 us an id on
+    the event loop) and go into the live table in one step when ``settle_at`` of them are there; a snapshot
+    settles them first, so a checkpoint holds every id added before it."""
+    ids, model = EventIds(settle_at=1000), defaultdict(list)
+    empty = ids.nbytes()
+    sequence = 1
+    for start in range(1, 901, 100):
+        sequence = add_keys(ids, list(range(start, start + 100)), sequence, model)
+    sequence = add_keys(ids, [77], sequence, model)  # an id seen again while recent: both sequences kept
+    assert len(ids._live) == 0 and len(ids) == 901
+    assert ids.candidates(77) == [77, 901] and ids.candidates(900) == [900] and ids.candidates(5000) == []
+    assert ids.holds_any([5000, 450]) and not ids.holds_any([5000, 5001])
+    assert ids.nbytes() - empty >= 901 * 88, "the recent ids' objects are counted"
+    sequence = add_keys(ids, list(range(1001, 1100)), sequence, model)  # the 1,000th id settles them all
+    assert len(ids._live) == 1000 and len(ids) == 1000 and ids._recent == {}
+    assert all(ids.candidates(key) == model[key] for key in model)
+    sequence = add_keys(ids, [5000], sequence, model)
+    snapshot = ids.snapshot()
+    assert len(snapshot) == 1001 and ids._recent == {}
+    keys, values = snapshot.sorted_arrays()
+    assert sorted(zip(keys.tolist(), values.tolist())) == sorted((k, s) for k, seqs in model.items() for s in seqs)
