@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from lighthouse.errors import StoreClosed, SubscriberOverflow
@@ -56,12 +56,18 @@ class Subscription:
         self._in_runs = False
 
     # called by the store after each durable commit
-    def offer(self, events: Iterable[Event]) -> None:
+    def offer(self, events: Sequence[Event]) -> None:
+        """Buffer ``events`` (a commit's, in sequence order) for the consumer, or overflow."""
         if self._overflowed or self._closed:
             return
         matches = self._matches
         start = self._from
         taken_but_unread = self._run_end - self.delivered  # the rest of the list a one-by-one reader is in
+        if (matches is None and events and events[0][11] >= start
+                and len(self._buffer) + taken_but_unread + len(events) <= self.buffer_size):
+            self._buffer.extend(events)  # the common case in one call: every event wanted, and room for all
+            self._wakeup.set()
+            return
         for event in events:
             if event[11] >= start and (matches is None or matches(event)):
                 if len(self._buffer) + taken_but_unread >= self.buffer_size:

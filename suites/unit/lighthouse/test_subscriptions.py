@@ -349,3 +349,22 @@ def test_a_one_by_one_reader_overflows_at_its_buffer_size_counting_the_list_it_i
 
     run(scenario())
 
+
+
+def test_a_commit_is_buffered_whole_when_it_fits_and_overflows_when_one_event_does_not(
+        store_dir: Path, run, make_event) -> None:
+    """A commit's events go into the buffer in one step when all are wanted and fit; one event more than the
+    buffer holds overflows it, as when they were buffered one by one."""
+    async def scenario() -> None:
+        async with EventStore(store_dir) as store:
+            fits, too_many = store.subscribe(buffer_size=8), store.subscribe(buffer_size=7)
+            runs = [asyncio.create_task(anext(s.runs())) for s in (fits, too_many)]
+            await wait_until(lambda: store.stats().subscribers == 2, "the subscribers to go live")
+            await store.append_batch([make_event(i) for i in range(8)])
+            assert [e.sequence for e in await runs[0]] == list(range(1, 9))
+            with pytest.raises(SubscriberOverflow):
+                await runs[1]
+            await fits.aclose()
+            await too_many.aclose()
+
+    run(scenario())
