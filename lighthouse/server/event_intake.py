@@ -170,6 +170,7 @@ def _typed_events(wire: list[_WireEvent], agent_id: str, bridge_types: bool, map
         return None
     events: list[Event] = []
     mappings: list[dict[str, Any]] = []
+    prefixes: dict[str, str] = {}  # aggregate id -> its default aggregate_type, for ids with a prefix
     ordinary, bridge, client_id, now = _ORDINARY_TYPES.get, _BRIDGE_TYPES.get, _client_id, time.time
     for item in wire:  # lengths and ranges were checked by the decoder (``_WireEvent``)
         kind_name, aggregate, aggregate_type = item.event_type, item.aggregate_id, item.aggregate_type
@@ -187,7 +188,11 @@ def _typed_events(wire: list[_WireEvent], agent_id: str, bridge_types: bool, map
         elif metadata:
             mappings.append(metadata)
         if aggregate_type is None:
-            aggregate_type = default_aggregate_type(aggregate, kind)
+            aggregate_type = prefixes.get(aggregate)
+            if aggregate_type is None:
+                aggregate_type = default_aggregate_type(aggregate, kind)
+                if ":" in aggregate:  # the id's prefix, whatever the type: one string for the batch's events
+                    prefixes[aggregate] = aggregate_type
         events.append(_new(Event, (
             event_id, kind, aggregate, aggregate_type, item.correlation_id, item.causation_id, agent_id,
             now() if stamp is None else stamp, data, metadata, item.schema_version, None, None, None,
