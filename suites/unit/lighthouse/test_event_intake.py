@@ -85,8 +85,8 @@ def test_what_it_builds_is_what_the_full_path_builds(raw: dict[str, Any], princi
         assert_same_event(quick, full, raw)
 
 
-EDGE_IDS = ["e-1", "a:b", "x" * 256, "x" * 257, "é" * 256, "", "lh:1", "LH:2", "lH:3", "lh-4", "e-1\n", "/x", "é", ".x", None,
-            7, True, 1.5, ["e"]]
+EDGE_IDS = ["e-1", "a:b", "x" * 256, "x" * 257, "é" * 256, "", "lh:1", "LH:2", "lH:3", "lh-4", "e-1\n", "/x", "é",
+            ".x", None, 7, True, 1.5, ["e"]]
 EDGE_NUMBERS = [None, 0, 1, -1, 2, 2.0, 1.5, 1e15, -1e15, 1e15 + 1, 2**31 - 1, 2**31, 2**64, True, False, math.nan,
                 math.inf, "1"]
 EDGE_MAPPINGS = [None, {}, {"k": [1]}, [], "x", 1]
