@@ -9,9 +9,11 @@
   (which it keeps when frozen), so that a batch's duplicate check probes only the few ids it cannot rule out.
 - ``recent``: the newest ids, in a dict (and the runs they came in), until there are ``settle_at`` of them;
   then they go into ``live`` in one vectorised step. Placed as each batch of 100 came, they cost the
-  server ~1 us per id, a tenth of a batch append's time on the event loop; in runs of thousands, ~0.2 us.
+  server 0.5-1.1 us per id (a tenth of a batch append's time on the event loop); in runs of thousands,
+  ~0.2 us.
 
-A checkpoint snapshot freezes ``live`` (constant time, on the loop); the checkpoint thread merges
+A checkpoint snapshot settles the recent ids and freezes ``live`` (a few ms at most, on the loop); the
+checkpoint thread merges
 ``base`` and the frozen tables into new sorted arrays (numpy, off the loop), writes them, and the
 loop adopts the merged arrays as the new ``base`` and drops the tables they hold. The live table
 only ever holds the ids since the last checkpoint. A small live table grows (its entries re-placed
@@ -39,9 +41,9 @@ _SCALAR_SEARCHES = 8
 _FREEZE_AT = 1 << 15
 #: the recent ids go into the live table when there are this many (at 10,000 events/s: every 0.8 s, ~2 ms)
 _SETTLE_AT = 1 << 13
-#: what the recent layer holds beyond its dict's own table, per id (the key and sequence objects, up to 40
-#: bytes each for 63-bit values, and the key's slot in its run) and per run (the run's pair, its first
-#: sequence and the run's own header)
+#: what the recent layer holds beyond its dict's own table, per id (the key and sequence objects: 48 and 32
+#: bytes of pymalloc for a 63-bit key and a sequence; the key's slot in its run) and per run (the run's pair,
+#: its first sequence and the run's own header)
 _RECENT_BYTES_PER_ID = 88
 _RECENT_BYTES_PER_RUN = 144
 
@@ -65,7 +67,7 @@ class IdsSnapshot:
 
 
 class EventIds:
-    """Event id key (a stable 63-bit hash) -> sequences: sorted base + frozen tables + live table."""
+    """Event id key (a stable 63-bit hash) -> sequences: sorted base + frozen tables + live table + recent ids."""
 
     __slots__ = ("_keys", "_values", "_frozen", "_live", "_since_snapshot", "_settle_at", "_recent", "_recent_runs",
                  "_recent_count", "_recent_repeats")

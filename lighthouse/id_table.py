@@ -21,9 +21,6 @@ _FILTER_SHIFT = 32
 #: a filtered table's filter while it takes keys: bits per slot (about 11 per entry when full, ~8% of absent
 #: keys pass then; fewer below), kept as keys are added
 _LIVE_FILTER_BITS_PER_SLOT = 8
-#: runs of at least this many keys are placed and marked in the filter with numpy (``add_many``); shorter
-#: ones in Python, where numpy's set-up costs more than it saves (a group of 16 single appends: 20 -> 7 us)
-_VECTORISED_FROM = 64
 
 
 class IdTable:
@@ -125,40 +122,18 @@ class IdTable:
             self._filter[at >> 3] |= 1 << (at & 7)
 
     def add_run(self, keys_to_add: list[int], first_sequence: int) -> None:
-        """``add`` for consecutive sequences, with the growth check and lookups hoisted out of the loop (a long
-        run through ``add_many``)."""
-        count = len(keys_to_add)
-        if count >= _VECTORISED_FROM:
-            self.add_many(np.asarray(keys_to_add, dtype=np.int64),
-                          np.arange(first_sequence, first_sequence + count, dtype=np.uint64))
-            return
-        if self._sealed:
-            raise RuntimeError("a sealed id table is read-only")
-        while not self.has_room_for(count):
-            self._grow()
-        keys, values, mask = self._keys, self._values, self._mask
-        for at, key in enumerate(keys_to_add):
-            i = key & mask
-            while keys[i]:
-                i = (i + 1) & mask
-            keys[i] = key
-            values[i] = first_sequence + at
-        self._count += count
-        marks = self._filter
-        if marks is None:
-            return
-        filter_mask = self._filter_mask
-        for key in keys_to_add:
-            at = (key >> _FILTER_SHIFT) & filter_mask
-            marks[at >> 3] |= 1 << (at & 7)
+        """``add_many`` at consecutive sequences from ``first_sequence``."""
+        self.add_many(np.asarray(keys_to_add, dtype=np.int64),
+                      np.arange(first_sequence, first_sequence + len(keys_to_add), dtype=np.uint64))
 
     def add_many(self, keys_to_add: np.ndarray, values_to_add: np.ndarray) -> None:
         """``add`` each key (int64) with its value (uint64), placed with numpy in rounds: every key not yet
         placed tries its next slot, and of the keys trying one free slot the first takes it. A slot is never
         emptied, so every slot between a key's home and its place stays occupied: a valid linear-probing
         layout, which answers lookups as one-by-one adds would. In a large table every slot read is a cache
-        miss, which a Python loop waits out one at a time and numpy overlaps (16,384 keys: ~0.2 us each,
-        where runs of 100 placed partly in Python took 0.4-0.7 us)."""
+        miss, which a Python loop waits out one at a time and numpy overlaps (thousands of keys: ~0.2 us each,
+        where runs of 100 placed partly in Python took 0.4-0.7 us, and up to 1.1 in the server). Each round's
+        keys are counted as they are placed: an error part-way (out of memory) leaves the count true."""
         if self._sealed:
             raise RuntimeError("a sealed id table is read-only")
         count = len(keys_to_add)
@@ -177,11 +152,11 @@ class IdTable:
                 won = free[first]
                 slot_keys[at[won]] = keys_to_add[waiting[won]]
                 slot_values[at[won]] = values_to_add[waiting[won]]
+                self._count += len(won)
                 left = np.ones(len(waiting), dtype=np.bool_)
                 left[won] = False
                 waiting, at = waiting[left], at[left]
             at = (at + 1) & self._mask
-        self._count += count
         if self._filter is not None:
             self._mark(keys_to_add)
 

@@ -138,6 +138,16 @@ class _SharedFrame:
 #: of 200-byte payloads: 44 -> 24 us). For other values (dataclasses, sets, datetimes...) it would write
 #: what the packer refuses, so appends from Python keep the packer.
 _encode_wire_record = msgspec.msgpack.Encoder().encode
+_WIRE_REFUSALS = (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError)
+
+
+def _wire_record(fields: tuple[Any, ...]) -> bytes | None:
+    """``fields`` packed by ``_encode_wire_record``, or None where it refuses them: the packer then says why
+    (or packs what msgspec cannot, e.g. a MessagePack body's extension types)."""
+    try:
+        return _encode_wire_record(fields)
+    except _WIRE_REFUSALS:
+        return None
 
 
 def _read_back(packed: bytes) -> None:
@@ -169,11 +179,16 @@ class WritePath(StoreState):
             return Event.from_dict(event)
         raise InvalidEvent(f"expected an Event, got {type(event).__name__}")
 
-    def _encode(self, event: Event, *, read_back: bool = True) -> bytes:
+    def _encode(self, event: Event, *, from_wire: bool = False) -> bytes:
+        """The event's record, refused with the reason if it cannot be written (or read back, unless
+        ``from_wire``: see ``append_batch``)."""
+        fields = event[:CLIENT_FIELD_COUNT]  # as client_record() packs (see _encode_batch)
         try:
-            record = self._packer.pack(event[:CLIENT_FIELD_COUNT])  # as client_record() packs (see _encode_batch)
-            if read_back:
-                _read_back(record)
+            record = _wire_record(fields) if from_wire else None
+            if record is None:
+                record = self._packer.pack(fields)
+                if not from_wire:
+                    _read_back(record)
         except MemoryError:
             raise ResourceExhausted("out of memory while encoding the event") from None
         except (TypeError, ValueError, OverflowError, msgpack.ExtraData, msgpack.StackError) as exc:
@@ -190,20 +205,19 @@ class WritePath(StoreState):
     def _encode_batch(self, events: list[Event], *, from_wire: bool = False) -> list[bytes]:
         """Every event's record, validated as ``_encode`` does but in bulk: one pack per event and one
         read-back of the whole batch (none ``from_wire``, which packs with ``_encode_wire_record``); any
-        failure re-encodes one by one with the packer to raise the event's own error."""
-        read_back = not from_wire
+        failure re-encodes one by one to raise the event's own error."""
         pack = _encode_wire_record if from_wire else self._packer.pack
         try:  # the tuple's first fields pack as client_record() does (an EventType packs as its value), cheaper
             records = [pack(event[:CLIENT_FIELD_COUNT]) for event in events]
-            if read_back:
+            if not from_wire:
                 _read_back(self._packer.pack_array_header(len(records)) + b"".join(records))
         except MemoryError:
             raise ResourceExhausted("out of memory while encoding the batch") from None
         except (TypeError, ValueError, OverflowError, RecursionError, msgpack.ExtraData, msgpack.StackError,
                 msgspec.EncodeError):
-            return [self._encode(event, read_back=read_back) for event in events]
+            return [self._encode(event, from_wire=from_wire) for event in events]
         if max(map(len, records)) > MAX_EVENT_BYTES:
-            return [self._encode(event, read_back=read_back) for event in events]
+            return [self._encode(event, from_wire=from_wire) for event in events]
         return records
 
     def _check_writable(self) -> None:
@@ -217,7 +231,7 @@ class WritePath(StoreState):
         """Append one event; returns the stored copy once it is durable. ``from_wire``: see ``append_batch``."""
         self._check_writable()
         event = self._normalise(event)
-        record = self._encode(event, read_back=not from_wire)
+        record = self._encode(event, from_wire=from_wire)
         expected = None
         if expected_version is not None:
             if isinstance(expected_version, bool) or not isinstance(expected_version, int) or expected_version < 0:
@@ -250,7 +264,9 @@ class WritePath(StoreState):
         MessagePack decoder that refuses other map keys, produced: every map key a string (or bytes). Such
         records always read back, so the read-back, whose one catch is a container used as a map key
         (packed as an array, unhashable when read), is skipped: ``lighthouse serve`` passes it for request
-        bodies, where the read-back was 8.5% of the event loop's busy time at 10,000 events/s."""
+        bodies, where the read-back was 8.5% of the event loop's busy time at 10,000 events/s. They are
+        packed by msgspec, which writes the packer's bytes for such values at half its cost, and converts
+        what the packer would refuse (a set, a datetime): the flag is for decoded bodies only."""
         self._check_writable()
         if isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Sequence):
             raise InvalidEvent("a batch must be a list of events")

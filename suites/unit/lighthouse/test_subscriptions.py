@@ -350,7 +350,6 @@ def test_a_one_by_one_reader_overflows_at_its_buffer_size_counting_the_list_it_i
     run(scenario())
 
 
-
 def test_a_commit_is_buffered_whole_when_it_fits_and_overflows_when_one_event_does_not(
         store_dir: Path, run, make_event) -> None:
     """A commit's events go into the buffer in one step when all are wanted and fit; one event more than the
