@@ -213,8 +213,7 @@ class WritePath(StoreState):
                 _read_back(self._packer.pack_array_header(len(records)) + b"".join(records))
         except MemoryError:
             raise ResourceExhausted("out of memory while encoding the batch") from None
-        except (TypeError, ValueError, OverflowError, RecursionError, msgpack.ExtraData, msgpack.StackError,
-                msgspec.EncodeError):
+        except (*_WIRE_REFUSALS, msgpack.ExtraData, msgpack.StackError):
             return [self._encode(event, from_wire=from_wire) for event in events]
         if max(map(len, records)) > MAX_EVENT_BYTES:
             return [self._encode(event, from_wire=from_wire) for event in events]
