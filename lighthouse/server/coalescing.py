@@ -62,5 +62,14 @@ class CoalescingTransport:
         self.flush()
         self._transport.close()
 
+    # The calls made for every request (uvicorn's protocol and ``limits`` ask ``is_closing`` three or four
+    # times per answer) are forwarded directly: through ``__getattr__`` each costs a failed attribute lookup
+    # first, ~0.5 us instead of 0.04.
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
