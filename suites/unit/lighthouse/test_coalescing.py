@@ -89,3 +89,17 @@ def test_close_sends_what_is_held_and_abort_drops_it(run) -> None:
         assert other.aborted and other.writes == []
 
     run(scenario())
+
+
+def test_the_per_request_queries_are_the_wrapped_transports_answers() -> None:
+    """``is_closing`` and ``get_extra_info`` are defined on the wrapper (the hot path skips ``__getattr__``),
+    and still answer exactly as the wrapped transport does, the default included."""
+    raw = RecordingTransport()
+    raw._extra = {"peername": ("127.0.0.1", 5555)}  # what asyncio's transports hand to get_extra_info
+    transport = CoalescingTransport(raw)
+    assert {"is_closing", "get_extra_info"} <= set(vars(CoalescingTransport))
+    assert transport.is_closing() is False
+    assert transport.get_extra_info("peername") == ("127.0.0.1", 5555)
+    assert transport.get_extra_info("sockname", "none") == "none"
+    raw.close()
+    assert transport.is_closing() is True
