@@ -24,7 +24,7 @@ from lighthouse.framing import (
     verify_frame,
 )
 
-__all__ = ["Damage", "SegmentScan", "scan_segment"]
+__all__ = ["Damage", "SegmentScan", "holds_a_valid_frame", "scan_segment"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +68,11 @@ def _all_zero(buf: Any, start: int, end: int) -> bool:
         if chunk != _ZEROS[: len(chunk)]:
             return False
     return True
+
+
+def holds_a_valid_frame(buf: Any, start: int = 0) -> bool:
+    """Whether any verified frame begins at or after ``start`` (a resync scan, as after corruption)."""
+    return _next_valid_frame(buf, start) is not None
 
 
 def _next_valid_frame(buf: Any, start: int) -> tuple[int, FrameHeader] | None:

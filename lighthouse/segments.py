@@ -30,7 +30,7 @@ from lighthouse.framing import (
     verify_frame,
 )
 from lighthouse.models import Event
-from lighthouse.recovery import Damage, SegmentScan, scan_segment
+from lighthouse.recovery import Damage, SegmentScan, holds_a_valid_frame, scan_segment
 
 __all__ = [
     "FrameReader",
@@ -95,8 +95,14 @@ def scan_directory(
             header_first = parse_segment_header(buf[:SEGMENT_HEADER]) if len(buf) >= SEGMENT_HEADER else None
             name_first = int(seg_path.stem)
             is_last = i == len(segments) - 1
-            if len(buf) < SEGMENT_HEADER and is_last:
-                # A segment whose header never reached the disk: nothing in it was ever acknowledged.
+            resumed_inside = i == first_segment and resume_at > SEGMENT_HEADER  # a checkpoint saw its frames
+            if is_last and (len(buf) < SEGMENT_HEADER or (
+                not resumed_inside and header_first != name_first and not holds_a_valid_frame(buf)
+            )):
+                # A segment whose header never reached the disk: nothing in it was ever acknowledged (frames
+                # are written only after the header's sync). A crash between the file's creation and that
+                # sync, then a torn write, can leave bytes that fill the header's place: without a single
+                # verified frame after them they are that torn write, not a damaged header.
                 scan = SegmentScan(next_sequence=expected, truncate_at=0)
                 scan.damage.append(Damage(seg_path.name, 0, len(buf), "torn_tail"))
             else:

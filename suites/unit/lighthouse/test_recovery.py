@@ -169,6 +169,51 @@ def test_new_segment_torn_before_its_first_frame(tmp_path: Path, run, disk, keep
     run(check())
 
 
+@pytest.mark.parametrize(("keep_bytes", "garbage_bytes"), [(0, 40), (0, 200), (10, 60)],
+                         ids=["empty+40", "empty+200", "partial-10+60"])
+def test_new_segment_killed_before_its_header_then_torn(tmp_path: Path, run, disk, keep_bytes: int,
+                                                       garbage_bytes: int) -> None:
+    """A kill between a new segment's creation and its header's write, then a torn write's garbage where the
+    header belongs (what the restart campaign's sigkill + tail tear produced under load): no frame can have been
+    acknowledged there, so it is a torn tail (cut, header rewritten), not a damaged header."""
+    directory = tmp_path / "s"
+    stored = run(fill(directory, [1] * 12, data_bytes=900, segment_bytes=4096))
+    last = disk.segments(directory)[-1]
+    kept = [e for e in stored if e.sequence < int(last.stem)]
+    disk.truncate(last, keep_bytes)
+    with open(last, "ab") as handle:
+        handle.write(random.Random(garbage_bytes).randbytes(garbage_bytes))
+
+    async def check() -> None:
+        async with EventStore(directory, segment_bytes=4096) as store:
+            assert [d["kind"] for d in store.health().damage] == ["torn_tail"]
+            assert store.health().state == HealthState.HEALTHY
+            await assert_readable(store, kept)
+            fresh = await store.append(Event(EventType.CUSTOM, aggregate_id="a"))
+            assert fresh.sequence == len(kept) + 1
+        async with EventStore(directory, segment_bytes=4096) as store:
+            assert [d["kind"] for d in store.health().damage if d["kind"] != "torn_tail"] == []
+            await assert_readable(store, [*kept, fresh])
+
+    run(check())
+
+
+def test_a_garbage_header_before_verified_frames_is_still_damage(tmp_path: Path, run, disk) -> None:
+    """The torn-creation reading needs an empty rest: a newest segment whose header is garbage but whose frames
+    verify held acknowledged events, so its header is reported (and its frames kept)."""
+    directory = tmp_path / "s"
+    stored = run(fill(directory, [1, 1, 1]))
+    segment = disk.last_segment(directory)
+    disk.overwrite(segment, 0, random.Random(7).randbytes(32))
+
+    async def check() -> None:
+        async with EventStore(directory) as store:
+            await assert_readable(store, stored)
+            assert [d["kind"] for d in store.health().damage] == ["bad_segment_header"]
+
+    run(check())
+
+
 # ----------------------------------------------------------------------------------- corruption in the middle
 
 
