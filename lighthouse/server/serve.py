@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,15 @@ _log = logging.getLogger("lighthouse.server")
 #: The price: an object dropped inside a reference cycle waits longer for the collector, so what the server
 #: drops steadily must not hold one (the alert window reuses its HdrHistograms for that reason).
 YOUNG_COLLECTION_THRESHOLD = 50_000
+
+#: How long the event loop's thread may hold the GIL while the store's I/O thread waits for it (CPython's
+#: default is 5 ms). The I/O thread needs the GIL back after each of a group's system calls (the fencing
+#: ``stat``, ``pwrite``, ``fdatasync``) and the loop releases it on its own only when it runs out of work,
+#: so under load a group's write and sync waited for the loop to go idle instead of overlapping its work.
+#: At 50 us (interleaved A/B, 4 rounds, 32 connections, fsync): pooled p99 of single appends 8.5-9.9 ms ->
+#: 6.9-8.2 ms and +3% events/s, batches of 100 +4.5% events/s; the I/O thread's CPU 15% -> 20% of a core
+#: (more hand-overs), the loop's cost per request unchanged.
+GIL_SWITCH_INTERVAL_S = 50e-6
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -127,13 +137,14 @@ async def _serve_store(store: EventStore, data_dir: str | os.PathLike[str], *, s
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
     while not server.started and not task.done():
         await asyncio.sleep(0.01)
-    thresholds = gc.get_threshold()
+    thresholds, switch_interval = gc.get_threshold(), sys.getswitchinterval()
     if server.started:
         # Everything alive now (modules, the store's index, the app) lives as long as the process:
         # moving it out of the collector's reach keeps full collections, and so request tails, short.
         gc.collect()
         gc.freeze()
         gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *thresholds[1:])
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         bound_host, bound_port = sock.getsockname()[:2]
         _log.warning("lighthouse serving %s on http://%s:%d", data_dir, bound_host, bound_port)
         if ready_file is not None:
@@ -141,7 +152,10 @@ async def _serve_store(store: EventStore, data_dir: str | os.PathLike[str], *, s
     try:
         await task
     finally:
-        gc.set_threshold(*thresholds)  # the process may go on without the server (serve() awaited in a test)
+        # The process may go on without the server (serve() awaited in a test): as it was before.
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+        sys.setswitchinterval(switch_interval)
         sock.close()
     if server.started is False and task.exception() is None:
         raise RuntimeError("the server failed to start (see the log above)")
