@@ -104,7 +104,7 @@ bench: $(STAMP)
 # ADR-004 over the wire: SOAK_RATE events/s from SOAK_AGENTS Locust agents into `lighthouse serve` for SOAK,
 # judged on pooled percentiles, the history check and the server's RSS slope (report: reports/soak-http/).
 # Batches of 100 by default, as `make soak` sends: buffering agents. SOAK_BATCH=1 sends single appends, which
-# top out near 8,000/s over HTTP on a 2-core machine that also runs Locust (benchmarks/http_bench.py).
+# reach 7,000-10,700/s on a 2-core machine with benchmarks/http_bench.py's light clients, less beside Locust.
 SOAK_RATE ?= 10000
 SOAK_AGENTS ?= 100
 SOAK_BATCH ?= 100
