@@ -51,9 +51,9 @@ YOUNG_COLLECTION_THRESHOLD = 50_000
 #: default is 5 ms). The I/O thread needs the GIL back after each of a group's system calls (the fencing
 #: ``stat``, ``pwrite``, ``fdatasync``) and the loop releases it on its own only when it runs out of work,
 #: so under load a group's write and sync waited for the loop to go idle instead of overlapping its work.
-#: At 50 us (interleaved A/B, 4 rounds, 32 connections, fsync): pooled p99 of single appends 8.5-9.9 ms ->
-#: 6.9-8.2 ms and +3% events/s, batches of 100 +4.5% events/s; the I/O thread's CPU 15% -> 20% of a core
-#: (more hand-overs), the loop's cost per request unchanged.
+#: At 50 us (benchmarks/http_bench.py, 32 connections, fsync, interleaved A/B): batches of 100 +5-11% events/s
+#: (3 rounds), pooled p99 of single appends 8.5-9.9 ms -> 6.9-8.2 ms and +3% events/s (4 rounds); the I/O
+#: thread's CPU 15% -> 20% of a core (more hand-overs), the loop's CPU per request unchanged (110-112 us).
 GIL_SWITCH_INTERVAL_S = 50e-6
 
 
@@ -138,7 +138,8 @@ async def _serve_store(store: EventStore, data_dir: str | os.PathLike[str], *, s
     while not server.started and not task.done():
         await asyncio.sleep(0.01)
     thresholds, switch_interval = gc.get_threshold(), sys.getswitchinterval()
-    if server.started:
+    tuned = bool(server.started)
+    if tuned:
         # Everything alive now (modules, the store's index, the app) lives as long as the process:
         # moving it out of the collector's reach keeps full collections, and so request tails, short.
         gc.collect()
@@ -153,7 +154,8 @@ async def _serve_store(store: EventStore, data_dir: str | os.PathLike[str], *, s
         await task
     finally:
         # The process may go on without the server (serve() awaited in a test): as it was before.
-        gc.unfreeze()
+        if tuned:
+            gc.unfreeze()  # only what this froze: nothing when the server never started
         gc.set_threshold(*thresholds)
         sys.setswitchinterval(switch_interval)
         sock.close()
