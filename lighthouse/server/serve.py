@@ -51,9 +51,9 @@ YOUNG_COLLECTION_THRESHOLD = 50_000
 #: default is 5 ms). The I/O thread needs the GIL back after each of a group's system calls (the fencing
 #: ``stat``, ``pwrite``, ``fdatasync``) and the loop releases it on its own only when it runs out of work,
 #: so under load a group's write and sync waited for the loop to go idle instead of overlapping its work.
-#: At 50 us (benchmarks/http_bench.py, 32 connections, fsync, interleaved A/B): batches of 100 +5-11% events/s
-#: (3 rounds), pooled p99 of single appends 8.5-9.9 ms -> 6.9-8.2 ms and +3% events/s (4 rounds); the I/O
-#: thread's CPU 15% -> 20% of a core (more hand-overs), the loop's CPU per request unchanged (110-112 us).
+#: At 50 us (benchmarks/http_bench.py, 32 connections, fsync, this code against its parent interleaved, 3
+#: rounds): batches of 100 +5-11% events/s (pooled p99 37.0-40.7 -> 32.8-38.2 ms), single appends +0-6% (p99
+#: unchanged, 6-6.7 ms); the I/O thread's CPU 15% -> 20% of a core, the loop's per request unchanged (110-112 us).
 GIL_SWITCH_INTERVAL_S = 50e-6
 
 
