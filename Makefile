@@ -104,7 +104,7 @@ bench: $(STAMP)
 # ADR-004 over the wire: SOAK_RATE events/s from SOAK_AGENTS Locust agents into `lighthouse serve` for SOAK,
 # judged on pooled percentiles, the history check and the server's RSS slope (report: reports/soak-http/).
 # Batches of 100 by default, as `make soak` sends: buffering agents. SOAK_BATCH=1 sends single appends; on a
-# 2-core machine benchmarks/http_bench.py's light clients reach 6,000-14,400 of those per second (32-128
+# 2-core machine benchmarks/http_bench.py's light clients reach 4,400-14,400 of those per second (32-128
 # connections, depending on the machine's speed that hour), so 10,000/s beside Locust may not be reached.
 SOAK_RATE ?= 10000
 SOAK_AGENTS ?= 100
