@@ -15,7 +15,6 @@ import errno
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from lighthouse import EventStore
@@ -23,12 +22,10 @@ from lighthouse.checkpoint import (
     _REPLACED_NAME,
     CHECKPOINT_NAME,
     NEXT_CHECKPOINT_NAME,
-    IndexCheckpoint,
-    SortedIds,
     load_checkpoint,
     write_checkpoint,
 )
-from lighthouse.id_table import IdTable
+from suites.unit.lighthouse.checkpoint_copies import in_memory
 
 pytestmark = pytest.mark.ci
 
@@ -175,23 +172,6 @@ def test_without_hard_links_the_replaced_checkpoint_is_deleted_as_before(
     assert _loaded_rows(store_dir) == 3 * BATCH
 
 
-def _in_memory(path: Path) -> IndexCheckpoint:
-    """The checkpoint in ``path``, its arrays copied out of the mapping (which is closed)."""
-    loaded = load_checkpoint(path)
-    keys, values, count = loaded.versions.buffers()
-    copy = IndexCheckpoint(
-        next_seq=loaded.next_seq, last_recorded_at=loaded.last_recorded_at, segments=loaded.segments,
-        last_frame=loaded.last_frame, voided=loaded.voided, damage=loaded.damage,
-        quarantined_bytes=loaded.quarantined_bytes,
-        columns={name: [np.array(column)] for name, column in loaded.columns.items()},
-        ids=SortedIds(*(np.array(a) for a in loaded.ids.sorted_arrays())),
-        versions=IdTable.from_buffers(memoryview(bytearray(keys)).cast("q"), memoryview(bytearray(values)).cast("Q"), count),
-    )
-    del loaded.columns, loaded.ids, loaded.versions
-    assert loaded.mapping is not None and loaded.mapping.close()
-    return copy
-
-
 def test_a_shorter_checkpoint_written_over_a_longer_one_loads(tmp_path: Path, run, make_event) -> None:
     checkpoints = {}
     for events in (1000, 10):
@@ -202,7 +182,7 @@ def test_a_shorter_checkpoint_written_over_a_longer_one_loads(tmp_path: Path, ru
                 await store.append_batch([make_event(n) for n in range(events)])
 
         run(fill())
-        checkpoints[events] = _in_memory(source)
+        checkpoints[events] = in_memory(source)
     target = tmp_path / "target"
     target.mkdir()
     assert write_checkpoint(target, checkpoints[1000]) is None
