@@ -21,7 +21,7 @@ def in_memory(path: Path, *, parts: int = 1) -> IndexCheckpoint:
         next_seq=loaded.next_seq, last_recorded_at=loaded.last_recorded_at, segments=loaded.segments,
         last_frame=loaded.last_frame, voided=loaded.voided, damage=loaded.damage,
         quarantined_bytes=loaded.quarantined_bytes,
-        columns={name: [part.copy() for part in np.array_split(np.array(column), parts)]
+        columns={name: [part.copy() for part in np.array_split(column, parts)]
                  for name, column in loaded.columns.items()},
         ids=SortedIds(*(np.array(a) for a in loaded.ids.sorted_arrays())),
         versions=IdTable.from_buffers(memoryview(bytearray(keys)).cast("q"), memoryview(bytearray(values)).cast("Q"), count),
